@@ -1,0 +1,52 @@
+# The commands of the project. `make demo` shows it all; `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    ?= .venv
+PYTHON  := $(VENV)/bin/python
+STAMP   := $(VENV)/.requirements.stamp
+JARS    := build/jars/.resolved.stamp
+PYTEST_ARGS ?=
+
+.PHONY: help setup up down status schema test test-fast lint ingest viewer streaming aggregate demo stop bench clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP) $(JARS) ## create the virtualenv, install Python packages, resolve the jars
+
+$(STAMP): requirements.txt
+	@test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(JARS): local_stack/jvm/pom.xml local_stack/jvm/kafka/pom.xml local_stack/jvm/cassandra/pom.xml local_stack/jvm/spark/pom.xml $(STAMP)
+	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed to resolve the jars: apt-get install maven"; exit 1; }
+	$(PYTHON) -m local_stack check-versions
+	rm -rf build/jars && mvn -B -q -f local_stack/jvm/pom.xml package
+	@touch $@
+
+up: setup ## start the local Kafka and Cassandra, apply the schema, create the topic
+	$(PYTHON) -m local_stack up
+
+down: ## stop the local Kafka and Cassandra
+	@if [ -x $(PYTHON) ]; then $(PYTHON) -m local_stack down; fi
+
+status: ## show what runs and its memory
+	$(PYTHON) -m local_stack status
+
+schema: setup ## apply the CQL schema and create the topic (on the configured clusters)
+	$(PYTHON) -m orderlog.schema apply
+
+test: setup ## run every test (starts the local stack if needed, stops what it started)
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup ## only the unit tests (no servers)
+	$(PYTHON) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: setup ## ruff
+	$(VENV)/bin/ruff check .
+
+clean: down ## remove the virtualenv, the jars and all local data
+	rm -rf $(VENV) build var

@@ -1,0 +1,1 @@
+"""The Spark jobs: `streaming` (Kafka -> Cassandra) and `aggregate` (the nightly batch)."""

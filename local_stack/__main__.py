@@ -1,0 +1,82 @@
+"""python -m local_stack up|down|status|logs: the local Kafka and Cassandra.
+
+    up      start Kafka and Cassandra (if not running), wait until both answer,
+            apply the CQL schema and create the topic
+    down    stop both; no process of theirs is left behind
+    status  what runs, whether it answers, its memory and log
+    logs    the last lines of a server's log
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from local_stack.stack import StackConfig, StackError, down, status, tail, up, servers
+
+
+def check_versions() -> None:
+    """The Kafka source jar is built for one Spark version: it must be pyspark's."""
+    import re
+    from importlib.metadata import version
+    from pathlib import Path
+
+    pom = (Path(__file__).parent / "jvm" / "pom.xml").read_text()
+    match = re.search(r"<spark.version>([^<]+)</spark.version>", pom)
+    pom_version = match.group(1) if match else "?"
+    installed = version("pyspark")
+    if installed != pom_version:
+        raise StackError(
+            f"pyspark {installed} is installed but local_stack/jvm/pom.xml pins Spark {pom_version}: "
+            "make them equal (requirements.txt and spark.version)"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    up_cmd = sub.add_parser("up", help="start the servers and apply the schema")
+    up_cmd.add_argument("--only", choices=["kafka", "cassandra"], help="start only this server")
+    up_cmd.add_argument("--no-schema", action="store_true", help="do not apply the schema or create the topic")
+    down_cmd = sub.add_parser("down", help="stop the servers")
+    down_cmd.add_argument("--only", choices=["kafka", "cassandra"], help="stop only this server")
+    sub.add_parser("status", help="show what runs")
+    sub.add_parser("check-versions", help="check that pyspark matches the Spark version of the pom")
+    logs_cmd = sub.add_parser("logs", help="show the end of a server's log")
+    logs_cmd.add_argument("server", choices=["kafka", "cassandra"])
+    logs_cmd.add_argument("-n", "--lines", type=int, default=40)
+    args = parser.parse_args(argv)
+
+    try:
+        config = StackConfig.from_env()
+        if args.command == "up":
+            names = [args.only] if args.only else None
+            up(config, names)
+            if not args.no_schema and not args.only:
+                from orderlog.schema import apply_cql, create_topic
+
+                apply_cql(config.settings)
+                created = create_topic(config.settings)
+                print(
+                    f"schema applied to keyspace {config.settings.cassandra_keyspace}; topic "
+                    f"{config.settings.kafka_topic} {'created' if created else 'exists'}"
+                )
+        elif args.command == "down":
+            down(config, [args.only] if args.only else None)
+        elif args.command == "status":
+            states = status(config)
+            for state in states:
+                print(state.line())
+            return 0 if all(s.running and s.answering for s in states) else 3
+        elif args.command == "check-versions":
+            check_versions()
+        elif args.command == "logs":
+            print(tail(servers(config)[args.server].log_file, args.lines))
+    except StackError as exc:
+        print(f"local_stack: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

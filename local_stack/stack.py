@@ -1,0 +1,631 @@
+"""Starts, checks and stops a real single-node Kafka (KRaft) and a real single-node
+Cassandra 5.0 on 127.0.0.1, as plain JVM processes run from the jars that
+`make setup` resolved from Maven Central into build/jars/.
+
+Everything a server writes (data, logs, generated config, pid file) lives under one
+folder, var/stack/ by default. `up` is idempotent and waits until each server really
+answers (a Kafka metadata request, a CQL query); `down` stops every process it started.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+from orderlog.config import Settings, load_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+# The flags of Cassandra's own conf/jvm17-server.options (cassandra-5.0 branch):
+# Cassandra reaches into JDK internals that Java 17 closes by default.
+CASSANDRA_JAVA17_FLAGS = [
+    "-Djdk.attach.allowAttachSelf=true",
+    "--add-exports", "java.base/jdk.internal.misc=ALL-UNNAMED",
+    "--add-exports", "java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
+    "--add-exports", "java.rmi/sun.rmi.registry=ALL-UNNAMED",
+    "--add-exports", "java.rmi/sun.rmi.server=ALL-UNNAMED",
+    "--add-exports", "java.sql/java.sql=ALL-UNNAMED",
+    "--add-exports", "java.base/java.lang.ref=ALL-UNNAMED",
+    "--add-exports", "jdk.unsupported/sun.misc=ALL-UNNAMED",
+    "--add-exports", "jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED",
+    "--add-exports", "jdk.attach/sun.tools.attach=ALL-UNNAMED",
+    "--add-opens", "java.base/java.lang.module=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.loader=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.reflect=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.math=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.module=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.util.jar=ALL-UNNAMED",
+    "--add-opens", "jdk.management/com.sun.management.internal=ALL-UNNAMED",
+    "--add-opens", "java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens", "java.base/java.io=ALL-UNNAMED",
+    "--add-opens", "java.base/java.lang.reflect=ALL-UNNAMED",
+    "--add-opens", "jdk.compiler/com.sun.tools.javac=ALL-UNNAMED",
+    "--add-opens", "java.base/java.lang=ALL-UNNAMED",
+    "--add-opens", "java.base/java.util=ALL-UNNAMED",
+    "-Dio.netty.tryReflectionSetAccessible=true",
+    "-Dio.netty.allocator.useCacheForAllThreads=true",
+    "-Dio.netty.allocator.maxOrder=11",
+]
+
+
+class StackError(RuntimeError):
+    """Something stopped the stack; the message says what and how to fix it."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    root: Path
+    jars_dir: Path
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_partitions: int = 3
+    kafka_heap: str = "512m"
+    cassandra_port: int = 9042
+    cassandra_storage_port: int = 7000
+    cassandra_jmx_port: int = 7199
+    cassandra_heap: str = "1g"
+    kafka_start_timeout: float = 90.0
+    cassandra_start_timeout: float = 240.0
+    settings: Settings = field(default_factory=load_settings, compare=False)
+
+    @classmethod
+    def from_env(cls, settings: Settings | None = None, environ: dict[str, str] | None = None) -> StackConfig:
+        """Ports follow the pipeline's configuration (so one variable moves both the
+        server and its clients); the rest comes from ORDERLOG_STACK_* variables."""
+        env = dict(os.environ if environ is None else environ)
+        settings = settings or load_settings(env)
+        kafka_host, _, kafka_port = settings.kafka_bootstrap_list[0].rpartition(":")
+        if kafka_host not in ("127.0.0.1", "localhost"):
+            raise StackError(
+                f"ORDERLOG_KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} points at a "
+                "remote cluster; the local stack only runs on 127.0.0.1"
+            )
+
+        def env_int(name: str, default: int) -> int:
+            raw = env.get(f"ORDERLOG_STACK_{name}")
+            if raw is None:
+                return default
+            try:
+                return int(raw)
+            except ValueError:
+                raise StackError(f"ORDERLOG_STACK_{name}={raw!r} is not an integer") from None
+
+        root = Path(env.get("ORDERLOG_STACK_DIR", str(PROJECT_ROOT / settings.var_dir / "stack")))
+        return cls(
+            root=root.resolve(),
+            jars_dir=Path(env.get("ORDERLOG_JARS_DIR", str(PROJECT_ROOT / "build" / "jars"))).resolve(),
+            kafka_port=int(kafka_port),
+            kafka_controller_port=env_int("KAFKA_CONTROLLER_PORT", 9093),
+            kafka_partitions=settings.kafka_topic_partitions,
+            kafka_heap=env.get("ORDERLOG_STACK_KAFKA_HEAP", "512m"),
+            cassandra_port=settings.cassandra_port,
+            cassandra_storage_port=env_int("CASSANDRA_STORAGE_PORT", 7000),
+            cassandra_jmx_port=env_int("CASSANDRA_JMX_PORT", 7199),
+            cassandra_heap=env.get("ORDERLOG_STACK_CASSANDRA_HEAP", "1g"),
+            settings=settings,
+        )
+
+
+@dataclass
+class ServerStatus:
+    name: str
+    running: bool
+    pid: int | None
+    answering: bool
+    rss_mb: float | None
+    ports: list[int]
+    log: Path
+
+    def line(self) -> str:
+        if not self.running:
+            return f"{self.name:<10} stopped"
+        state = "ready" if self.answering else "not answering"
+        rss = f"{self.rss_mb:.0f} MiB RSS" if self.rss_mb is not None else "?"
+        ports = ",".join(str(p) for p in self.ports)
+        return f"{self.name:<10} {state:<13} pid {self.pid:<8} 127.0.0.1:{ports:<12} {rss}  log {self.log}"
+
+
+class Server:
+    """One JVM server: how to write its config, start it, and tell that it answers."""
+
+    name: str
+    main_class: str
+
+    def __init__(self, config: StackConfig):
+        self.config = config
+        self.home = config.root / self.name
+        self.pid_file = self.home / f"{self.name}.pid"
+        self.log_file = self.home / "logs" / f"{self.name}.log"
+
+    # What subclasses provide
+    def ports(self) -> list[int]:
+        raise NotImplementedError
+
+    def prepare(self, java: str) -> None:
+        """Write config files and initialise storage on a first start."""
+
+    def jvm_args(self) -> list[str]:
+        raise NotImplementedError
+
+    def program_args(self) -> list[str]:
+        return []
+
+    def answers(self) -> bool:
+        raise NotImplementedError
+
+    def start_timeout(self) -> float:
+        raise NotImplementedError
+
+    # Shared behaviour
+    def classpath(self) -> str:
+        jars = self.config.jars_dir / self.name
+        if not jars.is_dir() or not any(jars.glob("*.jar")):
+            raise StackError(f"no {self.name} jars in {jars}: run `make setup` first")
+        return str(jars / "*")
+
+    def pid(self) -> int | None:
+        """The pid of our running server, or None (a stale pid file is ignored)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            return None
+        # A recycled pid belongs to some other process: only trust our own command line.
+        if self.main_class in cmdline and str(self.home) in cmdline:
+            return pid
+        return None
+
+    def status(self) -> ServerStatus:
+        pid = self.pid()
+        return ServerStatus(
+            name=self.name,
+            running=pid is not None,
+            pid=pid,
+            answering=pid is not None and self.answers(),
+            rss_mb=_rss_mb(pid) if pid else None,
+            ports=self.ports(),
+            log=self.log_file,
+        )
+
+    def start(self, java: str) -> bool:
+        """Starts the server unless it runs; waits until it answers. True if started."""
+        if self.pid() is not None:
+            if not _wait_for(self.answers, self.start_timeout(), lambda: self.pid() is not None):
+                raise StackError(f"{self.name} runs (pid {self.pid()}) but does not answer; see {self.log_file}")
+            return False
+        for port in self.ports():
+            if _port_in_use(port):
+                raise StackError(
+                    f"cannot start {self.name}: port {port} on 127.0.0.1 is already in use by "
+                    f"another process ({_port_owner(port)}). Stop it, or move {self.name} with "
+                    f"{self.port_variable(port)}."
+                )
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.prepare(java)
+        command = [java, *self.jvm_args(), "-cp", self.classpath(), self.main_class, *self.program_args()]
+        with open(self.log_file, "ab") as log:
+            log.write(f"\n==== starting {self.name}: {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n".encode())
+            log.flush()
+            # A session of its own: `down` can signal the whole process group, and the
+            # server is not killed by a Ctrl-C meant for the command that started it.
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.home,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(str(process.pid))
+        alive = lambda: process.poll() is None  # noqa: E731
+        if not _wait_for(self.answers, self.start_timeout(), alive):
+            code = process.poll()
+            if code is None:
+                self.stop()
+                reason = f"did not answer within {self.start_timeout():.0f} s"
+            else:
+                self.pid_file.unlink(missing_ok=True)
+                reason = f"exited with code {code} while starting"
+            raise StackError(f"{self.name} {reason}. Last lines of {self.log_file}:\n{tail(self.log_file)}")
+        return True
+
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Stops the server (SIGTERM, then SIGKILL after timeout). True if it was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def kill(self) -> None:
+        """kill -9, for fault tests: no clean shutdown."""
+        pid = self.pid()
+        if pid is not None:
+            _signal_group(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.05)
+
+    def port_variable(self, port: int) -> str:
+        return "its ORDERLOG_* port variable"
+
+
+class Kafka(Server):
+    name = "kafka"
+    main_class = "kafka.Kafka"
+
+    def ports(self) -> list[int]:
+        return [self.config.kafka_port, self.config.kafka_controller_port]
+
+    def port_variable(self, port: int) -> str:
+        if port == self.config.kafka_port:
+            return "ORDERLOG_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:<port>"
+        return "ORDERLOG_STACK_KAFKA_CONTROLLER_PORT"
+
+    @property
+    def properties_file(self) -> Path:
+        return self.home / "config" / "server.properties"
+
+    def prepare(self, java: str) -> None:
+        data = self.home / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        self.properties_file.parent.mkdir(parents=True, exist_ok=True)
+        _render(
+            "kafka-server.properties",
+            self.properties_file,
+            kafka_port=self.config.kafka_port,
+            controller_port=self.config.kafka_controller_port,
+            log_dirs=data,
+            partitions=self.config.kafka_partitions,
+        )
+        shutil.copyfile(TEMPLATES / "kafka-log4j2.xml", self.home / "config" / "log4j2.xml")
+        if (data / "meta.properties").exists():
+            return
+        # KRaft storage must be formatted once with a cluster id before the first start.
+        result = subprocess.run(
+            [java, "-Xmx256m", f"-Dlog4j2.configurationFile={self.home / 'config' / 'log4j2.xml'}",
+             "-cp", self.classpath(), "kafka.tools.StorageTool",
+             "format", "-t", _kafka_cluster_id(), "-c", str(self.properties_file)],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+
+    def jvm_args(self) -> list[str]:
+        heap = self.config.kafka_heap
+        return [
+            f"-Xms{heap}", f"-Xmx{heap}",
+            "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExplicitGCInvokesConcurrent",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.home / 'config' / 'log4j2.xml'}",
+            f"-Dkafka.logs.dir={self.home / 'logs'}",
+        ]
+
+    def program_args(self) -> list[str]:
+        return [str(self.properties_file)]
+
+    def answers(self) -> bool:
+        return kafka_answers(f"127.0.0.1:{self.config.kafka_port}")
+
+    def start_timeout(self) -> float:
+        return self.config.kafka_start_timeout
+
+
+class Cassandra(Server):
+    name = "cassandra"
+    main_class = "org.apache.cassandra.service.CassandraDaemon"
+
+    def ports(self) -> list[int]:
+        c = self.config
+        return [c.cassandra_port, c.cassandra_storage_port, c.cassandra_jmx_port]
+
+    def port_variable(self, port: int) -> str:
+        c = self.config
+        return {
+            c.cassandra_port: "ORDERLOG_CASSANDRA_PORT",
+            c.cassandra_storage_port: "ORDERLOG_STACK_CASSANDRA_STORAGE_PORT",
+        }.get(port, "ORDERLOG_STACK_CASSANDRA_JMX_PORT")
+
+    @property
+    def yaml_file(self) -> Path:
+        return self.home / "config" / "cassandra.yaml"
+
+    def prepare(self, java: str) -> None:
+        data = self.home / "data"
+        for sub in ("data", "commitlog", "saved_caches", "hints", "cdc_raw"):
+            (data / sub).mkdir(parents=True, exist_ok=True)
+        self.yaml_file.parent.mkdir(parents=True, exist_ok=True)
+        _render(
+            "cassandra.yaml",
+            self.yaml_file,
+            storage_port=self.config.cassandra_storage_port,
+            native_port=self.config.cassandra_port,
+            data_dir=data,
+        )
+        shutil.copyfile(TEMPLATES / "cassandra-logback.xml", self.home / "config" / "logback.xml")
+
+    def jvm_args(self) -> list[str]:
+        heap = self.config.cassandra_heap
+        return [
+            f"-Xms{heap}", f"-Xmx{heap}", "-Xss512k",
+            "-XX:+UseG1GC", "-XX:+ParallelRefProcEnabled", "-XX:MaxTenuringThreshold=1",
+            "-XX:G1HeapRegionSize=16m", "-XX:MaxGCPauseMillis=300",
+            # Stop rather than limp on with a corrupt state after an OutOfMemoryError.
+            "-XX:+ExitOnOutOfMemoryError",
+            "-XX:MaxDirectMemorySize=512m",
+            *CASSANDRA_JAVA17_FLAGS,
+            f"-Dcassandra.config=file://{self.yaml_file}",
+            f"-Dcassandra.storagedir={self.home / 'data'}",
+            f"-Dcassandra.logdir={self.home / 'logs'}",
+            f"-Dlogback.configurationFile={self.home / 'config' / 'logback.xml'}",
+            "-Dcassandra-foreground=yes",
+            f"-Dcassandra.jmx.local.port={self.config.cassandra_jmx_port}",
+            # One node: nothing to wait for in gossip or ring settling.
+            "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+            "-Dcassandra.ring_delay_ms=1000",
+            "-Dcassandra.superuser_setup_delay_ms=0",
+            "-Djava.net.preferIPv4Stack=true",
+        ]
+
+    def answers(self) -> bool:
+        return cassandra_answers("127.0.0.1", self.config.cassandra_port)
+
+    def start_timeout(self) -> float:
+        return self.config.cassandra_start_timeout
+
+
+def servers(config: StackConfig) -> dict[str, Server]:
+    return {"kafka": Kafka(config), "cassandra": Cassandra(config)}
+
+
+def find_java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    candidate = Path(java_home) / "bin" / "java" if java_home else None
+    java = str(candidate) if candidate and candidate.exists() else shutil.which("java")
+    if not java:
+        raise StackError(
+            "Java not found: install a JDK or JRE 17 (Debian: apt-get install openjdk-17-jre-headless) "
+            "or set JAVA_HOME"
+        )
+    result = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    version_line = (result.stderr or result.stdout).splitlines()[0] if (result.stderr or result.stdout) else ""
+    major = _java_major(version_line)
+    if major is not None and major < 17:
+        raise StackError(f"Java 17 or newer is needed; {java} is {version_line.strip()}")
+    return java
+
+
+def up(config: StackConfig, names: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, float]:
+    """Starts the servers that are not running and waits for them; applies the schema and
+    creates the topic. Returns seconds spent starting each server that was started."""
+    java = find_java()
+    config.root.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    for name in names or ["kafka", "cassandra"]:
+        server = servers(config)[name]
+        started_at = time.monotonic()
+        if server.start(java):
+            timings[name] = time.monotonic() - started_at
+            log(f"{name} started in {timings[name]:.1f} s (pid {server.pid()}, log {server.log_file})")
+        else:
+            log(f"{name} already running (pid {server.pid()})")
+    return timings
+
+
+def down(config: StackConfig, names: list[str] | None = None, log: Callable[[str], None] = print) -> None:
+    # Kafka first: it holds no state Cassandra needs, and stopping is independent.
+    for name in names or ["kafka", "cassandra"]:
+        server = servers(config)[name]
+        if server.stop():
+            log(f"{name} stopped")
+        else:
+            log(f"{name} was not running")
+
+
+def status(config: StackConfig) -> list[ServerStatus]:
+    return [server.status() for server in servers(config).values()]
+
+
+def kafka_answers(bootstrap: str) -> bool:
+    """True when the broker answers a metadata request."""
+    try:
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+    except ImportError as exc:  # pragma: no cover - set-up problem
+        raise StackError("kafka-python is missing: run `make setup`") from exc
+    if not _tcp_open(*_host_port(bootstrap)):
+        return False
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=5000, client_id="local-stack-probe"
+        )
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.describe_cluster()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def cassandra_answers(host: str, port: int) -> bool:
+    """True when the node answers a CQL query."""
+    try:
+        from cassandra.cluster import Cluster, NoHostAvailable
+    except ImportError as exc:  # pragma: no cover - set-up problem
+        raise StackError("cassandra-driver is missing: run `make setup`") from exc
+    if not _tcp_open(host, port):
+        return False
+    cluster = Cluster([host], port=port, protocol_version=5, connect_timeout=5, control_connection_timeout=5)
+    try:
+        session = cluster.connect()
+        row = session.execute("SELECT release_version FROM system.local", timeout=5).one()
+        return row is not None
+    except (NoHostAvailable, OSError, Exception):  # the driver raises many kinds while starting
+        return False
+    finally:
+        cluster.shutdown()
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        content = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "(no log written)"
+    return "\n".join("    " + line for line in content[-lines:])
+
+
+def _render(template: str, target: Path, **values: object) -> None:
+    text = Template((TEMPLATES / template).read_text()).substitute({k: str(v) for k, v in values.items()})
+    target.write_text(text)
+
+
+def _kafka_cluster_id() -> str:
+    """A random Kafka cluster id: 16 random bytes in URL-safe base64 (like StorageTool
+    random-uuid), without the JVM start that asking StorageTool would cost."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+def _wait_for(check: Callable[[], bool], timeout: float, keep_going: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not keep_going():
+            return False
+        if check():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR: a port in TIME_WAIT after our own clean stop is free to use.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _port_owner(port: int) -> str:
+    """Best effort: which process listens on the port (from /proc/net/tcp)."""
+    inode = None
+    hex_port = f"{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if cols[1].endswith(":" + hex_port) and cols[3] == "0A":  # 0A = LISTEN
+                inode = cols[9]
+                break
+        if inode:
+            break
+    if not inode:
+        return "owner unknown"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    return f"pid {proc.name}: {cmd[:120].strip()}"
+        except OSError:
+            continue
+    return "owner unknown"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as gone.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        if state == "Z":
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            return False
+    except OSError:
+        return False
+    return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(os.getpgid(pid), sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _java_major(version_line: str) -> int | None:
+    import re
+
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_line)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major

@@ -1,0 +1,44 @@
+"""The business day: an order belongs to the calendar day of its timestamp in the
+business time zone (default Asia/Tokyo). 2025-05-31T23:30:00+09:00 is 2025-05-31;
+2025-05-31T15:30:00Z is 2025-06-01."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:  # pyspark is only needed by the Spark jobs
+    from pyspark.sql import Column
+
+
+def business_date(instant: datetime, tz: ZoneInfo | str) -> date:
+    """The business day of an aware datetime."""
+    if instant.tzinfo is None:
+        raise ValueError("business_date needs a timezone-aware datetime")
+    zone = ZoneInfo(tz) if isinstance(tz, str) else tz
+    return instant.astimezone(zone).date()
+
+
+def business_date_col(timestamp_col: Column, tz: str) -> Column:
+    """The same rule as a Spark column: the date of a timestamp (an instant) in tz.
+
+    Spark timestamps are instants; ``from_utc_timestamp`` shifts the instant to the
+    wall-clock time of ``tz`` regardless of the session time zone only when the session
+    time zone is UTC, so the jobs pin ``spark.sql.session.timeZone`` to UTC.
+    """
+    from pyspark.sql import functions as F
+
+    return F.to_date(F.from_utc_timestamp(timestamp_col, tz))
+
+
+def yesterday(tz: ZoneInfo | str, now: datetime | None = None) -> date:
+    """The previous business day: the default date of the nightly aggregate."""
+    zone = ZoneInfo(tz) if isinstance(tz, str) else tz
+    now = now or datetime.now(zone)
+    return now.astimezone(zone).date() - timedelta(days=1)
+
+
+def date_range(first: date, last: date) -> list[date]:
+    """Every date from first to last, both included."""
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]

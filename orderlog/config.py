@@ -1,0 +1,113 @@
+"""The one configuration of the pipeline.
+
+Defaults run everything on one laptop (the local stack on 127.0.0.1). Every value can be
+overridden by an environment variable of the same name in upper case with the
+``ORDERLOG_`` prefix (``ORDERLOG_KAFKA_BOOTSTRAP_SERVERS=b1:9092,b2:9092``), so pointing
+at real clusters is configuration, not code. Command-line flags of the entrypoints
+override the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ENV_PREFIX = "ORDERLOG_"
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Kafka
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic: str = "order-logs"
+    kafka_topic_partitions: int = 3
+    kafka_replication_factor: int = 1
+    # Cassandra
+    cassandra_hosts: str = "127.0.0.1"
+    cassandra_port: int = 9042
+    cassandra_keyspace: str = "orderlog"
+    cassandra_local_dc: str = "datacenter1"
+    # CQL replication map of the keyspace, e.g.
+    # {'class': 'NetworkTopologyStrategy', 'dc1': 3}
+    cassandra_replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    cassandra_username: str = ""
+    cassandra_password: str = ""
+    # The business day: an order belongs to the calendar day of its timestamp here.
+    business_timezone: str = "Asia/Tokyo"
+    # HTTP services
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = 8080
+    viewer_host: str = "127.0.0.1"
+    viewer_port: int = 8081
+    # Spark
+    spark_master: str = "local[2]"
+    checkpoint_location: str = "var/checkpoints/streaming"
+    # Where the local stack and the demo keep data, logs and pids.
+    var_dir: str = "var"
+
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def kafka_bootstrap_list(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+
+    @property
+    def cassandra_host_list(self) -> list[str]:
+        return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()]
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.business_timezone)
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(name: str, raw: str, to_type: type) -> object:
+    if to_type is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not an integer") from None
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Defaults, then ``ORDERLOG_*`` environment variables, then explicit overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(Settings):
+        if f.name == "extra":
+            continue
+        env_name = ENV_PREFIX + f.name.upper()
+        if env_name in environ:
+            to_type = int if f.type in ("int", int) else str
+            values[f.name] = _coerce(f.name, environ[env_name], to_type)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    try:
+        ZoneInfo(settings.business_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{ENV_PREFIX}BUSINESS_TIMEZONE={settings.business_timezone!r} is not an IANA time zone"
+        ) from None
+    if not settings.cassandra_keyspace.replace("_", "").isalnum():
+        raise ConfigError(
+            f"{ENV_PREFIX}CASSANDRA_KEYSPACE={settings.cassandra_keyspace!r}: "
+            "use letters, digits and underscores only"
+        )
+    for name in ("kafka_topic_partitions", "cassandra_port", "ingest_port", "viewer_port"):
+        if int(getattr(settings, name)) <= 0:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")

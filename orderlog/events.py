@@ -1,0 +1,265 @@
+"""The order event: its fields, the rules every event must meet, and its normal form.
+
+The ingest API validates each request with ``validate_event``; the streaming job applies
+the very same function to every Kafka record (records can reach Kafka from other
+producers), so an event is valid in one place exactly when it is valid in the other.
+
+An event, as a client sends it::
+
+    {"user_id": "u-1", "timestamp": "2025-05-31T12:34:56+09:00", "menu_type": "japanese",
+     "order_id": "optional-client-id"}
+
+Its normal form, as it is produced to Kafka (``normalize``)::
+
+    {"order_id": "...", "user_id": "u-1", "menu_type": "japanese",
+     "timestamp": "2025-05-31T12:34:56+09:00", "received_at": "2025-05-31T03:34:57.120+00:00"}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from orderlog.menu import canonical_menu_type
+
+USER_ID_MAX_LENGTH = 128
+ORDER_ID_MAX_LENGTH = 64
+ORDER_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]+")
+# RFC 3339: a date, a time, optional fraction, and a mandatory offset (Z or +HH:MM).
+ISO_TIMESTAMP_PATTERN = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
+)
+EPOCH_STRING_PATTERN = re.compile(r"-?\d+(\.\d+)?")
+# Epoch values at or above this are milliseconds (1e11 seconds is the year 5138).
+EPOCH_MILLIS_THRESHOLD = 100_000_000_000
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=timezone.utc)
+# Clocks drift; an order stamped more than a day ahead of the receiver is not plausible.
+MAX_FUTURE_SKEW = timedelta(days=1)
+
+REQUIRED_FIELDS: tuple[str, ...] = ("user_id", "timestamp", "menu_type")
+OPTIONAL_FIELDS: tuple[str, ...] = ("order_id",)
+# Set by the ingest API on the normal form; accepted (not required) on Kafka records.
+SERVER_FIELDS: tuple[str, ...] = ("received_at",)
+CLIENT_FIELDS = frozenset(REQUIRED_FIELDS + OPTIONAL_FIELDS)
+RECORD_FIELDS = CLIENT_FIELDS | frozenset(SERVER_FIELDS)
+
+# Bodies and records larger than this are refused before parsing.
+MAX_EVENT_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """What is wrong with an event: the field ('' for the event itself) and why."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}" if self.field else self.reason
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class OrderEvent:
+    """A valid order event in its normal form."""
+
+    order_id: str | None
+    user_id: str
+    menu_type: str
+    timestamp: datetime  # aware, with the offset the client sent (UTC for epoch input)
+    received_at: datetime | None = None
+
+    def with_ids(self, received_at: datetime, new_id: str | None = None) -> OrderEvent:
+        """The event as the ingest API produces it: an order_id and a receive time."""
+        return OrderEvent(
+            order_id=self.order_id or new_id or new_order_id(),
+            user_id=self.user_id,
+            menu_type=self.menu_type,
+            timestamp=self.timestamp,
+            received_at=received_at,
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "order_id": self.order_id,
+            "user_id": self.user_id,
+            "menu_type": self.menu_type,
+            "timestamp": format_timestamp(self.timestamp),
+        }
+        if self.received_at is not None:
+            record["received_at"] = format_timestamp(self.received_at.astimezone(timezone.utc))
+        return record
+
+    def to_json_bytes(self) -> bytes:
+        return json.dumps(self.to_record(), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class InvalidEvent(ValueError):
+    def __init__(self, errors: list[FieldError]):
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = errors
+
+
+def new_order_id() -> str:
+    return uuid.uuid4().hex
+
+
+def format_timestamp(value: datetime) -> str:
+    """ISO-8601 with the value's own offset; milliseconds unless finer precision exists."""
+    spec = "microseconds" if value.microsecond % 1000 else "milliseconds"
+    return value.isoformat(timespec=spec)
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """An aware datetime from an ISO-8601 string with offset or epoch seconds/millis.
+
+    Raises ValueError with the reason.
+    """
+    if isinstance(value, bool) or value is None:
+        raise ValueError("must be an ISO-8601 string with a UTC offset or epoch seconds/milliseconds")
+    if isinstance(value, (int, float)):
+        return _from_epoch(value)
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO-8601 string with a UTC offset or epoch seconds/milliseconds")
+    if EPOCH_STRING_PATTERN.fullmatch(value):
+        return _from_epoch(float(value) if "." in value else int(value))
+    if not ISO_TIMESTAMP_PATTERN.fullmatch(value):
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?", value):
+            raise ValueError("has no UTC offset (add Z or +09:00, for example)")
+        raise ValueError(
+            "is not ISO-8601 with a UTC offset (e.g. 2025-05-31T12:34:56+09:00) "
+            "nor epoch seconds/milliseconds"
+        )
+    text = value[:10] + "T" + value[11:]
+    text = text[:-1] + "+00:00" if text[-1] in "Zz" else text
+    main, _, rest = text.partition(".")
+    if rest:  # Python keeps microseconds: truncate finer fractions
+        digits = re.match(r"\d+", rest).group(0)  # type: ignore[union-attr]
+        text = f"{main}.{digits[:6].ljust(6, '0')}{rest[len(digits):]}"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("is not a real date and time") from None
+
+
+def _from_epoch(value: int | float) -> datetime:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    seconds = value / 1000 if abs(value) >= EPOCH_MILLIS_THRESHOLD else value
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError("is out of range") from None
+
+
+def _check_range(instant: datetime, now: datetime) -> None:
+    if instant < EARLIEST_TIMESTAMP:
+        raise ValueError(f"is before {EARLIEST_TIMESTAMP.date().isoformat()}")
+    if instant > now + MAX_FUTURE_SKEW:
+        raise ValueError("is more than a day in the future")
+
+
+def validate_event(
+    payload: Any, *, allowed_fields: frozenset[str] = CLIENT_FIELDS, now: datetime | None = None
+) -> OrderEvent:
+    """The event in normal form, or InvalidEvent listing every field that is wrong."""
+    if not isinstance(payload, dict):
+        raise InvalidEvent([FieldError("", "an event must be a JSON object")])
+    now = now or datetime.now(timezone.utc)
+    errors: list[FieldError] = []
+    for name in sorted(set(payload) - allowed_fields):
+        errors.append(FieldError(name, "unknown field"))
+    for name in REQUIRED_FIELDS:
+        if name not in payload:
+            errors.append(FieldError(name, "is required"))
+
+    user_id = payload.get("user_id")
+    if "user_id" in payload:
+        reason = _user_id_problem(user_id)
+        if reason:
+            errors.append(FieldError("user_id", reason))
+
+    timestamp = None
+    if "timestamp" in payload:
+        try:
+            timestamp = parse_timestamp(payload["timestamp"])
+            _check_range(timestamp, now)
+        except ValueError as exc:
+            errors.append(FieldError("timestamp", str(exc)))
+            timestamp = None
+
+    menu_type = None
+    if "menu_type" in payload:
+        raw = payload["menu_type"]
+        menu_type = canonical_menu_type(raw) if isinstance(raw, str) else None
+        if menu_type is None:
+            errors.append(FieldError("menu_type", "must be 'japanese' or 'western' (or 和食 / 洋食)"))
+
+    order_id = payload.get("order_id")
+    if order_id is not None:
+        reason = _order_id_problem(order_id)
+        if reason:
+            errors.append(FieldError("order_id", reason))
+
+    received_at = None
+    if payload.get("received_at") is not None and "received_at" in allowed_fields:
+        try:
+            received_at = parse_timestamp(payload["received_at"])
+        except ValueError as exc:
+            errors.append(FieldError("received_at", str(exc)))
+
+    if errors:
+        raise InvalidEvent(errors)
+    assert timestamp is not None and menu_type is not None and isinstance(user_id, str)
+    return OrderEvent(order_id, user_id, menu_type, timestamp, received_at)
+
+
+def _user_id_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string"
+    if not value.strip():
+        return "must not be empty"
+    if len(value) > USER_ID_MAX_LENGTH:
+        return f"must be at most {USER_ID_MAX_LENGTH} characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "must not contain control characters"
+    return None
+
+
+def _order_id_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string"
+    if not value or len(value) > ORDER_ID_MAX_LENGTH:
+        return f"must be 1 to {ORDER_ID_MAX_LENGTH} characters"
+    if not ORDER_ID_PATTERN.fullmatch(value):
+        return "may contain only letters, digits and . _ : -"
+    return None
+
+
+def parse_record(value: bytes | None, *, now: datetime | None = None) -> OrderEvent:
+    """Validate a raw Kafka record value (what the streaming job does for each record)."""
+    if value is None:
+        raise InvalidEvent([FieldError("", "record has no value")])
+    if len(value) > MAX_EVENT_BYTES:
+        raise InvalidEvent([FieldError("", f"record is larger than {MAX_EVENT_BYTES} bytes")])
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidEvent([FieldError("", "record is not UTF-8")]) from None
+    try:
+        payload = json.loads(text)
+    except ValueError as exc:
+        raise InvalidEvent([FieldError("", f"record is not JSON ({exc.msg})")]) from None
+    return validate_event(payload, allowed_fields=RECORD_FIELDS, now=now)
+
+
+def derived_order_id(topic: str, partition: int, offset: int) -> str:
+    """The id of a record that carries no order_id: stable under replay of the topic."""
+    return f"kafka:{topic}:{partition}:{offset}"

@@ -1,0 +1,44 @@
+"""The two menu types, their aliases and their labels, and the preference segments."""
+
+from __future__ import annotations
+
+JAPANESE = "japanese"
+WESTERN = "western"
+MENU_TYPES: tuple[str, ...] = (JAPANESE, WESTERN)
+
+# Accepted spellings -> canonical menu type. Matching is case-insensitive for the
+# ASCII names; the Japanese words are matched as written.
+MENU_ALIASES: dict[str, str] = {
+    "japanese": JAPANESE,
+    "western": WESTERN,
+    "和食": JAPANESE,
+    "洋食": WESTERN,
+}
+
+MENU_LABELS: dict[str, str] = {
+    JAPANESE: "和食 Japanese",
+    WESTERN: "洋食 Western",
+}
+
+# A user's preference: more Japanese orders, more Western orders, or a tie.
+EVEN = "even"
+SEGMENTS: tuple[str, ...] = (JAPANESE, WESTERN, EVEN)
+SEGMENT_LABELS: dict[str, str] = {
+    JAPANESE: "和食派 Japanese-leaning",
+    WESTERN: "洋食派 Western-leaning",
+    EVEN: "どちらも Even",
+}
+
+
+def canonical_menu_type(value: str) -> str | None:
+    """The canonical menu type for an accepted spelling, or None."""
+    return MENU_ALIASES.get(value.strip().lower() if value.isascii() else value.strip())
+
+
+def preference(japanese: int, western: int) -> str:
+    """The segment of a user with these cumulative counts."""
+    if japanese > western:
+        return JAPANESE
+    if western > japanese:
+        return WESTERN
+    return EVEN

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs a job of jobs/ through spark-submit, with the Kafka and Cassandra connectors on
+# the classpath and the connector settings taken from the configuration (ORDERLOG_*).
+#
+#   ./spark-submit.sh streaming
+#   ./spark-submit.sh aggregate --date 2025-05-31
+#   ./spark-submit.sh --master spark://spark-master:7077 --executor-memory 4g aggregate --from 2025-05-01 --to 2025-05-31
+#
+# spark-submit options come before the job name and pass through unchanged; the master
+# defaults to ORDERLOG_SPARK_MASTER (local[2]). Everything after the job name goes to the job.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-.venv/bin/python}
+SPARK_SUBMIT=${SPARK_SUBMIT:-.venv/bin/spark-submit}
+[ -x "$PYTHON" ] && [ -x "$SPARK_SUBMIT" ] || { echo "spark-submit.sh: run \`make setup\` first" >&2; exit 2; }
+
+spark_opts=()
+has_master=no
+# Options of spark-submit that take no value; all others take one.
+flag_opts=" --verbose --supervise --kill --status --help --version "
+while [ $# -gt 0 ] && [[ "$1" == --* ]]; do
+  case "$1" in
+    --master|--master=*) has_master=yes ;;
+  esac
+  if [[ "$1" == *=* ]] || [[ "$flag_opts" == *" $1 "* ]]; then
+    spark_opts+=("$1"); shift
+  else
+    [ $# -ge 2 ] || { echo "spark-submit.sh: $1 needs a value" >&2; exit 2; }
+    spark_opts+=("$1" "$2"); shift 2
+  fi
+done
+
+job=${1:-}
+if [ -z "$job" ] || [ ! -f "jobs/$job.py" ] || [ "$job" = "session" ] || [ "$job" = "submit_args" ]; then
+  echo "usage: ./spark-submit.sh [spark-submit options] <job> [job args]" >&2
+  echo "jobs: streaming, aggregate" >&2
+  exit 2
+fi
+shift
+
+if [ "$has_master" = no ]; then
+  spark_opts=(--master "${ORDERLOG_SPARK_MASTER:-local[2]}" "${spark_opts[@]}")
+fi
+
+# The code the driver and executors import (orderlog/ and jobs/), as one zip.
+mkdir -p build
+"$PYTHON" - <<'PY'
+import zipfile, pathlib
+with zipfile.ZipFile("build/orderlog-code.zip", "w", zipfile.ZIP_DEFLATED) as z:
+    for package in ("orderlog", "jobs"):
+        for path in sorted(pathlib.Path(package).rglob("*.py")):
+            z.write(path)
+PY
+
+mapfile -t generated < <("$PYTHON" -m jobs.submit_args build/orderlog-code.zip)
+export PYSPARK_PYTHON=${PYSPARK_PYTHON:-$(pwd)/$PYTHON}
+export PYSPARK_DRIVER_PYTHON=${PYSPARK_DRIVER_PYTHON:-$(pwd)/$PYTHON}
+exec "$SPARK_SUBMIT" "${spark_opts[@]}" "${generated[@]}" "jobs/$job.py" "$@"
