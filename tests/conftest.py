@@ -84,3 +84,89 @@ def kafka_topic(stack: object, settings: Settings) -> Iterator[str]:
         admin.delete_topics([name])
     finally:
         admin.close()
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nobody listens on right now (for servers of a test's own)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+class PrivateServer:
+    """A Kafka or Cassandra of one test's own, on spare ports in a temporary folder, for
+    tests that stop, kill or restart a server: the shared stack is never disturbed.
+
+    ``settings`` points the pipeline at this server (pass it to the code under test);
+    ``stop()``, ``kill()`` and ``start()`` act on this server only.
+    """
+
+    def __init__(self, name: str, config: object):
+        from local_stack.stack import servers
+
+        self.name = name
+        self.config = config
+        self.server = servers(config)[name]  # type: ignore[arg-type]
+
+    @property
+    def settings(self) -> Settings:
+        return self.config.settings  # type: ignore[attr-defined]
+
+    def start(self) -> None:
+        from local_stack.stack import find_java
+
+        self.server.start(find_java())
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def kill(self) -> None:
+        self.server.kill()
+
+
+@pytest.fixture
+def private_kafka(tmp_path, settings: Settings) -> Iterator[PrivateServer]:
+    from local_stack.stack import StackConfig
+    from orderlog.schema import create_topic
+
+    kafka_port, controller_port = free_ports(2)
+    config = StackConfig.from_env(
+        settings.replace(kafka_bootstrap_servers=f"127.0.0.1:{kafka_port}"),
+        environ={
+            "ORDERLOG_STACK_DIR": str(tmp_path / "private-stack"),
+            "ORDERLOG_STACK_KAFKA_CONTROLLER_PORT": str(controller_port),
+        },
+    )
+    server = PrivateServer("kafka", config)
+    server.start()
+    create_topic(server.settings)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_cassandra(tmp_path, settings: Settings) -> Iterator[PrivateServer]:
+    from local_stack.stack import StackConfig
+    from orderlog.schema import apply_cql
+
+    native, storage, jmx = free_ports(3)
+    config = StackConfig.from_env(
+        settings.replace(cassandra_port=native),
+        environ={
+            "ORDERLOG_STACK_DIR": str(tmp_path / "private-stack"),
+            "ORDERLOG_STACK_CASSANDRA_STORAGE_PORT": str(storage),
+            "ORDERLOG_STACK_CASSANDRA_JMX_PORT": str(jmx),
+            "ORDERLOG_STACK_CASSANDRA_HEAP": "768m",
+        },
+    )
+    server = PrivateServer("cassandra", config)
+    server.start()
+    apply_cql(server.settings)
+    yield server
+    server.stop()
