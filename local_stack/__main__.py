@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from local_stack.stack import StackConfig, StackError, down, status, tail, up, servers
+from local_stack.stack import StackConfig, StackError, down, servers, status, tail, up
 
 
 def check_versions() -> None:

@@ -10,6 +10,7 @@ answers (a Kafka metadata request, a CQL query); `down` stops every process it s
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -591,10 +592,8 @@ def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
         if state == "Z":
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             return False
     except OSError:
         return False
@@ -605,10 +604,8 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(os.getpgid(pid), sig)
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _rss_mb(pid: int) -> float | None:

@@ -22,7 +22,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orderlog.menu import canonical_menu_type
@@ -37,7 +37,7 @@ ISO_TIMESTAMP_PATTERN = re.compile(
 EPOCH_STRING_PATTERN = re.compile(r"-?\d+(\.\d+)?")
 # Epoch values at or above this are milliseconds (1e11 seconds is the year 5138).
 EPOCH_MILLIS_THRESHOLD = 100_000_000_000
-EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=timezone.utc)
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
 # Clocks drift; an order stamped more than a day ahead of the receiver is not plausible.
 MAX_FUTURE_SKEW = timedelta(days=1)
 
@@ -94,7 +94,7 @@ class OrderEvent:
             "timestamp": format_timestamp(self.timestamp),
         }
         if self.received_at is not None:
-            record["received_at"] = format_timestamp(self.received_at.astimezone(timezone.utc))
+            record["received_at"] = format_timestamp(self.received_at.astimezone(UTC))
         return record
 
     def to_json_bytes(self) -> bytes:
@@ -154,7 +154,7 @@ def _from_epoch(value: int | float) -> datetime:
         raise ValueError("must be a finite number")
     seconds = value / 1000 if abs(value) >= EPOCH_MILLIS_THRESHOLD else value
     try:
-        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+        return datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError):
         raise ValueError("is out of range") from None
 
@@ -172,7 +172,7 @@ def validate_event(
     """The event in normal form, or InvalidEvent listing every field that is wrong."""
     if not isinstance(payload, dict):
         raise InvalidEvent([FieldError("", "an event must be a JSON object")])
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     errors: list[FieldError] = []
     for name in sorted(set(payload) - allowed_fields):
         errors.append(FieldError(name, "unknown field"))

@@ -1,0 +1,130 @@
+"""The shared facts: configuration, menu types, preference, business day and buckets.
+Where a rule exists both in Python and as a Spark column, both must agree."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from orderlog.business_day import business_date, date_range, yesterday
+from orderlog.config import ConfigError, load_settings
+from orderlog.layout import RAW_ORDER_BUCKETS, SEGMENT_BUCKETS, bucket_of
+from orderlog.menu import EVEN, JAPANESE, WESTERN, canonical_menu_type, preference
+
+TOKYO = "Asia/Tokyo"
+
+
+def test_defaults_run_locally():
+    settings = load_settings(environ={})
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert settings.kafka_topic == "order-logs"
+    assert settings.cassandra_host_list == ["127.0.0.1"]
+    assert settings.cassandra_port == 9042
+    assert settings.cassandra_keyspace == "orderlog"
+    assert settings.business_timezone == TOKYO
+    assert (settings.ingest_port, settings.viewer_port) == (8080, 8081)
+
+
+def test_environment_overrides_defaults_and_flags_override_environment():
+    env = {
+        "ORDERLOG_KAFKA_BOOTSTRAP_SERVERS": "k1:9092, k2:9092",
+        "ORDERLOG_CASSANDRA_HOSTS": "c1,c2,c3",
+        "ORDERLOG_CASSANDRA_PORT": "19042",
+        "ORDERLOG_BUSINESS_TIMEZONE": "Europe/Paris",
+    }
+    settings = load_settings(environ=env, cassandra_port=29042)
+    assert settings.kafka_bootstrap_list == ["k1:9092", "k2:9092"]
+    assert settings.cassandra_host_list == ["c1", "c2", "c3"]
+    assert settings.cassandra_port == 29042
+    assert settings.business_timezone == "Europe/Paris"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ORDERLOG_CASSANDRA_PORT": "ninety"}, "ORDERLOG_CASSANDRA_PORT='ninety' is not an integer"),
+        ({"ORDERLOG_BUSINESS_TIMEZONE": "Mars/Olympus"}, "is not an IANA time zone"),
+        ({"ORDERLOG_CASSANDRA_KEYSPACE": "drop table;"}, "use letters, digits and underscores only"),
+        ({"ORDERLOG_KAFKA_TOPIC_PARTITIONS": "0"}, "ORDERLOG_KAFKA_TOPIC_PARTITIONS must be positive"),
+    ],
+)
+def test_bad_configuration_names_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(environ=env)
+
+
+@pytest.mark.parametrize(
+    ("spelling", "canonical"),
+    [("japanese", JAPANESE), ("JAPANESE", JAPANESE), (" Western ", WESTERN), ("和食", JAPANESE),
+     ("洋食", WESTERN), ("chinese", None), ("", None), ("和 食", None)],
+)
+def test_menu_aliases(spelling, canonical):
+    assert canonical_menu_type(spelling) == canonical
+
+
+@pytest.mark.parametrize(
+    ("japanese", "western", "segment"), [(3, 1, JAPANESE), (1, 3, WESTERN), (2, 2, EVEN), (0, 0, EVEN)]
+)
+def test_preference(japanese, western, segment):
+    assert preference(japanese, western) == segment
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected"),
+    [
+        ("2025-05-31T23:30:00+09:00", date(2025, 5, 31)),
+        ("2025-05-31T23:59:59+09:00", date(2025, 5, 31)),
+        ("2025-06-01T00:00:00+09:00", date(2025, 6, 1)),
+        ("2025-05-31T15:30:00+00:00", date(2025, 6, 1)),
+        ("2025-05-31T14:59:59+00:00", date(2025, 5, 31)),
+        ("2025-05-31T10:00:00-05:00", date(2025, 6, 1)),
+    ],
+)
+def test_business_date_in_tokyo(timestamp, expected):
+    assert business_date(datetime.fromisoformat(timestamp), TOKYO) == expected
+
+
+def test_business_date_needs_an_aware_datetime():
+    with pytest.raises(ValueError, match="timezone-aware"):
+        business_date(datetime(2025, 5, 31, 12, 0), TOKYO)
+
+
+def test_yesterday_is_the_previous_business_day():
+    # 2025-05-31 20:00 UTC is already 06-01 in Tokyo: yesterday there is 05-31.
+    assert yesterday(TOKYO, now=datetime(2025, 5, 31, 20, 0, tzinfo=UTC)) == date(2025, 5, 31)
+    assert yesterday(TOKYO, now=datetime(2025, 5, 31, 10, 0, tzinfo=UTC)) == date(2025, 5, 30)
+
+
+def test_date_range_includes_both_ends():
+    assert date_range(date(2025, 5, 30), date(2025, 6, 1)) == [date(2025, 5, 30), date(2025, 5, 31), date(2025, 6, 1)]
+    assert date_range(date(2025, 6, 1), date(2025, 5, 30)) == []
+
+
+def test_buckets_are_stable_and_spread():
+    assert bucket_of("u-1", SEGMENT_BUCKETS) == bucket_of("u-1", SEGMENT_BUCKETS)
+    spread = {bucket_of(f"order-{n}", RAW_ORDER_BUCKETS) for n in range(2000)}
+    assert spread == set(range(RAW_ORDER_BUCKETS))
+
+
+@pytest.mark.integration
+def test_spark_columns_agree_with_the_python_rules(spark):
+    from pyspark.sql import functions as F
+
+    from orderlog.business_day import business_date_col
+    from orderlog.layout import bucket_col
+
+    keys = ["u-1", "ユーザー", "", "kafka:order-logs:2:123456", "😀"] + [f"id-{n}" for n in range(200)]
+    instants = [datetime(2025, 5, 31, 14, 0, tzinfo=UTC) + timedelta(minutes=17 * n) for n in range(len(keys))]
+    df = spark.createDataFrame(list(zip(keys, instants, strict=True)), "key STRING, at TIMESTAMP")
+    at_of = dict(zip(keys, instants, strict=True))
+    rows = df.select(
+        "key",
+        bucket_col(F.col("key"), RAW_ORDER_BUCKETS).alias("bucket"),
+        business_date_col(F.col("at"), TOKYO).alias("day"),
+    ).collect()
+    assert len(rows) == len(keys)
+    for row in rows:
+        assert row.bucket == bucket_of(row.key, RAW_ORDER_BUCKETS), row.key
+        # Compare with the instant we sent: collect() renders timestamps in the local zone.
+        assert row.day == business_date(at_of[row.key], TOKYO), row.key
