@@ -8,7 +8,10 @@ STAMP   := $(VENV)/.requirements.stamp
 JARS    := build/jars/.resolved.stamp
 PYTEST_ARGS ?=
 
-.PHONY: help setup up down status schema test test-fast lint ingest viewer streaming aggregate demo stop bench clean
+.PHONY: help system-deps setup up down status schema test test-fast lint ingest viewer streaming aggregate demo stop bench clean
+
+system-deps: ## install the system packages the project needs (Java 17, Maven; Chromium, docker-compose for tests)
+	@bash tools/install_system_deps.sh
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'

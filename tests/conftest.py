@@ -27,15 +27,20 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[object]:
     """The local Kafka and Cassandra, up and answering, with the schema applied."""
-    from local_stack.stack import StackConfig, down, servers, up
+    from local_stack.stack import StackConfig, cassandra_answers, down, kafka_answers, up
     from orderlog.schema import apply_cql
 
     config = StackConfig.from_env(settings)
-    already = {name for name, server in servers(config).items() if server.pid() is not None}
-    up(config, log=lambda line: print(f"[stack] {line}"))
+    # Reuse servers that already answer (`make up`, another checkout's stack); start the rest.
+    answering = {
+        "kafka": kafka_answers(settings.kafka_bootstrap_servers),
+        "cassandra": cassandra_answers(settings.cassandra_host_list[0], settings.cassandra_port),
+    }
+    started = [name for name, ok in answering.items() if not ok]
+    if started:
+        up(config, started, log=lambda line: print(f"[stack] {line}"))
     apply_cql(settings)
     yield config
-    started = [name for name in ("kafka", "cassandra") if name not in already]
     if started and not os.environ.get("ORDERLOG_KEEP_STACK"):
         down(config, started, log=lambda line: print(f"[stack] {line}"))
 
