@@ -179,3 +179,37 @@ def _pid_has_children(pid: int) -> bool:
     import subprocess
 
     return bool(subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.strip())
+
+
+def test_cqlsh_from_pypi_talks_to_the_local_cassandra(clean_cassandra, settings):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cqlsh = Path(sys.executable).parent / "cqlsh"
+    clean_cassandra.execute(
+        "INSERT INTO user_preferences (user_id, japanese, western, preference) VALUES (%s, %s, %s, %s)",
+        ("cqlsh-user", 3, 1, "japanese"),
+    )
+    result = subprocess.run(
+        [str(cqlsh), settings.cassandra_host_list[0], str(settings.cassandra_port), "-k", settings.cassandra_keyspace,
+         "-e", "SELECT user_id, japanese, western, preference FROM user_preferences WHERE user_id = 'cqlsh-user'"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cqlsh-user" in result.stdout and "japanese" in result.stdout and "(1 rows)" in result.stdout
+
+
+def test_the_stack_cli_reports_status(stack):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "local_stack", "status"], capture_output=True, text=True, timeout=60, check=False
+    )
+    # The stack of this checkout (started by `make up` or by this test run) is ready.
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert result.returncode == 0, result.stdout
+    for name, port in (("kafka", stack.kafka_port), ("cassandra", stack.cassandra_port)):
+        assert lines[name].split()[1] == "ready"
+        assert f"127.0.0.1:{port}" in lines[name] and "MiB RSS" in lines[name]
