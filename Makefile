@@ -42,7 +42,7 @@ status: ## show what runs and its memory
 schema: setup ## apply the CQL schema and create the topic (on the configured clusters)
 	$(PYTHON) -m orderlog.schema apply
 
-test: setup ## run every test (starts the local stack if needed, stops what it started)
+test: system-deps setup ## run every test (starts the local stack if needed, stops what it started)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup ## only the unit tests (no servers)
