@@ -1,0 +1,1 @@
+"""Operator tools: the replay generator (``python -m tools.replay``) and the demo."""

@@ -1,0 +1,161 @@
+"""Replays days of orders through the ingest API (the seed's ``log-stream-test.sh``).
+
+    python -m tools.replay 2025-05-31                     # a week ending 2025-05-31
+    python -m tools.replay 2025-05-31 --days 1 --orders 3000 --dirty --truth var/truth.json
+
+Generates a realistic, reproducible replay (``tools.generator``), sends it in batches at
+``--rate`` events per second with a progress bar, and prints how many events were sent,
+acknowledged and refused. ``--truth FILE`` writes what the pipeline must then show,
+computed from the acknowledged valid events (``tools.truth``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from orderlog.config import ConfigError, load_settings
+from orderlog.events import InvalidEvent, validate_event
+from tools.generator import Replay, ReplayParams, generate
+from tools.sender import Sender, SendError, SendResult
+from tools.truth import compute_truth
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tools.replay", description=__doc__.splitlines()[0])
+    parser.add_argument("date", type=_date, help="the last business date of the replay (YYYY-MM-DD)")
+    parser.add_argument("--days", type=int, default=7, help="number of days ending on DATE (default 7)")
+    parser.add_argument("--users", type=int, default=2000, help="number of users (default 2000)")
+    parser.add_argument("--orders", type=int, default=20000, help="orders over all days (default 20000)")
+    parser.add_argument("--rate", type=float, default=2000, help="events per second, 0 = unlimited (default 2000)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed: same seed, same events (default 42)")
+    parser.add_argument("--dirty", action="store_true", help="also send late and malformed events")
+    parser.add_argument("--truth", type=Path, help="write the expected counts and preferences here (JSON)")
+    parser.add_argument("--events", type=Path, help="write the events, in sending order, here (NDJSON)")
+    parser.add_argument("--url", help="ingest API base URL (default http://ORDERLOG_INGEST_HOST:PORT)")
+    parser.add_argument("--batch", type=int, default=200, help="events per request (default 200)")
+    parser.add_argument("--max-wait", type=float, default=300, help="seconds to keep retrying a batch (default 300)")
+    parser.add_argument("--dry-run", action="store_true", help="generate (and write files) without sending")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def check_valid(replay: Replay, now: datetime | None = None) -> None:
+    """Every event meant to be valid passes the pipeline's own validation (today's clock
+    included: the API refuses timestamps more than a day ahead)."""
+    now = now or datetime.now(UTC)
+    for event in replay.events:
+        if not event.valid:
+            continue
+        try:
+            validate_event(event.payload, now=now)
+        except InvalidEvent as exc:
+            raise SystemExit(f"replay: cannot replay {replay.params.end_date}: {event.payload} -> {exc}") from None
+
+
+def truth_of(replay: Replay, acknowledged: set[int], result: SendResult | None) -> dict[str, Any]:
+    params = replay.params
+    meta = {
+        "end_date": params.end_date.isoformat(),
+        "days": params.days,
+        "users": params.users,
+        "orders": params.orders,
+        "seed": params.seed,
+        "dirty": params.dirty,
+        "run_tag": params.run_tag,
+        "sent": result.sent if result else len(replay.events),
+        "acknowledged": len(result.acknowledged) if result else len(acknowledged),
+        "refused": len(result.refused) if result else 0,
+    }
+    payloads = [e.payload for i, e in enumerate(replay.events) if e.valid and i in acknowledged]
+    return compute_truth(payloads, params.business_timezone, params.dates, meta)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings()
+        params = ReplayParams(
+            end_date=args.date, days=args.days, users=args.users, orders=args.orders,
+            seed=args.seed, dirty=args.dirty, business_timezone=settings.business_timezone,
+        )
+    except (ConfigError, ValueError) as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
+    replay = generate(params)
+    check_valid(replay)
+    url = args.url or f"http://{settings.ingest_host}:{settings.ingest_port}"
+    valid = sum(1 for e in replay.events if e.valid)
+    late = sum(1 for e in replay.events if e.late)
+    print(
+        f"replay {params.first_date}..{params.end_date} ({params.business_timezone}): "
+        f"{params.users} users, {valid} orders, seed {params.seed}"
+        + (f", dirty: {late} late, {len(replay.events) - valid} malformed" if params.dirty else ""),
+        flush=True,
+    )
+    if args.events:
+        _write(args.events, replay.to_ndjson())
+
+    if args.dry_run:
+        acknowledged = {i for i, e in enumerate(replay.events) if e.valid}
+        result = None
+    else:
+        try:
+            result = send(replay, url, args)
+        except SendError as exc:
+            print(f"replay: {exc}", file=sys.stderr)
+            return 1
+        acknowledged = set(result.acknowledged)
+        print(
+            f"sent {result.sent}, acknowledged {len(result.acknowledged)}, refused {len(result.refused)} "
+            f"in {result.seconds:.1f}s ({result.sent / max(result.seconds, 1e-9):.0f} events/s, "
+            f"{result.requests} requests, {result.retries} retries)"
+        )
+    if args.truth:
+        truth = truth_of(replay, acknowledged, result)
+        _write(args.truth, (json.dumps(truth, indent=1, sort_keys=True) + "\n").encode())
+        print(f"truth: {truth['orders']} orders on {len(truth['dates'])} days -> {args.truth}")
+    return report_surprises(replay, result)
+
+
+def send(replay: Replay, url: str, args: argparse.Namespace) -> SendResult:
+    from tqdm import tqdm
+
+    with tqdm(total=len(replay.events), unit="ev", disable=args.quiet, desc="replay", file=sys.stderr) as bar:
+        sender = Sender(url, rate=args.rate, batch_size=args.batch, max_wait=args.max_wait, progress=bar.update)
+        return sender.send([e.payload for e in replay.events])
+
+
+def report_surprises(replay: Replay, result: SendResult | None) -> int:
+    """Exit status 3 when the API judged an event otherwise than the generator meant."""
+    if result is None:
+        return 0
+    wrongly_refused = [i for i in result.refused if replay.events[i].valid]
+    wrongly_accepted = [i for i in result.acknowledged if not replay.events[i].valid]
+    for i in wrongly_refused[:5]:
+        print(f"replay: valid event refused: {replay.events[i].to_json()} -> {result.refused[i]}", file=sys.stderr)
+    for i in wrongly_accepted[:5]:
+        print(f"replay: malformed event acknowledged: {replay.events[i].to_json()}", file=sys.stderr)
+    return 3 if wrongly_refused or wrongly_accepted else 0
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
