@@ -53,3 +53,6 @@ lint: setup ## ruff
 
 clean: down ## remove the virtualenv, the jars and all local data
 	rm -rf $(VENV) build var
+
+ingest: setup ## run the ingest API under gunicorn in the foreground (127.0.0.1:8080 by default)
+	$(VENV)/bin/gunicorn -c ingest_api/gunicorn.conf.py 'ingest_api:create_app()'

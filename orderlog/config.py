@@ -44,6 +44,11 @@ class Settings:
     # HTTP services
     ingest_host: str = "127.0.0.1"
     ingest_port: int = 8080
+    # Ingest API limits: events per batch request, bytes per request body, and how long a
+    # request waits for Kafka to acknowledge its records before answering 503.
+    ingest_max_batch: int = 10000
+    ingest_max_body_bytes: int = 16 * 1024 * 1024
+    ingest_ack_timeout_ms: int = 10000
     viewer_host: str = "127.0.0.1"
     viewer_port: int = 8081
     # Spark
@@ -108,6 +113,9 @@ def _validate(settings: Settings) -> None:
             f"{ENV_PREFIX}CASSANDRA_KEYSPACE={settings.cassandra_keyspace!r}: "
             "use letters, digits and underscores only"
         )
-    for name in ("kafka_topic_partitions", "cassandra_port", "ingest_port", "viewer_port"):
+    for name in (
+        "kafka_topic_partitions", "cassandra_port", "ingest_port", "viewer_port",
+        "ingest_max_batch", "ingest_max_body_bytes", "ingest_ack_timeout_ms",
+    ):
         if int(getattr(settings, name)) <= 0:
             raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")

@@ -31,10 +31,11 @@ USER_ID_MAX_LENGTH = 128
 ORDER_ID_MAX_LENGTH = 64
 ORDER_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]+")
 # RFC 3339: a date, a time, optional fraction, and a mandatory offset (Z or +HH:MM).
+# re.ASCII: without it \d also matches other scripts' digits (e.g. "٢٠٢٥").
 ISO_TIMESTAMP_PATTERN = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
-EPOCH_STRING_PATTERN = re.compile(r"-?\d+(\.\d+)?")
+EPOCH_STRING_PATTERN = re.compile(r"-?\d+(\.\d+)?", re.ASCII)
 # Epoch values at or above this are milliseconds (1e11 seconds is the year 5138).
 EPOCH_MILLIS_THRESHOLD = 100_000_000_000
 EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
@@ -131,7 +132,7 @@ def parse_timestamp(value: Any) -> datetime:
     if EPOCH_STRING_PATTERN.fullmatch(value):
         return _from_epoch(float(value) if "." in value else int(value))
     if not ISO_TIMESTAMP_PATTERN.fullmatch(value):
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?", value):
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?", value, re.ASCII):
             raise ValueError("has no UTC offset (add Z or +09:00, for example)")
         raise ValueError(
             "is not ISO-8601 with a UTC offset (e.g. 2025-05-31T12:34:56+09:00) "
@@ -141,7 +142,7 @@ def parse_timestamp(value: Any) -> datetime:
     text = text[:-1] + "+00:00" if text[-1] in "Zz" else text
     main, _, rest = text.partition(".")
     if rest:  # Python keeps microseconds: truncate finer fractions
-        digits = re.match(r"\d+", rest).group(0)  # type: ignore[union-attr]
+        digits = re.match(r"\d+", rest, re.ASCII).group(0)  # type: ignore[union-attr]
         text = f"{main}.{digits[:6].ljust(6, '0')}{rest[len(digits):]}"
     try:
         return datetime.fromisoformat(text)
@@ -228,8 +229,11 @@ def _user_id_problem(value: Any) -> str | None:
         return "must not be empty"
     if len(value) > USER_ID_MAX_LENGTH:
         return f"must be at most {USER_ID_MAX_LENGTH} characters"
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
         return "must not contain control characters"
+    # JSON can spell a lone surrogate ("\\ud800"); it cannot be encoded as UTF-8 for Kafka.
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        return "must be valid Unicode (no lone surrogates)"
     return None
 
 

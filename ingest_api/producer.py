@@ -1,0 +1,166 @@
+"""The one owner of the ingest API's Kafka producer.
+
+A request is acknowledged only when Kafka has acknowledged every one of its records
+(acks=all, idempotent producer). Anything else - the broker is down, slow, or the
+producer cannot even be created - becomes ``KafkaUnavailable``, which the routes turn
+into ``503`` with ``Retry-After``.
+
+The producer is created lazily, per process (gunicorn forks workers: a producer's
+sockets and sender thread must not cross a fork), and re-created after a failure to
+connect, so the API recovers by itself when Kafka comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from flask import Flask, current_app
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "orderlog_kafka"
+# After a failed attempt to create the producer, answer 503 at once for this long rather
+# than making every request wait for another bootstrap timeout.
+CREATE_BACKOFF_S = 1.0
+
+
+class KafkaUnavailable(RuntimeError):
+    """Kafka did not acknowledge the records (down, slow, or misconfigured)."""
+
+
+def producer_config(bootstrap_servers: list[str], ack_timeout_ms: int, **overrides: Any) -> dict[str, Any]:
+    """The producer settings: durable (acks=all, idempotent, retries) and batched."""
+    # The producer gives up on a record (delivery_timeout_ms) no later than the request
+    # does, so a record whose request got a 503 is not still being retried behind it.
+    request_timeout_ms = max(1000, ack_timeout_ms // 2)
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_servers,
+        "acks": "all",
+        "enable_idempotence": True,
+        "retries": 2**31 - 1,
+        "max_in_flight_requests_per_connection": 5,
+        "compression_type": "lz4",
+        "linger_ms": 5,
+        "batch_size": 256 * 1024,
+        "request_timeout_ms": request_timeout_ms,
+        "delivery_timeout_ms": ack_timeout_ms,
+        "max_block_ms": ack_timeout_ms // 2,
+        "bootstrap_timeout_ms": min(5000, ack_timeout_ms),
+        # Reconnect quickly once the broker is back (the default backs off to 30 s).
+        "reconnect_backoff_ms": 50,
+        "reconnect_backoff_max_ms": 1000,
+        "client_id": f"orderlog-ingest-{os.getpid()}",
+    }
+    config.update(overrides)
+    config["linger_ms"] = min(config["linger_ms"], ack_timeout_ms)
+    config["delivery_timeout_ms"] = max(
+        config["delivery_timeout_ms"], config["linger_ms"] + config["request_timeout_ms"]
+    )
+    return config
+
+
+class OrderProducer:
+    """Sends records to one topic and waits until Kafka has every one of them."""
+
+    def __init__(self, topic: str, config: dict[str, Any], ack_timeout_s: float):
+        self.topic = topic
+        self.config = config
+        self.ack_timeout_s = ack_timeout_s
+        self._producer: KafkaProducer | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        self._failed_at = 0.0
+        self._last_error = ""
+
+    def _get(self) -> KafkaProducer:
+        producer = self._producer
+        if producer is not None and self._pid == os.getpid():
+            return producer
+        with self._lock:
+            if self._producer is not None and self._pid == os.getpid():
+                return self._producer
+            # A producer inherited through fork() belongs to the parent: never use it.
+            self._producer = None
+            if time.monotonic() - self._failed_at < CREATE_BACKOFF_S:
+                raise KafkaUnavailable(f"Kafka is unavailable ({self._last_error})")
+            try:
+                self._producer = KafkaProducer(**self.config)
+            except Exception as exc:  # NoBrokersAvailable, timeouts, DNS errors...
+                self._failed_at = time.monotonic()
+                self._last_error = _describe(exc)
+                log.warning("cannot create the Kafka producer: %s", self._last_error)
+                raise KafkaUnavailable(f"Kafka is unavailable ({self._last_error})") from exc
+            self._pid = os.getpid()
+            return self._producer
+
+    def send_all(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """Produce (key, value) records; return only when Kafka acknowledged all of them.
+
+        Raises KafkaUnavailable when any record is not acknowledged within the timeout.
+        """
+        producer = self._get()
+        deadline = time.monotonic() + self.ack_timeout_s
+        try:
+            futures = [producer.send(self.topic, key=key, value=value) for key, value in records]
+            for future in futures:
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
+        except (KafkaError, TimeoutError) as exc:
+            raise KafkaUnavailable(f"Kafka did not acknowledge the records ({_describe(exc)})") from exc
+
+    def reachable(self, timeout_s: float = 2.0) -> tuple[bool, str]:
+        """Whether a broker answers a metadata request now, and why not if it does not."""
+        try:
+            producer = self._get()
+        except KafkaUnavailable as exc:
+            return False, str(exc)
+        # A fresh metadata round trip: cached metadata would say "up" with the broker gone.
+        done = threading.Event()
+        future = producer._metadata.request_update()
+        future.add_both(lambda *_: done.set())
+        producer._sender.wakeup()
+        if not done.wait(timeout_s):
+            return False, f"no metadata answer from Kafka within {timeout_s:g} s"
+        if future.failed():
+            return False, f"metadata request failed ({future.exception})"
+        return True, "ok"
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Flush what is buffered and close (used at worker exit)."""
+        with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None and self._pid == os.getpid():
+            producer.close(timeout=self.ack_timeout_s if timeout_s is None else timeout_s)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    name = type(exc).__name__
+    return text if name in text else f"{name}: {text}"
+
+
+def init_app(app: Flask) -> None:
+    """Attach an (unconnected) producer to the app; it connects on first use."""
+    settings_servers = app.config["KAFKA_BOOTSTRAP_SERVERS"]
+    servers = settings_servers.split(",") if isinstance(settings_servers, str) else list(settings_servers)
+    ack_timeout_ms = int(app.config["INGEST_ACK_TIMEOUT_MS"])
+    config = producer_config(
+        [s.strip() for s in servers if s.strip()], ack_timeout_ms, **app.config.get("KAFKA_PRODUCER_CONFIG", {})
+    )
+    app.extensions[EXTENSION_KEY] = OrderProducer(app.config["KAFKA_TOPIC"], config, ack_timeout_ms / 1000)
+
+
+def get_producer(app: Flask | None = None) -> OrderProducer:
+    return (app or current_app).extensions[EXTENSION_KEY]
+
+
+def close_app_producer(app: Flask) -> None:
+    producer = app.extensions.get(EXTENSION_KEY)
+    if producer is not None:
+        producer.close()

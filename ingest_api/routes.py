@@ -1,0 +1,232 @@
+"""The HTTP routes: one event, a batch, health, and the OpenAPI document.
+
+Every request is fully parsed and validated before anything is produced, so an invalid
+batch produces nothing; a 202 is sent only after Kafka acknowledged every record.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from ingest_api.openapi import openapi_document
+from ingest_api.producer import KafkaUnavailable, get_producer
+from orderlog.events import MAX_EVENT_BYTES, InvalidEvent, OrderEvent, validate_event
+
+bp = Blueprint("ingest", __name__)
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+# A batch with thousands of bad items still gets a readable answer.
+MAX_REPORTED_ERRORS = 1000
+
+
+class RequestProblem(Exception):
+    """A request that cannot be processed: its status and the JSON body to answer with."""
+
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
+        super().__init__(body.get("error", ""))
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+def _problem(status: int, message: str, **extra: Any) -> RequestProblem:
+    return RequestProblem(status, {"error": message, **extra})
+
+
+
+
+def json_http_error(error: HTTPException) -> Response:
+    """Every HTTP error of the app (404, 405, 413, ...) as JSON, headers kept (Allow)."""
+    if isinstance(error, RequestEntityTooLarge):
+        message = f"request body is larger than {request.max_content_length} bytes"
+    elif error.code == 404:
+        message = f"no route {request.path}"
+    elif error.code == 405:
+        allowed = ", ".join(sorted(m for m in error.valid_methods or [] if m not in ("HEAD", "OPTIONS")))
+        message = f"method {request.method} is not allowed on {request.path} (allowed: {allowed})"
+    else:
+        message = error.description or error.name
+    response = error.get_response()
+    response.data = json.dumps({"error": message})
+    response.content_type = JSON
+    return response
+
+
+@bp.before_request
+def _check_token() -> None:
+    token = current_app.config.get("INGEST_API_TOKEN")
+    if not token or not request.path.startswith("/api/"):
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    # compare_digest: the time taken does not tell how much of the token was right.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise RequestProblem(
+            401, {"error": "missing or wrong bearer token (Authorization: Bearer <token>)"},
+            {"WWW-Authenticate": 'Bearer realm="ingest"'},
+        )
+
+
+def _reject_json_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _loads(data: bytes) -> Any:
+    """JSON as RFC 8259 has it: UTF-8, no NaN/Infinity."""
+    text = data.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    return json.loads(text, parse_constant=_reject_json_constant)
+
+
+def _read_body(max_bytes: int | None = None) -> bytes:
+    if max_bytes is not None:
+        request.max_content_length = max_bytes
+    return request.get_data(cache=False)
+
+
+def _require_content_type(*accepted: str) -> str:
+    mimetype = request.mimetype
+    if mimetype not in accepted:
+        raise _problem(
+            415, f"Content-Type must be {' or '.join(accepted)} (got {request.content_type or 'none'})"
+        )
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise _problem(415, f"charset must be utf-8 (got {charset})")
+    return mimetype
+
+
+def _parse_json(data: bytes) -> Any:
+    try:
+        return _loads(data)
+    except UnicodeDecodeError:
+        raise _problem(400, "malformed JSON: the body is not UTF-8") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        raise _problem(400, f"malformed JSON: {exc}") from None
+
+
+def _validate_all(items: Iterable[Any], now: datetime) -> list[OrderEvent]:
+    """Every item validated; if any is invalid, a 400 listing each bad item by index."""
+    events: list[OrderEvent] = []
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        if isinstance(item, _Unparsable):
+            errors.append({"index": index, "field": "", "reason": item.reason})
+            continue
+        try:
+            events.append(validate_event(item, now=now))
+        except InvalidEvent as exc:
+            errors.extend({"index": index, **e.as_dict()} for e in exc.errors)
+    if errors:
+        extra = {"error_count": len(errors)} if len(errors) > MAX_REPORTED_ERRORS else {}
+        raise _problem(400, "invalid event", errors=errors[:MAX_REPORTED_ERRORS], **extra)
+    return events
+
+
+class _Unparsable:
+    """An NDJSON line that is not JSON: reported with its index like any invalid item."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _ndjson_items(data: bytes) -> list[Any]:
+    items: list[Any] = []
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue  # blank lines (and the final newline) are not events
+        try:
+            items.append(_loads(line))
+        except UnicodeDecodeError:
+            items.append(_Unparsable("line is not UTF-8"))
+        except (ValueError, RecursionError) as exc:
+            items.append(_Unparsable(f"line is not JSON ({exc})"))
+    return items
+
+
+def _produce(events: list[OrderEvent]) -> list[str]:
+    """Assign ids and receive time, produce, and return the order ids once Kafka has all."""
+    received_at = datetime.now(UTC)
+    stamped = [event.with_ids(received_at) for event in events]
+    records = [(e.user_id.encode("utf-8"), e.to_json_bytes()) for e in stamped]
+    order_ids = [e.order_id or "" for e in stamped]
+    try:
+        get_producer().send_all(records)
+    except KafkaUnavailable as exc:
+        current_app.logger.warning("503: %s", exc)
+        retry_after = str(current_app.config["INGEST_RETRY_AFTER_S"])
+        # The ids let a client retry with the same order_ids, so a record that did reach
+        # Kafka before the failure is not counted twice downstream.
+        raise RequestProblem(
+            503,
+            {"error": f"{exc}; the events were not accepted, retry later", "order_ids": order_ids},
+            {"Retry-After": retry_after},
+        ) from None
+    return order_ids
+
+
+@bp.post("/api/log")
+def post_log() -> tuple[Response, int]:
+    _require_content_type(JSON)
+    payload = _parse_json(_read_body(min(MAX_EVENT_BYTES, _body_limit())))
+    now = datetime.now(UTC)
+    try:
+        event = validate_event(payload, now=now)
+    except InvalidEvent as exc:
+        raise _problem(400, "invalid event", errors=[e.as_dict() for e in exc.errors]) from None
+    (order_id,) = _produce([event])
+    return jsonify({"status": "accepted", "order_id": order_id}), 202
+
+
+@bp.post("/api/logs")
+def post_logs() -> tuple[Response, int]:
+    mimetype = _require_content_type(JSON, NDJSON)
+    data = _read_body(_body_limit())
+    if mimetype == NDJSON:
+        items = _ndjson_items(data)
+    else:
+        items = _parse_json(data)
+        if not isinstance(items, list):
+            raise _problem(400, "a batch must be a JSON array of events (or NDJSON)")
+    max_batch = int(current_app.config["INGEST_MAX_BATCH"])
+    if not items:
+        raise _problem(400, "the batch is empty")
+    if len(items) > max_batch:
+        raise _problem(413, f"the batch has {len(items)} events; at most {max_batch} are accepted per request")
+    events = _validate_all(items, datetime.now(UTC))
+    order_ids = _produce(events)
+    return jsonify({"status": "accepted", "count": len(order_ids), "order_ids": order_ids}), 202
+
+
+def _body_limit() -> int:
+    return int(current_app.config["MAX_CONTENT_LENGTH"])
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
+    ok, reason = get_producer().reachable()
+    topic = current_app.config["KAFKA_TOPIC"]
+    if ok:
+        return jsonify({"status": "ok", "kafka": "reachable", "topic": topic}), 200
+    retry_after = str(current_app.config["INGEST_RETRY_AFTER_S"])
+    body = {"status": "unavailable", "kafka": "unreachable", "topic": topic, "error": reason}
+    return jsonify(body), 503, {"Retry-After": retry_after}
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    config = current_app.config
+    return jsonify(
+        openapi_document(
+            max_batch=int(config["INGEST_MAX_BATCH"]),
+            max_body_bytes=_body_limit(),
+            auth=bool(config.get("INGEST_API_TOKEN")),
+        )
+    )
