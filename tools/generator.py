@@ -309,7 +309,8 @@ def make_dirty(events: list[GeneratedEvent], params: ReplayParams) -> list[Gener
     for event in moved:  # into the stream of its later day, at a random place
         assert event.sent_with is not None
         stream = by_day[event.sent_with]
-        stream.insert(rng.randint(0, len(stream)), event)
+        # After at least one order of the later day, so it is truly sent late.
+        stream.insert(rng.randint(min(1, len(stream)), len(stream)), event)
 
     stream = [e for d in sorted(by_day) for e in by_day[d]]
     valid = list(stream)
