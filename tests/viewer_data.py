@@ -1,0 +1,154 @@
+"""Writes test data into the aggregate job's output tables, exactly in the shape
+cassandra/tables.cql defines, with prepared INSERTs (the viewer's tests do not depend
+on the aggregate job, which is built in parallel)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+
+from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.util import uuid_from_time
+
+from orderlog.layout import SEGMENT_BUCKETS, bucket_of
+from orderlog.menu import preference
+
+AGGREGATED_AT = datetime(2025, 6, 1, 2, 0, tzinfo=UTC)
+
+
+class ViewerData:
+    def __init__(self, session: object):
+        self.session = session
+        p = session.prepare  # type: ignore[attr-defined]
+        self.summary = p(
+            "INSERT INTO daily_order_summaries (year, order_date, japanese, western, total, users, "
+            "aggregated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
+        self.size = p(
+            "INSERT INTO segment_sizes (year, as_of, segment, users, entered, exited) VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        self.member = p(
+            "INSERT INTO user_segments (segment, bucket, user_id, japanese, western) VALUES (?, ?, ?, ?, ?)"
+        )
+        self.pref = p(
+            "INSERT INTO user_preferences (user_id, japanese, western, preference, first_order_date, "
+            "last_order_date, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
+        self.history = p(
+            "INSERT INTO user_daily_history (user_id, year, order_date, japanese, western) VALUES (?, ?, ?, ?, ?)"
+        )
+        self.run = p(
+            "INSERT INTO aggregate_runs (year, order_date, run_id, status, orders_read, users_touched, "
+            "started_at, finished_at, duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+
+    def _many(self, statement: object, rows: Iterable[tuple]) -> None:
+        results = execute_concurrent_with_args(self.session, statement, list(rows), concurrency=64)
+        failed = [r for ok, r in results if not ok]
+        if failed:
+            raise failed[0]
+
+    def summaries(self, days: Iterable[tuple[date, int, int, int]]) -> None:
+        """(date, japanese, western, users) per day."""
+        self._many(
+            self.summary,
+            [(d.year, d, j, w, j + w, u, AGGREGATED_AT) for d, j, w, u in days],
+        )
+
+    def sizes(self, as_of: date, sizes: dict[str, tuple[int, int, int]]) -> None:
+        """segment -> (users, entered, exited) as of a date."""
+        self._many(self.size, [(as_of.year, as_of, s, *v) for s, v in sizes.items()])
+
+    def members(self, members: Iterable[tuple[str, int, int]]) -> None:
+        """(user_id, japanese, western): each user into the segment of its counts."""
+        self._many(
+            self.member,
+            [(preference(j, w), bucket_of(u, SEGMENT_BUCKETS), u, j, w) for u, j, w in members],
+        )
+
+    def user(self, user_id: str, history: list[tuple[date, int, int]]) -> None:
+        """A user's preference row and daily history, consistent with each other."""
+        japanese = sum(j for _, j, _ in history)
+        western = sum(w for _, _, w in history)
+        dates = [d for d, _, _ in history]
+        self._many(
+            self.pref,
+            [(user_id, japanese, western, preference(japanese, western), min(dates), max(dates),
+              AGGREGATED_AT)],
+        )
+        self._many(self.history, [(user_id, d.year, d, j, w) for d, j, w in history])
+
+    def aggregate_run(self, order_date: date, status: str = "succeeded", error: str | None = None) -> None:
+        started = datetime(order_date.year, order_date.month, order_date.day, 17, 0, tzinfo=UTC)
+        run_id: uuid.UUID = uuid_from_time(started)
+        self._many(
+            self.run,
+            [(order_date.year, order_date, run_id, status, 10, 5, started, started, 1234, error)],
+        )
+
+
+VIEWER_TABLES = (
+    "daily_order_summaries",
+    "segment_sizes",
+    "user_segments",
+    "user_preferences",
+    "user_daily_history",
+    "aggregate_runs",
+)
+
+XSS_USER = '<script>alert("x")</script>'
+LATEST = date(2025, 5, 31)
+MISSING_DAY = date(2025, 5, 15)  # a date in the range that was never aggregated
+
+
+def day_counts(d: date) -> tuple[int, int, int]:
+    """(japanese, western, users) of the standard dataset's date d."""
+    if d == LATEST:
+        return 120, 95, 150  # the seed's example
+    return 100 + d.day, 90 + (d.day * 3) % 20, 50 + d.day
+
+
+def summary_dates() -> list[date]:
+    may = [date(2025, 5, n) for n in range(1, 32) if date(2025, 5, n) != MISSING_DAY]
+    return [date(2024, 12, 31), *may]
+
+
+# The named members (user_id, japanese, western); 250 more "p-0000".."p-0249" (2, 1)
+# make the Japanese segment span several pages.
+NAMED_MEMBERS = [
+    ("alice", 3, 1),
+    ("amy", 2, 0),
+    ("bob", 5, 2),
+    (XSS_USER, 1, 0),
+    ("ユーザー1", 4, 1),
+    ("carol", 0, 2),
+    ("anna", 1, 3),
+    ("dave", 1, 1),
+]
+BULK_MEMBERS = [(f"p-{n:04d}", 2, 1) for n in range(250)]
+SIZES = {
+    date(2025, 5, 29): {"japanese": (241, 3, 1), "western": (1, 0, 0), "even": (2, 1, 0)},
+    date(2025, 5, 30): {"japanese": (246, 5, 0), "western": (1, 0, 0), "even": (2, 0, 0)},
+    LATEST: {"japanese": (255, 12, 3), "western": (2, 1, 0), "even": (1, 0, 1)},
+}
+ALICE_HISTORY = [(date(2024, 12, 31), 1, 0), (date(2025, 5, 30), 1, 0), (date(2025, 5, 31), 1, 1)]
+
+
+def truncate(session: object) -> None:
+    for table in VIEWER_TABLES:
+        session.execute(f"TRUNCATE {table}", timeout=60)  # type: ignore[attr-defined]
+
+
+def load_standard(session: object) -> None:
+    """Empty the viewer's tables, then write the standard dataset the tests assert on."""
+    truncate(session)
+    data = ViewerData(session)
+    data.summaries([(d, *day_counts(d)) for d in summary_dates()])
+    for as_of, sizes in SIZES.items():
+        data.sizes(as_of, sizes)
+    data.members(NAMED_MEMBERS + BULK_MEMBERS)
+    data.user("alice", ALICE_HISTORY)
+    data.user(XSS_USER, [(LATEST, 1, 0)])
+    data.aggregate_run(date(2025, 5, 30))
+    data.aggregate_run(LATEST)

@@ -1,0 +1,244 @@
+"""The JSON API (seed-compatible shapes) and the CSV export of a segment."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from orderlog.business_day import date_range
+from orderlog.menu import SEGMENT_LABELS, SEGMENTS
+from viewer import queries
+from viewer.db import get_store
+from viewer.errors import error_response
+from viewer.params import (
+    DEFAULT_PER_PAGE,
+    MAX_PAGE,
+    MAX_PER_PAGE,
+    BadParameter,
+    check_user_id,
+    parse_date,
+    parse_int,
+    parse_prefix,
+    parse_range,
+)
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+CSV_HEADER = ("user_id", "japanese", "western")
+_CSV_ROWS_PER_CHUNK = 500
+
+
+def _tz() -> Any:
+    return current_app.config["SETTINGS"].tz
+
+
+def not_aggregated(day: date, latest: date | None) -> str:
+    tail = f"the latest aggregated date is {latest.isoformat()}" if latest else "nothing is aggregated yet"
+    return f"{day.isoformat()} has not been aggregated yet ({tail})"
+
+
+def _exclusive(*, single: str, ranged: tuple[str, ...]) -> None:
+    if request.args.get(single) and any(request.args.get(r) for r in ranged):
+        raise BadParameter(single, f"use either '{single}' or {' and '.join(repr(r) for r in ranged)}")
+
+
+def check_segment(segment: str) -> str | None:
+    return segment if segment in SEGMENTS else None
+
+
+def unknown_segment(segment: str) -> Any:
+    return error_response(404, f"unknown segment {segment!r}; the segments are {', '.join(SEGMENTS)}")
+
+
+@bp.get("/status")
+def status() -> Any:
+    last = queries.last_aggregated(get_store(), _tz())
+    run = None
+    if last.run is not None:
+        run = {k: queries.iso(v) if isinstance(v, date) else v for k, v in last.run.items()}
+    return {
+        "latest_summary_date": queries.iso(last.date),
+        "aggregated_at": queries.iso(last.aggregated_at),
+        "segments_as_of": queries.iso(last.segments_as_of),
+        "last_run": run,
+    }
+
+
+@bp.get("/daily_order_summaries")
+def daily_order_summaries() -> Any:
+    _exclusive(single="date", ranged=("from", "to"))
+    store = get_store()
+    day = parse_date(request.args, "date")
+    if day is None and not (request.args.get("from") or request.args.get("to")):
+        day = queries.last_aggregated(store, _tz()).date
+        if day is None:
+            return error_response(404, "nothing has been aggregated yet")
+    if day is not None:
+        summary = queries.summary_of(store, day)
+        if summary is None:
+            latest = queries.last_aggregated(store, _tz()).date
+            return error_response(404, not_aggregated(day, latest), date=day.isoformat())
+        return summary.to_json()
+    first, last = parse_range(request.args, None)  # type: ignore[misc]
+    days = queries.summaries_between(store, first, last)
+    have = {d.date for d in days}
+    return {
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "days": [d.to_json() for d in days],
+        "missing": [d.isoformat() for d in date_range(first, last) if d not in have],
+    }
+
+
+@bp.get("/segment_sizes")
+def segment_sizes() -> Any:
+    _exclusive(single="date", ranged=("from", "to"))
+    store = get_store()
+    day = parse_date(request.args, "date")
+    if day is None and not (request.args.get("from") or request.args.get("to")):
+        day = queries.last_aggregated(store, _tz()).segments_as_of
+        if day is None:
+            return error_response(404, "no segment sizes yet: nothing has been aggregated")
+    if day is not None:
+        sizes = queries.sizes_of(store, day)
+        if not sizes:
+            latest = queries.last_aggregated(store, _tz()).segments_as_of
+            return error_response(404, not_aggregated(day, latest), date=day.isoformat())
+        return {"as_of": day.isoformat(), "segments": {s: v.to_json() for s, v in sizes.items()}}
+    first, last = parse_range(request.args, None)  # type: ignore[misc]
+    by_date = queries.sizes_between(store, first, last)
+    return {
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "days": [
+            {"as_of": d.isoformat(), "segments": {s: v.to_json() for s, v in sizes.items()}}
+            for d, sizes in by_date.items()
+        ],
+    }
+
+
+@bp.get("/user_segments")
+def user_segments() -> Any:
+    per_page = parse_int(request.args, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
+    store = get_store()
+    as_of = queries.last_aggregated(store, _tz()).segments_as_of
+    sizes = queries.sizes_of(store, as_of) if as_of else {}
+    pages = queries.first_pages(store, SEGMENTS, per_page)
+    body: dict[str, Any] = {"as_of": queries.iso(as_of), "segments": {}}
+    if as_of is None:
+        body["message"] = "no segment sizes yet: the aggregate job has not run"
+    for segment in SEGMENTS:
+        page, size = pages[segment], sizes.get(segment)
+        body["segments"][segment] = {
+            "label": SEGMENT_LABELS[segment],
+            "count": size.users if size else 0,
+            "entered": size.entered if size else 0,
+            "exited": size.exited if size else 0,
+            "user_ids": [m.user_id for m in page.members],
+            "next_after": page.next_after,
+        }
+    return body
+
+
+def page_args() -> dict[str, Any]:
+    """page, per_page, prefix and after of a segment page, checked."""
+    per_page = parse_int(request.args, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
+    page = parse_int(request.args, "page", 1, 1, MAX_PAGE)
+    after = request.args.get("after") or None
+    if after is not None and request.args.get("page"):
+        raise BadParameter("page", "use either 'page' or 'after' (the cursor of the next page)")
+    if (page - 1) * per_page > queries.MAX_PAGE_OFFSET:
+        raise BadParameter(
+            "page",
+            f"pages deeper than {queries.MAX_PAGE_OFFSET} users are reached with the 'after' "
+            "cursor: follow 'next_after' from page to page",
+        )
+    if after is not None:
+        queries.decode_cursor(after)  # a bad cursor is a 400 before any query
+    return {"per_page": per_page, "page": page, "prefix": parse_prefix(request.args), "after": after}
+
+
+@bp.get("/user_segments/<segment>")
+def segment_members(segment: str) -> Any:
+    if segment.endswith(".csv"):
+        return segment_csv(segment[: -len(".csv")])
+    if check_segment(segment) is None:
+        return unknown_segment(segment)
+    args = page_args()
+    store = get_store()
+    as_of = queries.last_aggregated(store, _tz()).segments_as_of
+    size = queries.sizes_of(store, as_of).get(segment) if as_of else None
+    result = queries.members_page(store, segment, **args)
+    return {
+        "segment": segment,
+        "label": SEGMENT_LABELS[segment],
+        "as_of": queries.iso(as_of),
+        "count": size.users if size else 0,
+        "page": args["page"],
+        "per_page": args["per_page"],
+        "prefix": args["prefix"],
+        "after": args["after"],
+        "user_ids": [m.user_id for m in result.members],
+        "users": [m.to_json() for m in result.members],
+        "has_more": result.has_more,
+        "next_after": result.next_after,
+    }
+
+
+def csv_rows(members: Iterator[queries.Member]) -> Iterator[str]:
+    """The CSV text in chunks: the header, then the members in user_id order."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    for n, m in enumerate(members, start=1):
+        writer.writerow((m.user_id, m.japanese, m.western))
+        if n % _CSV_ROWS_PER_CHUNK == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def segment_csv(segment: str) -> Any:
+    if check_segment(segment) is None:
+        return unknown_segment(segment)
+    prefix = parse_prefix(request.args)
+    store = get_store()
+    as_of = queries.last_aggregated(store, _tz()).segments_as_of
+    filename = f"user_segment_{segment}_{as_of.isoformat() if as_of else 'current'}.csv"
+    # A generator over the merged bucket pages: the whole segment is never in memory.
+    body = csv_rows(queries.iter_members(store, segment, prefix))
+    response = Response(body, mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.get("/users/<path:user_id>")
+def user(user_id: str) -> Any:
+    check_user_id(user_id)
+    summary = queries.user_summary(get_store(), user_id)
+    if summary is None:
+        return error_response(404, f"unknown user {user_id!r}: no aggregated orders", user_id=user_id)
+    return user_json(summary)
+
+
+def user_json(u: queries.UserSummary) -> dict[str, Any]:
+    return {
+        "user_id": u.user_id,
+        "japanese": u.japanese,
+        "western": u.western,
+        "total": u.japanese + u.western,
+        "preference": u.preference,
+        "preference_label": SEGMENT_LABELS.get(u.preference, u.preference),
+        "first_order_date": queries.iso(u.first_order_date),
+        "last_order_date": queries.iso(u.last_order_date),
+        "updated_at": queries.iso(u.updated_at),
+        "history": [
+            {"date": d.date.isoformat(), "japanese": d.japanese, "western": d.western} for d in u.history
+        ],
+    }

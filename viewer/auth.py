@@ -1,0 +1,32 @@
+"""Optional HTTP basic auth for the whole viewer: segment lists are customer data. When
+VIEWER_USER and VIEWER_PASSWORD are set, every page, API call and asset requires them."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Flask, Response, current_app, request
+
+
+def _credentials_ok(user: str, password: str) -> bool:
+    auth = request.authorization
+    if auth is None or auth.type != "basic":
+        return False
+    # Compare both in constant time, always both, so timing says nothing.
+    ok_user = hmac.compare_digest((auth.username or "").encode(), user.encode())
+    ok_password = hmac.compare_digest((auth.password or "").encode(), password.encode())
+    return ok_user and ok_password
+
+
+def _require_auth() -> Response | None:
+    user, password = current_app.config["VIEWER_USER"], current_app.config["VIEWER_PASSWORD"]
+    if not user or _credentials_ok(user, password):
+        return None
+    response = current_app.json.response({"error": "authentication required"})
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = 'Basic realm="orderlog viewer", charset="UTF-8"'
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_require_auth)

@@ -1,0 +1,95 @@
+"""Plotly figures of the pages, as plain JSON-able dicts (pure functions of the data).
+
+The pages embed them with Jinja's |tojson (safe inside <script>) and static/viewer.js
+draws them with the Plotly served by the app.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from orderlog.menu import JAPANESE, MENU_LABELS, SEGMENT_LABELS, SEGMENTS, WESTERN
+from viewer.queries import DaySummary, SegmentSize, UserDay
+
+COLORS = {JAPANESE: "#c0392b", WESTERN: "#2e6da4", "even": "#7f8c8d", "share": "#e67e22"}
+_LAYOUT = {
+    "margin": {"l": 60, "r": 60, "t": 30, "b": 50},
+    "legend": {"orientation": "h", "y": -0.18},
+    "hovermode": "x unified",
+    "height": 380,
+}
+
+
+def _plain(fig: go.Figure) -> dict[str, Any]:
+    # Round-trip through plotly's encoder: validated, and only JSON types left.
+    import json
+
+    return json.loads(pio.to_json(fig, validate=True))
+
+
+def daily_figure(days: list[DaySummary]) -> dict[str, Any]:
+    """Orders per day (stacked bars) with the Japanese share (line, right axis)."""
+    x = [d.date.isoformat() for d in days]
+    share = [None if d.japanese_share is None else round(100 * d.japanese_share, 2) for d in days]
+    fig = go.Figure(
+        data=[
+            go.Bar(name=MENU_LABELS[JAPANESE], x=x, y=[d.japanese for d in days],
+                   marker_color=COLORS[JAPANESE]),
+            go.Bar(name=MENU_LABELS[WESTERN], x=x, y=[d.western for d in days],
+                   marker_color=COLORS[WESTERN]),
+            go.Scatter(name="和食率 Japanese share (%)", x=x, y=share, yaxis="y2",
+                       mode="lines+markers", line={"color": COLORS["share"], "width": 2}),
+        ],
+        layout={
+            **_LAYOUT,
+            "barmode": "stack",
+            "xaxis": {"type": "date", "title": {"text": "business date"}},
+            "yaxis": {"title": {"text": "orders 注文数"}, "rangemode": "tozero"},
+            "yaxis2": {"title": {"text": "Japanese share %"}, "overlaying": "y", "side": "right",
+                       "range": [0, 100], "showgrid": False},
+        },
+    )
+    return _plain(fig)
+
+
+def segments_figure(by_date: dict[date, dict[str, SegmentSize]]) -> dict[str, Any]:
+    """Segment sizes over time, one line per segment."""
+    x = [d.isoformat() for d in by_date]
+    fig = go.Figure(
+        data=[
+            go.Scatter(name=SEGMENT_LABELS[s], x=x, y=[sizes[s].users for sizes in by_date.values()],
+                       mode="lines+markers", line={"color": COLORS[s]})
+            for s in SEGMENTS
+        ],
+        layout={
+            **_LAYOUT,
+            "xaxis": {"type": "date", "title": {"text": "as of"}},
+            "yaxis": {"title": {"text": "users ユーザー数"}, "rangemode": "tozero"},
+        },
+    )
+    return _plain(fig)
+
+
+def user_figure(history: list[UserDay]) -> dict[str, Any]:
+    """One user's orders per day (oldest first)."""
+    days = sorted(history, key=lambda d: d.date)
+    x = [d.date.isoformat() for d in days]
+    fig = go.Figure(
+        data=[
+            go.Bar(name=MENU_LABELS[JAPANESE], x=x, y=[d.japanese for d in days],
+                   marker_color=COLORS[JAPANESE]),
+            go.Bar(name=MENU_LABELS[WESTERN], x=x, y=[d.western for d in days],
+                   marker_color=COLORS[WESTERN]),
+        ],
+        layout={
+            **_LAYOUT,
+            "barmode": "stack",
+            "xaxis": {"type": "date", "title": {"text": "business date"}},
+            "yaxis": {"title": {"text": "orders 注文数"}, "rangemode": "tozero", "dtick": 1},
+        },
+    )
+    return _plain(fig)

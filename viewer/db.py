@@ -1,0 +1,158 @@
+"""The viewer's one Cassandra session per process, and its prepared statements.
+
+Every query the viewer makes is prepared here once, with bound parameters only (no
+string-built CQL, no ALLOW FILTERING). The session is created lazily on first use in
+each process: gunicorn forks its workers, and a driver session must never cross a fork.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cassandra.cluster import ResponseFuture, ResultSet, Session
+from cassandra.query import PreparedStatement
+from flask import Flask, current_app
+
+from orderlog.cassandra_session import connect, shutdown
+from orderlog.config import Settings
+
+EXTENSION = "viewer_db"
+
+# name -> CQL. One statement per query the pages and the API make.
+STATEMENTS: dict[str, str] = {
+    "summary_of_date": (
+        "SELECT order_date, japanese, western, total, users, aggregated_at "
+        "FROM daily_order_summaries WHERE year = ? AND order_date = ?"
+    ),
+    "summaries_between": (
+        "SELECT order_date, japanese, western, total, users, aggregated_at "
+        "FROM daily_order_summaries WHERE year = ? AND order_date >= ? AND order_date <= ?"
+    ),
+    "latest_summary_of_year": (
+        "SELECT order_date, aggregated_at FROM daily_order_summaries WHERE year = ? LIMIT 1"
+    ),
+    "sizes_of_date": (
+        "SELECT as_of, segment, users, entered, exited FROM segment_sizes WHERE year = ? AND as_of = ?"
+    ),
+    "sizes_between": (
+        "SELECT as_of, segment, users, entered, exited FROM segment_sizes "
+        "WHERE year = ? AND as_of >= ? AND as_of <= ?"
+    ),
+    "latest_sizes_of_year": "SELECT as_of FROM segment_sizes WHERE year = ? LIMIT 1",
+    "latest_run_of_year": (
+        "SELECT order_date, run_id, status, orders_read, users_touched, started_at, finished_at, "
+        "duration_ms, error FROM aggregate_runs WHERE year = ? LIMIT 1"
+    ),
+    # Segment members: one bucket partition at a time, in user_id order, with the bounds
+    # of a cursor (user_id > after) and/or a prefix (prefix <= user_id < upper).
+    "members": "SELECT user_id, japanese, western FROM user_segments WHERE segment = ? AND bucket = ?",
+    "members_gt": (
+        "SELECT user_id, japanese, western FROM user_segments "
+        "WHERE segment = ? AND bucket = ? AND user_id > ?"
+    ),
+    "members_ge": (
+        "SELECT user_id, japanese, western FROM user_segments "
+        "WHERE segment = ? AND bucket = ? AND user_id >= ?"
+    ),
+    "members_gt_lt": (
+        "SELECT user_id, japanese, western FROM user_segments "
+        "WHERE segment = ? AND bucket = ? AND user_id > ? AND user_id < ?"
+    ),
+    "members_ge_lt": (
+        "SELECT user_id, japanese, western FROM user_segments "
+        "WHERE segment = ? AND bucket = ? AND user_id >= ? AND user_id < ?"
+    ),
+    "preference_of_user": (
+        "SELECT user_id, japanese, western, preference, first_order_date, last_order_date, updated_at "
+        "FROM user_preferences WHERE user_id = ?"
+    ),
+    "history_of_user_year": (
+        "SELECT order_date, japanese, western FROM user_daily_history WHERE user_id = ? AND year = ?"
+    ),
+}
+
+
+class Store:
+    """A driver session with the viewer's prepared statements, and a small TTL cache for
+    the "latest aggregated date" lookups that every page makes."""
+
+    def __init__(self, session: Session, cache_seconds: float = 5.0):
+        self.session = session
+        self.cache_seconds = cache_seconds
+        self.statements: dict[str, PreparedStatement] = {
+            name: session.prepare(cql) for name, cql in STATEMENTS.items()
+        }
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self._cache_lock = threading.Lock()
+
+    def execute(self, name: str, params: Sequence[Any]) -> ResultSet:
+        return self.session.execute(self.statements[name].bind(params))
+
+    def execute_async(self, name: str, params: Sequence[Any], fetch_size: int | None = None) -> ResponseFuture:
+        bound = self.statements[name].bind(params)
+        if fetch_size is not None:
+            bound.fetch_size = fetch_size
+        return self.session.execute_async(bound)
+
+    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        """compute(), remembered for cache_seconds (0 turns the cache off)."""
+        if self.cache_seconds <= 0:
+            return compute()
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < self.cache_seconds:
+            return hit[1]
+        value = compute()
+        with self._cache_lock:
+            self._cache[key] = (now, value)
+        return value
+
+    def close(self) -> None:
+        shutdown(self.session)
+
+
+class _Holder:
+    """Builds the Store on first use in this process (and again in a forked child)."""
+
+    def __init__(self, settings: Settings, cache_seconds: float):
+        self.settings = settings
+        self.cache_seconds = cache_seconds
+        self._lock = threading.Lock()
+        self._store: Store | None = None
+        self._pid = 0
+
+    def get(self) -> Store:
+        store, pid = self._store, os.getpid()
+        if store is not None and self._pid == pid:
+            return store
+        with self._lock:
+            if self._store is None or self._pid != pid:
+                self._store = Store(connect(self.settings), self.cache_seconds)
+                self._pid = pid
+            return self._store
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None and self._pid == os.getpid():
+                self._store.close()
+            self._store = None
+
+
+def init_app(app: Flask) -> None:
+    app.extensions[EXTENSION] = _Holder(app.config["SETTINGS"], float(app.config["CACHE_SECONDS"]))
+
+
+def get_store() -> Store:
+    return current_app.extensions[EXTENSION].get()
+
+
+def close_app(app: Flask) -> None:
+    """Shut the process's session down (tests, and the gunicorn worker_exit hook)."""
+    holder = app.extensions.get(EXTENSION)
+    if holder is not None:
+        holder.close()

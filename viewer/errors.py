@@ -1,0 +1,95 @@
+"""Every failure answers plainly: JSON under /api, a page elsewhere, never a traceback.
+
+Bad parameters are 400 naming the parameter, unknown users and segments 404, Cassandra
+unreachable or timing out 503 with Retry-After (the viewer holds no data of its own).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cassandra.cluster import NoHostAvailable
+from flask import Flask, Response, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from cassandra import DriverException, OperationTimedOut, RequestExecutionException
+from viewer.params import BadParameter
+from viewer.queries import BadCursor
+
+log = logging.getLogger(__name__)
+
+CASSANDRA_ERRORS = (NoHostAvailable, OperationTimedOut, RequestExecutionException, DriverException)
+RETRY_AFTER_SECONDS = 5
+
+# Only the app's own scripts run; Plotly sets inline styles on its SVG.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'self'"
+)
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def error_response(status: int, message: str, **extra: object) -> Response | tuple[str, int]:
+    if wants_json():
+        from flask import current_app
+
+        response = current_app.json.response({"error": message, **extra})
+        response.status_code = status
+        return response
+    return render_template("error.html", status=status, message=message), status
+
+
+def _bad_parameter(e: BadParameter) -> Response | tuple[str, int]:
+    return error_response(400, str(e), parameter=e.name)
+
+
+def _bad_cursor(e: BadCursor) -> Response | tuple[str, int]:
+    return error_response(400, f"invalid parameter 'after': {e}", parameter="after")
+
+
+def _http(e: HTTPException) -> Response | tuple[str, int]:
+    message = e.description if e.code != 404 else f"not found: {request.path}"
+    response = error_response(e.code or 500, message)
+    if e.code == 405 and isinstance(response, Response):
+        response.headers["Allow"] = ", ".join(e.valid_methods or [])  # type: ignore[attr-defined]
+    return response
+
+
+def _cassandra(e: Exception) -> Response | tuple[str, int]:
+    log.warning("Cassandra unavailable: %s", e)
+    response = error_response(503, "the data store (Cassandra) is unavailable; retry shortly")
+    if isinstance(response, tuple):
+        from flask import make_response
+
+        response = make_response(response)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def _unexpected(e: Exception) -> Response | tuple[str, int]:
+    log.exception("unexpected error on %s", request.path)
+    return error_response(500, "internal error (logged on the server)")
+
+
+def _headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if request.path.startswith("/api/") or response.mimetype == "text/html":
+        # Customer data: never kept by shared caches.
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(BadParameter, _bad_parameter)
+    app.register_error_handler(BadCursor, _bad_cursor)
+    app.register_error_handler(HTTPException, _http)
+    for exc in CASSANDRA_ERRORS:
+        app.register_error_handler(exc, _cassandra)
+    app.register_error_handler(Exception, _unexpected)
+    app.after_request(_headers)

@@ -1,0 +1,150 @@
+"""The HTML pages: daily orders, segments, users."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+
+from orderlog.business_day import date_range
+from orderlog.menu import EVEN, JAPANESE, MENU_LABELS, SEGMENT_LABELS, SEGMENTS, WESTERN
+from viewer import charts, queries
+from viewer.api import page_args
+from viewer.assets import plotly_js_url
+from viewer.db import get_store
+from viewer.errors import CASSANDRA_ERRORS, error_response
+from viewer.params import MAX_PAGE, BadParameter, check_user_id, parse_date, parse_int, parse_range
+
+bp = Blueprint("pages", __name__)
+
+
+def _tz() -> Any:
+    return current_app.config["SETTINGS"].tz
+
+
+@bp.app_template_filter("local_time")
+def local_time(value: datetime | None) -> str:
+    """A UTC instant as wall-clock time of the business time zone."""
+    if value is None:
+        return "—"
+    return value.astimezone(_tz()).strftime("%Y-%m-%d %H:%M %Z")
+
+
+@bp.app_template_filter("percent")
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+@bp.app_context_processor
+def common() -> dict[str, Any]:
+    try:
+        last = queries.last_aggregated(get_store(), _tz())
+    except CASSANDRA_ERRORS:
+        last = None  # the error page itself must still render
+    return {
+        "last": last,
+        "plotly_js": plotly_js_url(),
+        "menu_labels": MENU_LABELS,
+        "segment_labels": SEGMENT_LABELS,
+        "segments": SEGMENTS,
+        "JAPANESE": JAPANESE,
+        "WESTERN": WESTERN,
+        "EVEN": EVEN,
+        "timezone": current_app.config["SETTINGS"].business_timezone,
+    }
+
+
+@bp.get("/")
+def index() -> Any:
+    return redirect(url_for("pages.daily"))
+
+
+@bp.get("/daily")
+def daily() -> Any:
+    store = get_store()
+    last = queries.last_aggregated(store, _tz())
+    chosen = parse_date(request.args, "date") or last.date
+    summary = queries.summary_of(store, chosen) if chosen else None
+    span = parse_range(request.args, last.date)
+    days: list[queries.DaySummary] = []
+    rows: list[tuple[date, queries.DaySummary | None]] = []
+    if span is not None:
+        days = queries.summaries_between(store, *span)
+        by_date = {d.date: d for d in days}
+        rows = [(d, by_date.get(d)) for d in reversed(date_range(*span))]
+    return render_template(
+        "daily.html",
+        chosen=chosen,
+        summary=summary,
+        span=span,
+        days=days,
+        rows=rows,
+        figure=charts.daily_figure(days) if days else None,
+    )
+
+
+def _page_link(**changes: Any) -> str:
+    args = {k: v for k, v in request.args.items() if k not in ("page", "after", "page_no")}
+    args.update({k: v for k, v in changes.items() if v is not None})
+    return url_for("pages.segments") + "?" + urlencode(args)
+
+
+@bp.get("/segments")
+def segments() -> Any:
+    store = get_store()
+    last = queries.last_aggregated(store, _tz())
+    segment = request.args.get("segment") or JAPANESE
+    if segment not in SEGMENTS:
+        raise BadParameter("segment", f"must be one of {', '.join(SEGMENTS)}, got {segment!r}")
+    chosen = parse_date(request.args, "date") or last.segments_as_of
+    sizes = queries.sizes_of(store, chosen) if chosen else {}
+    span = parse_range(request.args, chosen)
+    history = queries.sizes_between(store, *span) if span else {}
+    args = page_args()
+    page = queries.members_page(store, segment, **args)
+    current = queries.sizes_of(store, last.segments_as_of) if last.segments_as_of else {}
+    # With a cursor the page number is only shown (page_no rides along in the links).
+    shown_page = parse_int(request.args, "page_no", 1, 1, MAX_PAGE) if args["after"] else args["page"]
+    return render_template(
+        "segments.html",
+        chosen=chosen,
+        sizes=sizes,
+        span=span,
+        figure=charts.segments_figure(history) if history else None,
+        segment=segment,
+        current_count=current[segment].users if segment in current else None,
+        page=page,
+        args=args,
+        next_link=_page_link(after=page.next_after, page_no=shown_page + 1) if page.has_more else None,
+        prev_link=_page_link(page=args["page"] - 1) if not args["after"] and args["page"] > 1 else None,
+        first_link=_page_link() if args["after"] else None,
+        shown_page=shown_page,
+        first_index=1 + (shown_page - 1) * args["per_page"],
+        csv_link=url_for("api.segment_members", segment=f"{segment}.csv")
+        + (f"?{urlencode({'prefix': args['prefix']})}" if args["prefix"] else ""),
+    )
+
+
+@bp.get("/users")
+def user_lookup() -> Any:
+    user_id = request.args.get("user_id", "")
+    if user_id:
+        check_user_id(user_id)
+        return redirect(url_for("pages.user", user_id=user_id))
+    return render_template("user_lookup.html")
+
+
+@bp.get("/users/<path:user_id>")
+def user(user_id: str) -> Any:
+    check_user_id(user_id)
+    summary = queries.user_summary(get_store(), user_id)
+    if summary is None:
+        return error_response(404, f"No aggregated orders for user “{user_id}”.")
+    return render_template(
+        "user.html",
+        u=summary,
+        figure=charts.user_figure(summary.history) if summary.history else None,
+        now=datetime.now(UTC),
+    )

@@ -1,0 +1,85 @@
+"""Request parameters, checked: a bad one raises BadParameter naming it and saying why."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date, timedelta
+
+from orderlog.events import USER_ID_MAX_LENGTH
+
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DEFAULT_RANGE_DAYS = 30
+MAX_RANGE_DAYS = 3660  # ten years: eleven year partitions at most
+DEFAULT_PER_PAGE = 100
+MAX_PER_PAGE = 1000
+MAX_PAGE = 100_000
+
+
+class BadParameter(ValueError):
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"invalid parameter '{name}': {reason}")
+        self.name = name
+        self.reason = reason
+
+
+def parse_date(args: Mapping[str, str], name: str) -> date | None:
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return None
+    if not DATE_RE.match(raw):
+        raise BadParameter(name, f"must be a date YYYY-MM-DD, got {raw!r}")
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise BadParameter(name, f"{raw!r} is not a calendar date") from None
+
+
+def parse_range(args: Mapping[str, str], default_last: date | None) -> tuple[date, date] | None:
+    """`from` and `to` (both included). Missing ones default to a DEFAULT_RANGE_DAYS
+    window ending at default_last; None when there is nothing to default to."""
+    first, last = parse_date(args, "from"), parse_date(args, "to")
+    if first is None and last is None:
+        if default_last is None:
+            return None
+        last = default_last
+    if last is None:
+        last = first + timedelta(days=DEFAULT_RANGE_DAYS - 1)  # type: ignore[operator]
+    if first is None:
+        first = last - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    if first > last:
+        raise BadParameter("from", f"{first.isoformat()} is after 'to' {last.isoformat()}")
+    if (last - first).days + 1 > MAX_RANGE_DAYS:
+        raise BadParameter("to", f"a range may span at most {MAX_RANGE_DAYS} days")
+    return first, last
+
+
+def parse_int(args: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not re.fullmatch(r"[0-9]{1,9}", raw):
+        raise BadParameter(name, f"must be a whole number from {low} to {high}, got {raw!r}")
+    value = int(raw)
+    if not low <= value <= high:
+        raise BadParameter(name, f"must be from {low} to {high}, got {value}")
+    return value
+
+
+def parse_prefix(args: Mapping[str, str]) -> str | None:
+    raw = args.get("prefix")
+    if raw is None or raw == "":
+        return None
+    if len(raw) > USER_ID_MAX_LENGTH:
+        raise BadParameter("prefix", f"must be at most {USER_ID_MAX_LENGTH} characters")
+    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in raw):
+        raise BadParameter("prefix", "must not contain control characters")
+    return raw
+
+
+def check_user_id(user_id: str) -> str:
+    if not user_id.strip() or len(user_id) > USER_ID_MAX_LENGTH:
+        raise BadParameter("user_id", f"must be 1 to {USER_ID_MAX_LENGTH} characters")
+    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in user_id):
+        raise BadParameter("user_id", "must not contain control characters")
+    return user_id

@@ -1,0 +1,380 @@
+"""What the viewer reads from Cassandra, as plain values.
+
+Each function is one query of tables.cql's contract. Year-partitioned tables are read
+one partition per year, concurrently; segment members are read from their
+SEGMENT_BUCKETS bucket partitions concurrently and merged in user_id order, lazily, so
+a page reads about one page of rows and a CSV export streams with bounded memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from orderlog.layout import SEGMENT_BUCKETS
+from orderlog.menu import SEGMENTS
+from viewer.db import Store
+
+# Years searched for the latest aggregated date: from next year back to this one.
+MIN_YEAR = 2000
+# How deep `page=` may go (rows skipped); deeper pages follow the `after` cursor.
+MAX_PAGE_OFFSET = 10_000
+# Rows per bucket partition per round trip when streaming a whole segment.
+EXPORT_FETCH_SIZE = 1000
+_YEAR_BATCH = 4
+_CURSOR_TAG = "u:"
+
+
+class BadCursor(ValueError):
+    """An `after` value that no page of this API produced."""
+
+
+@dataclass(frozen=True)
+class DaySummary:
+    date: date
+    japanese: int
+    western: int
+    total: int
+    users: int | None
+    aggregated_at: datetime | None
+
+    @property
+    def japanese_share(self) -> float | None:
+        counted = self.japanese + self.western
+        return self.japanese / counted if counted else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "date": self.date.isoformat(),
+            "japanese": self.japanese,
+            "western": self.western,
+            "total": self.total,
+            "users": self.users,
+            "japanese_share": None if self.japanese_share is None else round(self.japanese_share, 4),
+            "aggregated_at": iso(self.aggregated_at),
+        }
+
+
+@dataclass(frozen=True)
+class SegmentSize:
+    segment: str
+    users: int
+    entered: int
+    exited: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"users": self.users, "entered": self.entered, "exited": self.exited}
+
+
+@dataclass(frozen=True)
+class Member:
+    user_id: str
+    japanese: int
+    western: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "japanese": self.japanese, "western": self.western}
+
+
+@dataclass(frozen=True)
+class MemberPage:
+    members: list[Member]
+    has_more: bool
+    next_after: str | None
+
+
+@dataclass(frozen=True)
+class UserDay:
+    date: date
+    japanese: int
+    western: int
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    user_id: str
+    japanese: int
+    western: int
+    preference: str
+    first_order_date: date | None
+    last_order_date: date | None
+    updated_at: datetime | None
+    history: list[UserDay] = field(default_factory=list)  # latest first
+
+
+@dataclass(frozen=True)
+class LastAggregated:
+    date: date | None  # the latest date with a daily summary
+    aggregated_at: datetime | None
+    segments_as_of: date | None  # the latest date with segment sizes
+    run: dict[str, Any] | None  # the newest run of the run ledger
+
+
+def iso(value: datetime | date | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value.isoformat()
+
+
+def _date(value: Any) -> date | None:
+    # The driver returns cassandra.util.Date for CQL `date`.
+    if value is None:
+        return None
+    return value if isinstance(value, date) else value.date()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # The driver returns CQL timestamps as naive UTC datetimes.
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _int(value: int | None) -> int:
+    return int(value or 0)
+
+
+def _years(first: date, last: date) -> list[int]:
+    return list(range(first.year, last.year + 1))
+
+
+# -- daily order summaries ---------------------------------------------------------
+
+
+def _summary(row: Any) -> DaySummary:
+    return DaySummary(
+        date=_date(row.order_date),  # type: ignore[arg-type]
+        japanese=_int(row.japanese),
+        western=_int(row.western),
+        total=_int(row.total),
+        users=row.users,
+        aggregated_at=_utc(row.aggregated_at),
+    )
+
+
+def summary_of(store: Store, day: date) -> DaySummary | None:
+    row = store.execute("summary_of_date", (day.year, day)).one()
+    return None if row is None else _summary(row)
+
+
+def summaries_between(store: Store, first: date, last: date) -> list[DaySummary]:
+    """The aggregated dates of [first, last], oldest first."""
+    futures = [store.execute_async("summaries_between", (y, first, last)) for y in _years(first, last)]
+    days = [_summary(row) for f in futures for row in f.result()]
+    return sorted(days, key=lambda s: s.date)
+
+
+def _latest_by_year(store: Store, statement: str, tz: ZoneInfo) -> Any | None:
+    """The first row of the newest year partition that has one."""
+    this_year = datetime.now(tz).year
+    years = list(range(this_year + 1, MIN_YEAR - 1, -1))
+    for start in range(0, len(years), _YEAR_BATCH):
+        batch = years[start : start + _YEAR_BATCH]
+        futures = [store.execute_async(statement, (y,)) for y in batch]
+        for f in futures:
+            row = f.result().one()
+            if row is not None:
+                return row
+    return None
+
+
+def last_aggregated(store: Store, tz: ZoneInfo) -> LastAggregated:
+    def compute() -> LastAggregated:
+        summary = _latest_by_year(store, "latest_summary_of_year", tz)
+        sizes = _latest_by_year(store, "latest_sizes_of_year", tz)
+        run = _latest_by_year(store, "latest_run_of_year", tz)
+        return LastAggregated(
+            date=None if summary is None else _date(summary.order_date),
+            aggregated_at=None if summary is None else _utc(summary.aggregated_at),
+            segments_as_of=None if sizes is None else _date(sizes.as_of),
+            run=None if run is None else _run(run),
+        )
+
+    return store.cached("last_aggregated", compute)
+
+
+def _run(row: Any) -> dict[str, Any]:
+    return {
+        "order_date": _date(row.order_date),
+        "run_id": str(row.run_id),
+        "status": row.status,
+        "orders_read": row.orders_read,
+        "users_touched": row.users_touched,
+        "started_at": _utc(row.started_at),
+        "finished_at": _utc(row.finished_at),
+        "duration_ms": row.duration_ms,
+        "error": row.error,
+    }
+
+
+# -- segment sizes -----------------------------------------------------------------
+
+
+def _size(row: Any) -> SegmentSize:
+    return SegmentSize(row.segment, _int(row.users), _int(row.entered), _int(row.exited))
+
+
+def sizes_of(store: Store, day: date) -> dict[str, SegmentSize]:
+    """segment -> size as of day, every segment present (zeros for a missing row); {}
+    when day has no sizes at all."""
+    rows = list(store.execute("sizes_of_date", (day.year, day)))
+    if not rows:
+        return {}
+    found = {row.segment: _size(row) for row in rows}
+    return {s: found.get(s, SegmentSize(s, 0, 0, 0)) for s in SEGMENTS}
+
+
+def sizes_between(store: Store, first: date, last: date) -> dict[date, dict[str, SegmentSize]]:
+    """date -> segment -> size for the dates of [first, last] that have sizes, oldest first."""
+    futures = [store.execute_async("sizes_between", (y, first, last)) for y in _years(first, last)]
+    by_date: dict[date, dict[str, SegmentSize]] = {}
+    for f in futures:
+        for row in f.result():
+            by_date.setdefault(_date(row.as_of), {})[row.segment] = _size(row)  # type: ignore[index]
+    return {
+        d: {s: sizes.get(s, SegmentSize(s, 0, 0, 0)) for s in SEGMENTS}
+        for d, sizes in sorted(by_date.items())
+    }
+
+
+# -- segment members ---------------------------------------------------------------
+
+
+def prefix_upper(prefix: str) -> str | None:
+    """The smallest string greater than every string that starts with prefix (None when
+    there is none). Cassandra orders text by UTF-8 bytes, which is code point order,
+    the same order as Python's str."""
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        nxt = last + 1
+        if 0xD800 <= nxt <= 0xDFFF:  # surrogates are not valid in UTF-8 text
+            nxt = 0xE000
+        if nxt <= 0x10FFFF:
+            return "".join(chars) + chr(nxt)
+    return None
+
+
+def encode_cursor(user_id: str) -> str:
+    raw = (_CURSOR_TAG + user_id).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadCursor("not a cursor returned by this API (use 'next_after')") from None
+    if not raw.startswith(_CURSOR_TAG):
+        raise BadCursor("not a cursor returned by this API (use 'next_after')")
+    return raw[len(_CURSOR_TAG) :]
+
+
+def _bounds(prefix: str | None, after: str | None) -> tuple[str, tuple[Any, ...]] | None:
+    """The statement and its bounds for members after the cursor and/or with the prefix;
+    None when no user id can match."""
+    upper = prefix_upper(prefix) if prefix else None
+    if prefix and (after is None or after < prefix):
+        return ("members_ge_lt", (prefix, upper)) if upper is not None else ("members_ge", (prefix,))
+    if after is not None:
+        if upper is not None and after >= upper:
+            return None
+        return ("members_gt_lt", (after, upper)) if upper is not None else ("members_gt", (after,))
+    return ("members", ())
+
+
+def _start_members(
+    store: Store, segment: str, prefix: str | None, after: str | None, fetch_size: int
+) -> list[Any]:
+    """Every bucket's first page requested at once (futures)."""
+    bounds = _bounds(prefix, after)
+    if bounds is None:
+        return []
+    statement, extra = bounds
+    return [
+        store.execute_async(statement, (segment, bucket, *extra), fetch_size=fetch_size)
+        for bucket in range(SEGMENT_BUCKETS)
+    ]
+
+
+def _merged(futures: list[Any]) -> Iterator[Member]:
+    # Later pages of a bucket are fetched only if the merge needs them (the driver
+    # pages a ResultSet as it is iterated).
+    streams = [
+        (Member(r.user_id, _int(r.japanese), _int(r.western)) for r in f.result()) for f in futures
+    ]
+    return heapq.merge(*streams, key=lambda m: m.user_id)
+
+
+def _page(merged: Iterator[Member], skip: int, per_page: int) -> MemberPage:
+    rows = list(itertools.islice(merged, skip, skip + per_page + 1))
+    has_more = len(rows) > per_page  # the one extra row tells whether a next page exists
+    rows = rows[:per_page]
+    return MemberPage(rows, has_more, encode_cursor(rows[-1].user_id) if has_more else None)
+
+
+def iter_members(store: Store, segment: str, prefix: str | None = None) -> Iterator[Member]:
+    """Every member of a segment (with the prefix), in user_id order, streamed."""
+    yield from _merged(_start_members(store, segment, prefix, None, EXPORT_FETCH_SIZE))
+
+
+def members_page(
+    store: Store,
+    segment: str,
+    *,
+    per_page: int,
+    page: int = 1,
+    prefix: str | None = None,
+    after: str | None = None,
+) -> MemberPage:
+    """One page of a segment's members in user_id order: page `page` counted from the
+    start (or from the cursor `after`, an opaque value of a previous page's next_after)."""
+    after_id = decode_cursor(after) if after else None
+    skip = (page - 1) * per_page
+    # Each bucket holds ~1/SEGMENT_BUCKETS of the rows; a bucket that holds more is
+    # paged further on demand.
+    wanted = skip + per_page + 1
+    fetch_size = per_page + 1 if skip == 0 else min(5000, max(per_page + 1, 2 * wanted // SEGMENT_BUCKETS))
+    return _page(_merged(_start_members(store, segment, prefix, after_id, fetch_size)), skip, per_page)
+
+
+def first_pages(store: Store, segments: tuple[str, ...], per_page: int) -> dict[str, MemberPage]:
+    """The first page of several segments, all their bucket queries in flight at once."""
+    started = {s: _start_members(store, s, None, None, per_page + 1) for s in segments}
+    return {s: _page(_merged(futures), 0, per_page) for s, futures in started.items()}
+
+
+# -- users ---------------------------------------------------------------------------
+
+
+def user_summary(store: Store, user_id: str) -> UserSummary | None:
+    row = store.execute("preference_of_user", (user_id,)).one()
+    if row is None:
+        return None
+    first, last = _date(row.first_order_date), _date(row.last_order_date)
+    history: list[UserDay] = []
+    if first is not None and last is not None and first <= last:
+        futures = [store.execute_async("history_of_user_year", (user_id, y)) for y in _years(first, last)]
+        history = [
+            UserDay(_date(r.order_date), _int(r.japanese), _int(r.western))  # type: ignore[arg-type]
+            for f in futures
+            for r in f.result()
+        ]
+        history.sort(key=lambda d: d.date, reverse=True)
+    return UserSummary(
+        user_id=row.user_id,
+        japanese=_int(row.japanese),
+        western=_int(row.western),
+        preference=row.preference,
+        first_order_date=first,
+        last_order_date=last,
+        updated_at=_utc(row.updated_at),
+        history=history,
+    )
