@@ -56,3 +56,12 @@ clean: down ## remove the virtualenv, the jars and all local data
 
 ingest: setup ## run the ingest API under gunicorn in the foreground (127.0.0.1:8080 by default)
 	$(VENV)/bin/gunicorn -c ingest_api/gunicorn.conf.py 'ingest_api:create_app()'
+
+.PHONY: browser
+viewer: setup ## run the viewer (Flask + Plotly) under gunicorn in the foreground (127.0.0.1:8081 by default)
+	$(VENV)/bin/gunicorn -c viewer/gunicorn.conf.py 'viewer:create_app()'
+
+browser: ## install Debian's chromium and chromium-driver for the browser tests (skipped when present)
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: /usr/bin/chromium already installed"; else \
+	  S=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$S apt-get update && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y chromium chromium-driver; fi
