@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -37,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--truth", type=Path, help="write the expected counts and preferences here (JSON)")
     parser.add_argument("--events", type=Path, help="write the events, in sending order, here (NDJSON)")
     parser.add_argument("--url", help="ingest API base URL (default http://ORDERLOG_INGEST_HOST:PORT)")
+    parser.add_argument("--token", default=os.environ.get("INGEST_API_TOKEN"),
+                        help="bearer token of the ingest API (default $INGEST_API_TOKEN)")
     parser.add_argument("--batch", type=int, default=200, help="events per request (default 200)")
     parser.add_argument("--max-wait", type=float, default=300, help="seconds to keep retrying a batch (default 300)")
     parser.add_argument("--dry-run", action="store_true", help="generate (and write files) without sending")
@@ -133,7 +136,10 @@ def send(replay: Replay, url: str, args: argparse.Namespace) -> SendResult:
     from tqdm import tqdm
 
     with tqdm(total=len(replay.events), unit="ev", disable=args.quiet, desc="replay", file=sys.stderr) as bar:
-        sender = Sender(url, rate=args.rate, batch_size=args.batch, max_wait=args.max_wait, progress=bar.update)
+        sender = Sender(
+            url, rate=args.rate, batch_size=args.batch, max_wait=args.max_wait, token=args.token,
+            progress=bar.update,
+        )
         return sender.send([e.payload for e in replay.events])
 
 

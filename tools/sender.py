@@ -10,6 +10,7 @@ again is safe: every generated event carries its own order_id.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import time
@@ -49,12 +50,13 @@ class Response:
     body: Any  # parsed JSON, or the text when it is not JSON
 
 
-def post_json(url: str, payload: Any, timeout: float) -> Response:
+def post_json(url: str, payload: Any, timeout: float, token: str | None = None) -> Response:
     """POST ``payload`` as JSON; connection problems raise OSError."""
     data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    request = urllib.request.Request(
-        url, data=data, method="POST", headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as reply:
             return Response(reply.status, dict(reply.headers), _decode(reply.read()))
@@ -92,7 +94,8 @@ class Sender:
         batch_size: int = 200,
         max_wait: float = 300.0,
         timeout: float = 30.0,
-        post: Callable[[str, Any, float], Response] = post_json,
+        token: str | None = None,
+        post: Callable[[str, Any, float], Response] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         progress: Callable[[int], None] | None = None,
@@ -106,7 +109,7 @@ class Sender:
         self.batch_size = batch_size
         self.max_wait = max_wait
         self.timeout = timeout
-        self._post = post
+        self._post = post or functools.partial(post_json, token=token)
         self._sleep = sleep
         self._clock = clock
         self._progress = progress or (lambda n: None)
