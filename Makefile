@@ -65,3 +65,6 @@ browser: ## install Debian's chromium and chromium-driver for the browser tests 
 	@if [ -x /usr/bin/chromium ]; then echo "chromium: /usr/bin/chromium already installed"; else \
 	  S=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$S apt-get update && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y chromium chromium-driver; fi
+
+aggregate: setup ## nightly aggregate: make aggregate [DATE=2025-05-31 | FROM=2025-05-01 TO=2025-05-31] (default yesterday)
+	./spark-submit.sh aggregate $(if $(DATE),--date $(DATE)) $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))

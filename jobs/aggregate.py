@@ -1,0 +1,218 @@
+"""The nightly aggregate: folds the orders of business date D into the daily summary,
+the per-user state, the segments and the segment history.
+
+    ./spark-submit.sh aggregate                      # yesterday in the business time zone
+    ./spark-submit.sh aggregate --date 2025-05-31
+    ./spark-submit.sh aggregate --from 2025-05-01 --to 2025-05-31
+
+Idempotent, order-independent and crash-safe: every row written is recomputed from the
+orders of D and the stored daily counts of the other dates (see docs/aggregate.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import date
+
+from pyspark.sql import SparkSession
+
+from jobs import aggregate_io as io
+from jobs import aggregate_transforms as t
+from orderlog.business_day import date_range, yesterday
+from orderlog.config import ConfigError, Settings, load_settings
+
+DEFAULT_LOCK_TTL_SECONDS = 300
+
+
+class InjectedCrash(RuntimeError):
+    """Raised by tests between two steps to simulate a run killed there."""
+
+
+def run_day(
+    spark: SparkSession,
+    settings: Settings,
+    state: io.AggregateState,
+    day: date,
+    *,
+    recovering: bool = False,
+    checkpoint: Callable[[str], None] = lambda step: None,
+) -> tuple[int, int]:
+    """Aggregates one date; returns (orders read, users touched)."""
+    # Materialized before anything is written: a lazy re-read after the writes below
+    # would see the new state instead of the stored one.
+    old_counts = io.read_stored_counts(spark, settings, day).localCheckpoint(eager=True)
+    new_counts = t.user_day_counts(io.read_orders(spark, settings, day)).localCheckpoint(eager=True)
+    summary = t.daily_summary(new_counts, day).first().asDict()
+    state.write_summary(summary)
+    checkpoint("summary")
+
+    touched = t.touched_users(old_counts, new_counts).localCheckpoint(eager=True)
+    years = sorted(set(state.aggregated_years()) | {day.year})
+    history = io.read_history(spark, settings, touched, years)
+    transitions = t.with_segment_transitions(t.merge_day_into_history(history, new_counts, day))
+    transitions = transitions.localCheckpoint(eager=True)
+
+    keyed = t.with_user_day_keys(new_counts, day)
+    io.write(keyed.drop("year"), settings, "user_daily_counts")
+    io.write(keyed.drop("bucket"), settings, "user_daily_history")
+    checkpoint("daily_counts")
+    io.write(t.transition_rows(transitions, day), settings, "user_segment_transitions")
+    checkpoint("transitions")
+
+    preferences = t.user_preferences(transitions).localCheckpoint(eager=True)
+    io.write(preferences, settings, "user_preferences")
+    io.write(t.segment_rows(preferences), settings, "user_segments")
+    checkpoint("preferences")
+    deletions = t.segment_deletions(preferences, old_counts, new_counts, every_other=recovering)
+    io.delete_rows(state.session, deletions, "user_segments", ["segment", "bucket", "user_id"])
+    _delete_stale(state, old_counts, new_counts, touched, preferences, day)
+    checkpoint("segments")
+
+    _rewrite_segment_sizes(spark, settings, state, transitions, day)
+    return int(summary["total"]), touched.count()
+
+
+def _delete_stale(state, old_counts, new_counts, touched, preferences, day: date) -> None:
+    """Rows of users who no longer have an order on day (raw_orders only grows, so this
+    is normally empty), and the preferences of users left with no order at all."""
+    from pyspark.sql import functions as F
+
+    stale = t.with_user_day_keys(t.stale_users(old_counts, new_counts).select(
+        "user_id", F.lit(0).alias("japanese"), F.lit(0).alias("western")), day)
+    io.delete_rows(state.session, stale, "user_daily_counts", ["order_date", "bucket", "user_id"])
+    io.delete_rows(state.session, stale, "user_segment_transitions", ["order_date", "bucket", "user_id"])
+    io.delete_rows(state.session, stale, "user_daily_history", ["user_id", "year", "order_date"])
+    gone = touched.join(preferences.select("user_id"), on="user_id", how="left_anti")
+    io.delete_rows(state.session, gone, "user_preferences", ["user_id"])
+
+
+def _rewrite_segment_sizes(spark, settings, state, transitions, day: date) -> None:
+    """segment_sizes of day and every later aggregated date: entered/exited recounted on
+    the dates whose transitions this run rewrote, sizes chained from the date before."""
+    from pyspark.sql import functions as F
+
+    changed = sorted(
+        r["order_date"]
+        for r in transitions.filter(F.col("order_date") >= F.lit(day)).select("order_date").distinct().collect()
+    )
+    changed = sorted(set(changed) | {day})
+    later = state.aggregated_dates_from(day)
+    movements = state.stored_movements(d for d in later if d not in changed)
+    for r in t.segment_movements(io.read_transitions(spark, settings, changed)).collect():
+        movements[(r["order_date"], r["segment"])] = (r["entered"], r["exited"])
+    for d in changed:  # a date with nobody moving has no movement rows: zeros
+        for segment in ("japanese", "western", "even"):
+            movements.setdefault((d, segment), (0, 0))
+    state.write_segment_sizes(t.segment_size_rows(state.sizes_before(day), later, movements))
+
+
+def aggregate(
+    spark: SparkSession,
+    settings: Settings,
+    dates: list[date],
+    *,
+    lock_ttl: int = DEFAULT_LOCK_TTL_SECONDS,
+    crash_after: str | None = None,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Runs the dates in order under the job's lock, after redoing any date a crashed run
+    left unfinished. ``crash_after`` (tests) raises InjectedCrash after that step."""
+    from orderlog.cassandra_session import connect, shutdown
+
+    def checkpoint(step: str) -> None:
+        if step == crash_after:
+            raise InjectedCrash(f"injected crash after step {step!r}")
+
+    session = connect(settings)
+    state = io.AggregateState(session)
+    try:
+        state.acquire_lock(lock_ttl)
+        try:
+            pending = state.pending_dates()
+            for day in pending + [d for d in dates if d not in pending]:
+                _run_logged(spark, settings, state, day, day in pending, checkpoint, log)
+        finally:
+            state.release_lock()
+    finally:
+        shutdown(session)
+
+
+def _run_logged(spark, settings, state, day, recovering, checkpoint, log) -> None:
+    run_id, started = state.new_run(day)
+    state.mark_pending(day, run_id)
+    try:
+        orders, users = run_day(spark, settings, state, day, recovering=recovering, checkpoint=checkpoint)
+    except BaseException as exc:
+        state.finish_run(day, run_id, started, status="failed", error=f"{type(exc).__name__}: {exc}"[:1000])
+        raise
+    state.finish_run(day, run_id, started, status="succeeded", orders_read=orders, users_touched=users)
+    state.clear_pending(day)
+    note = " (redoing an unfinished run)" if recovering else ""
+    log(f"aggregate {day}: {orders} orders, {users} users touched{note}")
+
+
+def parse_dates(argv: list[str] | None, settings: Settings) -> tuple[list[date], argparse.Namespace]:
+    parser = argparse.ArgumentParser(prog="aggregate", description="The nightly aggregate of one or more dates.")
+    parser.add_argument("--date", type=_iso_date, help="business date YYYY-MM-DD (default: yesterday)")
+    parser.add_argument("--from", dest="first", type=_iso_date, help="first date of a range")
+    parser.add_argument("--to", dest="last", type=_iso_date, help="last date of a range")
+    parser.add_argument("--lock-ttl", type=int, default=DEFAULT_LOCK_TTL_SECONDS, help="seconds")
+    args = parser.parse_args(argv)
+    if args.date and (args.first or args.last):
+        parser.error("use either --date or --from/--to")
+    if (args.first is None) != (args.last is None):
+        parser.error("--from and --to go together")
+    if args.first and args.first > args.last:
+        parser.error(f"--from {args.first} is after --to {args.last}")
+    if args.first:
+        return date_range(args.first, args.last), args
+    return [args.date or yesterday(settings.tz)], args
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"aggregate: {exc}", file=sys.stderr)
+        return 2
+    dates, args = parse_dates(argv, settings)
+    where = f"{settings.cassandra_hosts}:{settings.cassandra_port}"
+    try:
+        _check_cassandra(settings)
+    except Exception as exc:  # the driver's errors are long; one line is enough here
+        print(f"aggregate: cannot reach Cassandra at {where}: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    from jobs.session import build_session
+
+    spark = build_session(settings, "orderlog-aggregate")
+    try:
+        aggregate(spark, settings, dates, lock_ttl=args.lock_ttl)
+    except io.LockHeld as exc:
+        print(f"aggregate: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"aggregate: failed: {type(exc).__name__}: {first_line}", file=sys.stderr)
+        return 1
+    finally:
+        spark.stop()
+    return 0
+
+
+def _check_cassandra(settings: Settings) -> None:
+    from orderlog.cassandra_session import connect, shutdown
+
+    shutdown(connect(settings, timeout=5.0))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

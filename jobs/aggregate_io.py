@@ -1,0 +1,266 @@
+"""Cassandra I/O of the nightly aggregate: Spark reads and writes through the connector,
+and the small bookkeeping (lock, pending dates, ledger, segment sizes) through the
+Python driver with bound parameters."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+
+from cassandra.cluster import Session
+from cassandra.util import uuid_from_time
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from orderlog.config import Settings
+from orderlog.layout import RAW_ORDER_BUCKETS, USER_DAY_BUCKETS
+
+CASSANDRA_FORMAT = "org.apache.spark.sql.cassandra"
+LOCK_NAME = "aggregate"
+PENDING_SCOPE = "aggregate"
+DELETE_CHUNK = 5000
+
+
+class LockHeld(RuntimeError):
+    """Another aggregate run holds the lock."""
+
+
+def table(spark: SparkSession, settings: Settings, name: str, **options: str) -> DataFrame:
+    return (
+        spark.read.format(CASSANDRA_FORMAT)
+        .options(keyspace=settings.cassandra_keyspace, table=name, **options)
+        .load()
+    )
+
+
+def read_day(spark: SparkSession, settings: Settings, name: str, day: date, buckets: int) -> DataFrame:
+    """The partitions (day, 0..buckets-1) of a table keyed ((date, bucket), ...): the
+    predicates cover the whole partition key, so the connector reads just them."""
+    return table(spark, settings, name).filter(
+        (F.col("order_date") == F.lit(day)) & F.col("bucket").isin(list(range(buckets)))
+    )
+
+
+def read_orders(spark: SparkSession, settings: Settings, day: date) -> DataFrame:
+    return read_day(spark, settings, "raw_orders", day, RAW_ORDER_BUCKETS).select("user_id", "menu_type")
+
+
+def read_stored_counts(spark: SparkSession, settings: Settings, day: date) -> DataFrame:
+    return read_day(spark, settings, "user_daily_counts", day, USER_DAY_BUCKETS).select(
+        "user_id", "japanese", "western"
+    )
+
+
+def read_transitions(spark: SparkSession, settings: Settings, days: list[date]) -> DataFrame:
+    return (
+        table(spark, settings, "user_segment_transitions")
+        .filter(F.col("order_date").isin(days) & F.col("bucket").isin(list(range(USER_DAY_BUCKETS))))
+        .select("order_date", "user_id", "segment_before", "segment_after")
+    )
+
+
+def read_history(spark: SparkSession, settings: Settings, users: DataFrame, years: list[int]) -> DataFrame:
+    """Every stored daily count of the given users: a direct join on the partition key
+    (user_id, year) of user_daily_history, one partition read per user and year."""
+    keys = users.select("user_id", F.explode(F.array(*[F.lit(y) for y in years])).alias("year"))
+    history = table(spark, settings, "user_daily_history", directJoinSetting="on")
+    return keys.join(history, on=["user_id", "year"], how="inner").select(
+        "user_id", "order_date", "japanese", "western"
+    )
+
+
+def write(df: DataFrame, settings: Settings, name: str) -> None:
+    (
+        df.write.format(CASSANDRA_FORMAT)
+        .options(keyspace=settings.cassandra_keyspace, table=name)
+        .mode("append")
+        .save()
+    )
+
+
+def delete_rows(session: Session, df: DataFrame, name: str, key_columns: list[str]) -> int:
+    """Deletes the rows whose full primary keys are the rows of df, from the driver (the
+    connector's DataFrame API cannot delete, and executors need no Python driver). The
+    rows stream to the driver; normally they are only the users who changed segment."""
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    where = " AND ".join(f"{c} = ?" for c in key_columns)
+    statement = session.prepare(f"DELETE FROM {name} WHERE {where}")
+    deleted = 0
+    chunk: list[tuple] = []
+    for row in df.select(*key_columns).toLocalIterator():
+        chunk.append(tuple(row))
+        if len(chunk) >= DELETE_CHUNK:
+            execute_concurrent_with_args(session, statement, chunk, concurrency=64)
+            deleted, chunk = deleted + len(chunk), []
+    if chunk:
+        execute_concurrent_with_args(session, statement, chunk, concurrency=64)
+    return deleted + len(chunk)
+
+
+class AggregateState:
+    """The job's bookkeeping tables, through one driver session."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.owner = f"{socket.gethostname()}:{uuid.uuid4()}"
+        self._stop_heartbeat = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    def _rows(self, cql: str, params: tuple = ()) -> list[dict]:
+        statement = self.session.prepare(cql)
+        result = self.session.execute(statement, params)
+        columns = result.column_names or []
+        return [dict(zip(columns, row, strict=True)) for row in result]
+
+    # -- the lock -----------------------------------------------------------------------
+    def acquire_lock(self, ttl_seconds: int) -> None:
+        now = datetime.now(UTC)
+        statement = self.session.prepare(
+            "INSERT INTO aggregate_lock (name, owner, acquired_at) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?"
+        )
+        result = self.session.execute(statement, (LOCK_NAME, self.owner, now, ttl_seconds)).one()
+        if not result[0]:
+            holder = self._rows("SELECT owner, acquired_at FROM aggregate_lock WHERE name = ?", (LOCK_NAME,))
+            who = f"{holder[0]['owner']} since {holder[0]['acquired_at']:%Y-%m-%d %H:%M:%S} UTC" if holder else "?"
+            raise LockHeld(
+                f"another aggregate run holds the lock ({who}); it expires {ttl_seconds}s after its "
+                "holder stops"
+            )
+        self._stop_heartbeat.clear()
+        self._heartbeat = threading.Thread(target=self._renew, args=(ttl_seconds,), daemon=True)
+        self._heartbeat.start()
+
+    def _renew(self, ttl_seconds: int) -> None:
+        statement = self.session.prepare(
+            "UPDATE aggregate_lock USING TTL ? SET owner = ?, acquired_at = ? WHERE name = ? IF owner = ?"
+        )
+        while not self._stop_heartbeat.wait(max(ttl_seconds / 3, 1)):
+            self.session.execute(
+                statement, (ttl_seconds, self.owner, datetime.now(UTC), LOCK_NAME, self.owner)
+            )
+
+    def release_lock(self) -> None:
+        self._stop_heartbeat.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=10)
+        statement = self.session.prepare("DELETE FROM aggregate_lock WHERE name = ? IF owner = ?")
+        self.session.execute(statement, (LOCK_NAME, self.owner))
+
+    # -- pending dates ------------------------------------------------------------------
+    def pending_dates(self) -> list[date]:
+        rows = self._rows("SELECT order_date FROM aggregate_pending WHERE scope = ?", (PENDING_SCOPE,))
+        return sorted(r["order_date"].date() for r in rows)
+
+    def mark_pending(self, day: date, run_id: uuid.UUID) -> None:
+        statement = self.session.prepare(
+            "INSERT INTO aggregate_pending (scope, order_date, run_id, started_at) VALUES (?, ?, ?, ?)"
+        )
+        self.session.execute(statement, (PENDING_SCOPE, day, run_id, datetime.now(UTC)))
+
+    def clear_pending(self, day: date) -> None:
+        statement = self.session.prepare("DELETE FROM aggregate_pending WHERE scope = ? AND order_date = ?")
+        self.session.execute(statement, (PENDING_SCOPE, day))
+
+    # -- the ledger ---------------------------------------------------------------------
+    def new_run(self, day: date) -> tuple[uuid.UUID, datetime]:
+        started = datetime.now(UTC)
+        run_id = uuid_from_time(started)
+        statement = self.session.prepare(
+            "INSERT INTO aggregate_runs (year, order_date, run_id, status, started_at) VALUES (?, ?, ?, ?, ?)"
+        )
+        self.session.execute(statement, (day.year, day, run_id, "running", started))
+        return run_id, started
+
+    def finish_run(
+        self,
+        day: date,
+        run_id: uuid.UUID,
+        started: datetime,
+        *,
+        status: str,
+        orders_read: int | None = None,
+        users_touched: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        finished = datetime.now(UTC)
+        statement = self.session.prepare(
+            "UPDATE aggregate_runs SET status = ?, orders_read = ?, users_touched = ?, finished_at = ?, "
+            "duration_ms = ?, error = ? WHERE year = ? AND order_date = ? AND run_id = ?"
+        )
+        duration_ms = int((finished - started).total_seconds() * 1000)
+        self.session.execute(
+            statement,
+            (status, orders_read, users_touched, finished, duration_ms, error, day.year, day, run_id),
+        )
+
+    # -- aggregated dates and segment sizes --------------------------------------------
+    def aggregated_years(self) -> list[int]:
+        # One partition per year in a table of at most 366 rows per year: a tiny read.
+        return sorted(r["year"] for r in self._rows("SELECT DISTINCT year FROM daily_order_summaries"))
+
+    def write_summary(self, row: dict) -> None:
+        statement = self.session.prepare(
+            "INSERT INTO daily_order_summaries (year, order_date, japanese, western, total, users, "
+            "aggregated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
+        self.session.execute(
+            statement,
+            (
+                row["year"],
+                row["order_date"],
+                row["japanese"],
+                row["western"],
+                row["total"],
+                row["users"],
+                datetime.now(UTC),
+            ),
+        )
+
+    def aggregated_dates_from(self, day: date) -> list[date]:
+        dates: list[date] = []
+        for year in (y for y in self.aggregated_years() if y >= day.year):
+            rows = self._rows(
+                "SELECT order_date FROM daily_order_summaries WHERE year = ? AND order_date >= ?",
+                (year, day),
+            )
+            dates += [r["order_date"].date() for r in rows]
+        return sorted(dates)
+
+    def sizes_before(self, day: date) -> dict[str, int]:
+        """Segment sizes after the latest aggregated date before day (empty: none)."""
+        for year in sorted((y for y in self.aggregated_years() if y <= day.year), reverse=True):
+            rows = self._rows(
+                "SELECT as_of FROM segment_sizes WHERE year = ? AND as_of < ? LIMIT 1", (year, day)
+            )
+            if rows:
+                as_of = rows[0]["as_of"].date()
+                sized = self._rows(
+                    "SELECT segment, users FROM segment_sizes WHERE year = ? AND as_of = ?", (year, as_of)
+                )
+                return {r["segment"]: r["users"] for r in sized}
+        return {}
+
+    def stored_movements(self, days: Iterable[date]) -> dict[tuple[date, str], tuple[int, int]]:
+        found: dict[tuple[date, str], tuple[int, int]] = {}
+        for day in days:
+            rows = self._rows(
+                "SELECT segment, entered, exited FROM segment_sizes WHERE year = ? AND as_of = ?",
+                (day.year, day),
+            )
+            for r in rows:
+                found[(day, r["segment"])] = (r["entered"] or 0, r["exited"] or 0)
+        return found
+
+    def write_segment_sizes(self, rows: list[dict]) -> None:
+        statement = self.session.prepare(
+            "INSERT INTO segment_sizes (year, as_of, segment, users, entered, exited) VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        for r in rows:
+            self.session.execute(
+                statement, (r["year"], r["as_of"], r["segment"], r["users"], r["entered"], r["exited"])
+            )
+
