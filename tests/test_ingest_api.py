@@ -1,0 +1,170 @@
+"""The HTTP contract of the ingest API for requests that never reach Kafka.
+
+These are unit tests: every request here is refused before anything is produced, so the
+app points at a port where nothing listens and never opens a connection.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ingest_api import create_app
+from ingest_api.producer import producer_config
+from tests.conftest import free_ports
+
+GOOD = {"user_id": "u-1", "timestamp": "2025-05-31T12:34:56+09:00", "menu_type": "japanese"}
+MENU = "must be 'japanese' or 'western' (or 和食 / 洋食)"
+
+
+@pytest.fixture
+def app():
+    (port,) = free_ports(1)
+    return create_app(
+        {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "KAFKA_TOPIC": "never-used", "INGEST_MAX_BATCH": 5,
+         "MAX_CONTENT_LENGTH": 64 * 1024}
+    )
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def test_invalid_single_event_gets_400_with_field_and_reason(client):
+    response = client.post("/api/log", json={**GOOD, "menu_type": "chinese", "price": 3})
+    assert response.status_code == 400
+    assert response.json == {
+        "error": "invalid event",
+        "errors": [{"field": "price", "reason": "unknown field"}, {"field": "menu_type", "reason": MENU}],
+    }
+
+
+def test_invalid_batch_lists_every_bad_item_by_index(client):
+    batch = [GOOD, {**GOOD, "user_id": ""}, GOOD, {**GOOD, "timestamp": "2025-05-31T12:34:56"}]
+    response = client.post("/api/logs", json=batch)
+    assert response.status_code == 400
+    assert response.json == {
+        "error": "invalid event",
+        "errors": [
+            {"index": 1, "field": "user_id", "reason": "must not be empty"},
+            {"index": 3, "field": "timestamp", "reason": "has no UTC offset (add Z or +09:00, for example)"},
+        ],
+    }
+
+
+def test_ndjson_lines_that_are_not_json_are_reported_by_index(client):
+    body = json.dumps(GOOD) + "\n\n{oops\n" + json.dumps({**GOOD, "menu_type": "x"}) + "\n"
+    response = client.post("/api/logs", data=body, content_type="application/x-ndjson")
+    assert response.status_code == 400
+    assert response.json == {
+        "error": "invalid event",
+        "errors": [
+            {"index": 1, "field": "", "reason": "line is not JSON "
+             "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"},
+            {"index": 2, "field": "menu_type", "reason": MENU},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type", "status", "error"),
+    [
+        ("/api/log", "{", "application/json", 400,
+         "malformed JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        ("/api/log", "", "application/json", 400, "malformed JSON: Expecting value: line 1 column 1 (char 0)"),
+        ("/api/log", b"\xff{}", "application/json", 400, "malformed JSON: the body is not UTF-8"),
+        ("/api/log", '{"user_id": NaN}', "application/json", 400, "malformed JSON: NaN is not valid JSON"),
+        ("/api/log", "[" * 100_000, "application/json", 413, "request body is larger than 4096 bytes"),
+        ("/api/logs", "[" * 50_000, "application/json", 400,
+         "malformed JSON: maximum recursion depth exceeded while decoding a JSON array from a unicode string"),
+        ("/api/log", json.dumps(GOOD), "text/plain", 415, "Content-Type must be application/json (got text/plain)"),
+        ("/api/log", json.dumps(GOOD), None, 415, "Content-Type must be application/json (got none)"),
+        ("/api/log", json.dumps(GOOD), "application/x-ndjson", 415,
+         "Content-Type must be application/json (got application/x-ndjson)"),
+        ("/api/log", json.dumps(GOOD), "application/json; charset=latin-1", 415, "charset must be utf-8 (got latin-1)"),
+        ("/api/logs", json.dumps(GOOD), "application/xml", 415,
+         "Content-Type must be application/json or application/x-ndjson (got application/xml)"),
+        ("/api/logs", json.dumps(GOOD), "application/json", 400, "a batch must be a JSON array of events (or NDJSON)"),
+        ("/api/logs", "[]", "application/json", 400, "the batch is empty"),
+        ("/api/logs", "\n\n", "application/x-ndjson", 400, "the batch is empty"),
+        ("/api/logs", json.dumps([GOOD] * 6), "application/json", 413,
+         "the batch has 6 events; at most 5 are accepted per request"),
+        ("/api/logs", "\n".join([json.dumps(GOOD)] * 6), "application/x-ndjson", 413,
+         "the batch has 6 events; at most 5 are accepted per request"),
+        ("/api/logs", "[" + " " * 70_000 + "]", "application/json", 413, "request body is larger than 65536 bytes"),
+        ("/api/log", json.dumps({**GOOD, "user_id": "x" * 5000}), "application/json", 413,
+         "request body is larger than 4096 bytes"),
+    ],
+)
+def test_bad_requests_get_a_clear_error(client, path, body, content_type, status, error):
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post(path, data=body, headers=headers)
+    assert (response.status_code, response.json) == (status, {"error": error})
+    assert response.content_type == "application/json"
+
+
+def test_unknown_routes_and_methods_answer_json(client):
+    response = client.get("/api/nothing")
+    assert (response.status_code, response.json) == (404, {"error": "no route /api/nothing"})
+    response = client.get("/api/logs")
+    assert (response.status_code, response.json) == (
+        405, {"error": "method GET is not allowed on /api/logs (allowed: POST)"}
+    )
+    assert "POST" in response.headers["Allow"]
+    response = client.put("/healthz")
+    assert response.status_code == 405 and response.content_type == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        (None, 401),
+        ("Bearer wrong", 401),
+        ("Bearer s3cret-but-longer", 401),
+        ("Basic s3cret", 401),
+        ("s3cret", 401),
+        ("Bearer s3cret", 400),  # past auth: the (invalid) event is looked at
+        ("bearer s3cret", 400),
+    ],
+)
+def test_bearer_token_is_required_when_configured(authorization, status):
+    (port,) = free_ports(1)
+    app = create_app({"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "INGEST_API_TOKEN": "s3cret"})
+    headers = {"Authorization": authorization} if authorization else {}
+    response = app.test_client().post("/api/log", json={}, headers=headers)
+    assert response.status_code == status
+    if status == 401:
+        assert response.json == {"error": "missing or wrong bearer token (Authorization: Bearer <token>)"}
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="ingest"'
+    # the OpenAPI document stays public and declares the scheme
+    document = app.test_client().get("/openapi.json").json
+    assert document["paths"]["/api/log"]["post"]["security"] == [{"bearer": []}]
+
+
+def test_the_token_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("INGEST_API_TOKEN", "from-env")
+    (port,) = free_ports(1)
+    client = create_app({"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"}).test_client()
+    assert client.post("/api/log", json={}).status_code == 401
+    assert client.post("/api/log", json={}, headers={"Authorization": "Bearer from-env"}).status_code == 400
+
+
+def test_limits_come_from_orderlog_settings(monkeypatch):
+    monkeypatch.setenv("ORDERLOG_INGEST_MAX_BATCH", "2")
+    monkeypatch.setenv("ORDERLOG_INGEST_MAX_BODY_BYTES", "1000")
+    monkeypatch.setenv("ORDERLOG_KAFKA_TOPIC", "topic-from-env")
+    app = create_app()
+    assert (app.config["INGEST_MAX_BATCH"], app.config["MAX_CONTENT_LENGTH"]) == (2, 1000)
+    assert app.config["KAFKA_TOPIC"] == "topic-from-env"
+    response = app.test_client().post("/api/logs", json=[GOOD] * 3)
+    assert response.json == {"error": "the batch has 3 events; at most 2 are accepted per request"}
+
+
+def test_the_producer_is_durable_and_batched():
+    config = producer_config(["127.0.0.1:9092"], 10_000)
+    assert (config["acks"], config["enable_idempotence"]) == ("all", True)
+    assert config["retries"] > 1_000_000 and config["linger_ms"] > 0 and config["compression_type"] == "lz4"
+    # Kafka gives up on a record no later than the request that waits for it.
+    assert config["delivery_timeout_ms"] == 10_000
