@@ -15,6 +15,9 @@ import pytest
 
 # Before anything reads the configuration: tests never touch the demo's keyspace.
 os.environ.setdefault("ORDERLOG_CASSANDRA_KEYSPACE", "orderlog_test")
+# Spark's Python workers (pandas UDFs) must run this interpreter, which has pandas/pyarrow,
+# not whatever `python3` is on PATH.
+os.environ.setdefault("PYSPARK_PYTHON", __import__("sys").executable)
 
 from orderlog.config import Settings, load_settings  # noqa: E402
 

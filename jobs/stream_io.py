@@ -1,0 +1,312 @@
+"""The I/O of the streaming job: the Kafka source, the Cassandra sink (one foreachBatch
+feeding raw_orders and rejected_events), per-batch progress logging and a clean stop.
+
+Exactly once in effect: Spark's checkpoint replays a micro-batch that was not committed
+(at-least-once delivery), and every row is an upsert on a key derived from the record
+(order_id, or the Kafka coordinates), so a replay rewrites the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+
+from jobs.stream_transforms import filter_rejected, filter_valid, to_raw_orders, to_rejected_events, with_parsed
+from orderlog.config import Settings
+
+log = logging.getLogger("orderlog.streaming")
+
+CASSANDRA_FORMAT = "org.apache.spark.sql.cassandra"
+RAW_ORDERS = "raw_orders"
+REJECTED_EVENTS = "rejected_events"
+KAFKA_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How the query runs. Defaults suit one laptop; flags and ORDERLOG_STREAM_* override."""
+
+    topic: str
+    checkpoint: str
+    trigger: str = "1 second"
+    max_offsets_per_trigger: int = 50_000
+    starting_offsets: str = "earliest"  # only for a new checkpoint
+    # How long a batch keeps retrying Cassandra before the job gives up (exit 1).
+    write_retry_seconds: float = 120.0
+
+
+class CassandraUnavailable(RuntimeError):
+    """Cassandra could not be written for longer than the retry window."""
+
+
+def read_kafka(spark: SparkSession, settings: Settings, options: StreamOptions) -> DataFrame:
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .option("subscribe", options.topic)
+        .option("startingOffsets", options.starting_offsets)
+        .option("maxOffsetsPerTrigger", str(options.max_offsets_per_trigger))
+        # Records deleted by retention before we read them are a loss: fail loudly.
+        .option("failOnDataLoss", "true")
+        .load()
+        .select(*KAFKA_COLUMNS)
+    )
+
+
+def write_table(df: DataFrame, settings: Settings, table: str) -> None:
+    (
+        df.write.format(CASSANDRA_FORMAT)
+        .mode("append")
+        .options(keyspace=settings.cassandra_keyspace, table=table)
+        .save()
+    )
+
+
+def cassandra_failure(exc: BaseException) -> str | None:
+    """A one-line description when exc says Cassandra is unreachable, else None."""
+    text = str(exc)
+    markers = (
+        "Failed to open native connection to Cassandra",
+        "AllNodesFailedException",
+        "NoNodeAvailableException",
+        "All host(s) tried for query failed",
+        "WriteTimeoutException",
+        "UnavailableException",
+        "DriverTimeoutException",
+        "Connection refused",
+    )
+    for marker in markers:
+        if marker in text:
+            return marker
+    return None
+
+
+class BatchWriter:
+    """The foreachBatch function: validate, then write both tables, retrying Cassandra."""
+
+    def __init__(self, settings: Settings, options: StreamOptions):
+        self.settings = settings
+        self.options = options
+        self.stats: dict[int, dict[str, Any]] = {}  # batch id -> counts, for ProgressLogger
+        self.failure: str | None = None  # why the last batch gave up, for the exit message
+        self.listener: StreamingQueryListener | None = None
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        parsed = batch.transform(with_parsed).persist()
+        try:
+            counts = parsed.agg(
+                F.count(F.lit(1)).alias("rows"),
+                F.count(F.col("parsed.reason")).alias("rejected"),
+            ).first()
+            rows, rejected = int(counts["rows"]), int(counts["rejected"])  # type: ignore[index]
+            if rows:
+                self._write_with_retry(parsed, rejected, batch_id)
+        finally:
+            parsed.unpersist()
+        self.stats[batch_id] = {
+            "rows": rows,
+            "valid": rows - rejected,
+            "rejected": rejected,
+            "write_s": time.monotonic() - started,
+        }
+
+    def _write_with_retry(self, parsed: DataFrame, rejected: int, batch_id: int) -> None:
+        tz = self.settings.business_timezone
+        deadline = time.monotonic() + self.options.write_retry_seconds
+        pause = 1.0
+        while True:
+            try:
+                write_table(parsed.transform(filter_valid).transform(to_raw_orders, tz), self.settings, RAW_ORDERS)
+                if rejected:
+                    rejected_rows = parsed.transform(filter_rejected).transform(to_rejected_events, tz)
+                    write_table(rejected_rows, self.settings, REJECTED_EVENTS)
+                return
+            except Exception as exc:
+                cause = cassandra_failure(exc)
+                if cause is None:
+                    raise
+                if time.monotonic() >= deadline:
+                    self.failure = (
+                        f"cannot write to Cassandra at {self._where()} for "
+                        f"{self.options.write_retry_seconds:.0f} s ({cause}); batch {batch_id} is not "
+                        f"committed and will be replayed from checkpoint {self.options.checkpoint} on restart"
+                    )
+                    raise CassandraUnavailable(self.failure) from None
+                log.warning("batch %d: Cassandra at %s unavailable (%s); retrying in %.0f s",
+                            batch_id, self._where(), cause, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 10.0)
+
+    def _where(self) -> str:
+        return f"{self.settings.cassandra_hosts}:{self.settings.cassandra_port}"
+
+
+def offsets_behind(latest_json: str | None, end_json: str | None) -> int | None:
+    """Records in the topic not yet processed: sum over partitions of latest - end."""
+    if not latest_json or not end_json:
+        return None
+    latest, end = json.loads(latest_json), json.loads(end_json)
+    behind = 0
+    for topic, partitions in latest.items():
+        for partition, offset in partitions.items():
+            behind += max(0, int(offset) - int(end.get(topic, {}).get(partition, 0)))
+    return behind
+
+
+class ProgressLogger(StreamingQueryListener):
+    """One log line per micro-batch, after it is committed: Spark's progress (input rows,
+    rows/s, duration, offsets behind) with the valid/rejected counts of the batch."""
+
+    def __init__(self, stats: dict[int, dict[str, Any]]):
+        self.stats = stats
+
+    def onQueryStarted(self, event: Any) -> None:
+        log.info("query %s started (run %s)", event.id, event.runId)
+
+    def onQueryProgress(self, event: Any) -> None:
+        p = event.progress
+        if p.numInputRows == 0:
+            return
+        source = p.sources[0] if p.sources else None
+        behind = offsets_behind(source.latestOffset, source.endOffset) if source else None
+        batch = self.stats.pop(p.batchId, {})
+        log.info(
+            "batch %d: %d rows (%s valid, %s rejected) in %.2f s, %.0f rows/s, %s offsets behind",
+            p.batchId, p.numInputRows, batch.get("valid", "?"), batch.get("rejected", "?"),
+            p.durationMs.get("triggerExecution", 0) / 1000, p.processedRowsPerSecond, behind,
+        )
+
+    def onQueryIdle(self, event: Any) -> None:
+        pass
+
+    def onQueryTerminated(self, event: Any) -> None:
+        pass
+
+
+def start_query(spark: SparkSession, records: DataFrame, writer: BatchWriter) -> StreamingQuery:
+    options = writer.options
+    writer.listener = ProgressLogger(writer.stats)
+    spark.streams.addListener(writer.listener)
+    return (
+        records.writeStream.foreachBatch(writer)
+        .option("checkpointLocation", options.checkpoint)
+        .trigger(processingTime=options.trigger)
+        .queryName(f"orderlog-streaming-{options.topic}")
+        .start()
+    )
+
+
+def quiet_logs(spark: SparkSession) -> None:
+    """Spark at WARN, minus chatter that says nothing to an operator of this job (a
+    KAFKA-1894 warning per task, py4j's callback server at INFO)."""
+    spark.sparkContext.setLogLevel("WARN")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+        "org.apache.spark.sql.kafka010.consumer.KafkaDataConsumer", jvm.org.apache.logging.log4j.Level.ERROR
+    )
+
+
+class _JvmSignalHandler:
+    """sun.misc.SignalHandler implemented in Python (py4j callback): SIGTERM sent to the
+    spark-submit JVM, not only to this Python driver, asks for a clean stop."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+
+    def handle(self, signal: Any) -> None:
+        log.info("SIG%s received: stopping at the next batch boundary", signal.getName())
+        self.stop.set()
+
+    class Java:
+        implements = ["sun.misc.SignalHandler"]
+
+
+def install_stop_signals(spark: SparkSession, stop: threading.Event) -> object:
+    """SIGTERM/SIGINT to the Python driver or to the JVM set ``stop``. Returns the JVM
+    handler, which the caller keeps referenced."""
+    import signal
+
+    from pyspark.java_gateway import ensure_callback_server_started
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("%s received: stopping at the next batch boundary", signal.Signals(signum).name)
+        stop.set()
+
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    gateway = spark.sparkContext._gateway  # type: ignore[attr-defined]
+    ensure_callback_server_started(gateway)
+    handler = _JvmSignalHandler(stop)
+    for name in ("TERM", "INT"):
+        jvm.sun.misc.Signal.handle(jvm.sun.misc.Signal(name), handler)
+    return handler
+
+
+def run_until_stopped(
+    spark: SparkSession, query: StreamingQuery, writer: BatchWriter, stop: threading.Event,
+    boundary_timeout: float = 600.0,
+) -> None:
+    """Waits for the query; on ``stop``, lets the running micro-batch finish and commit,
+    then stops the query between batches. Raises the query's exception if it failed.
+
+    A trigger that starts in the instant between the check and the stop is interrupted;
+    it was not committed, so the next run replays it onto the same keys."""
+    try:
+        while not stop.is_set():
+            if query.awaitTermination(0.5):  # raises if the query failed
+                return
+        deadline = time.monotonic() + boundary_timeout
+        while query.isActive and query.status["isTriggerActive"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        query.stop()
+        log.info("query stopped at a batch boundary; the checkpoint holds every committed batch")
+    finally:
+        # Our Python process is about to exit: the JVM must not call back into it.
+        if writer.listener is not None:
+            spark.streams.removeListener(writer.listener)
+
+
+def check_cassandra(settings: Settings, retry_seconds: float) -> None:
+    """Fails fast, with one clear line, when Cassandra or our tables are not there (retrying
+    for ``retry_seconds`` first: in a compose file the job may start before Cassandra)."""
+    from cassandra.cluster import NoHostAvailable
+
+    from orderlog.cassandra_session import connect, shutdown
+
+    where = f"{settings.cassandra_hosts}:{settings.cassandra_port}"
+    deadline = time.monotonic() + retry_seconds
+    while True:
+        try:
+            session = connect(settings, keyspace="", timeout=5.0)
+            break
+        except NoHostAvailable:
+            if time.monotonic() >= deadline:
+                raise CassandraUnavailable(f"Cassandra is unreachable at {where}") from None
+            log.warning("Cassandra at %s unreachable; retrying", where)
+            time.sleep(2)
+    try:
+        keyspace = session.cluster.metadata.keyspaces.get(settings.cassandra_keyspace)
+        missing = [t for t in (RAW_ORDERS, REJECTED_EVENTS) if keyspace is None or t not in keyspace.tables]
+        if missing:
+            raise CassandraUnavailable(
+                f"{settings.cassandra_keyspace}.{missing[0]} does not exist at {where}: "
+                "run `python -m orderlog.schema apply`"
+            )
+    finally:
+        shutdown(session)
+
+
+def env(name: str, default: str) -> str:
+    return os.environ.get(f"ORDERLOG_STREAM_{name}", default)
