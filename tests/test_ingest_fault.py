@@ -1,0 +1,112 @@
+"""The ingest API when Kafka goes away and comes back (a Kafka of the test's own).
+
+No 202 while Kafka is down, 503 with Retry-After instead, and the same app instance
+accepts again once Kafka is back - without a restart of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from ingest_api import create_app
+
+pytestmark = [pytest.mark.integration, pytest.mark.fault]
+
+GOOD = {"user_id": "u-1", "timestamp": "2025-05-31T12:34:56+09:00", "menu_type": "japanese"}
+ACK_TIMEOUT_MS = 4000
+
+
+def make_client(server):
+    app = create_app(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": server.settings.kafka_bootstrap_servers,
+            "KAFKA_TOPIC": server.settings.kafka_topic,
+            "INGEST_ACK_TIMEOUT_MS": ACK_TIMEOUT_MS,
+        }
+    )
+    return app.test_client()
+
+
+def post_until_accepted(client, timeout_s: float = 120) -> tuple[object, list[str]]:
+    """Post until a 202; the order ids of every 503 on the way are returned too."""
+    refused: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        response = client.post("/api/log", json=GOOD)
+        if response.status_code == 202:
+            return response, refused
+        assert response.status_code == 503, response.json
+        refused.extend(response.json["order_ids"])
+        time.sleep(0.5)
+    raise AssertionError(f"no 202 within {timeout_s} s after Kafka came back")
+
+
+def topic_order_ids(server) -> list[str]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        server.settings.kafka_topic,
+        bootstrap_servers=server.settings.kafka_bootstrap_list,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=5000,
+    )
+    try:
+        return [json.loads(m.value)["order_id"] for m in consumer]
+    finally:
+        consumer.close()
+
+
+def test_kafka_down_gives_503_and_the_same_app_recovers(private_kafka):
+    client = make_client(private_kafka)
+    first = client.post("/api/log", json=GOOD)
+    assert first.status_code == 202
+
+    private_kafka.stop()
+    started = time.monotonic()
+    down = client.post("/api/logs", json=[GOOD, GOOD, GOOD])
+    waited = time.monotonic() - started
+    assert down.status_code == 503
+    assert down.headers["Retry-After"] == "5"
+    assert down.json["error"].startswith("Kafka did not acknowledge the records (")
+    assert down.json["error"].endswith("the events were not accepted, retry later")
+    assert len(down.json["order_ids"]) == 3
+    assert waited < ACK_TIMEOUT_MS / 1000 + 2  # bounded: the request never hangs
+    single = client.post("/api/log", json=GOOD)
+    assert single.status_code == 503 and single.headers["Retry-After"] == "5"
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.json["kafka"] == "unreachable"
+
+    private_kafka.start()
+    accepted, refused_while_starting = post_until_accepted(client)
+    assert client.get("/healthz").status_code == 200
+    after = client.post("/api/logs", json=[GOOD, GOOD])
+    assert after.status_code == 202
+
+    in_kafka = topic_order_ids(private_kafka)
+    acknowledged = [first.json["order_id"], accepted.json["order_id"], *after.json["order_ids"]]
+    refused = down.json["order_ids"] + single.json["order_ids"] + refused_while_starting
+    # every acknowledged event is there exactly once; nothing refused slipped in later
+    assert sorted(in_kafka) == sorted(acknowledged)
+    assert not set(refused) & set(in_kafka)
+
+
+def test_kafka_down_at_start_then_up_without_restarting_the_app(private_kafka):
+    private_kafka.stop()
+    client = make_client(private_kafka)
+    started = time.monotonic()
+    response = client.post("/api/log", json=GOOD)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert response.json["error"].startswith("Kafka is unavailable (")
+    # while Kafka stays down the API answers at once instead of re-trying to connect each time
+    again = client.post("/api/log", json=GOOD)
+    assert again.status_code == 503
+    assert time.monotonic() - started < ACK_TIMEOUT_MS / 1000 + 2
+    assert client.get("/healthz").status_code == 503
+
+    private_kafka.start()
+    accepted, _ = post_until_accepted(client)
+    assert topic_order_ids(private_kafka) == [accepted.json["order_id"]]
