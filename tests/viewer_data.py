@@ -152,3 +152,21 @@ def load_standard(session: object) -> None:
     data.user(XSS_USER, [(LATEST, 1, 0)])
     data.aggregate_run(date(2025, 5, 30))
     data.aggregate_run(LATEST)
+
+
+def japanese_ids() -> list[str]:
+    """Every user id of the Japanese segment of the standard dataset, in user_id order."""
+    from orderlog.menu import JAPANESE
+
+    ids = [u for u, j, w in NAMED_MEMBERS + BULK_MEMBERS if preference(j, w) == JAPANESE]
+    return sorted(ids)
+
+
+def viewer_app(settings: object, **config: object) -> object:
+    """The viewer app on the test keyspace: no cache (tests change data), no auth
+    unless asked."""
+    from viewer import create_app
+
+    return create_app(
+        {"SETTINGS": settings, "CACHE_SECONDS": 0, "VIEWER_USER": "", "VIEWER_PASSWORD": "", **config}
+    )

@@ -1,0 +1,362 @@
+"""The viewer's JSON API and CSV export against the real Cassandra, on the standard
+dataset of tests/viewer_data.py: exact numbers and ids, bad parameters, unknown ids."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+
+from tests.viewer_data import (
+    ALICE_HISTORY,
+    BULK_MEMBERS,
+    LATEST,
+    NAMED_MEMBERS,
+    XSS_USER,
+    day_counts,
+    japanese_ids,
+    load_standard,
+    viewer_app,
+)
+from viewer.db import close_app
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def client(cassandra: object, settings: object) -> Iterator[object]:
+    load_standard(cassandra)
+    app = viewer_app(settings)
+    yield app.test_client()  # type: ignore[attr-defined]
+    close_app(app)  # type: ignore[arg-type]
+
+
+def get_json(client: object, url: str, status: int = 200) -> dict:
+    response = client.get(url)  # type: ignore[attr-defined]
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    return response.get_json()
+
+
+# -- daily order summaries -------------------------------------------------------------
+
+
+def test_summary_of_a_date_is_the_seed_shape(client: object) -> None:
+    body = get_json(client, "/api/daily_order_summaries?date=2025-05-31")
+    assert body == {
+        "date": "2025-05-31",
+        "japanese": 120,
+        "western": 95,
+        "total": 215,
+        "users": 150,
+        "japanese_share": 0.5581,
+        "aggregated_at": "2025-06-01T02:00:00Z",
+    }
+
+
+def test_summary_without_parameters_is_the_latest_date(client: object) -> None:
+    body = get_json(client, "/api/daily_order_summaries")
+    assert (body["date"], body["japanese"], body["western"], body["total"]) == ("2025-05-31", 120, 95, 215)
+
+
+def test_summary_of_a_date_not_aggregated_is_404_saying_so(client: object) -> None:
+    body = get_json(client, "/api/daily_order_summaries?date=2025-05-15", 404)
+    assert body == {
+        "error": "2025-05-15 has not been aggregated yet (the latest aggregated date is 2025-05-31)",
+        "date": "2025-05-15",
+    }
+    future = get_json(client, "/api/daily_order_summaries?date=2030-01-01", 404)
+    assert future["error"].startswith("2030-01-01 has not been aggregated yet")
+
+
+def test_range_across_a_year_boundary_lists_days_oldest_first_and_the_missing(client: object) -> None:
+    body = get_json(client, "/api/daily_order_summaries?from=2024-12-30&to=2025-01-02")
+    assert body["from"] == "2024-12-30" and body["to"] == "2025-01-02"
+    assert [(d["date"], d["japanese"], d["western"], d["total"]) for d in body["days"]] == [
+        ("2024-12-31", 131, 103, 234)
+    ]
+    assert body["missing"] == ["2024-12-30", "2025-01-01", "2025-01-02"]
+
+
+def test_range_of_may_has_every_aggregated_day_with_exact_counts(client: object) -> None:
+    body = get_json(client, "/api/daily_order_summaries?from=2025-05-01&to=2025-05-31")
+    expected = []
+    for n in range(1, 32):
+        d = date(2025, 5, n)
+        if n != 15:
+            j, w, u = day_counts(d)
+            expected.append({"date": d.isoformat(), "japanese": j, "western": w, "total": j + w, "users": u})
+    assert [{k: day[k] for k in ("date", "japanese", "western", "total", "users")} for day in body["days"]] == (
+        expected
+    )
+    assert body["missing"] == ["2025-05-15"]
+
+
+def test_range_with_only_to_is_the_30_days_up_to_it(client: object) -> None:
+    body = get_json(client, "/api/daily_order_summaries?to=2025-05-31")
+    assert body["from"] == "2025-05-02"
+    assert len(body["days"]) == 29  # 30 days minus the missing 15th
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter", "message"),
+    [
+        ("date=2025-13-01", "date", "invalid parameter 'date': '2025-13-01' is not a calendar date"),
+        ("date=31/05/2025", "date", "invalid parameter 'date': must be a date YYYY-MM-DD, got '31/05/2025'"),
+        ("date=20250531", "date", "invalid parameter 'date': must be a date YYYY-MM-DD, got '20250531'"),
+        (
+            "date=2025-05-31&from=2025-05-01",
+            "date",
+            "invalid parameter 'date': use either 'date' or 'from' and 'to'",
+        ),
+        (
+            "from=2025-05-31&to=2025-05-01",
+            "from",
+            "invalid parameter 'from': 2025-05-31 is after 'to' 2025-05-01",
+        ),
+        ("from=2000-01-01&to=2025-05-01", "to", "invalid parameter 'to': a range may span at most 3660 days"),
+    ],
+)
+def test_bad_summary_parameters_are_400_naming_them(client: object, query: str, parameter: str, message: str) -> None:
+    body = get_json(client, f"/api/daily_order_summaries?{query}", 400)
+    assert body == {"error": message, "parameter": parameter}
+
+
+# -- segment sizes -------------------------------------------------------------------
+
+
+def test_segment_sizes_of_latest_and_of_a_date(client: object) -> None:
+    latest = get_json(client, "/api/segment_sizes")
+    assert latest == {
+        "as_of": "2025-05-31",
+        "segments": {
+            "japanese": {"users": 255, "entered": 12, "exited": 3},
+            "western": {"users": 2, "entered": 1, "exited": 0},
+            "even": {"users": 1, "entered": 0, "exited": 1},
+        },
+    }
+    body = get_json(client, "/api/segment_sizes?date=2025-05-29")
+    assert body["segments"]["japanese"] == {"users": 241, "entered": 3, "exited": 1}
+    missing = get_json(client, "/api/segment_sizes?date=2025-05-01", 404)
+    assert missing["error"] == (
+        "2025-05-01 has not been aggregated yet (the latest aggregated date is 2025-05-31)"
+    )
+
+
+def test_segment_sizes_over_a_range(client: object) -> None:
+    body = get_json(client, "/api/segment_sizes?from=2025-05-28&to=2025-05-31")
+    assert [(d["as_of"], d["segments"]["japanese"]["users"], d["segments"]["even"]["users"]) for d in body["days"]] == [
+        ("2025-05-29", 241, 2),
+        ("2025-05-30", 246, 2),
+        ("2025-05-31", 255, 1),
+    ]
+
+
+# -- user segments ---------------------------------------------------------------------
+
+
+def test_user_segments_is_the_seed_shape_counts_and_first_page(client: object) -> None:
+    body = get_json(client, "/api/user_segments")
+    assert body["as_of"] == "2025-05-31"
+    assert set(body["segments"]) == {"japanese", "western", "even"}
+    japanese = body["segments"]["japanese"]
+    assert japanese["count"] == 255 and (japanese["entered"], japanese["exited"]) == (12, 3)
+    assert japanese["user_ids"] == japanese_ids()[:100]
+    assert japanese["next_after"] is not None
+    assert body["segments"]["western"] == {
+        "label": "洋食派 Western-leaning",
+        "count": 2,
+        "entered": 1,
+        "exited": 0,
+        "user_ids": ["anna", "carol"],
+        "next_after": None,
+    }
+    assert body["segments"]["even"]["user_ids"] == ["dave"]
+    assert body["segments"]["japanese"]["label"] == "和食派 Japanese-leaning"
+
+
+def test_a_page_by_number(client: object) -> None:
+    body = get_json(client, "/api/user_segments/japanese?page=2&per_page=3")
+    assert body["user_ids"] == ["bob", "p-0000", "p-0001"]
+    assert body["users"][0] == {"user_id": "bob", "japanese": 5, "western": 2}
+    assert (body["count"], body["page"], body["per_page"], body["has_more"]) == (255, 2, 3, True)
+    # The XSS id sorts first ('<' < 'a'); JSON carries it verbatim.
+    first = get_json(client, "/api/user_segments/japanese?per_page=1")
+    assert first["user_ids"] == [XSS_USER]
+
+
+def test_every_page_by_cursor_and_by_number_covers_the_segment_once_in_order(client: object) -> None:
+    ids = japanese_ids()
+    assert len(ids) == 255
+    seen, after, pages = [], None, 0
+    while True:
+        url = "/api/user_segments/japanese?per_page=40" + (f"&after={after}" if after else "")
+        body = get_json(client, url)
+        seen += body["user_ids"]
+        pages += 1
+        if not body["has_more"]:
+            assert body["next_after"] is None
+            break
+        after = body["next_after"]
+    assert seen == ids and pages == 7
+    by_number = []
+    for page in range(1, 8):
+        by_number += get_json(client, f"/api/user_segments/japanese?per_page=40&page={page}")["user_ids"]
+    assert by_number == ids
+    assert get_json(client, "/api/user_segments/japanese?per_page=40&page=8")["user_ids"] == []
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("a", ["alice", "amy"]),
+        ("al", ["alice"]),
+        ("p-01", [f"p-{n:04d}" for n in range(100, 200)]),
+        ("ユ", ["ユーザー1"]),
+        ("<scr", [XSS_USER]),
+        ("zzz", []),
+    ],
+)
+def test_prefix_search(client: object, prefix: str, expected: list[str]) -> None:
+    from urllib.parse import quote
+
+    body = get_json(client, f"/api/user_segments/japanese?per_page=1000&prefix={quote(prefix)}")
+    assert body["user_ids"] == expected
+    assert body["prefix"] == prefix
+
+
+def test_prefix_with_cursor_pages_within_the_prefix(client: object) -> None:
+    first = get_json(client, "/api/user_segments/japanese?prefix=p-00&per_page=60")
+    assert first["user_ids"] == [f"p-{n:04d}" for n in range(60)] and first["has_more"]
+    rest = get_json(client, f"/api/user_segments/japanese?prefix=p-00&per_page=60&after={first['next_after']}")
+    assert rest["user_ids"] == [f"p-{n:04d}" for n in range(60, 100)] and not rest["has_more"]
+
+
+def test_other_segments_pages(client: object) -> None:
+    assert get_json(client, "/api/user_segments/western")["user_ids"] == ["anna", "carol"]
+    body = get_json(client, "/api/user_segments/even")
+    assert body["users"] == [{"user_id": "dave", "japanese": 1, "western": 1}]
+
+
+def test_unknown_segment_is_404(client: object) -> None:
+    body = get_json(client, "/api/user_segments/sushi", 404)
+    assert body == {"error": "unknown segment 'sushi'; the segments are japanese, western, even"}
+    assert get_json(client, "/api/user_segments/sushi.csv", 404)["error"].startswith("unknown segment 'sushi'")
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter", "message"),
+    [
+        ("per_page=0", "per_page", "invalid parameter 'per_page': must be from 1 to 1000, got 0"),
+        ("per_page=1001", "per_page", "invalid parameter 'per_page': must be from 1 to 1000, got 1001"),
+        ("per_page=ten", "per_page", "invalid parameter 'per_page': must be a whole number from 1 to 1000, got 'ten'"),
+        ("page=-1", "page", "invalid parameter 'page': must be a whole number from 1 to 100000, got '-1'"),
+        ("after=%%%", "after", "invalid parameter 'after': not a cursor returned by this API (use 'next_after')"),
+        ("after=YWJj", "after", "invalid parameter 'after': not a cursor returned by this API (use 'next_after')"),
+        (
+            "page=2&after=dTphbXk",
+            "page",
+            "invalid parameter 'page': use either 'page' or 'after' (the cursor of the next page)",
+        ),
+        (
+            "page=102&per_page=100",
+            "page",
+            "invalid parameter 'page': pages deeper than 10000 users are reached with the 'after' cursor: "
+            "follow 'next_after' from page to page",
+        ),
+        ("prefix=" + "x" * 129, "prefix", "invalid parameter 'prefix': must be at most 128 characters"),
+        ("prefix=a%01", "prefix", "invalid parameter 'prefix': must not contain control characters"),
+    ],
+)
+def test_bad_page_parameters_are_400(client: object, query: str, parameter: str, message: str) -> None:
+    body = get_json(client, f"/api/user_segments/japanese?{query}", 400)
+    assert body == {"error": message, "parameter": parameter}
+
+
+# -- CSV export -------------------------------------------------------------------------
+
+
+def test_csv_is_the_whole_segment_with_header_and_filename(client: object) -> None:
+    response = client.get("/api/user_segments/japanese.csv")  # type: ignore[attr-defined]
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="user_segment_japanese_2025-05-31.csv"'
+    assert response.is_streamed
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert rows[0] == ["user_id", "japanese", "western"]
+    assert [r[0] for r in rows[1:]] == japanese_ids()
+    counts = {u: (j, w) for u, j, w in NAMED_MEMBERS + BULK_MEMBERS}
+    assert all(counts[u] == (int(j), int(w)) for u, j, w in rows[1:])
+    assert rows[1] == [XSS_USER, "1", "0"]  # quotes doubled by the csv module, read back intact
+
+
+def test_csv_with_prefix_and_of_a_small_segment(client: object) -> None:
+    text = client.get("/api/user_segments/japanese.csv?prefix=a").get_data(as_text=True)  # type: ignore[attr-defined]
+    assert text == "user_id,japanese,western\r\nalice,3,1\r\namy,2,0\r\n"
+    text = client.get("/api/user_segments/even.csv").get_data(as_text=True)  # type: ignore[attr-defined]
+    assert text == "user_id,japanese,western\r\ndave,1,1\r\n"
+
+
+# -- users --------------------------------------------------------------------------------
+
+
+def test_user_counts_preference_and_history_across_years(client: object) -> None:
+    body = get_json(client, "/api/users/alice")
+    assert body == {
+        "user_id": "alice",
+        "japanese": 3,
+        "western": 1,
+        "total": 4,
+        "preference": "japanese",
+        "preference_label": "和食派 Japanese-leaning",
+        "first_order_date": "2024-12-31",
+        "last_order_date": "2025-05-31",
+        "updated_at": "2025-06-01T02:00:00Z",
+        "history": [
+            {"date": d.isoformat(), "japanese": j, "western": w} for d, j, w in reversed(ALICE_HISTORY)
+        ],
+    }
+
+
+def test_user_with_markup_and_slashes_in_the_id(client: object) -> None:
+    from urllib.parse import quote
+
+    body = get_json(client, f"/api/users/{quote(XSS_USER, safe='')}")
+    assert body["user_id"] == XSS_USER and body["history"] == [
+        {"date": LATEST.isoformat(), "japanese": 1, "western": 0}
+    ]
+
+
+def test_unknown_user_is_404(client: object) -> None:
+    body = get_json(client, "/api/users/nobody", 404)
+    assert body == {"error": "unknown user 'nobody': no aggregated orders", "user_id": "nobody"}
+    too_long = get_json(client, "/api/users/" + "x" * 129, 400)
+    assert too_long == {"error": "invalid parameter 'user_id': must be 1 to 128 characters", "parameter": "user_id"}
+
+
+# -- status and generic errors ----------------------------------------------------------
+
+
+def test_status_tells_the_last_aggregation(client: object) -> None:
+    body = get_json(client, "/api/status")
+    assert body["latest_summary_date"] == "2025-05-31"
+    assert body["segments_as_of"] == "2025-05-31"
+    assert body["aggregated_at"] == "2025-06-01T02:00:00Z"
+    assert body["last_run"]["order_date"] == "2025-05-31" and body["last_run"]["status"] == "succeeded"
+
+
+def test_unknown_api_route_and_method_are_json(client: object) -> None:
+    assert get_json(client, "/api/nope", 404) == {"error": "not found: /api/nope"}
+    response = client.post("/api/daily_order_summaries")  # type: ignore[attr-defined]
+    assert response.status_code == 405 and response.get_json()["error"]
+    assert "GET" in response.headers["Allow"]
+
+
+def test_responses_carry_security_headers(client: object) -> None:
+    response = client.get("/api/status")  # type: ignore[attr-defined]
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]

@@ -1,0 +1,246 @@
+"""The viewer's pages and its basic auth with the Flask test client against the real
+Cassandra: exact numbers on each page, escaping, empty states, bad parameters."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+
+from tests.viewer_data import XSS_USER, japanese_ids, load_standard, truncate, viewer_app
+from viewer.db import close_app
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def app(cassandra: object, settings: object) -> Iterator[object]:
+    load_standard(cassandra)
+    app = viewer_app(settings)
+    yield app
+    close_app(app)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def client(app: object) -> object:
+    return app.test_client()  # type: ignore[attr-defined]
+
+
+def page(client: object, url: str, status: int = 200) -> str:
+    response = client.get(url)  # type: ignore[attr-defined]
+    assert response.status_code == status, response.get_data(as_text=True)[:2000]
+    assert response.mimetype == "text/html"
+    return response.get_data(as_text=True)
+
+
+def figure(html: str, chart_id: str) -> dict:
+    match = re.search(rf'<script type="application/json" data-chart="{chart_id}">(.*?)</script>', html, re.S)
+    assert match, f"no figure {chart_id}"
+    return json.loads(match.group(1))
+
+
+def test_root_redirects_to_daily(client: object) -> None:
+    response = client.get("/")  # type: ignore[attr-defined]
+    assert response.status_code == 302 and response.headers["Location"] == "/daily"
+
+
+def test_daily_page_defaults_to_latest_date_and_30_day_range(client: object) -> None:
+    html = page(client, "/daily")
+    assert "Last aggregated 最終集計: <strong>2025-05-31</strong>" in html
+    assert "(at 2025-06-01 11:00 JST)" in html  # 02:00 UTC in the business time zone
+    assert '<span class="value" id="day-japanese">120</span>' in html
+    assert '<span class="value" id="day-western">95</span>' in html
+    assert '<span class="value" id="day-total">215</span>' in html
+    assert '<span class="value" id="day-share">55.8%</span>' in html
+    fig = figure(html, "daily-chart")
+    japanese, western, share = fig["data"]
+    assert japanese["name"] == "和食 Japanese" and western["name"] == "洋食 Western"
+    # 2025-05-02 .. 2025-05-31 without the 15th
+    assert japanese["x"][0] == "2025-05-02" and japanese["x"][-1] == "2025-05-31" and len(japanese["x"]) == 29
+    assert "2025-05-15" not in japanese["x"]
+    assert japanese["y"][-1] == 120 and western["y"][-1] == 95 and share["y"][-1] == 55.81
+    assert share["yaxis"] == "y2"
+    assert 'data-date="2025-05-15" class="missing"' in html
+    assert "<td class=\"num\">120</td><td class=\"num\">95</td><td class=\"num\">215</td>" in html
+    assert '<script src="/assets/plotly-' in html and "cdn" not in html.lower()
+
+
+def test_daily_page_of_a_chosen_date_and_range(client: object) -> None:
+    html = page(client, "/daily?date=2025-05-10&from=2025-05-09&to=2025-05-11")
+    assert '<span class="value" id="day-japanese">110</span>' in html
+    assert '<span class="value" id="day-western">100</span>' in html
+    fig = figure(html, "daily-chart")
+    assert fig["data"][0]["x"] == ["2025-05-09", "2025-05-10", "2025-05-11"]
+    assert fig["data"][0]["y"] == [109, 110, 111]
+    assert fig["data"][1]["y"] == [97, 100, 103]
+
+
+def test_daily_page_of_a_date_not_aggregated_says_so(client: object) -> None:
+    html = page(client, "/daily?date=2025-05-15")
+    assert "2025-05-15 has not been aggregated yet (the latest aggregated date is 2025-05-31)." in html
+    html = page(client, "/daily?from=2020-01-01&to=2020-01-31")
+    assert "No aggregated days between 2020-01-01 and 2020-01-31." in html
+
+
+def test_daily_page_bad_parameter_is_400_page(client: object) -> None:
+    html = page(client, "/daily?date=<b>x</b>", 400)
+    assert "invalid parameter &#39;date&#39;: must be a date YYYY-MM-DD, got &#39;&lt;b&gt;x&lt;/b&gt;&#39;" in html
+    assert "<b>x</b>" not in html
+
+
+def test_segments_page_sizes_chart_and_first_page(client: object) -> None:
+    html = page(client, "/segments")
+    assert '<tr data-segment="japanese">' in html
+    assert '<td class="num">255</td><td class="num">+12</td><td class="num">−3</td>' in html
+    assert '<td class="num">2</td><td class="num">+1</td><td class="num">−0</td>' in html
+    fig = figure(html, "segments-chart")
+    assert [t["name"] for t in fig["data"]] == ["和食派 Japanese-leaning", "洋食派 Western-leaning", "どちらも Even"]
+    assert fig["data"][0]["x"] == ["2025-05-29", "2025-05-30", "2025-05-31"]
+    assert fig["data"][0]["y"] == [241, 246, 255]
+    assert fig["data"][2]["y"] == [2, 2, 1]
+    listed = re.findall(r'<a class="user-id" href="[^"]*">(.*?)</a>', html)
+    assert len(listed) == 100
+    assert listed[1:] == japanese_ids()[1:100]
+    # The XSS id is shown as text, escaped, and its link is URL-quoted.
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    assert XSS_USER not in html
+    assert 'href="/users/%3Cscript%3Ealert(%22x%22)%3C/script%3E"' in html
+    assert 'id="csv-link" href="/api/user_segments/japanese.csv"' in html
+    assert "255 users in 和食派 Japanese-leaning" in html
+    assert 'id="next-page"' in html and 'id="prev-page"' not in html
+
+
+def test_segments_page_paging_with_cursor_and_numbers(client: object) -> None:
+    html = page(client, "/segments?segment=japanese&per_page=100")
+    next_link = re.search(r'<a href="([^"]*)" id="next-page">', html).group(1).replace("&amp;", "&")
+    html2 = page(client, next_link)
+    listed = re.findall(r'<a class="user-id" href="[^"]*">(.*?)</a>', html2)
+    assert listed == japanese_ids()[100:200]
+    assert "<span>Page 2</span>" in html2 and '<td class="num">101</td>' in html2
+    html3 = page(client, "/segments?segment=japanese&page=3")
+    assert re.findall(r'<a class="user-id" href="[^"]*">(.*?)</a>', html3) == japanese_ids()[200:]
+    assert 'id="prev-page"' in html3 and 'id="next-page"' not in html3
+
+
+def test_segments_page_prefix_search_and_empty_result(client: object) -> None:
+    html = page(client, "/segments?segment=japanese&prefix=a")
+    assert re.findall(r'<a class="user-id" href="[^"]*">(.*?)</a>', html) == ["alice", "amy"]
+    assert 'href="/api/user_segments/japanese.csv?prefix=a"' in html
+    html = page(client, "/segments?segment=western&prefix=<i>")
+    assert "No user of this segment has an ID starting with “&lt;i&gt;”." in html
+
+
+def test_segments_page_of_an_older_date_and_unknown_segment(client: object) -> None:
+    html = page(client, "/segments?date=2025-05-30")
+    assert '<td class="num">246</td><td class="num">+5</td><td class="num">−0</td>' in html
+    html = page(client, "/segments?date=2025-04-01")
+    assert "2025-04-01 has not been aggregated yet (segments are aggregated up to 2025-05-31)." in html
+    html = page(client, "/segments?segment=sushi", 400)
+    assert "invalid parameter &#39;segment&#39;: must be one of japanese, western, even" in html
+
+
+def test_user_page(client: object) -> None:
+    html = page(client, "/users/alice")
+    assert '<span class="value" id="user-japanese">3</span>' in html
+    assert '<span class="value" id="user-western">1</span>' in html
+    assert '<span class="value" id="user-preference">和食派 Japanese-leaning</span>' in html
+    fig = figure(html, "user-chart")
+    assert fig["data"][0]["x"] == ["2024-12-31", "2025-05-30", "2025-05-31"]
+    assert fig["data"][0]["y"] == [1, 1, 1] and fig["data"][1]["y"] == [0, 0, 1]
+
+
+def test_user_page_escapes_an_xss_id_and_unknown_user_is_404(client: object) -> None:
+    html = page(client, f"/users/{quote(XSS_USER, safe='')}")
+    assert '<span class="user-id" id="user-id">&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;</span>' in html
+    assert XSS_USER not in html
+    html = page(client, "/users/<img src=x onerror=alert(1)>", 404)
+    assert "No aggregated orders for user “&lt;img src=x onerror=alert(1)&gt;”." in html
+    assert "<img src=x" not in html
+
+
+def test_user_lookup_redirects(client: object) -> None:
+    assert "Look up" in page(client, "/users")
+    response = client.get("/users?user_id=a/b c")  # type: ignore[attr-defined]
+    assert response.status_code == 302 and response.headers["Location"] == "/users/a/b%20c"
+
+
+def test_plotly_is_served_by_the_app(client: object) -> None:
+    import plotly
+
+    response = client.get(f"/assets/plotly-{plotly.__version__}.min.js")  # type: ignore[attr-defined]
+    assert response.status_code == 200 and response.mimetype == "text/javascript"
+    body = response.get_data()
+    assert len(body) > 1_000_000 and b"plotly.js" in body[:2000]
+    etag = response.headers["ETag"]
+    again = client.get(f"/assets/plotly-{plotly.__version__}.min.js", headers={"If-None-Match": etag})  # type: ignore[attr-defined]
+    assert again.status_code == 304
+
+
+# -- basic auth ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def locked(app: object, settings: object) -> Iterator[object]:
+    locked = viewer_app(settings, VIEWER_USER="analyst", VIEWER_PASSWORD="s3cret")
+    yield locked.test_client()  # type: ignore[attr-defined]
+    close_app(locked)  # type: ignore[arg-type]
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/daily", "/segments", "/users/alice", "/api/user_segments", "/api/user_segments/japanese.csv",
+     "/api/daily_order_summaries?date=2025-05-31", "/static/viewer.js", "/api/users/alice"],
+)
+def test_with_auth_every_route_needs_the_credentials(locked: object, url: str) -> None:
+    anonymous = locked.get(url)  # type: ignore[attr-defined]
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"] == 'Basic realm="orderlog viewer", charset="UTF-8"'
+    assert anonymous.get_json() == {"error": "authentication required"}
+    assert locked.get(url, headers=_basic("analyst", "wrong")).status_code == 401  # type: ignore[attr-defined]
+    assert locked.get(url, headers=_basic("other", "s3cret")).status_code == 401  # type: ignore[attr-defined]
+    assert locked.get(url, headers=_basic("analyst", "s3cret")).status_code == 200  # type: ignore[attr-defined]
+
+
+def test_without_auth_config_no_credentials_are_needed(client: object) -> None:
+    assert client.get("/api/user_segments").status_code == 200  # type: ignore[attr-defined]
+
+
+def test_auth_needs_both_user_and_password(settings: object) -> None:
+    from orderlog.config import ConfigError
+
+    with pytest.raises(ConfigError, match="set both VIEWER_USER and VIEWER_PASSWORD"):
+        viewer_app(settings, VIEWER_USER="analyst")
+
+
+# -- empty states: last, because they empty the tables ------------------------------------
+
+
+def test_empty_states_read_well(app: object, cassandra: object) -> None:
+    truncate(cassandra)
+    client = app.test_client()  # type: ignore[attr-defined]
+    html = page(client, "/daily")
+    assert "Nothing aggregated yet 未集計" in html
+    assert "No daily summaries yet: the aggregate job has not run." in html
+    assert "data-chart" not in html and "/assets/plotly-" not in html
+    html = page(client, "/segments")
+    assert "No segments yet: the aggregate job has not run." in html
+    assert "No users in this segment." in html
+    assert client.get("/api/daily_order_summaries").get_json() == {"error": "nothing has been aggregated yet"}
+    body = client.get("/api/user_segments").get_json()
+    assert body["as_of"] is None and body["message"] == "no segment sizes yet: the aggregate job has not run"
+    assert body["segments"]["japanese"]["count"] == 0 and body["segments"]["japanese"]["user_ids"] == []
+    missing = client.get("/api/daily_order_summaries?date=2025-05-31")
+    assert missing.status_code == 404
+    assert missing.get_json()["error"] == "2025-05-31 has not been aggregated yet (nothing is aggregated yet)"
+    assert client.get("/api/user_segments/japanese.csv").get_data(as_text=True) == "user_id,japanese,western\r\n"
+    assert client.get("/api/status").get_json() == {
+        "latest_summary_date": None, "aggregated_at": None, "segments_as_of": None, "last_run": None
+    }

@@ -1,0 +1,121 @@
+"""Pure unit tests of the viewer's helpers (no servers): prefix bounds, cursors,
+parameter checks, the CSV writer, the chart figures."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from viewer import charts, queries
+from viewer.api import csv_rows
+from viewer.params import BadParameter, parse_date, parse_int, parse_prefix, parse_range
+
+
+@pytest.mark.parametrize(
+    ("prefix", "upper"),
+    [
+        ("a", "b"),
+        ("user-0", "user-1"),
+        ("az", "a{"),
+        ("ユ", "\u30e7"),  # U+30E6 -> U+30E7
+        ("a\U0010ffff", "b"),
+        ("\U0010ffff", None),
+        ("\ud7ff", "\ue000"),  # skips the surrogates, which UTF-8 text cannot hold
+    ],
+)
+def test_prefix_upper_bounds_every_string_with_the_prefix(prefix: str, upper: str | None) -> None:
+    assert queries.prefix_upper(prefix) == upper
+    if upper is not None:
+        for s in (prefix, prefix + "\U0010ffff" * 3, prefix + "zzz"):
+            assert prefix <= s < upper
+            # Python's str order is the UTF-8 byte order Cassandra uses for text.
+            assert prefix.encode() <= s.encode() < upper.encode()
+
+
+@pytest.mark.parametrize("user_id", ["alice", "<script>", "ユーザー1", "a/b c", "x" * 128])
+def test_cursor_round_trips_and_is_url_safe(user_id: str) -> None:
+    cursor = queries.encode_cursor(user_id)
+    assert queries.decode_cursor(cursor) == user_id
+    assert set(cursor) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+@pytest.mark.parametrize("cursor", ["%%%", "YWJj", "////", "gA"])
+def test_foreign_cursor_is_refused(cursor: str) -> None:
+    with pytest.raises(queries.BadCursor, match="not a cursor returned by this API"):
+        queries.decode_cursor(cursor)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "after", "expected"),
+    [
+        (None, None, ("members", ())),
+        (None, "m", ("members_gt", ("m",))),
+        ("p", None, ("members_ge_lt", ("p", "q"))),
+        ("p", "a", ("members_ge_lt", ("p", "q"))),  # cursor before the prefix: start at it
+        ("p", "p-1", ("members_gt_lt", ("p-1", "q"))),
+        ("p", "q", None),  # cursor past the prefix: nothing left
+        ("\U0010ffff", None, ("members_ge", ("\U0010ffff",))),
+    ],
+)
+def test_bounds_of_a_page(prefix: str | None, after: str | None, expected: object) -> None:
+    assert queries._bounds(prefix, after) == expected
+
+
+def test_parse_date_and_range() -> None:
+    assert parse_date({"date": "2025-05-31"}, "date") == date(2025, 5, 31)
+    assert parse_date({}, "date") is None
+    with pytest.raises(BadParameter, match="'2025-02-30' is not a calendar date"):
+        parse_date({"date": "2025-02-30"}, "date")
+    assert parse_range({}, date(2025, 5, 31)) == (date(2025, 5, 2), date(2025, 5, 31))
+    assert parse_range({}, None) is None
+    assert parse_range({"from": "2025-05-01"}, None) == (date(2025, 5, 1), date(2025, 5, 30))
+    with pytest.raises(BadParameter, match="is after 'to'"):
+        parse_range({"from": "2025-05-02", "to": "2025-05-01"}, None)
+
+
+def test_parse_int_and_prefix() -> None:
+    assert parse_int({}, "page", 1, 1, 10) == 1
+    assert parse_int({"page": "7"}, "page", 1, 1, 10) == 7
+    for bad in ("0", "11", "1.5", "-1", " 3", "٣"):  # Arabic-Indic three is not an ASCII digit
+        with pytest.raises(BadParameter):
+            parse_int({"page": bad}, "page", 1, 1, 10)
+    assert parse_prefix({"prefix": ""}) is None
+    assert parse_prefix({"prefix": "ユ"}) == "ユ"
+    with pytest.raises(BadParameter, match="control characters"):
+        parse_prefix({"prefix": "a\tb"})
+
+
+def test_csv_rows_quote_and_chunk() -> None:
+    members = [queries.Member(f"u{n:04d}", n, 0) for n in range(1200)]
+    members.insert(0, queries.Member('a,"b"', 1, 2))
+    chunks = list(csv_rows(iter(members)))
+    assert len(chunks) == 3  # 500 rows a chunk, then the rest
+    text = "".join(chunks)
+    assert text.startswith('user_id,japanese,western\r\n"a,""b""",1,2\r\nu0000,0,0\r\n')
+    assert text.count("\r\n") == 1202
+    assert list(csv_rows(iter([]))) == ["user_id,japanese,western\r\n"]
+
+
+def test_daily_figure_stacks_counts_and_puts_the_share_on_a_second_axis() -> None:
+    at = datetime(2025, 6, 1, tzinfo=UTC)
+    days = [
+        queries.DaySummary(date(2025, 5, 30), 3, 1, 4, 2, at),
+        queries.DaySummary(date(2025, 5, 31), 0, 0, 0, 0, at),  # no orders: no share
+    ]
+    fig = charts.daily_figure(days)
+    assert [t["type"] for t in fig["data"]] == ["bar", "bar", "scatter"]
+    assert fig["data"][0]["y"] == [3, 0] and fig["data"][1]["y"] == [1, 0]
+    assert fig["data"][2]["y"] == [75.0, None] and fig["data"][2]["yaxis"] == "y2"
+    assert fig["layout"]["barmode"] == "stack" and fig["layout"]["yaxis2"]["overlaying"] == "y"
+
+
+def test_segments_and_user_figures() -> None:
+    def of(*users: int) -> dict[str, queries.SegmentSize]:
+        return {s: queries.SegmentSize(s, n, 0, 0) for s, n in zip(charts.SEGMENTS, users, strict=True)}
+
+    sizes = {date(2025, 5, 30): of(5, 3, 1), date(2025, 5, 31): of(6, 3, 0)}
+    fig = charts.segments_figure(sizes)
+    assert [t["y"] for t in fig["data"]] == [[5, 6], [3, 3], [1, 0]]
+    user = charts.user_figure([queries.UserDay(date(2025, 5, 31), 1, 0), queries.UserDay(date(2025, 5, 1), 0, 2)])
+    assert user["data"][0]["x"] == ["2025-05-01", "2025-05-31"] and user["data"][1]["y"] == [2, 0]
