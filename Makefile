@@ -68,3 +68,10 @@ browser: ## install Debian's chromium and chromium-driver for the browser tests 
 
 aggregate: setup ## nightly aggregate: make aggregate [DATE=2025-05-31 | FROM=2025-05-01 TO=2025-05-31] (default yesterday)
 	./spark-submit.sh aggregate $(if $(DATE),--date $(DATE)) $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
+
+.PHONY: compose-check
+compose-check: setup ## validate docker-compose.yml with Debian's docker-compose (installed via apt-get if missing; no engine needed)
+	@command -v docker-compose >/dev/null || { S=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq docker-compose; }
+	docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_compose.py

@@ -1,0 +1,39 @@
+# The image of our Python services: ingest API, streaming and aggregate jobs, viewer,
+# schema tool and replay generator. Kafka and Cassandra run from their own images.
+#
+#   docker compose build      (or: docker build -t orderlog .)
+#
+# Stage 1 runs `make setup` (virtualenv + Maven-resolved connector jars) with a JDK and
+# Maven; stage 2 keeps only the result on a Java 17 *runtime*, as a non-root user.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openjdk-17-jdk-headless maven make \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+# Only what `make setup` reads, so code changes do not re-resolve packages and jars.
+COPY Makefile requirements.txt pyproject.toml ./
+COPY local_stack ./local_stack
+COPY orderlog ./orderlog
+RUN make setup && rm -rf /root/.m2 /root/.cache
+
+FROM ${PYTHON_IMAGE}
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 10001 --user-group orderlog
+WORKDIR /app
+# Same path as in the build stage: the virtualenv's scripts name their interpreter by it.
+COPY --from=build /app/.venv /app/.venv
+COPY --from=build /app/build/jars/spark /app/build/jars/spark
+COPY --chown=orderlog:orderlog . .
+RUN mkdir -p /data/checkpoints /app/var && chown -R orderlog:orderlog /data /app/var /app/build
+ENV PATH=/app/.venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    ORDERLOG_VAR_DIR=/app/var \
+    ORDERLOG_CHECKPOINT_LOCATION=/data/checkpoints/streaming
+USER orderlog
+# Every service of docker-compose.yml sets its own command; this one explains itself.
+CMD ["python", "-m", "orderlog.schema", "cql"]

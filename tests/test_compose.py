@@ -1,0 +1,194 @@
+"""docker-compose.yml and the Dockerfile, validated without a Docker engine: Debian's
+``docker-compose config`` parses and checks the file (as ``make compose-check`` does),
+then the resolved configuration is checked for what the pipeline needs: every service,
+healthchecks, a start ordered by them, configuration through ORDERLOG_* only."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orderlog.config import ENV_PREFIX, Settings
+
+# Needs the docker-compose tool (make system-deps / make compose-check install it).
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+LONG_RUNNING = {"kafka", "cassandra", "ingest", "streaming", "viewer"}
+JOBS = {"aggregate", "replay"}
+
+
+def compose_config(path: Path = COMPOSE, **env: str) -> subprocess.CompletedProcess:
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose is not installed: run `make compose-check` (apt-get install docker-compose)"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX) and k != "KAFKA_VERSION"}
+    return subprocess.run(
+        [tool, "-f", str(path), "config"], cwd=path.parent, env={**clean, **env},
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def volume_mount(volume: str | dict) -> tuple[str, str]:
+    """(target, source) of a volume in the short form (docker-compose 1.x prints
+    ``source:target:rw``) or the long form (compose v2)."""
+    if isinstance(volume, dict):
+        return volume["target"], volume["source"]
+    source, target = volume.split(":")[:2]
+    return target, source
+
+
+def published_port(port: str | dict) -> tuple[str | None, int]:
+    """(host ip, container port) of a short (``127.0.0.1:8080:8080/tcp``) or long port."""
+    if isinstance(port, dict):
+        return port.get("host_ip"), int(port["target"])
+    parts = port.split("/")[0].split(":")
+    return (parts[0] if len(parts) == 3 else None), int(parts[-1])
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    result = compose_config()
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_docker_compose_config_accepts_the_file(config):
+    assert set(config["services"]) == LONG_RUNNING | {"schema"} | JOBS
+    assert set(config["volumes"]) == {"kafka-data", "cassandra-data", "checkpoints", "replay-output"}
+
+
+def test_the_validator_is_real_it_refuses_a_broken_file(tmp_path):
+    broken = COMPOSE.read_text().replace("condition: service_completed_successfully", "condition: done", 1)
+    (tmp_path / "docker-compose.yml").write_text(broken)
+    result = compose_config(tmp_path / "docker-compose.yml")
+    assert result.returncode != 0
+    assert "condition" in result.stderr and "done" in result.stderr
+
+
+def test_every_long_running_service_has_a_healthcheck(config):
+    for name in LONG_RUNNING:
+        check = config["services"][name].get("healthcheck")
+        assert check and check["test"][0] in ("CMD", "CMD-SHELL"), name
+    services = config["services"]
+    kafka_check = services["kafka"]["healthcheck"]["test"][1]
+    assert "kafka-broker-api-versions.sh --bootstrap-server localhost:9092" in kafka_check
+    assert "cqlsh -e" in services["cassandra"]["healthcheck"]["test"][1]
+    assert "http://127.0.0.1:8080/healthz" in services["ingest"]["healthcheck"]["test"][-1]
+    assert "http://127.0.0.1:8081/api/status" in services["viewer"]["healthcheck"]["test"][-1]
+    assert "http://127.0.0.1:4040/api/v1/applications" in services["streaming"]["healthcheck"]["test"][-1]
+
+
+def test_the_start_is_ordered_by_healthchecks(config):
+    services = config["services"]
+
+    def after(name: str) -> dict[str, str]:
+        return {dep: spec["condition"] for dep, spec in services[name].get("depends_on", {}).items()}
+
+    assert after("schema") == {"kafka": "service_healthy", "cassandra": "service_healthy"}
+    for name in ("ingest", "streaming", "viewer", "aggregate"):
+        assert after(name) == {"schema": "service_completed_successfully"}, name
+    assert after("replay") == {"ingest": "service_healthy"}
+    assert services["schema"]["restart"] == "no"  # one-shot
+    assert services["schema"]["command"] == ["python", "-m", "orderlog.schema", "apply"]
+
+
+def test_the_services_run_the_projects_commands(config):
+    services = config["services"]
+    assert services["ingest"]["command"] == [
+        "gunicorn", "-c", "ingest_api/gunicorn.conf.py", "ingest_api:create_app()"
+    ]
+    assert services["viewer"]["command"] == ["gunicorn", "-c", "viewer/gunicorn.conf.py", "viewer:create_app()"]
+    assert services["streaming"]["command"] == ["./spark-submit.sh", "streaming"]
+    assert services["aggregate"]["entrypoint"] == ["./spark-submit.sh", "aggregate"]
+    assert services["replay"]["entrypoint"] == ["python", "-m", "tools.replay", "--url", "http://ingest:8080"]
+    for path in ("spark-submit.sh", "jobs/streaming.py", "jobs/aggregate.py", "ingest_api/gunicorn.conf.py",
+                 "viewer/gunicorn.conf.py", "tools/replay.py", "orderlog/schema.py"):
+        assert (ROOT / path).is_file(), path
+
+
+def test_aggregate_and_replay_run_only_on_demand(config):
+    for name in JOBS:
+        assert config["services"][name]["profiles"] == ["jobs"]
+    for name in LONG_RUNNING | {"schema"}:
+        assert "profiles" not in config["services"][name]
+
+
+def test_configuration_is_the_orderlog_variables_and_flows_from_the_shell(config):
+    fields = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(Settings)}
+    ours = {n: s for n, s in config["services"].items() if n not in ("kafka", "cassandra")}
+    for name, service in ours.items():
+        env = service["environment"]
+        assert set(env) <= fields, (name, set(env) - fields)  # no misspelt variable
+        assert env["ORDERLOG_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+        assert env["ORDERLOG_CASSANDRA_HOSTS"] == "cassandra"
+        assert env["ORDERLOG_BUSINESS_TIMEZONE"] == "Asia/Tokyo"
+    assert ours["ingest"]["environment"]["ORDERLOG_INGEST_HOST"] == "0.0.0.0"
+    assert ours["viewer"]["environment"]["ORDERLOG_VIEWER_HOST"] == "0.0.0.0"
+
+    result = compose_config(ORDERLOG_BUSINESS_TIMEZONE="Europe/Paris", ORDERLOG_CASSANDRA_KEYSPACE="shop2")
+    assert result.returncode == 0, result.stderr
+    overridden = yaml.safe_load(result.stdout)["services"]
+    for name in ours:
+        assert overridden[name]["environment"]["ORDERLOG_BUSINESS_TIMEZONE"] == "Europe/Paris"
+        assert overridden[name]["environment"]["ORDERLOG_CASSANDRA_KEYSPACE"] == "shop2"
+
+
+def test_data_and_the_streaming_checkpoint_live_on_named_volumes(config):
+    services = config["services"]
+
+    def mounts(name: str) -> dict[str, str]:
+        return dict(volume_mount(v) for v in services[name].get("volumes", []))
+
+    assert mounts("kafka") == {"/var/lib/kafka/data": "kafka-data"}
+    assert services["kafka"]["environment"]["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
+    assert mounts("cassandra") == {"/var/lib/cassandra": "cassandra-data"}
+    checkpoint = services["streaming"]["environment"]["ORDERLOG_CHECKPOINT_LOCATION"]
+    assert any(checkpoint.startswith(target + "/") for target, source in mounts("streaming").items()
+               if source == "checkpoints")
+
+
+def test_kafka_is_a_single_kraft_node_and_the_versions_match_the_local_stack(config):
+    pom = (ROOT / "local_stack/jvm/pom.xml").read_text()
+    kafka_version = re.search(r"<kafka.version>([^<]+)<", pom).group(1)
+    cassandra_version = re.search(r"<cassandra.version>(\d+\.\d+)", pom).group(1)
+    kafka = config["services"]["kafka"]
+    assert kafka["image"] == f"apache/kafka:{kafka_version}"
+    assert config["services"]["cassandra"]["image"] == f"cassandra:{cassandra_version}"
+    env = kafka["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env["CLUSTER_ID"])  # a base64 UUID, as KRaft requires
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+
+
+def test_published_ports_are_on_localhost_only(config):
+    published = {}
+    for name, service in config["services"].items():
+        for port in service.get("ports", []):
+            host_ip, target = published_port(port)
+            published[(name, target)] = host_ip
+    assert published == {
+        ("kafka", 29092): "127.0.0.1", ("cassandra", 9042): "127.0.0.1",
+        ("ingest", 8080): "127.0.0.1", ("viewer", 8081): "127.0.0.1",
+    }
+
+
+def test_the_dockerfile_builds_our_services_with_java_and_the_resolved_jars_as_non_root():
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", text, re.M)
+    assert "openjdk-17-jdk-headless maven make" in text  # build stage: make setup resolves the jars
+    assert re.search(r"^RUN make setup", text, re.M)
+    assert "openjdk-17-jre-headless" in text  # runtime stage: a Java 17 runtime for Spark
+    assert "COPY --from=build /app/build/jars/spark /app/build/jars/spark" in text
+    users = re.findall(r"^USER (\S+)", text, re.M)
+    assert users and users[-1] == "orderlog"
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".git", ".venv", "build", "var"} <= ignored
