@@ -1,0 +1,229 @@
+"""Events/s the ingest API accepts (acks=all), against Kafka's own producer on the same broker.
+
+    .venv/bin/python bench/ingest_throughput.py [--seconds 15] [--workers 2] [--threads 16]
+
+Runs the real gunicorn server (ingest_api/gunicorn.conf.py) on a spare port, producing to
+a bench-only topic that is deleted afterwards, and measures:
+
+1. single-event POST /api/log from many concurrent keep-alive clients;
+2. POST /api/logs with 1,000 events per request;
+3. org.apache.kafka.tools.ProducerPerformance with the same records (the API's normalized
+   JSON, as a payload file), the same key spread, acks=all, lz4, idempotence.
+
+It prints events/s, latencies and the ratio of each to ProducerPerformance. Needs the
+local stack (make up) and the jars (make setup).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from orderlog.config import load_settings  # noqa: E402
+from orderlog.events import validate_event  # noqa: E402
+
+USERS = 1000
+
+
+def sample_event(n: int) -> dict:
+    return {
+        "user_id": f"user-{n % USERS:05d}",
+        "timestamp": f"2025-05-31T{n % 24:02d}:{n % 60:02d}:{(n * 7) % 60:02d}+09:00",
+        "menu_type": ("japanese", "western")[n % 2],
+    }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(topic: str, port: int, workers: int, threads: int) -> subprocess.Popen:
+    env = {**os.environ, "ORDERLOG_KAFKA_TOPIC": topic, "INGEST_WORKERS": str(workers),
+           "INGEST_THREADS": str(threads), "INGEST_LOG_LEVEL": "warning"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "ingest_api/gunicorn.conf.py", "-b", f"127.0.0.1:{port}",
+         "ingest_api:create_app()"],
+        cwd=ROOT, env=env,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return process
+        except OSError:
+            pass
+        time.sleep(0.3)
+    process.kill()
+    raise SystemExit("gunicorn did not become healthy")
+
+
+def _client_process(port: int, path: str, bodies: list[bytes], per_request: int, threads: int,
+                    seconds: float, queue: multiprocessing.Queue) -> None:
+    """One load-generator process: ``threads`` keep-alive clients posting until time is up."""
+    end = time.monotonic() + seconds
+    results: list[tuple[int, list[float], int]] = []
+    lock = threading.Lock()
+    content_type = {"Content-Type": "application/json"}
+
+    def run(offset: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        accepted, latencies, failed, i = 0, [], 0, offset
+        while time.monotonic() < end:
+            body = bodies[i % len(bodies)]
+            i += 1
+            started = time.perf_counter()
+            conn.request("POST", path, body=body, headers=content_type)
+            response = conn.getresponse()
+            response.read()
+            latencies.append(time.perf_counter() - started)
+            if response.status == 202:
+                accepted += per_request
+            else:
+                failed += 1
+        conn.close()
+        with lock:
+            results.append((accepted, latencies, failed))
+
+    workers = [threading.Thread(target=run, args=(n * 7919,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    queue.put(results)
+
+
+def load(port: int, path: str, bodies: list[bytes], per_request: int, clients: int, seconds: float) -> dict:
+    processes = min(clients, 2)  # two client processes: the GIL of one would be the bottleneck
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    procs = [
+        multiprocessing.Process(
+            target=_client_process,
+            args=(port, path, bodies, per_request, clients // processes + (n < clients % processes), seconds, queue),
+        )
+        for n in range(processes)
+    ]
+    started = time.monotonic()
+    for p in procs:
+        p.start()
+    results = [r for _ in procs for r in queue.get()]
+    for p in procs:
+        p.join()
+    elapsed = time.monotonic() - started
+    accepted = sum(r[0] for r in results)
+    latencies = sorted(x for r in results for x in r[1])
+    return {
+        "events_per_s": accepted / elapsed,
+        "requests": len(latencies),
+        "failed": sum(r[2] for r in results),
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1],
+    }
+
+
+def producer_performance(settings, topic: str, payload_file: Path, records: int) -> dict:
+    command = [
+        "java", "-Xmx512m", f"-Dlog4j2.configurationFile={ROOT / 'local_stack/templates/kafka-log4j2.xml'}",
+        "-cp", str(ROOT / "build/jars/kafka/*"), "org.apache.kafka.tools.ProducerPerformance",
+        "--bootstrap-server", settings.kafka_bootstrap_servers, "--topic", topic,
+        "--num-records", str(records), "--throughput", "-1", "--payload-file", str(payload_file),
+        "--record-key-range", str(USERS), "--key-distribution", "random",
+        "--command-property", "acks=all", "enable.idempotence=true", "compression.type=lz4",
+        "linger.ms=5", "batch.size=262144",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"ProducerPerformance failed:\n{done.stdout}\n{done.stderr}")
+    output = done.stdout
+    summary = [line for line in output.splitlines() if f"{records} records sent" in line][-1]
+    match = re.search(r"([\d.]+) records/sec .*?([\d.]+) ms avg latency.*?([\d.]+) ms 50th.*?([\d.]+) ms 99th", summary)
+    assert match, summary
+    rate, avg, p50, p99 = (float(g) for g in match.groups())
+    return {"events_per_s": rate, "p50_ms": p50, "p99_ms": p99, "avg_ms": avg, "summary": summary}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=16, help="threads per gunicorn worker")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent single-event clients")
+    parser.add_argument("--batch-clients", type=int, default=4, help="concurrent batch clients")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--perf-records", type=int, default=1_000_000)
+    args = parser.parse_args()
+
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    settings = load_settings()
+    topic = f"bench-ingest-{uuid.uuid4().hex[:8]}"
+    perf_topic = topic + "-perf"
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
+    admin.create_topics([NewTopic(t, settings.kafka_topic_partitions, 1) for t in (topic, perf_topic)])
+
+    events = [sample_event(n) for n in range(USERS * 2)]
+    now = datetime.now(UTC)
+    records = [validate_event(e, now=now).with_ids(now).to_json_bytes() for e in events]
+    record_bytes = statistics.mean(len(r) for r in records)
+    singles = [json.dumps(e).encode() for e in events]
+    batches = [json.dumps(events[i:i + args.batch_size]).encode() for i in range(0, len(events), args.batch_size)]
+
+    port = free_port()
+    server = start_gunicorn(topic, port, args.workers, args.threads)
+    try:
+        load(port, "/api/log", singles, 1, 4, 2)  # warm up: producers connected, code paths hot
+        single = load(port, "/api/log", singles, 1, args.clients, args.seconds)
+        batch = load(port, "/api/logs", batches, args.batch_size, args.batch_clients, args.seconds)
+    finally:
+        server.terminate()
+        server.wait(60)
+
+    with tempfile.NamedTemporaryFile("wb", suffix=".ndjson", delete=False) as payload:
+        payload.write(b"\n".join(records))
+    try:
+        perf = producer_performance(settings, perf_topic, Path(payload.name), args.perf_records)
+    finally:
+        os.unlink(payload.name)
+        admin.delete_topics([topic, perf_topic])
+        admin.close()
+
+    print(f"machine: {os.cpu_count()} cores; record: {record_bytes:.0f} bytes (normalized JSON), key = user_id "
+          f"({USERS} users); acks=all, idempotent, lz4")
+    print(f"gunicorn: {args.workers} workers x {args.threads} threads; {args.seconds:g} s per run")
+    print(f"{'':34}{'events/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'vs Kafka':>10}")
+    rows = [
+        (f"POST /api/log ({args.clients} clients)", single),
+        (f"POST /api/logs ({args.batch_size}/req, {args.batch_clients} clients)", batch),
+        ("Kafka ProducerPerformance", perf),
+    ]
+    for name, r in rows:
+        ratio = r["events_per_s"] / perf["events_per_s"]
+        print(f"{name:34}{r['events_per_s']:>12,.0f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{ratio:>10.2f}")
+    failed = single["failed"] + batch["failed"]
+    print(f"non-202 answers: {failed}")
+    print(f"ProducerPerformance: {perf['summary']}")
+
+
+if __name__ == "__main__":
+    main()
