@@ -24,6 +24,19 @@ _LAYOUT = {
 }
 
 
+def _date_axis(x: list[str], title: str) -> dict[str, Any]:
+    """A date x axis ticked in whole days (Plotly would tick hours on a short range)."""
+    axis: dict[str, Any] = {"type": "date", "title": {"text": title}, "tickformat": "%Y-%m-%d"}
+    if x:
+        days = (date.fromisoformat(x[-1]) - date.fromisoformat(x[0])).days + 1
+        axis["dtick"] = 86_400_000 * max(1, -(-days // 10))  # at most ~10 ticks
+        # Pad a day each side: the first and last bars are not cut in half.
+        first = date.fromordinal(date.fromisoformat(x[0]).toordinal() - 1)
+        last = date.fromordinal(date.fromisoformat(x[-1]).toordinal() + 1)
+        axis["range"] = [first.isoformat(), last.isoformat()]
+    return axis
+
+
 def _plain(fig: go.Figure) -> dict[str, Any]:
     # Round-trip through plotly's encoder: validated, and only JSON types left.
     import json
@@ -47,7 +60,7 @@ def daily_figure(days: list[DaySummary]) -> dict[str, Any]:
         layout={
             **_LAYOUT,
             "barmode": "stack",
-            "xaxis": {"type": "date", "title": {"text": "business date"}},
+            "xaxis": _date_axis(x, "business date"),
             "yaxis": {"title": {"text": "orders 注文数"}, "rangemode": "tozero"},
             "yaxis2": {"title": {"text": "Japanese share %"}, "overlaying": "y", "side": "right",
                        "range": [0, 100], "showgrid": False},
@@ -67,7 +80,7 @@ def segments_figure(by_date: dict[date, dict[str, SegmentSize]]) -> dict[str, An
         ],
         layout={
             **_LAYOUT,
-            "xaxis": {"type": "date", "title": {"text": "as of"}},
+            "xaxis": _date_axis(x, "as of"),
             "yaxis": {"title": {"text": "users ユーザー数"}, "rangemode": "tozero"},
         },
     )
@@ -88,7 +101,7 @@ def user_figure(history: list[UserDay]) -> dict[str, Any]:
         layout={
             **_LAYOUT,
             "barmode": "stack",
-            "xaxis": {"type": "date", "title": {"text": "business date"}},
+            "xaxis": _date_axis(x, "business date"),
             "yaxis": {"title": {"text": "orders 注文数"}, "rangemode": "tozero", "dtick": 1},
         },
     )
