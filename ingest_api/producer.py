@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import Flask, current_app
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,17 @@ class OrderProducer:
             for future in futures:
                 future.get(timeout=max(0.0, deadline - time.monotonic()))
         except (KafkaError, TimeoutError) as exc:
+            if _is_broken(producer, exc):
+                self._discard(producer)
             raise KafkaUnavailable(f"Kafka did not acknowledge the records ({_describe(exc)})") from exc
+
+    def _discard(self, producer: KafkaProducer) -> None:
+        """Drop a producer that will not recover by itself; the next request makes a new one."""
+        with self._lock:
+            if self._producer is producer:
+                self._producer = None
+        log.warning("discarding the Kafka producer after a non-retriable error")
+        producer.close(timeout=0)
 
     def reachable(self, timeout_s: float = 2.0) -> tuple[bool, str]:
         """Whether a broker answers a metadata request now, and why not if it does not."""
@@ -137,6 +147,17 @@ class OrderProducer:
             producer, self._producer = self._producer, None
         if producer is not None and self._pid == os.getpid():
             producer.close(timeout=self.ack_timeout_s if timeout_s is None else timeout_s)
+
+
+def _is_broken(producer: KafkaProducer, exc: BaseException) -> bool:
+    """A timeout or a retriable error (broker down or slow) heals by itself; a producer in an
+    idempotence error state does not: it refuses every send until it is replaced."""
+    manager = getattr(producer, "_transaction_manager", None)
+    if manager is not None and manager.has_error():
+        return True
+    if isinstance(exc, (KafkaTimeoutError, TimeoutError)):
+        return False
+    return isinstance(exc, KafkaError) and not exc.retriable
 
 
 def _describe(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from kafka.errors import KafkaError
 
 from ingest_api import create_app
 from ingest_api.producer import producer_config
@@ -168,3 +169,43 @@ def test_the_producer_is_durable_and_batched():
     assert config["retries"] > 1_000_000 and config["linger_ms"] > 0 and config["compression_type"] == "lz4"
     # Kafka gives up on a record no later than the request that waits for it.
     assert config["delivery_timeout_ms"] == 10_000
+
+
+class _FakeFuture:
+    def __init__(self, error):
+        self.error = error
+
+    def get(self, timeout):
+        if self.error:
+            raise self.error
+
+
+class _FakeProducer:
+    """Stands in for KafkaProducer (this is a unit test): the first one is broken for good."""
+
+    made: list[_FakeProducer] = []
+
+    def __init__(self, **config):
+        self.closed = False
+        self.error = KafkaError("Cannot perform send because at least one previous idempotent request has failed")
+        self.error = self.error if not _FakeProducer.made else None
+        _FakeProducer.made.append(self)
+
+    def send(self, topic, key, value):
+        return _FakeFuture(self.error)
+
+    def close(self, timeout=None):
+        self.closed = True
+
+
+def test_a_producer_that_cannot_recover_is_replaced(monkeypatch):
+    import ingest_api.producer as module
+
+    _FakeProducer.made = []
+    monkeypatch.setattr(module, "KafkaProducer", _FakeProducer)
+    client = create_app({"KAFKA_TOPIC": "t"}).test_client()
+    broken = client.post("/api/log", json=GOOD)
+    assert broken.status_code == 503 and broken.headers["Retry-After"] == "5"
+    assert broken.json["error"].startswith("Kafka did not acknowledge the records (KafkaError: Cannot perform send")
+    assert client.post("/api/log", json=GOOD).status_code == 202
+    assert [p.closed for p in _FakeProducer.made] == [True, False]
