@@ -1,0 +1,179 @@
+"""The streaming job's writer against the real Kafka and Cassandra: records produced to a
+topic of the test's own arrive in raw_orders exactly (same set, same content); malformed
+records land in rejected_events with their reasons while good ones around them arrive; a
+replay (a fresh checkpoint over the same topic) changes nothing; a restart resumes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC
+
+import pytest
+from kafka import KafkaProducer
+
+from jobs.stream_io import BatchWriter, StreamOptions, read_kafka
+from orderlog.business_day import business_date
+from orderlog.events import derived_order_id, parse_record
+from orderlog.layout import RAW_ORDER_BUCKETS, bucket_of
+
+pytestmark = pytest.mark.integration
+
+MENU_ERROR = "menu_type: must be 'japanese' or 'western' (or 和食 / 洋食)"
+
+
+def produce(settings, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> list[tuple[int, int]]:
+    """Sends (key, value) records in order; returns their (partition, offset)."""
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list, acks="all")
+    try:
+        futures = [producer.send(topic, key=key, value=value) for key, value in records]
+        producer.flush()
+        return [(m.partition, m.offset) for m in (f.get(timeout=30) for f in futures)]
+    finally:
+        producer.close()
+
+
+def run_available(spark, settings, topic: str, checkpoint: str) -> None:
+    """The job's own source and foreachBatch writer, run over what the topic holds now."""
+    options = StreamOptions(topic=topic, checkpoint=checkpoint, max_offsets_per_trigger=40)
+    query = (
+        read_kafka(spark, settings, options)
+        .writeStream.foreachBatch(BatchWriter(settings, options))
+        .option("checkpointLocation", checkpoint)
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination(300)
+    assert not query.isActive
+    assert query.exception() is None
+
+
+def raw_rows(cassandra) -> set[tuple]:
+    rows = cassandra.execute(
+        "SELECT order_date, bucket, order_id, user_id, menu_type, ordered_at, ordered_at_text, received_at, "
+        "kafka_partition, kafka_offset FROM raw_orders"
+    )
+    return {(r[0].date(), *r[1:]) for r in rows}  # the driver's Date -> datetime.date
+
+
+def rejected_rows(cassandra) -> dict[tuple[int, int], tuple]:
+    rows = cassandra.execute(
+        "SELECT kafka_partition, kafka_offset, kafka_topic, kafka_key, raw_value, reason FROM rejected_events"
+    )
+    return {(r.kafka_partition, r.kafka_offset): (r.kafka_topic, r.kafka_key, r.raw_value, r.reason) for r in rows}
+
+
+def expected_raw(topic: str, value: bytes, partition: int, offset: int, tz) -> tuple:
+    event = parse_record(value)
+    order_id = event.order_id or derived_order_id(topic, partition, offset)
+    ordered_at = event.timestamp.astimezone(UTC).replace(tzinfo=None)
+    received = event.received_at.astimezone(UTC).replace(tzinfo=None) if event.received_at else None
+    sent = json.loads(value)["timestamp"]
+    return (
+        business_date(event.timestamp, tz), bucket_of(order_id, RAW_ORDER_BUCKETS), order_id, event.user_id,
+        event.menu_type, ordered_at, sent if isinstance(sent, str) else json.dumps(sent), received, partition, offset,
+    )
+
+
+def good_events(n: int, run: str) -> list[bytes]:
+    """Valid events of every shape: client ids and none, aliases, offsets, epoch, received_at."""
+    stamps = ["2025-05-31T23:59:59+09:00", "2025-05-31T15:00:00Z", "2025-05-31T14:59:59.999Z",
+              "2025-06-01T00:00:00-07:00", 1748703600, "1748703599123"]
+    events = []
+    for i in range(n):
+        event = {"user_id": f"user-{i % 13}", "timestamp": stamps[i % len(stamps)],
+                 "menu_type": ["japanese", "western", "和食", "洋食"][i % 4]}
+        if i % 3:
+            event["order_id"] = f"{run}-{i}"
+        if i % 5 == 0:
+            event["received_at"] = "2025-05-31T15:00:01.250+00:00"
+        events.append(json.dumps(event, ensure_ascii=False).encode())
+    return events
+
+
+# Malformed records that reach Kafka by other routes, with the reason each must get.
+MALFORMED: list[tuple[bytes | None, str]] = [
+    (b"{not json", "record is not JSON (Expecting property name enclosed in double quotes)"),
+    (b"\xc3\x28 not utf-8", "record is not UTF-8"),
+    (b'{"user_id": "u", "menu_type": "japanese"}', "timestamp: is required"),
+    (b'{"user_id": "u", "timestamp": "2025-05-31T12:00:00Z", "menu_type": "japanese", "price": 3}',
+     "price: unknown field"),
+    (b'{"user_id": 7, "timestamp": "2025-05-31T12:00:00Z", "menu_type": "japanese"}', "user_id: must be a string"),
+    (b'{"user_id": "u", "timestamp": "2025-05-31T12:00:00Z", "menu_type": "chinese"}', MENU_ERROR),
+    (b'{"user_id": "u", "timestamp": "2025-13-45T12:00:00Z", "menu_type": "western"}',
+     "timestamp: is not a real date and time"),
+    (b"", "record is not JSON (Expecting value)"),
+    (None, "record has no value"),
+]
+
+
+def test_valid_and_malformed_records_land_exactly_and_replay_changes_nothing(
+    spark, settings, kafka_topic, clean_cassandra, tmp_path
+):
+    run = uuid.uuid4().hex[:8]
+    good = good_events(60, run)
+    # Interleave: a malformed record after every few good ones, on every partition.
+    records: list[tuple[bytes | None, bytes | None, str | None]] = []
+    bad = iter(MALFORMED)
+    for i, value in enumerate(good):
+        records.append((f"user-{i % 13}".encode(), value, None))
+        if i % 6 == 5:
+            value_bad, reason = next(bad, (None, None))  # type: ignore[arg-type]
+            if reason is not None:
+                records.append((f"bad-{i}".encode(), value_bad, reason))
+    coords = produce(settings, kafka_topic, [(k, v) for k, v, _ in records])
+
+    run_available(spark, settings, kafka_topic, str(tmp_path / "checkpoint"))
+
+    tz = settings.tz
+    expected_good = {
+        expected_raw(kafka_topic, value, p, o, tz)
+        for (key, value, reason), (p, o) in zip(records, coords, strict=True) if reason is None
+    }
+    expected_bad = {
+        (p, o): (kafka_topic, key.decode(), value, reason)
+        for (key, value, reason), (p, o) in zip(records, coords, strict=True) if reason is not None
+    }
+    assert len(expected_good) == 60 and len(expected_bad) == len(MALFORMED)
+    assert raw_rows(clean_cassandra) == expected_good
+    assert rejected_rows(clean_cassandra) == expected_bad
+
+    # A full replay (new checkpoint, from the earliest offset) rewrites the same keys.
+    run_available(spark, settings, kafka_topic, str(tmp_path / "checkpoint-replay"))
+    assert raw_rows(clean_cassandra) == expected_good
+    assert rejected_rows(clean_cassandra) == expected_bad
+    assert clean_cassandra.execute("SELECT count(*) FROM raw_orders").one()[0] == 60
+
+
+def test_restart_resumes_from_the_checkpoint(spark, settings, kafka_topic, clean_cassandra, tmp_path):
+    checkpoint = str(tmp_path / "checkpoint")
+    first = good_events(30, "first")
+    coords = produce(settings, kafka_topic, [(None, v) for v in first])
+    run_available(spark, settings, kafka_topic, checkpoint)
+    assert clean_cassandra.execute("SELECT count(*) FROM raw_orders").one()[0] == 30
+
+    # Rows written by the first run are not rewritten by the second: their ingested_at stays.
+    ingested = "SELECT order_id, ingested_at FROM raw_orders"
+    before = {r.order_id: r.ingested_at for r in clean_cassandra.execute(ingested)}
+    second = [v.replace(b'"first-', b'"second-') for v in good_events(30, "first")]
+    coords += produce(settings, kafka_topic, [(None, v) for v in second])
+    run_available(spark, settings, kafka_topic, checkpoint)
+
+    tz = settings.tz
+    expected = {expected_raw(kafka_topic, v, p, o, tz) for v, (p, o) in zip(first + second, coords, strict=True)}
+    assert raw_rows(clean_cassandra) == expected
+    after = {r.order_id: r.ingested_at for r in clean_cassandra.execute(ingested)}
+    assert {k: after[k] for k in before} == before
+
+
+def test_business_date_of_the_seed_examples(spark, settings, kafka_topic, clean_cassandra, tmp_path):
+    """The seed's two examples, through Kafka and Spark: 23:59:59+09:00 is 05-31, 15:00Z is 06-01."""
+    values = [
+        b'{"user_id":"a","timestamp":"2025-05-31T23:59:59+09:00","menu_type":"japanese","order_id":"late"}',
+        b'{"user_id":"b","timestamp":"2025-05-31T15:00:00Z","menu_type":"western","order_id":"early"}',
+    ]
+    produce(settings, kafka_topic, [(None, v) for v in values])
+    run_available(spark, settings, kafka_topic, str(tmp_path / "cp"))
+    rows = clean_cassandra.execute("SELECT order_id, order_date FROM raw_orders")
+    dates = {r.order_id: str(r.order_date) for r in rows}
+    assert dates == {"late": "2025-05-31", "early": "2025-06-01"}
