@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs, with Debian's apt-get, the system packages that are missing: a Java 17
 # runtime and Maven (to resolve and run Kafka and Cassandra), Chromium and its driver
-# (browser tests), docker-compose (to validate docker-compose.yml; no engine needed).
+# and a Japanese font (browser tests), docker-compose (to validate docker-compose.yml;
+# no engine needed).
 # Does nothing when everything is present. Needs root (or sudo) only when installing.
 set -euo pipefail
 
 missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
-command -v chromium >/dev/null || missing+=(chromium)
-command -v chromedriver >/dev/null || missing+=(chromium-driver)
+for package in chromium chromium-driver fonts-ipafont-gothic; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 
 if [ ${#missing[@]} -eq 0 ]; then
