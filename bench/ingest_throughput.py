@@ -163,6 +163,23 @@ def producer_performance(settings, topic: str, payload_file: Path, records: int)
     return {"events_per_s": rate, "p50_ms": p50, "p99_ms": p99, "avg_ms": avg, "summary": summary}
 
 
+def kafka_python_alone(settings, topic: str, records: list[tuple[bytes, bytes]], count: int) -> dict:
+    """The same producer settings as the API, sending in a loop: the ceiling of kafka-python."""
+    from kafka import KafkaProducer
+
+    from ingest_api.producer import producer_config
+
+    producer = KafkaProducer(**producer_config(settings.kafka_bootstrap_list, 30_000))
+    producer.send(topic, key=records[0][0], value=records[0][1]).get(30)
+    started = time.monotonic()
+    futures = [producer.send(topic, key=k, value=v) for k, v in (records[i % len(records)] for i in range(count))]
+    producer.flush()
+    elapsed = time.monotonic() - started
+    assert all(f.succeeded() for f in futures)
+    producer.close()
+    return {"events_per_s": count / elapsed, "p50_ms": float("nan"), "p99_ms": float("nan")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=15)
@@ -184,7 +201,8 @@ def main() -> None:
 
     events = [sample_event(n) for n in range(USERS * 2)]
     now = datetime.now(UTC)
-    records = [validate_event(e, now=now).with_ids(now).to_json_bytes() for e in events]
+    stamped = [validate_event(e, now=now).with_ids(now) for e in events]
+    records = [e.to_json_bytes() for e in stamped]
     record_bytes = statistics.mean(len(r) for r in records)
     singles = [json.dumps(e).encode() for e in events]
     batches = [json.dumps(events[i:i + args.batch_size]).encode() for i in range(0, len(events), args.batch_size)]
@@ -203,6 +221,8 @@ def main() -> None:
         payload.write(b"\n".join(records))
     try:
         perf = producer_performance(settings, perf_topic, Path(payload.name), args.perf_records)
+        keyed = [(e.user_id.encode(), r) for e, r in zip(stamped, records, strict=True)]
+        alone = kafka_python_alone(settings, perf_topic, keyed, args.perf_records // 5)
     finally:
         os.unlink(payload.name)
         admin.delete_topics([topic, perf_topic])
@@ -215,6 +235,7 @@ def main() -> None:
     rows = [
         (f"POST /api/log ({args.clients} clients)", single),
         (f"POST /api/logs ({args.batch_size}/req, {args.batch_clients} clients)", batch),
+        ("kafka-python alone (1 thread)", alone),
         ("Kafka ProducerPerformance", perf),
     ]
     for name, r in rows:
