@@ -244,3 +244,20 @@ def test_empty_states_read_well(app: object, cassandra: object) -> None:
     assert client.get("/api/status").get_json() == {
         "latest_summary_date": None, "aggregated_at": None, "segments_as_of": None, "last_run": None
     }
+
+
+def test_cassandra_unreachable_is_503_with_retry_after_never_500(settings: object) -> None:
+    from tests.conftest import free_ports
+
+    (port,) = free_ports(1)  # nothing listens there: the driver cannot connect
+    app = viewer_app(settings.replace(cassandra_port=port))  # type: ignore[attr-defined]
+    client = app.test_client()  # type: ignore[attr-defined]
+    response = client.get("/api/daily_order_summaries?date=2025-05-31")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.get_json() == {"error": "the data store (Cassandra) is unavailable; retry shortly"}
+    response = client.get("/segments")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    html = response.get_data(as_text=True)
+    assert "the data store (Cassandra) is unavailable; retry shortly" in html
+    assert "Aggregation status unavailable." in html

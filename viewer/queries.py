@@ -12,6 +12,7 @@ import base64
 import binascii
 import heapq
 import itertools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -313,6 +314,16 @@ def _merged(futures: list[Any]) -> Iterator[Member]:
     return heapq.merge(*streams, key=lambda m: m.user_id)
 
 
+def _bucket_fetch_size(wanted: int) -> int:
+    """Rows to ask of each bucket for `wanted` merged rows. crc32 spreads user ids evenly,
+    so a bucket holds about wanted/SEGMENT_BUCKETS of them; the expected share plus four
+    standard deviations almost never needs a second round trip, and a bucket that holds
+    more is simply paged further by the driver. Reading wanted rows from every bucket
+    would decode SEGMENT_BUCKETS times too many."""
+    share = wanted / SEGMENT_BUCKETS
+    return min(5000, int(share + 4 * math.sqrt(share)) + 8)
+
+
 def _page(merged: Iterator[Member], skip: int, per_page: int) -> MemberPage:
     rows = list(itertools.islice(merged, skip, skip + per_page + 1))
     has_more = len(rows) > per_page  # the one extra row tells whether a next page exists
@@ -338,16 +349,14 @@ def members_page(
     start (or from the cursor `after`, an opaque value of a previous page's next_after)."""
     after_id = decode_cursor(after) if after else None
     skip = (page - 1) * per_page
-    # Each bucket holds ~1/SEGMENT_BUCKETS of the rows; a bucket that holds more is
-    # paged further on demand.
-    wanted = skip + per_page + 1
-    fetch_size = per_page + 1 if skip == 0 else min(5000, max(per_page + 1, 2 * wanted // SEGMENT_BUCKETS))
+    fetch_size = _bucket_fetch_size(skip + per_page + 1)
     return _page(_merged(_start_members(store, segment, prefix, after_id, fetch_size)), skip, per_page)
 
 
 def first_pages(store: Store, segments: tuple[str, ...], per_page: int) -> dict[str, MemberPage]:
     """The first page of several segments, all their bucket queries in flight at once."""
-    started = {s: _start_members(store, s, None, None, per_page + 1) for s in segments}
+    fetch_size = _bucket_fetch_size(per_page + 1)
+    started = {s: _start_members(store, s, None, None, fetch_size) for s in segments}
     return {s: _page(_merged(futures), 0, per_page) for s, futures in started.items()}
 
 

@@ -1,0 +1,298 @@
+"""Viewer API latency and throughput at N concurrent clients, against the real gunicorn
+server and the real Cassandra, with a year of daily summaries and a million users in
+segments. Prints p50/p95/p99 and requests/s per call, and the same figures for the bare
+driver query under the same concurrency (the floor the viewer adds its cost to).
+
+    .venv/bin/python bench/viewer_latency.py                 # load (once) and measure
+    .venv/bin/python bench/viewer_latency.py --skip-load     # measure only
+
+Data goes to its own keyspace (orderlog_bench_viewer by default); the demo is untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import multiprocessing as mp
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from orderlog.config import Settings, load_settings  # noqa: E402
+from orderlog.layout import SEGMENT_BUCKETS, bucket_of  # noqa: E402
+from orderlog.menu import SEGMENTS, preference  # noqa: E402
+
+LATEST = date(2025, 5, 31)
+
+
+def load(settings: Settings, users: int, days: int) -> None:
+    from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
+
+    from orderlog.cassandra_session import connect, shutdown
+    from orderlog.schema import apply_cql
+
+    apply_cql(settings)
+    session = connect(settings)
+    for table in ("daily_order_summaries", "segment_sizes", "user_segments"):
+        session.execute(f"TRUNCATE {table}", timeout=120)
+    rnd = random.Random(7)
+    summary = session.prepare(
+        "INSERT INTO daily_order_summaries (year, order_date, japanese, western, total, users, aggregated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, toTimestamp(now()))"
+    )
+    rows = []
+    for n in range(days):
+        d = LATEST - timedelta(days=n)
+        j, w = rnd.randint(50_000, 70_000), rnd.randint(40_000, 60_000)
+        rows.append((d.year, d, j, w, j + w, rnd.randint(60_000, 90_000)))
+    execute_concurrent_with_args(session, summary, rows, concurrency=64, raise_on_first_error=True)
+
+    member = session.prepare(
+        "INSERT INTO user_segments (segment, bucket, user_id, japanese, western) VALUES (?, ?, ?, ?, ?)"
+    )
+    counts = dict.fromkeys(SEGMENTS, 0)
+    started, pending = time.monotonic(), {}
+    # Unlogged batches of one partition each: one request writes 100 rows of a bucket,
+    # which spares the Python driver most of its per-request cost.
+    batches = []
+    for n in range(users):
+        user_id = f"u{n:07d}"
+        j, w = rnd.randint(0, 20), rnd.randint(0, 20)
+        seg = preference(j, w)
+        counts[seg] += 1
+        key = (seg, bucket_of(user_id, SEGMENT_BUCKETS))
+        rows_of = pending.setdefault(key, [])
+        rows_of.append((*key, user_id, j, w))
+        if len(rows_of) == 100:
+            batches.append(_batch(member, pending.pop(key)))
+        if len(batches) == 200 or n == users - 1:
+            if n == users - 1:
+                batches += [_batch(member, r) for r in pending.values()]
+            execute_concurrent(session, [(b, ()) for b in batches], concurrency=32, raise_on_first_error=True)
+            batches = []
+            rate = (n + 1) / (time.monotonic() - started)
+            print(f"\r  loaded {n + 1:,} users ({rate:,.0f} rows/s)", end="", flush=True)
+    print()
+    size = session.prepare(
+        "INSERT INTO segment_sizes (year, as_of, segment, users, entered, exited) VALUES (?, ?, ?, ?, ?, ?)"
+    )
+    size_rows = []
+    for n in range(days):
+        d = LATEST - timedelta(days=n)
+        for seg in SEGMENTS:
+            size_rows.append((d.year, d, seg, max(0, counts[seg] - n * 500), 600, 100))
+    execute_concurrent_with_args(session, size, size_rows, concurrency=64, raise_on_first_error=True)
+    shutdown(session)
+    print(f"  segments: {counts}")
+
+
+def _batch(statement: object, rows: list[tuple]) -> object:
+    from cassandra.query import BatchStatement, BatchType
+
+    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+    for row in rows:
+        batch.add(statement, row)
+    return batch
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(settings: Settings, port: int, workers: int, threads: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "ORDERLOG_CASSANDRA_KEYSPACE": settings.cassandra_keyspace,
+        "VIEWER_BIND": f"127.0.0.1:{port}",
+        "VIEWER_WORKERS": str(workers),
+        "VIEWER_THREADS": str(threads),
+        "VIEWER_LOG_LEVEL": "warning",
+        "VIEWER_USER": "",
+        "VIEWER_PASSWORD": "",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "viewer/gunicorn.conf.py", "--access-logfile", "/dev/null",
+         "viewer:create_app()"],
+        cwd=ROOT, env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the viewer did not start")
+
+
+# -- load generator: processes of threads, each with a keep-alive connection ---------------
+
+
+def _client_proc(port: int, paths: list[str], threads: int, seconds: float, out: mp.Queue) -> None:
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def run(seed: int) -> None:
+        rnd = random.Random(seed)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        while time.monotonic() < stop_at:
+            path = rnd.choice(paths)
+            t0 = time.perf_counter()
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            mine.append(time.perf_counter() - t0)
+            if response.status != 200:
+                errors[0] += 1
+        with lock:
+            latencies.extend(mine)
+
+    workers = [threading.Thread(target=run, args=(os.getpid() * 100 + i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    out.put((latencies, errors[0]))
+
+
+def measure_http(port: int, paths: list[str], clients: int, seconds: float, procs: int = 4) -> dict:
+    queue: mp.Queue = mp.Queue()
+    per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+    workers = [mp.Process(target=_client_proc, args=(port, paths, n, seconds, queue)) for n in per if n]
+    for w in workers:
+        w.start()
+    results = [queue.get() for _ in workers]
+    for w in workers:
+        w.join()
+    latencies = [x for lat, _ in results for x in lat]
+    errors = sum(e for _, e in results)
+    return summarize(latencies, seconds, errors)
+
+
+def summarize(latencies: list[float], seconds: float, errors: int = 0) -> dict:
+    ms = sorted(x * 1000 for x in latencies)
+    q = statistics.quantiles(ms, n=100)
+    return {"n": len(ms), "p50": q[49], "p95": q[94], "p99": q[98], "rps": len(ms) / seconds, "errors": errors}
+
+
+def measure_driver(settings: Settings, clients: int, seconds: float) -> dict:
+    """The bare prepared query of the summary call from one process at the same concurrency."""
+    from orderlog.cassandra_session import connect, shutdown
+
+    session = connect(settings)
+    stmt = session.prepare(
+        "SELECT order_date, japanese, western, total, users, aggregated_at "
+        "FROM daily_order_summaries WHERE year = ? AND order_date = ?"
+    )
+    latencies: list[float] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def run(seed: int) -> None:
+        rnd = random.Random(seed)
+        mine = []
+        while time.monotonic() < stop_at:
+            d = LATEST - timedelta(days=rnd.randrange(365))
+            t0 = time.perf_counter()
+            session.execute(stmt, (d.year, d)).one()
+            mine.append(time.perf_counter() - t0)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    shutdown(session)
+    return summarize(latencies, seconds)
+
+
+def measure_csv(port: int, segment: str) -> tuple[int, float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    t0 = time.perf_counter()
+    conn.request("GET", f"/api/user_segments/{segment}.csv")
+    response = conn.getresponse()
+    lines = 0
+    while chunk := response.read(1 << 16):
+        lines += chunk.count(b"\n")
+    return lines - 1, time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keyspace", default="orderlog_bench_viewer")
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--skip-load", action="store_true")
+    args = parser.parse_args()
+    settings = load_settings(cassandra_keyspace=args.keyspace)
+
+    if not args.skip_load:
+        print(f"loading {args.days} days of summaries and {args.users:,} users into {args.keyspace} ...")
+        t0 = time.monotonic()
+        load(settings, args.users, args.days)
+        print(f"  loaded in {time.monotonic() - t0:.0f} s")
+
+    rnd = random.Random(1)
+    dates = [LATEST - timedelta(days=n) for n in range(args.days)]
+    calls = {
+        "summary of a date": [f"/api/daily_order_summaries?date={rnd.choice(dates)}" for _ in range(500)],
+        "range of 30 days": [
+            f"/api/daily_order_summaries?from={d - timedelta(days=29)}&to={d}"
+            for d in (rnd.choice(dates) for _ in range(500))
+        ],
+        "segment first page (100)": [f"/api/user_segments/{s}?per_page=100" for s in SEGMENTS],
+        "user_segments (3 first pages)": ["/api/user_segments"],
+        "segment page 50 (by number)": [f"/api/user_segments/{s}?page=50&per_page=100" for s in SEGMENTS],
+        "segment prefix search": [f"/api/user_segments/japanese?prefix=u0{rnd.randrange(100):02d}" for _ in range(200)],
+    }
+
+    port = free_port()
+    server = start_server(settings, port, args.workers, args.threads)
+    try:
+        print(f"\nviewer: gunicorn {args.workers} workers x {args.threads} threads; "
+              f"{args.clients} concurrent clients, {args.seconds:.0f} s per call\n")
+        measure_http(port, calls["summary of a date"], args.clients, 3)  # warm-up
+        print(f"{'call':34} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}")
+        results = {}
+        for name, paths in calls.items():
+            r = measure_http(port, paths, args.clients, args.seconds)
+            results[name] = r
+            print(f"{name:34} {r['n']:>9,} {r['rps']:>8.0f} {r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f} "
+                  f"{r['errors']:>6}")
+        base = measure_driver(settings, args.clients, args.seconds)
+        print(f"{'bare driver: summary query':34} {base['n']:>9,} {base['rps']:>8.0f} {base['p50']:>8.1f} "
+              f"{base['p95']:>8.1f} {base['p99']:>8.1f}")
+        s = results["summary of a date"]
+        print(f"\nratio summary call / bare query: throughput {s['rps'] / base['rps']:.2f}, "
+              f"p95 {s['p95'] / base['p95']:.1f}x")
+        rows, secs = measure_csv(port, "japanese")
+        print(f"CSV export of the japanese segment: {rows:,} rows in {secs:.1f} s ({rows / secs:,.0f} rows/s)")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
