@@ -111,7 +111,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(settings: Settings, port: int, workers: int, threads: int) -> subprocess.Popen:
+def start_server(settings: Settings, port: int, workers: int, threads: int, cache: float) -> subprocess.Popen:
     env = {
         **os.environ,
         "ORDERLOG_CASSANDRA_KEYSPACE": settings.cassandra_keyspace,
@@ -119,6 +119,7 @@ def start_server(settings: Settings, port: int, workers: int, threads: int) -> s
         "VIEWER_WORKERS": str(workers),
         "VIEWER_THREADS": str(threads),
         "VIEWER_LOG_LEVEL": "warning",
+        "VIEWER_CACHE_SECONDS": str(cache),
         "VIEWER_USER": "",
         "VIEWER_PASSWORD": "",
     }
@@ -245,6 +246,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--cache-seconds", type=float, default=5.0, help="VIEWER_CACHE_SECONDS of the server")
+    parser.add_argument("--skip-baseline", action="store_true", help="no bare-driver run, no CSV export")
     args = parser.parse_args()
     settings = load_settings(cassandra_keyspace=args.keyspace)
 
@@ -269,10 +272,10 @@ def main() -> None:
     }
 
     port = free_port()
-    server = start_server(settings, port, args.workers, args.threads)
+    server = start_server(settings, port, args.workers, args.threads, args.cache_seconds)
     try:
         print(f"\nviewer: gunicorn {args.workers} workers x {args.threads} threads; "
-              f"{args.clients} concurrent clients, {args.seconds:.0f} s per call\n")
+              f"cache {args.cache_seconds:g} s; {args.clients} concurrent clients, {args.seconds:.0f} s per call\n")
         measure_http(port, calls["summary of a date"], args.clients, 3)  # warm-up
         print(f"{'call':34} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}")
         results = {}
@@ -281,6 +284,8 @@ def main() -> None:
             results[name] = r
             print(f"{name:34} {r['n']:>9,} {r['rps']:>8.0f} {r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f} "
                   f"{r['errors']:>6}")
+        if args.skip_baseline:
+            return
         base = measure_driver(settings, args.clients, args.seconds)
         print(f"{'bare driver: summary query':34} {base['n']:>9,} {base['rps']:>8.0f} {base['p50']:>8.1f} "
               f"{base['p95']:>8.1f} {base['p99']:>8.1f}")

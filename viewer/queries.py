@@ -350,14 +350,26 @@ def members_page(
     after_id = decode_cursor(after) if after else None
     skip = (page - 1) * per_page
     fetch_size = _bucket_fetch_size(skip + per_page + 1)
-    return _page(_merged(_start_members(store, segment, prefix, after_id, fetch_size)), skip, per_page)
+
+    def compute() -> MemberPage:
+        return _page(_merged(_start_members(store, segment, prefix, after_id, fetch_size)), skip, per_page)
+
+    if page == 1 and not prefix and not after:
+        # The first page is what most visits ask for, and it only changes when the nightly
+        # aggregate runs: remember it briefly instead of 16 bucket reads per request.
+        return store.cached(f"first_page:{segment}:{per_page}", compute)
+    return compute()
 
 
 def first_pages(store: Store, segments: tuple[str, ...], per_page: int) -> dict[str, MemberPage]:
     """The first page of several segments, all their bucket queries in flight at once."""
     fetch_size = _bucket_fetch_size(per_page + 1)
-    started = {s: _start_members(store, s, None, None, fetch_size) for s in segments}
-    return {s: _page(_merged(futures), 0, per_page) for s, futures in started.items()}
+
+    def compute() -> dict[str, MemberPage]:
+        started = {s: _start_members(store, s, None, None, fetch_size) for s in segments}
+        return {s: _page(_merged(futures), 0, per_page) for s, futures in started.items()}
+
+    return store.cached(f"first_pages:{','.join(segments)}:{per_page}", compute)
 
 
 # -- users ---------------------------------------------------------------------------
