@@ -175,15 +175,18 @@ class ProgressLogger(StreamingQueryListener):
 
     def onQueryProgress(self, event: Any) -> None:
         p = event.progress
-        if p.numInputRows == 0:
+        batch = self.stats.pop(p.batchId, {})
+        # Spark reports 0 input rows for a batch replayed after a crash; our own count is right.
+        rows = max(p.numInputRows, batch.get("rows", 0))
+        if rows == 0:
             return
+        seconds = p.durationMs.get("triggerExecution", 0) / 1000
         source = p.sources[0] if p.sources else None
         behind = offsets_behind(source.latestOffset, source.endOffset) if source else None
-        batch = self.stats.pop(p.batchId, {})
         log.info(
             "batch %d: %d rows (%s valid, %s rejected) in %.2f s, %.0f rows/s, %s offsets behind",
-            p.batchId, p.numInputRows, batch.get("valid", "?"), batch.get("rejected", "?"),
-            p.durationMs.get("triggerExecution", 0) / 1000, p.processedRowsPerSecond, behind,
+            p.batchId, rows, batch.get("valid", "?"), batch.get("rejected", "?"),
+            seconds, rows / seconds if seconds else 0.0, behind,
         )
 
     def onQueryIdle(self, event: Any) -> None:
