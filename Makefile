@@ -75,3 +75,9 @@ compose-check: setup ## validate docker-compose.yml with Debian's docker-compose
 	  $$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq docker-compose; }
 	docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_compose.py
+
+demo: setup ## the whole pipeline on this machine: stack, streaming, ingest, viewer, a replayed week, aggregate; prints the viewer's URL
+	$(PYTHON) -m tools.demo start
+
+stop: ## stop everything `make demo` started (and Kafka and Cassandra if the demo started them)
+	@if [ -x $(PYTHON) ]; then $(PYTHON) -m tools.demo stop; fi
