@@ -22,12 +22,16 @@ $(STAMP): requirements.txt
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PYTHON) -m local_stack check-versions
 	@touch $@
 
-$(JARS): local_stack/jvm/pom.xml local_stack/jvm/kafka/pom.xml local_stack/jvm/cassandra/pom.xml local_stack/jvm/spark/pom.xml $(STAMP)
+$(JARS): local_stack/jvm/pom.xml local_stack/jvm/kafka/pom.xml local_stack/jvm/cassandra/pom.xml local_stack/jvm/spark/pom.xml
 	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed to resolve the jars: apt-get install maven"; exit 1; }
+	@test -x $(PYTHON) || $(MAKE) $(STAMP)
 	$(PYTHON) -m local_stack check-versions
-	rm -rf build/jars && mvn -B -q -f local_stack/jvm/pom.xml package
+	@# Resolve beside the live folder and swap, so running servers never see a half-empty one.
+	rm -rf build/jars.next && mvn -B -q -f local_stack/jvm/pom.xml package -Djars.dir=$(CURDIR)/build/jars.next
+	rm -rf build/jars && mv build/jars.next build/jars
 	@touch $@
 
 up: setup ## start the local Kafka and Cassandra, apply the schema, create the topic
