@@ -129,11 +129,13 @@ def _state(pid: int) -> str | None:
 
 
 def stop_process(entry: Mapping[str, Any], timeout: float = STOP_TIMEOUT) -> bool:
-    """SIGTERM to the process group we started, SIGKILL after ``timeout``; True if it ran."""
+    """SIGTERM to the process we started (gunicorn's master stops its workers, the streaming
+    job stops between batches), then SIGKILL to its whole process group if anything of it
+    is left after ``timeout``; True if it was running."""
     if not is_ours(entry):
         return False
     pgid = int(entry["pid"])
-    os.killpg(pgid, signal.SIGTERM)
+    os.kill(pgid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _group_alive(pgid):
