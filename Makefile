@@ -85,3 +85,6 @@ demo: setup ## the whole pipeline on this machine: stack, streaming, ingest, vie
 
 stop: ## stop everything `make demo` started (and Kafka and Cassandra if the demo started them)
 	@if [ -x $(PYTHON) ]; then $(PYTHON) -m tools.demo stop; fi
+
+streaming: setup ## the streaming job, Kafka -> Cassandra (flags: make streaming ARGS='--trigger "2 seconds"'); Ctrl-C stops it between batches
+	./spark-submit.sh streaming $(ARGS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -71,23 +72,29 @@ def write_table(df: DataFrame, settings: Settings, table: str) -> None:
     )
 
 
-def cassandra_failure(exc: BaseException) -> str | None:
-    """A one-line description when exc says Cassandra is unreachable, else None."""
+# Causes worth naming when a write fails, most specific first.
+CASSANDRA_CAUSES = (
+    "Failed to open native connection to Cassandra",
+    "AllNodesFailedException",
+    "NoNodeAvailableException",
+    "Control channel not available",
+    "WriteTimeoutException",
+    "UnavailableException",
+    "DriverTimeoutException",
+    "Connection refused",
+)
+JAVA_EXCEPTION_LINE = re.compile(r"^:?\s*((?:[a-z]\w*\.)+[A-Z]\w*(?:Exception|Error)\b.*)$", re.MULTILINE)
+
+
+def short_cause(exc: BaseException) -> str:
+    """One line saying why a write failed, out of a Py4J error with a Java stack trace."""
     text = str(exc)
-    markers = (
-        "Failed to open native connection to Cassandra",
-        "AllNodesFailedException",
-        "NoNodeAvailableException",
-        "All host(s) tried for query failed",
-        "WriteTimeoutException",
-        "UnavailableException",
-        "DriverTimeoutException",
-        "Connection refused",
-    )
-    for marker in markers:
+    for marker in CASSANDRA_CAUSES:
         if marker in text:
             return marker
-    return None
+    match = JAVA_EXCEPTION_LINE.search(text)
+    line = match.group(1) if match else (text.strip().splitlines() or [type(exc).__name__])[0]
+    return line[:200]
 
 
 class BatchWriter:
@@ -132,9 +139,9 @@ class BatchWriter:
                     write_table(rejected_rows, self.settings, REJECTED_EVENTS)
                 return
             except Exception as exc:
-                cause = cassandra_failure(exc)
-                if cause is None:
-                    raise
+                # Every write is an idempotent upsert, so retrying any failure is safe; the
+                # usual one is Cassandra being down or restarting.
+                cause = short_cause(exc)
                 if time.monotonic() >= deadline:
                     self.failure = (
                         f"cannot write to Cassandra at {self._where()} for "

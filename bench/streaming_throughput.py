@@ -1,0 +1,282 @@
+"""Benchmark of the streaming job (prints figures; asserts nothing).
+
+1. Sustained throughput: pre-load N events into a fresh topic, then time the job's own
+   source + foreachBatch writer (local[2], availableNow) draining them into Cassandra.
+2. The ceiling: the same rows written to the same Cassandra node by a concurrent
+   cassandra-driver writer (prepared INSERT, execute_concurrent, one process per core).
+3. End-to-end latency at a steady rate: `./spark-submit.sh streaming` runs as a subprocess;
+   events are produced at R/s, and a poller reads Cassandra until each row is readable.
+
+    .venv/bin/python -m bench.streaming_throughput [--events 200000] [--rate 1000] [--seconds 30]
+
+Uses its own keyspace (orderlog_bench_streaming) and fresh topics; the demo is untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+from kafka import KafkaProducer  # noqa: E402
+from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
+
+from orderlog.business_day import business_date  # noqa: E402
+from orderlog.config import Settings, load_settings  # noqa: E402
+from orderlog.events import parse_record  # noqa: E402
+from orderlog.layout import RAW_ORDER_BUCKETS, bucket_of  # noqa: E402
+
+KEYSPACE = "orderlog_bench_streaming"
+INSERT = (
+    "INSERT INTO raw_orders (order_date, bucket, order_id, user_id, menu_type, ordered_at, ordered_at_text, "
+    "received_at, kafka_partition, kafka_offset, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def event(i: int, run: str, stamp: str) -> bytes:
+    return json.dumps({
+        "order_id": f"{run}-{i}", "user_id": f"user-{i % 50_000}", "menu_type": "japanese" if i % 3 else "western",
+        "timestamp": stamp, "received_at": "2025-05-31T03:00:00.000+00:00",
+    }, separators=(",", ":")).encode()
+
+
+def new_topic(settings: Settings, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
+    admin.create_topics([NewTopic(name, num_partitions=settings.kafka_topic_partitions, replication_factor=1)])
+    admin.close()
+    return name
+
+
+def delete_topic(settings: Settings, name: str) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
+    admin.delete_topics([name])
+    admin.close()
+
+
+def preload(settings: Settings, topic: str, values: list[bytes]) -> float:
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list, acks="all",
+                             linger_ms=20, batch_size=512 * 1024)
+    started = time.monotonic()
+    for value in values:
+        producer.send(topic, value=value)
+    producer.flush()
+    producer.close()
+    return time.monotonic() - started
+
+
+def truncate(settings: Settings) -> None:
+    from orderlog.cassandra_session import connect, shutdown
+
+    session = connect(settings)
+    session.execute("TRUNCATE raw_orders", timeout=120)
+    shutdown(session)
+
+
+# --- 1. the job's writer, draining a pre-loaded topic --------------------------------------
+
+
+def drain(settings: Settings, topic: str, max_offsets: int, conf: dict[str, str]) -> tuple[float, float, int]:
+    """(wall seconds, seconds inside non-empty batches, batches) to write the whole topic."""
+    from jobs.session import local_session
+    from jobs.stream_io import BatchWriter, StreamOptions, quiet_logs, read_kafka
+
+    spark = local_session(settings, "bench-streaming", extra=conf)
+    quiet_logs(spark)
+    checkpoint = f"/tmp/bench-streaming-{uuid.uuid4().hex[:8]}"  # noqa: S108  (a throwaway checkpoint)
+    options = StreamOptions(topic=topic, checkpoint=checkpoint, max_offsets_per_trigger=max_offsets)
+    started = time.monotonic()
+    query = (
+        read_kafka(spark, settings, options).writeStream.foreachBatch(BatchWriter(settings, options))
+        .option("checkpointLocation", checkpoint).trigger(availableNow=True).start()
+    )
+    query.awaitTermination()
+    wall = time.monotonic() - started
+    batches = [p for p in query.recentProgress if p["numInputRows"] > 0]
+    busy = sum(p["durationMs"]["triggerExecution"] for p in batches) / 1000
+    spark.stop()
+    return wall, busy, len(batches)
+
+
+# --- 2. the raw write rate of the node ------------------------------------------------------
+
+
+def _writer_process(args: tuple[dict, list[tuple], int]) -> int:
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    from orderlog.cassandra_session import connect, shutdown
+
+    settings_dict, rows, concurrency = args
+    session = connect(Settings(**settings_dict))
+    prepared = session.prepare(INSERT)
+    results = execute_concurrent_with_args(session, prepared, rows, concurrency=concurrency, raise_on_first_error=True)
+    shutdown(session)
+    return sum(1 for ok, _ in results if ok)
+
+
+def raw_rows(values: list[bytes], topic: str, tz) -> list[tuple]:
+    now = datetime.now(UTC)
+    rows = []
+    for offset, value in enumerate(values):
+        e = parse_record(value)
+        rows.append((business_date(e.timestamp, tz), bucket_of(e.order_id, RAW_ORDER_BUCKETS), e.order_id,
+                     e.user_id, e.menu_type, e.timestamp, json.loads(value)["timestamp"], e.received_at,
+                     offset % 3, offset, now))
+    return rows
+
+
+def raw_write(settings: Settings, rows: list[tuple], processes: int, concurrency: int) -> float:
+    fields = {k: v for k, v in settings.__dict__.items() if k != "extra"}
+    chunks = [rows[i::processes] for i in range(processes)]
+    started = time.monotonic()
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        written = sum(pool.map(_writer_process, [(fields, c, concurrency) for c in chunks]))
+    elapsed = time.monotonic() - started
+    assert written == len(rows), (written, len(rows))
+    return elapsed
+
+
+# --- 3. end-to-end latency at a steady rate ----------------------------------------------
+
+
+def latency(settings: Settings, rate: int, seconds: int, trigger: str, conf: dict[str, str]) -> list[float]:
+    """Seconds from send to readable in Cassandra, per event. Each second of production gets
+    its own business date, so the poller reads only the partitions still in flight."""
+    from orderlog.cassandra_session import connect, shutdown
+
+    topic = new_topic(settings, "bench-latency")
+    log = Path(f"/tmp/{topic}.log")  # noqa: S108
+    env = {**os.environ, "ORDERLOG_CASSANDRA_KEYSPACE": settings.cassandra_keyspace}
+    conf_args = [a for k, v in conf.items() for a in ("--conf", f"{k}={v}")]
+    cmd = ["./spark-submit.sh", *conf_args, "streaming", "--topic", topic, "--trigger", trigger,
+           "--checkpoint", f"/tmp/{topic}-checkpoint"]
+    job = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    session = connect(settings)
+    select = session.prepare("SELECT order_id FROM raw_orders WHERE order_date = ? AND bucket IN ?")
+    buckets = list(range(RAW_ORDER_BUCKETS))
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    pending_days: dict[date, int] = {}
+    lock = threading.Lock()
+    try:
+        while "started (run" not in log.read_text(errors="replace"):
+            if job.poll() is not None:
+                raise SystemExit(f"streaming job exited {job.returncode}; see {log}")
+            time.sleep(0.5)
+        time.sleep(3)  # let the first (empty) triggers pass
+        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list, acks="all", linger_ms=2)
+        done = threading.Event()
+
+        def poll() -> None:
+            while not done.is_set() or any(pending_days.values()):
+                with lock:
+                    days = [d for d, n in pending_days.items() if n]
+                for day in days:
+                    for row in session.execute(select, (day, buckets)):
+                        if row.order_id not in seen and row.order_id in sent:
+                            seen[row.order_id] = time.monotonic()
+                            with lock:
+                                pending_days[day] -= 1
+                time.sleep(0.05)
+                if done.is_set() and time.monotonic() - done_at[0] > 60:
+                    return
+
+        done_at = [0.0]
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        run = uuid.uuid4().hex[:6]
+        base = date(2001, 1, 1)
+        started = time.monotonic()
+        for i in range(rate * seconds):
+            second = i // rate
+            day = base + timedelta(days=second)
+            stamp = f"{day.isoformat()}T12:00:00+09:00"
+            target = started + i / rate
+            pause = target - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            value = event(i, run, stamp)
+            with lock:
+                pending_days[day] = pending_days.get(day, 0) + 1
+            sent[f"{run}-{i}"] = time.monotonic()
+            producer.send(topic, value=value)
+        producer.flush()
+        done_at[0] = time.monotonic()
+        done.set()
+        poller.join(120)
+        producer.close()
+        return [seen[k] - sent[k] for k in seen]
+    finally:
+        job.terminate()
+        job.wait(120)
+        shutdown(session)
+        delete_topic(settings, topic)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--max-offsets-per-trigger", type=int, default=50_000)
+    p.add_argument("--writer-processes", type=int, default=2)
+    p.add_argument("--writer-concurrency", type=int, default=128)
+    p.add_argument("--rate", type=int, default=1000)
+    p.add_argument("--seconds", type=int, default=30)
+    p.add_argument("--trigger", default="250 milliseconds", help="trigger of the latency run")
+    p.add_argument("--conf", action="append", default=[], help="extra Spark conf key=value (repeatable)")
+    p.add_argument("--skip", action="append", default=[], choices=["throughput", "raw", "latency"])
+    args = p.parse_args()
+    conf = dict(c.split("=", 1) for c in args.conf)
+
+    from orderlog.schema import apply_cql
+
+    settings = load_settings(cassandra_keyspace=KEYSPACE)
+    apply_cql(settings)
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; conf {conf or 'default'}")
+    run = uuid.uuid4().hex[:6]
+    stamps = ["2025-05-31T12:00:00+09:00", "2025-05-31T23:59:59+09:00", "2025-06-01T09:30:00+09:00"]
+    values = [event(i, run, stamps[i % 3]) for i in range(args.events)]
+
+    job_rate = raw_rate = None
+    if "throughput" not in args.skip:
+        topic = new_topic(settings, "bench-streaming")
+        seconds = preload(settings, topic, values)
+        print(f"pre-loaded {len(values):,} events in {seconds:.1f} s ({len(values) / seconds:,.0f}/s, kafka-python)")
+        truncate(settings)
+        wall, busy, batches = drain(settings, topic, args.max_offsets_per_trigger, conf)
+        job_rate = len(values) / busy
+        print(f"streaming job: {len(values):,} events in {batches} batches, {busy:.1f} s in batches "
+              f"({job_rate:,.0f} events/s), {wall:.1f} s wall with session start ({len(values) / wall:,.0f}/s)")
+        delete_topic(settings, topic)
+    if "raw" not in args.skip:
+        truncate(settings)
+        rows = raw_rows(values, "bench", settings.tz)
+        seconds = raw_write(settings, rows, args.writer_processes, args.writer_concurrency)
+        raw_rate = len(rows) / seconds
+        print(f"raw cassandra-driver writer: {len(rows):,} rows in {seconds:.1f} s ({raw_rate:,.0f} rows/s, "
+              f"{args.writer_processes} processes x {args.writer_concurrency} in flight)")
+    if job_rate and raw_rate:
+        print(f"ratio streaming / raw: {job_rate / raw_rate:.0%}")
+    if "latency" not in args.skip:
+        lat = latency(settings, args.rate, args.seconds, args.trigger, conf)
+        expected = args.rate * args.seconds
+        q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
+        print(f"latency at {args.rate}/s for {args.seconds} s (trigger {args.trigger}): {len(lat):,}/{expected:,} "
+              f"arrived; p50 {q[49]:.2f} s, p99 {q[98]:.2f} s, max {max(lat, default=float('nan')):.2f} s")
+    print(f"load average {os.getloadavg()[0]:.1f} at end")
+
+
+if __name__ == "__main__":
+    main()
