@@ -142,8 +142,9 @@ def stored(session) -> list[tuple[str, str]]:
 
 def count(session) -> int:
     """Rows in raw_orders, or -1 while the test's own driver has not reconnected yet."""
-    from cassandra import OperationTimedOut
     from cassandra.cluster import NoHostAvailable
+
+    from cassandra import OperationTimedOut
 
     try:
         return session.execute("SELECT count(*) FROM raw_orders", timeout=60).one()[0]
