@@ -77,13 +77,14 @@ def run_day(
 def _delete_stale(state, old_counts, new_counts, touched, preferences, day: date) -> None:
     """Rows of users who no longer have an order on day (raw_orders only grows, so this
     is normally empty), and the preferences of users left with no order at all."""
-    from pyspark.sql import functions as F
+    from orderlog.layout import USER_DAY_BUCKETS, bucket_of
 
-    stale = t.with_user_day_keys(t.stale_users(old_counts, new_counts).select(
-        "user_id", F.lit(0).alias("japanese"), F.lit(0).alias("western")), day)
-    io.delete_rows(state.session, stale, "user_daily_counts", ["order_date", "bucket", "user_id"])
-    io.delete_rows(state.session, stale, "user_segment_transitions", ["order_date", "bucket", "user_id"])
-    io.delete_rows(state.session, stale, "user_daily_history", ["user_id", "year", "order_date"])
+    stale = [r["user_id"] for r in t.stale_users(old_counts, new_counts).collect()]
+    day_keys = [(day, bucket_of(u, USER_DAY_BUCKETS), u) for u in stale]
+    io.delete_keys(state.session, day_keys, "user_daily_counts", ["order_date", "bucket", "user_id"])
+    io.delete_keys(state.session, day_keys, "user_segment_transitions", ["order_date", "bucket", "user_id"])
+    history_keys = [(u, day.year, day) for u in stale]
+    io.delete_keys(state.session, history_keys, "user_daily_history", ["user_id", "year", "order_date"])
     gone = touched.join(preferences.select("user_id"), on="user_id", how="left_anti")
     io.delete_rows(state.session, gone, "user_preferences", ["user_id"])
 

@@ -84,21 +84,20 @@ def write(df: DataFrame, settings: Settings, name: str) -> None:
 def delete_rows(session: Session, df: DataFrame, name: str, key_columns: list[str]) -> int:
     """Deletes the rows whose full primary keys are the rows of df, from the driver (the
     connector's DataFrame API cannot delete, and executors need no Python driver). The
-    rows stream to the driver; normally they are only the users who changed segment."""
+    rows are few: the users who changed segment (every touched user only on recovery)."""
+    return delete_keys(session, [tuple(r) for r in df.select(*key_columns).collect()], name, key_columns)
+
+
+def delete_keys(session: Session, keys: list[tuple], name: str, key_columns: list[str]) -> int:
     from cassandra.concurrent import execute_concurrent_with_args
 
+    if not keys:
+        return 0
     where = " AND ".join(f"{c} = ?" for c in key_columns)
     statement = session.prepare(f"DELETE FROM {name} WHERE {where}")
-    deleted = 0
-    chunk: list[tuple] = []
-    for row in df.select(*key_columns).toLocalIterator():
-        chunk.append(tuple(row))
-        if len(chunk) >= DELETE_CHUNK:
-            execute_concurrent_with_args(session, statement, chunk, concurrency=64)
-            deleted, chunk = deleted + len(chunk), []
-    if chunk:
-        execute_concurrent_with_args(session, statement, chunk, concurrency=64)
-    return deleted + len(chunk)
+    for first in range(0, len(keys), DELETE_CHUNK):
+        execute_concurrent_with_args(session, statement, keys[first : first + DELETE_CHUNK], concurrency=64)
+    return len(keys)
 
 
 class AggregateState:
