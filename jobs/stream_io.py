@@ -63,11 +63,17 @@ def read_kafka(spark: SparkSession, settings: Settings, options: StreamOptions) 
     )
 
 
-def write_table(df: DataFrame, settings: Settings, table: str) -> None:
+# The connector's default; the session epoch is added to it (see BatchWriter).
+KEEP_ALIVE_MS = 3_600_000
+
+
+def write_table(df: DataFrame, settings: Settings, table: str, epoch: int = 0) -> None:
     (
         df.write.format(CASSANDRA_FORMAT)
         .mode("append")
         .options(keyspace=settings.cassandra_keyspace, table=table)
+        # A different connector configuration gets a session of its own (see BatchWriter).
+        .option("spark.cassandra.connection.keepAliveMS", str(KEEP_ALIVE_MS + epoch))
         .save()
     )
 
@@ -97,6 +103,41 @@ def short_cause(exc: BaseException) -> str:
     return line[:200]
 
 
+class CassandraHealth:
+    """Whether Cassandra is up, as a Python driver session of our own sees it (it notices a
+    node going away at once and, reconnecting every second, its return), and an epoch that
+    changes after every outage."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.session: Any = None
+        self.outages = 0  # node-down events seen
+
+    def up(self) -> bool:
+        from cassandra.policies import ConstantReconnectionPolicy, HostStateListener
+
+        from orderlog.cassandra_session import connect
+
+        health = self
+
+        class Counter(HostStateListener):
+            def on_down(self, host: Any) -> None:
+                health.outages += 1
+
+            def on_up(self, host: Any) -> None: ...
+            def on_add(self, host: Any) -> None: ...
+            def on_remove(self, host: Any) -> None: ...
+
+        try:
+            if self.session is None:
+                self.session = connect(self.settings, keyspace="", timeout=3.0)
+                self.session.cluster.reconnection_policy = ConstantReconnectionPolicy(1.0, None)
+                self.session.cluster.register_listener(Counter())
+            return any(host.is_up for host in self.session.cluster.metadata.all_hosts())
+        except Exception:
+            return False
+
+
 class BatchWriter:
     """The foreachBatch function: validate, then write both tables, retrying Cassandra."""
 
@@ -106,6 +147,9 @@ class BatchWriter:
         self.stats: dict[int, dict[str, Any]] = {}  # batch id -> counts, for ProgressLogger
         self.failure: str | None = None  # why the last batch gave up, for the exit message
         self.listener: StreamingQueryListener | None = None
+        self.health = CassandraHealth(settings)
+        self.outages_seen = 0
+        self.epoch = 0  # bumped after each outage: the connector then opens a fresh session
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
@@ -130,29 +174,46 @@ class BatchWriter:
     def _write_with_retry(self, parsed: DataFrame, rejected: int, batch_id: int) -> None:
         tz = self.settings.business_timezone
         deadline = time.monotonic() + self.options.write_retry_seconds
-        pause = 1.0
+        pause, cause = 1.0, None
         while True:
+            if cause is not None or not self.health.up() or self.health.outages != self.outages_seen:
+                # Never hand the connector a session that was cut off: its schema refresh can
+                # then block forever (seen with Java driver 4.18 after a Cassandra restart).
+                # Wait until Cassandra is back, then write through a new session (a new epoch
+                # is a new connector configuration, hence a session of its own).
+                cause = cause or "node down"
+                while not self.health.up():
+                    self._give_up_after(deadline, cause, batch_id)
+                    log.warning("batch %d: Cassandra at %s down (%s); waiting", batch_id, self._where(), cause)
+                    time.sleep(2)
+                self.outages_seen = self.health.outages
+                self.epoch += 1
             try:
-                write_table(parsed.transform(filter_valid).transform(to_raw_orders, tz), self.settings, RAW_ORDERS)
+                valid_rows = parsed.transform(filter_valid).transform(to_raw_orders, tz)
+                write_table(valid_rows, self.settings, RAW_ORDERS, self.epoch)
                 if rejected:
                     rejected_rows = parsed.transform(filter_rejected).transform(to_rejected_events, tz)
-                    write_table(rejected_rows, self.settings, REJECTED_EVENTS)
+                    write_table(rejected_rows, self.settings, REJECTED_EVENTS, self.epoch)
                 return
             except Exception as exc:
                 # Every write is an idempotent upsert, so retrying any failure is safe; the
                 # usual one is Cassandra being down or restarting.
                 cause = short_cause(exc)
-                if time.monotonic() >= deadline:
-                    self.failure = (
-                        f"cannot write to Cassandra at {self._where()} for "
-                        f"{self.options.write_retry_seconds:.0f} s ({cause}); batch {batch_id} is not "
-                        f"committed and will be replayed from checkpoint {self.options.checkpoint} on restart"
-                    )
-                    raise CassandraUnavailable(self.failure) from None
+                self._give_up_after(deadline, cause, batch_id)
                 log.warning("batch %d: Cassandra at %s unavailable (%s); retrying in %.0f s",
                             batch_id, self._where(), cause, pause)
                 time.sleep(pause)
                 pause = min(pause * 2, 10.0)
+
+    def _give_up_after(self, deadline: float, cause: str, batch_id: int) -> None:
+        if time.monotonic() < deadline:
+            return
+        self.failure = (
+            f"cannot write to Cassandra at {self._where()} for {self.options.write_retry_seconds:.0f} s "
+            f"({cause}); batch {batch_id} is not committed and will be replayed from checkpoint "
+            f"{self.options.checkpoint} on restart"
+        )
+        raise CassandraUnavailable(self.failure)
 
     def _where(self) -> str:
         return f"{self.settings.cassandra_hosts}:{self.settings.cassandra_port}"
@@ -221,6 +282,8 @@ def quiet_logs(spark: SparkSession) -> None:
     KAFKA-1894 warning per task, py4j's callback server at INFO)."""
     spark.sparkContext.setLogLevel("WARN")
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    # Our health probe's reconnection chatter; the job reports outages itself.
+    logging.getLogger("cassandra").setLevel(logging.CRITICAL)
     jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
     jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
         "org.apache.spark.sql.kafka010.consumer.KafkaDataConsumer", jvm.org.apache.logging.log4j.Level.ERROR

@@ -37,6 +37,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s streaming %(levelname)s %(message)s")
+    logging.getLogger("cassandra").setLevel(logging.CRITICAL)  # the job reports outages itself
     args = parse_args(argv)
     settings = load_settings()
     options = stream_io.StreamOptions(

@@ -201,11 +201,11 @@ def test_kill_9_mid_stream_then_restart_keeps_every_event_exactly_once(
 
 def test_cassandra_outage_recovers_or_fails_cleanly_and_resumes(kafka_topic, private_cassandra, tmp_path, jobs):
     target = private_cassandra.settings
-    checkpoint, log = tmp_path / "checkpoint", tmp_path / "streaming.log"
+    checkpoint = tmp_path / "checkpoint"
     session = connect(target)
     try:
         # 1. An outage shorter than the retry window: the job rides it out, losing nothing.
-        job = StreamingJob(target, kafka_topic, checkpoint, log, "--write-retry-seconds", "300").start()
+        job = StreamingJob(target, kafka_topic, checkpoint, tmp_path / "run1.log", "--write-retry-seconds", "300").start()
         jobs.append(job)
         first = Producer(target, kafka_topic, "c1", 0, 4000, rate=500)
         first.start()
@@ -220,7 +220,7 @@ def test_cassandra_outage_recovers_or_fails_cleanly_and_resumes(kafka_topic, pri
         assert job.terminate() == 0
 
         # 2. An outage longer than the window: exit 1 with one clear line; a restart resumes.
-        job = StreamingJob(target, kafka_topic, checkpoint, log, "--write-retry-seconds", "10").start()
+        job = StreamingJob(target, kafka_topic, checkpoint, tmp_path / "run2.log", "--write-retry-seconds", "10").start()
         jobs.append(job)
         wait_for(lambda: "started (run" in job.text(), 180, "the query to start")
         private_cassandra.stop()
@@ -234,7 +234,7 @@ def test_cassandra_outage_recovers_or_fails_cleanly_and_resumes(kafka_topic, pri
         second.join(60)
 
         private_cassandra.start()
-        job = StreamingJob(target, kafka_topic, checkpoint, log).start()
+        job = StreamingJob(target, kafka_topic, checkpoint, tmp_path / "run3.log").start()
         jobs.append(job)
         wait_for(lambda: count(session) >= 6000, 300, "6,000 rows after the restart")
         time.sleep(3)
