@@ -205,7 +205,8 @@ def test_cassandra_outage_recovers_or_fails_cleanly_and_resumes(kafka_topic, pri
     session = connect(target)
     try:
         # 1. An outage shorter than the retry window: the job rides it out, losing nothing.
-        job = StreamingJob(target, kafka_topic, checkpoint, tmp_path / "run1.log", "--write-retry-seconds", "300").start()
+        job = StreamingJob(target, kafka_topic, checkpoint, tmp_path / "run1.log", "--write-retry-seconds", "300")
+        job.start()
         jobs.append(job)
         first = Producer(target, kafka_topic, "c1", 0, 4000, rate=500)
         first.start()
@@ -220,7 +221,8 @@ def test_cassandra_outage_recovers_or_fails_cleanly_and_resumes(kafka_topic, pri
         assert job.terminate() == 0
 
         # 2. An outage longer than the window: exit 1 with one clear line; a restart resumes.
-        job = StreamingJob(target, kafka_topic, checkpoint, tmp_path / "run2.log", "--write-retry-seconds", "10").start()
+        job = StreamingJob(target, kafka_topic, checkpoint, tmp_path / "run2.log", "--write-retry-seconds", "10")
+        job.start()
         jobs.append(job)
         wait_for(lambda: "started (run" in job.text(), 180, "the query to start")
         private_cassandra.stop()
