@@ -171,3 +171,33 @@ def test_unreachable_cassandra_exits_with_one_clear_line() -> None:
     done = _cli("--date", "2025-05-31", ORDERLOG_CASSANDRA_PORT=str(port))
     assert done.returncode == 1
     assert done.stderr.strip() == f"aggregate: cannot reach Cassandra at 127.0.0.1:{port}: NoHostAvailable"
+
+
+@pytest.mark.fault
+def test_a_killed_spark_submit_run_is_redone_after_its_lock_expires(spark, settings, clean_cassandra) -> None:
+    import signal
+    import time
+
+    insert_orders(clean_cassandra, ORDERS)
+    run(spark, settings, D1, D2)
+    late = [order(D1, "bob", W), order(D1, "bob", W)]
+    insert_orders(clean_cassandra, late)
+    proc = subprocess.Popen(
+        ["./spark-submit.sh", "aggregate", "--date", str(D1), "--lock-ttl", "15"],
+        cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not list(clean_cassandra.execute("SELECT * FROM aggregate_pending")):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run never started"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole run: the script, the JVM, its Python
+        proc.wait(timeout=60)
+    assert (D1, "running", None, None) in ledger(clean_cassandra)
+    with pytest.raises(io.LockHeld):
+        run(spark, settings, D3)
+    time.sleep(16)  # the dead run's lock expires
+    run(spark, settings, D3)
+    assert actual_state(clean_cassandra) == expected_state(snapshot(ORDERS + late, [D1, D2, D3]))
