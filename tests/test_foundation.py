@@ -11,6 +11,7 @@ import pytest
 
 from local_stack.stack import Kafka, StackConfig, StackError, down, status, up
 from orderlog.schema import table_names
+from tests.conftest import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +101,7 @@ def test_spark_reads_kafka_and_writes_cassandra_through_the_connector(spark, set
 @pytest.fixture
 def spare_kafka_config(tmp_path, settings):
     """A second Kafka on spare ports in a temporary folder, to test up/down safely."""
-    ports = _free_ports(2)
+    ports = free_ports(2)
     config = StackConfig.from_env(
         settings.replace(kafka_bootstrap_servers=f"127.0.0.1:{ports[0]}"),
         environ={"ORDERLOG_STACK_DIR": str(tmp_path / "stack"), "ORDERLOG_STACK_KAFKA_CONTROLLER_PORT": str(ports[1])},
@@ -153,16 +154,6 @@ def test_a_server_that_dies_while_starting_reports_its_log(spare_kafka_config):
     assert "kafka exited with code" in message
     assert "Last lines of" in message and "kafka.log" in message
     assert kafka.pid() is None
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _pid_alive(pid: int) -> bool:
