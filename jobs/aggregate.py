@@ -131,17 +131,20 @@ def aggregate(
     try:
         state.acquire_lock(lock_ttl)
         try:
-            pending = state.pending_dates()
-            for day in pending + [d for d in dates if d not in pending]:
-                _run_logged(spark, settings, state, day, day in pending, checkpoint, log)
+            pending = state.pending_runs()
+            for day in sorted(pending) + [d for d in dates if d not in pending]:
+                _run_logged(spark, settings, state, day, pending.get(day), checkpoint, log)
         finally:
             state.release_lock()
     finally:
         shutdown(session)
 
 
-def _run_logged(spark, settings, state, day, recovering, checkpoint, log) -> None:
+def _run_logged(spark, settings, state, day, unfinished_run, checkpoint, log) -> None:
+    recovering = unfinished_run is not None
     run_id, started = state.new_run(day)
+    if recovering:
+        state.abandon_run(day, unfinished_run, redone_by=run_id)
     state.mark_pending(day, run_id)
     try:
         orders, users = run_day(spark, settings, state, day, recovering=recovering, checkpoint=checkpoint)

@@ -151,8 +151,21 @@ class AggregateState:
 
     # -- pending dates ------------------------------------------------------------------
     def pending_dates(self) -> list[date]:
-        rows = self._rows("SELECT order_date FROM aggregate_pending WHERE scope = ?", (PENDING_SCOPE,))
-        return sorted(r["order_date"].date() for r in rows)
+        return sorted(self.pending_runs())
+
+    def pending_runs(self) -> dict[date, uuid.UUID]:
+        """The dates a run started but did not finish, with that run's id."""
+        rows = self._rows("SELECT order_date, run_id FROM aggregate_pending WHERE scope = ?", (PENDING_SCOPE,))
+        return {r["order_date"].date(): r["run_id"] for r in rows}
+
+    def abandon_run(self, day: date, run_id: uuid.UUID, redone_by: uuid.UUID) -> None:
+        """A killed run never wrote its outcome: say so in the ledger instead of 'running'."""
+        statement = self.session.prepare(
+            "UPDATE aggregate_runs SET status = ?, error = ? WHERE year = ? AND order_date = ? AND run_id = ? "
+            "IF status = ?"
+        )
+        reason = f"did not finish (killed or lost); redone by run {redone_by}"
+        self.session.execute(statement, ("abandoned", reason, day.year, day, run_id, "running"))
 
     def mark_pending(self, day: date, run_id: uuid.UUID) -> None:
         statement = self.session.prepare(

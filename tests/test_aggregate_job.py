@@ -201,3 +201,8 @@ def test_a_killed_spark_submit_run_is_redone_after_its_lock_expires(spark, setti
     time.sleep(16)  # the dead run's lock expires
     run(spark, settings, D3)
     assert actual_state(clean_cassandra) == expected_state(snapshot(ORDERS + late, [D1, D2, D3]))
+    # The killed run is no longer shown as running: the ledger says it was abandoned and redone.
+    runs = clean_cassandra.execute("SELECT order_date, status, error FROM aggregate_runs WHERE year = %s", (D1.year,))
+    d1 = [(r.status, r.error) for r in runs if r.order_date.date() == D1]
+    assert not [s for s, _ in d1 if s == "running"]
+    assert [e for s, e in d1 if s == "abandoned"][0].startswith("did not finish (killed or lost); redone by run ")
