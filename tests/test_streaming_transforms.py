@@ -44,15 +44,13 @@ JAPANESE_MENU = "menu_type: must be 'japanese' or 'western' (or 和食 / 洋食)
 
 @pytest.fixture(scope="module")
 def spark() -> SparkSession:
-    # A plain local session: these tests need no connector and no server.
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("streaming-unit")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
+    """The same local session as conftest's `spark` (connector jars on the classpath: a JVM
+    started without them cannot get them later), but without starting any server."""
+    from jobs.session import local_session
+    from orderlog.config import load_settings
+
+    session = local_session(load_settings(), "orderlog-tests")
+    assert session.conf.get("spark.sql.session.timeZone") == "UTC"
     return session
 
 
