@@ -387,5 +387,10 @@ def check_cassandra(settings: Settings, retry_seconds: float) -> None:
         shutdown(session)
 
 
-def env(name: str, default: str) -> str:
-    return os.environ.get(f"ORDERLOG_STREAM_{name}", default)
+def env(name: str, default: str, to: type = str) -> Any:
+    """ORDERLOG_STREAM_<name>, converted; a value that does not convert names itself."""
+    raw = os.environ.get(f"ORDERLOG_STREAM_{name}", default)
+    try:
+        return to(raw)
+    except ValueError:
+        raise SystemExit(f"streaming: error: ORDERLOG_STREAM_{name}={raw!r} is not a valid {to.__name__}") from None

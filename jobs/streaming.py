@@ -17,7 +17,7 @@ import threading
 from jobs import stream_io
 from jobs.session import build_session
 from jobs.stream_io import CassandraUnavailable, env
-from orderlog.config import load_settings
+from orderlog.config import ConfigError, load_settings
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -26,10 +26,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--topic", default=settings.kafka_topic)
     p.add_argument("--checkpoint", default=settings.checkpoint_location)
     p.add_argument("--trigger", default=env("TRIGGER", "1 second"), help="processing-time trigger interval")
-    p.add_argument("--max-offsets-per-trigger", type=int, default=int(env("MAX_OFFSETS_PER_TRIGGER", "50000")))
+    p.add_argument("--max-offsets-per-trigger", type=int, default=env("MAX_OFFSETS_PER_TRIGGER", "50000", int))
     p.add_argument("--starting-offsets", default=env("STARTING_OFFSETS", "earliest"),
                    help="where a new checkpoint starts: earliest, latest or Kafka's JSON form")
-    p.add_argument("--write-retry-seconds", type=float, default=float(env("WRITE_RETRY_SECONDS", "120")),
+    p.add_argument("--write-retry-seconds", type=float, default=env("WRITE_RETRY_SECONDS", "120", float),
                    help="how long a batch retries an unreachable Cassandra before the job exits 1")
     p.add_argument("--master", default=None, help="Spark master (default: spark-submit's)")
     return p.parse_args(argv)
@@ -38,8 +38,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s streaming %(levelname)s %(message)s")
     logging.getLogger("cassandra").setLevel(logging.CRITICAL)  # the job reports outages itself
-    args = parse_args(argv)
-    settings = load_settings()
+    try:
+        args = parse_args(argv)
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"streaming: error: {exc}", file=sys.stderr)
+        return 2
     options = stream_io.StreamOptions(
         args.topic, args.checkpoint, args.trigger, args.max_offsets_per_trigger,
         args.starting_offsets, args.write_retry_seconds,
@@ -57,14 +61,9 @@ def main(argv: list[str]) -> int:
         print(f"streaming: error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # the query failed: one line, the cause first
-        print(f"streaming: error: {writer.failure or _first_line(exc)}", file=sys.stderr)
+        print(f"streaming: error: {writer.failure or stream_io.short_cause(exc)}", file=sys.stderr)
         return 1
     return 0
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 if __name__ == "__main__":

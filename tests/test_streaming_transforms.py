@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.stream_io import offsets_behind
+from jobs.stream_io import env, offsets_behind, short_cause
 from jobs.stream_transforms import (
     filter_rejected,
     filter_valid,
@@ -252,3 +252,25 @@ def test_offsets_behind_sums_latest_minus_processed_per_partition():
     end = json.dumps({"t": {"0": 90, "1": 50, "2": 0}})
     assert offsets_behind(latest, end) == 17
     assert offsets_behind(None, end) is None
+
+
+def test_a_bad_stream_variable_names_itself(monkeypatch):
+    monkeypatch.setenv("ORDERLOG_STREAM_MAX_OFFSETS_PER_TRIGGER", "lots")
+    with pytest.raises(SystemExit, match="^streaming: error: ORDERLOG_STREAM_MAX_OFFSETS_PER_TRIGGER='lots' "
+                                         "is not a valid int$"):
+        env("MAX_OFFSETS_PER_TRIGGER", "50000", int)
+    monkeypatch.delenv("ORDERLOG_STREAM_MAX_OFFSETS_PER_TRIGGER")
+    assert env("MAX_OFFSETS_PER_TRIGGER", "50000", int) == 50000
+
+
+def test_short_cause_picks_the_java_exception_out_of_a_py4j_error():
+    trace = (
+        "An error occurred while calling o208.save.\n"
+        ": java.lang.IllegalStateException: Control channel not available, aborting schema refresh\n"
+        "\tat com.datastax.oss.driver.internal.core.metadata.MetadataManager.refreshSchema(...)"
+    )
+    assert short_cause(Exception(trace)) == "Control channel not available"
+    assert short_cause(Exception(trace.replace("Control channel not available", "Boom"))) == (
+        "java.lang.IllegalStateException: Boom, aborting schema refresh"
+    )
+    assert short_cause(ValueError("plain")) == "plain"
