@@ -1,6 +1,6 @@
 """Events/s the ingest API accepts (acks=all), against Kafka's own producer on the same broker.
 
-    .venv/bin/python bench/ingest_throughput.py [--seconds 15] [--workers 2] [--threads 16]
+    .venv/bin/python -m bench.ingest_throughput [--seconds 15] [--workers 2] [--threads 16]
 
 Runs the real gunicorn server (ingest_api/gunicorn.conf.py) on a spare port, producing to
 a bench-only topic that is deleted afterwards, and measures:

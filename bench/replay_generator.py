@@ -1,7 +1,7 @@
 """How fast the replay generator makes a week and its truth, and how fast it sends it.
 
-    .venv/bin/python bench/replay_generator.py                 # generation + truth only
-    .venv/bin/python bench/replay_generator.py --send          # also send to a private ingest API
+    .venv/bin/python -m bench.replay_generator                 # generation + truth only
+    .venv/bin/python -m bench.replay_generator --send          # also send to a private ingest API
 
 Generation: the default week (2,000 users, 20,000 orders, --dirty), best of 3.
 Sending (``--send``): a gunicorn ingest API of its own on a spare port, producing to a

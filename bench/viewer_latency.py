@@ -3,8 +3,8 @@ server and the real Cassandra, with a year of daily summaries and a million user
 segments. Prints p50/p95/p99 and requests/s per call, and the same figures for the bare
 driver query under the same concurrency (the floor the viewer adds its cost to).
 
-    .venv/bin/python bench/viewer_latency.py                 # load (once) and measure
-    .venv/bin/python bench/viewer_latency.py --skip-load     # measure only
+    .venv/bin/python -m bench.viewer_latency                 # load (once) and measure
+    .venv/bin/python -m bench.viewer_latency --skip-load     # measure only
 
 Data goes to its own keyspace (orderlog_bench_viewer by default); the demo is untouched.
 """
