@@ -63,7 +63,9 @@ def daily_figure(days: list[DaySummary]) -> dict[str, Any]:
             "xaxis": _date_axis(x, "business date"),
             "yaxis": {"title": {"text": "orders 注文数"}, "rangemode": "tozero"},
             "yaxis2": {"title": {"text": "Japanese share %"}, "overlaying": "y", "side": "right",
-                       "range": [0, 100], "showgrid": False},
+                       "range": [0, 100], "showgrid": False,
+                       # Fixed ticks: left alone, Plotly aligns them to the count axis (14.2, 28.4, ...).
+                       "tickmode": "array", "tickvals": [0, 25, 50, 75, 100]},
         },
     )
     return _plain(fig)
