@@ -17,7 +17,7 @@ WORKDIR /app
 COPY Makefile requirements.txt pyproject.toml ./
 COPY local_stack ./local_stack
 COPY orderlog ./orderlog
-RUN make setup && rm -rf /root/.m2 /root/.cache
+RUN make setup && rm -rf "$HOME/.m2" "$HOME/.cache"
 
 FROM ${PYTHON_IMAGE}
 RUN apt-get update \
