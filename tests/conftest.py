@@ -94,6 +94,18 @@ def kafka_topic(stack: object, settings: Settings) -> Iterator[str]:
         admin.close()
 
 
+def stop_process(process: object, timeout: float = 30) -> None:
+    """SIGTERM a server a test started, then SIGKILL if it has not exited in time."""
+    import subprocess
+
+    process.terminate()  # type: ignore[attr-defined]
+    try:
+        process.wait(timeout=timeout)  # type: ignore[attr-defined]
+    except subprocess.TimeoutExpired:
+        process.kill()  # type: ignore[attr-defined]
+        process.wait()  # type: ignore[attr-defined]
+
+
 def free_ports(count: int) -> list[int]:
     """Ports nobody listens on right now (for servers of a test's own)."""
     import socket

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from orderlog.events import parse_record, validate_event
-from tests.conftest import free_ports
+from tests.conftest import free_ports, stop_process
 from tools import replay as replay_cli
 from tools.generator import ReplayParams, generate
 
@@ -68,12 +68,7 @@ def ingest_api(settings, kafka_topic, tmp_path) -> Iterator[str]:
         wait_healthy(url, process, log)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=30)
 
 
 def read_topic(settings, topic: str, expected: int) -> list[tuple[bytes, bytes]]:

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from tests.conftest import free_ports
+from tests.conftest import free_ports, stop_process
 from tests.viewer_data import XSS_USER, japanese_ids, load_standard
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -77,12 +77,7 @@ def server(cassandra: object, settings: object, tmp_path_factory: pytest.TempPat
         _wait_for_port(port, process, log)
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=20)
 
 
 @pytest.fixture(scope="module")
