@@ -174,18 +174,8 @@ class Sender:
                 result.refused[pending[0]] = [{"field": "", "reason": "event too large (413)"}]
                 self._progress(1)
                 return
-            if reply is not None and reply.status not in RETRYABLE_STATUS:
-                raise SendError(f"ingest API answered {reply.status}: {str(reply.body)[:300]}")
-            delay = retry_after(reply.headers if reply else {}, attempt)
-            if waited + delay > self.max_wait:
-                what = f"HTTP {reply.status}" if reply else "no connection"
-                raise SendError(
-                    f"gave up after waiting {waited:.0f}s for the ingest API at {self.base_url} ({what})"
-                )
-            result.retries += 1
+            waited += self._back_off(reply, attempt, waited, result)
             attempt += 1
-            waited += delay
-            self._sleep(delay)
 
     def _send_single(self, payloads: Sequence[Any], i: int, result: SendResult) -> None:
         waited = 0.0
@@ -201,15 +191,21 @@ class Sender:
                 result.refused[i] = errors or [{"field": "", "reason": str(reply.body)[:300]}]
                 self._progress(1)
                 return
-            if reply is not None and reply.status not in RETRYABLE_STATUS:
-                raise SendError(f"ingest API answered {reply.status}: {str(reply.body)[:300]}")
-            delay = retry_after(reply.headers if reply else {}, attempt)
-            if waited + delay > self.max_wait:
-                raise SendError(f"gave up after waiting {waited:.0f}s for the ingest API at {self.base_url}")
-            result.retries += 1
+            waited += self._back_off(reply, attempt, waited, result)
             attempt += 1
-            waited += delay
-            self._sleep(delay)
+
+    def _back_off(self, reply: Response | None, attempt: int, waited: float, result: SendResult) -> float:
+        """Sleeps before retrying a refused-for-now request; returns the seconds slept.
+        Raises SendError for an answer that no retry can change, or when waiting is over."""
+        if reply is not None and reply.status not in RETRYABLE_STATUS:
+            raise SendError(f"ingest API answered {reply.status}: {str(reply.body)[:300]}")
+        delay = retry_after(reply.headers if reply else {}, attempt)
+        if waited + delay > self.max_wait:
+            what = f"HTTP {reply.status}" if reply else "no connection"
+            raise SendError(f"gave up after waiting {waited:.0f}s for the ingest API at {self.base_url} ({what})")
+        result.retries += 1
+        self._sleep(delay)
+        return delay
 
     def _call(self, route: str, body: Any, result: SendResult) -> Response | None:
         result.requests += 1
