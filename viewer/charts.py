@@ -44,16 +44,21 @@ def _plain(fig: go.Figure) -> dict[str, Any]:
     return json.loads(pio.to_json(fig, validate=True))
 
 
+def _menu_bars(x: list[str], days: list[Any]) -> list[go.Bar]:
+    """Japanese and Western orders per day, as the two stacked bars every chart uses."""
+    return [
+        go.Bar(name=MENU_LABELS[menu], x=x, y=[getattr(d, menu) for d in days], marker_color=COLORS[menu])
+        for menu in (JAPANESE, WESTERN)
+    ]
+
+
 def daily_figure(days: list[DaySummary]) -> dict[str, Any]:
     """Orders per day (stacked bars) with the Japanese share (line, right axis)."""
     x = [d.date.isoformat() for d in days]
     share = [None if d.japanese_share is None else round(100 * d.japanese_share, 2) for d in days]
     fig = go.Figure(
         data=[
-            go.Bar(name=MENU_LABELS[JAPANESE], x=x, y=[d.japanese for d in days],
-                   marker_color=COLORS[JAPANESE]),
-            go.Bar(name=MENU_LABELS[WESTERN], x=x, y=[d.western for d in days],
-                   marker_color=COLORS[WESTERN]),
+            *_menu_bars(x, days),
             go.Scatter(name="和食率 Japanese share (%)", x=x, y=share, yaxis="y2",
                        mode="lines+markers", line={"color": COLORS["share"], "width": 2}),
         ],
@@ -95,10 +100,7 @@ def user_figure(history: list[UserDay]) -> dict[str, Any]:
     x = [d.date.isoformat() for d in days]
     fig = go.Figure(
         data=[
-            go.Bar(name=MENU_LABELS[JAPANESE], x=x, y=[d.japanese for d in days],
-                   marker_color=COLORS[JAPANESE]),
-            go.Bar(name=MENU_LABELS[WESTERN], x=x, y=[d.western for d in days],
-                   marker_color=COLORS[WESTERN]),
+            *_menu_bars(x, days),
         ],
         layout={
             **_LAYOUT,
