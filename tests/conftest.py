@@ -7,9 +7,15 @@ them) and stopped at the end if this run started them. Tests use their own keysp
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +26,8 @@ os.environ.setdefault("ORDERLOG_CASSANDRA_KEYSPACE", "orderlog_test")
 os.environ.setdefault("PYSPARK_PYTHON", __import__("sys").executable)
 
 from orderlog.config import Settings, load_settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -117,6 +125,45 @@ def free_ports(count: int) -> list[int]:
     for s in sockets:
         s.close()
     return ports
+
+
+@contextlib.contextmanager
+def gunicorn_server(
+    app: str, env: Mapping[str, str | None], log: Path, ready_path: str, timeout: float = 60
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """One of our Flask apps (``ingest_api`` or ``viewer``) under gunicorn with its own
+    production config, as `make ingest` / `make viewer` run it, on a free port.
+
+    ``env`` is added to this process's environment (``None`` removes a variable). Yields the
+    process and its base URL once ``ready_path`` answers 200; stops the server afterwards.
+    """
+    (port,) = free_ports(1)
+    environment = {**os.environ, **env}
+    environment = {name: value for name, value in environment.items() if value is not None}
+    command = [sys.executable, "-m", "gunicorn", "-c", f"{app}/gunicorn.conf.py", "-b", f"127.0.0.1:{port}",
+               f"{app}:create_app()"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"{app} exited ({process.returncode}):\n{log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(base + ready_path, timeout=5) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                tail = log.read_text()[-2000:]
+                raise AssertionError(f"{app} not answering {ready_path} after {timeout:.0f} s:\n{tail}")
+            time.sleep(0.3)
+        yield process, base
+    finally:
+        if process.poll() is None:
+            stop_process(process)
 
 
 class PrivateServer:

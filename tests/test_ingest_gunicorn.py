@@ -7,23 +7,18 @@ requests in flight and the worker_exit hook flushes and closes each worker's pro
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_ports
+from tests.conftest import gunicorn_server
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parent.parent
 GOOD = {"user_id": "u-1", "timestamp": "2025-05-31T12:34:56+09:00", "menu_type": "japanese"}
 
 
@@ -39,38 +34,15 @@ def request(url: str, body: object | None = None, timeout: float = 15) -> tuple[
 
 @pytest.fixture
 def gunicorn(settings, kafka_topic, tmp_path):
-    (port,) = free_ports(1)
     env = {
-        **os.environ,
         "ORDERLOG_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "ORDERLOG_KAFKA_TOPIC": kafka_topic,
         "INGEST_WORKERS": "2",
         "INGEST_THREADS": "4",
     }
     log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "ingest_api/gunicorn.conf.py", "-b", f"127.0.0.1:{port}",
-             "ingest_api:create_app()"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if request(base + "/healthz", timeout=5)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "gunicorn did not become healthy: " + log_path.read_text()
-            time.sleep(0.3)
+    with gunicorn_server("ingest_api", env, log_path, "/healthz") as (process, base):
         yield process, base, log_path
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
 
 
 def test_sigterm_under_load_loses_no_acknowledged_event(gunicorn, settings, kafka_topic):

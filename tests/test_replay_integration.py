@@ -4,71 +4,35 @@ it reports as acknowledged is exactly what is in the topic, once each."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import pytest
 
 from orderlog.events import parse_record, validate_event
-from tests.conftest import free_ports, stop_process
+from tests.conftest import gunicorn_server
 from tools import replay as replay_cli
 from tools.generator import ReplayParams, generate
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parent.parent
 END = date(2025, 5, 31)
 ARGS = ["--days", "2", "--users", "120", "--orders", "1600", "--seed", "7"]
 
 
-def start_ingest_api(settings, topic: str, port: int, log: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "ORDERLOG_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "ORDERLOG_KAFKA_TOPIC": topic,
-        "ORDERLOG_INGEST_HOST": "127.0.0.1",
-        "ORDERLOG_INGEST_PORT": str(port),
-        "INGEST_WORKERS": "1",
-        "INGEST_THREADS": "4",
-    }
-    env.pop("INGEST_API_TOKEN", None)
-    command = [sys.executable, "-m", "gunicorn", "-c", "ingest_api/gunicorn.conf.py", "ingest_api:create_app()"]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-
-
-def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"ingest API exited ({process.returncode}):\n{log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=5) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"ingest API not healthy after {timeout}s:\n{log.read_text()[-2000:]}")
-
-
 @pytest.fixture
 def ingest_api(settings, kafka_topic, tmp_path) -> Iterator[str]:
-    (port,) = free_ports(1)
-    log = tmp_path / "ingest.log"
-    process = start_ingest_api(settings, kafka_topic, port, log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process, log)
+    env = {
+        "ORDERLOG_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "ORDERLOG_KAFKA_TOPIC": kafka_topic,
+        "INGEST_WORKERS": "1",
+        "INGEST_THREADS": "4",
+        "INGEST_API_TOKEN": None,
+    }
+    with gunicorn_server("ingest_api", env, tmp_path / "ingest.log", "/healthz") as (_, url):
         yield url
-    finally:
-        stop_process(process, timeout=30)
 
 
 def read_topic(settings, topic: str, expected: int) -> list[tuple[bytes, bytes]]:

@@ -8,23 +8,17 @@ shown as text; a screenshot of each page goes to tests/screenshots/ (git-ignored
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
 
-from tests.conftest import free_ports, stop_process
+from tests.conftest import gunicorn_server
 from tests.viewer_data import XSS_USER, japanese_ids, load_standard
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -39,45 +33,21 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not listen on {port} within {timeout}s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def server(cassandra: object, settings: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The viewer under gunicorn on a free port, on the test keyspace with the standard data."""
     load_standard(cassandra)
-    (port,) = free_ports(1)
-    log = tmp_path_factory.mktemp("viewer") / "gunicorn.log"
     env = {
-        **os.environ,
         "ORDERLOG_CASSANDRA_KEYSPACE": settings.cassandra_keyspace,  # type: ignore[attr-defined]
-        "VIEWER_BIND": f"127.0.0.1:{port}",
         "VIEWER_WORKERS": "1",
         "VIEWER_THREADS": "4",
         "VIEWER_CACHE_SECONDS": "0",
         "VIEWER_USER": "",
         "VIEWER_PASSWORD": "",
     }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "viewer/gunicorn.conf.py", "viewer:create_app()"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_for_port(port, process, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(process, timeout=20)
+    log = tmp_path_factory.mktemp("viewer") / "gunicorn.log"
+    with gunicorn_server("viewer", env, log, "/api/status", timeout=30) as (_, url):
+        yield url
 
 
 @pytest.fixture(scope="module")
