@@ -54,6 +54,8 @@ with zipfile.ZipFile("build/orderlog-code.zip", "w", zipfile.ZIP_DEFLATED) as z:
 PY
 
 mapfile -t generated < <("$PYTHON" -m jobs.submit_args build/orderlog-code.zip)
+# Spark's logging at WARN (jobs/conf/log4j2.properties) unless you bring your own conf dir.
+export SPARK_CONF_DIR=${SPARK_CONF_DIR:-$(pwd)/jobs/conf}
 export PYSPARK_PYTHON=${PYSPARK_PYTHON:-$(pwd)/$PYTHON}
 export PYSPARK_DRIVER_PYTHON=${PYSPARK_DRIVER_PYTHON:-$(pwd)/$PYTHON}
 exec "$SPARK_SUBMIT" "${spark_opts[@]}" "${generated[@]}" "jobs/$job.py" "$@"

@@ -105,7 +105,6 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings(cassandra_keyspace=args.keyspace)
     spark = local_session(settings, "bench-aggregate")
-    spark.sparkContext.setLogLevel("WARN")
     results = []
     for orders in args.orders:
         users = max(1, int(orders * args.users_per_order))

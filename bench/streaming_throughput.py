@@ -95,7 +95,7 @@ def drain(settings: Settings, topic: str, max_offsets: int, conf: dict[str, str]
     from jobs.stream_io import BatchWriter, StreamOptions, quiet_logs, read_kafka
 
     spark = local_session(settings, "bench-streaming", extra=conf)
-    quiet_logs(spark)
+    quiet_logs()
     checkpoint = f"/tmp/bench-streaming-{uuid.uuid4().hex[:8]}"  # noqa: S108  (a throwaway checkpoint)
     options = StreamOptions(topic=topic, checkpoint=checkpoint, max_offsets_per_trigger=max_offsets)
     writer = BatchWriter(settings, options)

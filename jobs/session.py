@@ -12,6 +12,8 @@ from orderlog.config import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONNECTOR_JARS_DIR = PROJECT_ROOT / "build" / "jars" / "spark"
+# Spark's logging for every job and test session (spark-submit.sh uses it as SPARK_CONF_DIR).
+SPARK_LOG_CONFIG = PROJECT_ROOT / "jobs" / "conf" / "log4j2.properties"
 
 
 def connector_jars(jars_dir: Path = CONNECTOR_JARS_DIR) -> list[str]:
@@ -60,6 +62,7 @@ def local_session(settings: Settings, app_name: str, extra: dict[str, str] | Non
         raise RuntimeError(f"no connector jars in {CONNECTOR_JARS_DIR}: run `make setup`")
     conf = {
         "spark.jars": ",".join(jars),
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={SPARK_LOG_CONFIG.as_uri()}",
         "spark.ui.enabled": "false",
         "spark.driver.memory": "2g",
         "spark.sql.shuffle.partitions": "4",

@@ -283,17 +283,12 @@ def start_query(spark: SparkSession, records: DataFrame, writer: BatchWriter) ->
     )
 
 
-def quiet_logs(spark: SparkSession) -> None:
-    """Spark at WARN, minus chatter that says nothing to an operator of this job (a
-    KAFKA-1894 warning per task, py4j's callback server at INFO)."""
-    spark.sparkContext.setLogLevel("WARN")
+def quiet_logs() -> None:
+    """Python-side chatter that says nothing to an operator of this job (py4j's callback
+    server at INFO). Spark's own level is set by jobs/conf/log4j2.properties."""
     logging.getLogger("py4j").setLevel(logging.WARNING)
     # Our health probe's reconnection chatter; the job reports outages itself.
     logging.getLogger("cassandra").setLevel(logging.CRITICAL)
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
-        "org.apache.spark.sql.kafka010.consumer.KafkaDataConsumer", jvm.org.apache.logging.log4j.Level.ERROR
-    )
 
 
 class _JvmSignalHandler:

@@ -37,7 +37,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s streaming %(levelname)s %(message)s")
-    logging.getLogger("cassandra").setLevel(logging.CRITICAL)  # the job reports outages itself
+    stream_io.quiet_logs()
     try:
         args = parse_args(argv)
         settings = load_settings()
@@ -52,7 +52,6 @@ def main(argv: list[str]) -> int:
     try:
         stream_io.check_cassandra(settings, options.write_retry_seconds)
         spark = build_session(settings, "orderlog-streaming", master=args.master)
-        stream_io.quiet_logs(spark)
         stop = threading.Event()
         _handler = stream_io.install_stop_signals(spark, stop)  # noqa: F841  (keeps the JVM callback alive)
         query = stream_io.start_query(spark, stream_io.read_kafka(spark, settings, options), writer)

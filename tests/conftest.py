@@ -82,7 +82,6 @@ def spark(stack: object, settings: Settings) -> Iterator[object]:
     from jobs.session import local_session
 
     session = local_session(settings, "orderlog-tests")
-    session.sparkContext.setLogLevel("WARN")
     yield session
     session.stop()
 
