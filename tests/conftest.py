@@ -69,10 +69,9 @@ def cassandra(stack: object, settings: Settings) -> Iterator[object]:
 @pytest.fixture
 def clean_cassandra(cassandra: object) -> object:
     """The test keyspace with every table empty."""
-    from orderlog.schema import table_names
+    from orderlog.schema import truncate_tables
 
-    for table in table_names():
-        cassandra.execute(f"TRUNCATE {table}", timeout=60)  # type: ignore[attr-defined]
+    truncate_tables(cassandra)
     return cassandra
 
 

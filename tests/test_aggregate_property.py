@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from jobs.aggregate import InjectedCrash, aggregate
 from orderlog.menu import JAPANESE, WESTERN
-from orderlog.schema import table_names
+from orderlog.schema import truncate_tables
 from tests.test_aggregate_model import actual_state, day_counts, expected_state, insert_orders, order
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
@@ -41,8 +41,7 @@ action_st = st.one_of(
 )
 @given(initial=orders_st, schedule=st.lists(action_st, min_size=2, max_size=5))
 def test_any_schedule_ends_in_the_from_scratch_state(spark, settings, cassandra, initial, schedule) -> None:
-    for name in table_names():
-        cassandra.execute(f"TRUNCATE {name}", timeout=60)
+    truncate_tables(cassandra)
     stored = [order(*o) for o in initial]
     insert_orders(cassandra, stored)
     seen: dict[date, dict] = {}  # each aggregated date as its last completed run saw it

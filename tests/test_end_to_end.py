@@ -14,7 +14,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from orderlog.schema import apply_cql, table_names
+from orderlog.schema import apply_cql, truncate_tables
 from tests.conftest import free_ports
 from tools import demo
 from tools import replay as replay_cli
@@ -41,8 +41,7 @@ def e2e_settings(settings, stack, kafka_topic, tmp_path):
 
     session = connect(private)
     try:
-        for table in table_names():
-            session.execute(f"TRUNCATE {table}", timeout=60)
+        truncate_tables(session)
     finally:
         shutdown(session)
     return private
