@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.requirements.stamp
 JARS    := build/jars/.resolved.stamp
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps setup up down status schema test test-fast lint ingest viewer streaming aggregate demo stop bench clean
+.PHONY: help system-deps setup up down status schema test test-fast lint ingest viewer streaming aggregate demo demo-reset stop bench clean
 
 system-deps: ## install the system packages the project needs (Java 17, Maven; Chromium, docker-compose for tests)
 	@bash tools/install_system_deps.sh
@@ -82,6 +82,9 @@ compose-check: setup ## validate docker-compose.yml with Debian's docker-compose
 
 demo: setup ## the whole pipeline on this machine: stack, streaming, ingest, viewer, a replayed week, aggregate; prints the viewer's URL
 	$(PYTHON) -m tools.demo start
+
+demo-reset: setup ## stop the demo's processes and empty every table of the keyspace (after orders were added to the demo's dates)
+	$(PYTHON) -m tools.demo reset
 
 stop: ## stop everything `make demo` started (and Kafka and Cassandra if the demo started them)
 	@if [ -x $(PYTHON) ]; then $(PYTHON) -m tools.demo stop; fi

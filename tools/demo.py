@@ -3,6 +3,7 @@
     python -m tools.demo start [--date 2025-05-31] [--days 7] [--users 2000] [--orders 20000]
     python -m tools.demo stop
     python -m tools.demo status
+    python -m tools.demo reset
 
 ``start`` sets up the local Kafka and Cassandra (schema, topic), starts the streaming job,
 the ingest API and the viewer in the background (logs and pids in ``<var>/demo/``),
@@ -11,7 +12,8 @@ acknowledged order is in ``raw_orders``, runs ``aggregate`` over the week, check
 viewer's JSON API shows exactly the truth, and prints the viewer's URL. Running it again
 restarts the demo's processes (streaming resumes from its checkpoint; the replay's order
 ids are the same, so nothing is counted twice). ``stop`` stops every process the demo
-started, and the Kafka and Cassandra servers if the demo started them.
+started, and the Kafka and Cassandra servers if the demo started them. ``reset`` empties
+the keyspace's tables (for example after orders were added to the demo's dates).
 """
 
 from __future__ import annotations
@@ -218,8 +220,11 @@ def wait_for_raw_orders(
         if any(counts[d] > expected[d] for d in expected):
             extra = {d: counts[d] - expected[d] for d in expected if counts[d] > expected[d]}
             raise DemoError(
-                f"raw_orders has more orders than were acknowledged {extra}: keyspace "
-                f"{settings.cassandra_keyspace} holds other data (use another ORDERLOG_CASSANDRA_KEYSPACE)"
+                f"raw_orders has more orders than this replay sent {extra}: keyspace "
+                f"{settings.cassandra_keyspace} also holds other orders on these dates (orders added after "
+                "an earlier demo, say). The demo checks the viewer against exactly what it sent: "
+                "`make demo-reset` empties the keyspace, then run `make demo` again "
+                "(or give the demo a keyspace of its own with ORDERLOG_CASSANDRA_KEYSPACE)"
             )
         if not alive():
             raise DemoError("the streaming job stopped before every order arrived")
@@ -421,6 +426,31 @@ def stop(settings: Settings, log: Callable[[str], None] = print) -> None:
     save_state(folder, state)
 
 
+def reset(settings: Settings, log: Callable[[str], None] = print) -> None:
+    """Stops the demo's processes and empties every table of the keyspace, so that the next
+    `make demo` shows exactly its replay again. The streaming checkpoint is kept: the job
+    resumes after what Kafka already holds, so orders added earlier do not come back."""
+    from orderlog.cassandra_session import connect, shutdown
+    from orderlog.schema import table_names, truncate_tables
+
+    folder = demo_dir(settings)
+    state = load_state(folder)
+    stop_services(state, log)
+    state["processes"] = {}
+    state.pop("finished", None)
+    save_state(folder, state)
+    try:
+        session = connect(settings)
+    except Exception as exc:  # the driver's NoHostAvailable and friends
+        raise DemoError(f"Cassandra at {settings.cassandra_hosts}:{settings.cassandra_port} does not answer "
+                        f"({exc.__class__.__name__}); start it with `make up`, then reset again") from exc
+    try:
+        truncate_tables(session)
+    finally:
+        shutdown(session)
+    log(f"  keyspace {settings.cassandra_keyspace}: {len(table_names())} tables emptied; `make demo` starts over")
+
+
 def print_ready(result: Mapping[str, Any], options: DemoOptions) -> None:
     t = result["timings"]
     truth = result["truth"]
@@ -458,10 +488,18 @@ def main(argv: list[str] | None = None) -> int:
     start_cmd.add_argument("--rate", type=float, default=2000)
     sub.add_parser("stop", help="stop what the demo started")
     sub.add_parser("status", help="what the demo runs")
+    sub.add_parser("reset", help="stop the demo's processes and empty every table of the keyspace")
     args = parser.parse_args(argv)
     settings = load_settings()
     if args.command == "stop":
         stop(settings)
+        return 0
+    if args.command == "reset":
+        try:
+            reset(settings)
+        except DemoError as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 1
         return 0
     if args.command == "status":
         state = load_state(demo_dir(settings))
