@@ -17,7 +17,7 @@ from pyspark.sql import types as T
 from pyspark.sql.functions import pandas_udf
 
 from orderlog.business_day import business_date_col
-from orderlog.events import InvalidEvent, derived_order_id, parse_record
+from orderlog.events import InvalidEvent, derived_order_id, parse_record, printable
 from orderlog.layout import RAW_ORDER_BUCKETS, bucket_col
 
 # What the UDF returns for each record: the parsed fields, or the reason it is invalid.
@@ -36,6 +36,8 @@ PARSED_TYPE = T.StructType(
 )
 PARSED_FIELDS = [f.name for f in PARSED_TYPE.fields]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A record of MAX_EVENT_BYTES with a thousand unknown keys gets a long reason; keep it readable.
+MAX_REASON_CHARS = 2000
 
 
 def _micros(instant: datetime | None) -> int | None:
@@ -56,7 +58,10 @@ def parse_one(
     try:
         event = parse_record(value, now=now)
     except InvalidEvent as exc:
-        return (None, None, None, None, None, None, str(exc))
+        return (None, None, None, None, None, None, printable(str(exc), MAX_REASON_CHARS))
+    except Exception as exc:  # noqa: BLE001  a rule's bug must not fail the task: reject, keep the stream going
+        reason = f"internal validation error ({type(exc).__name__}); replay the record after the fix"
+        return (None, None, None, None, None, None, reason)
     order_id = event.order_id or derived_order_id(topic, partition, offset)
     return (
         order_id,

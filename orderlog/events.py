@@ -9,7 +9,7 @@ An event, as a client sends it::
     {"user_id": "u-1", "timestamp": "2025-05-31T12:34:56+09:00", "menu_type": "japanese",
      "order_id": "optional-client-id"}
 
-Its normal form, as it is produced to Kafka (``normalize``)::
+Its normal form, as the ingest API produces it to Kafka (``OrderEvent.to_record``)::
 
     {"order_id": "...", "user_id": "u-1", "menu_type": "japanese",
      "timestamp": "2025-05-31T12:34:56+09:00", "received_at": "2025-05-31T03:34:57.120+00:00"}
@@ -38,6 +38,11 @@ ISO_TIMESTAMP_PATTERN = re.compile(
 EPOCH_STRING_PATTERN = re.compile(r"-?\d+(\.\d+)?", re.ASCII)
 # Epoch values at or above this are milliseconds (1e11 seconds is the year 5138).
 EPOCH_MILLIS_THRESHOLD = 100_000_000_000
+# Beyond this magnitude (milliseconds: about the year 33658) no epoch value can be a valid
+# time; checked before any arithmetic, so a 300-digit integer cannot overflow a float.
+EPOCH_MAX_MAGNITUDE = 10**15
+# Field names quoted in a reason are cut to this many characters.
+QUOTED_NAME_MAX = 64
 EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
 # Clocks drift; an order stamped more than a day ahead of the receiver is not plausible.
 MAX_FUTURE_SKEW = timedelta(days=1)
@@ -61,7 +66,9 @@ class FieldError:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.field}: {self.reason}" if self.field else self.reason
+        # A field name comes from the input: printable() keeps the text storable as UTF-8
+        # (a lone surrogate in a key cannot be) and readable (no control characters).
+        return f"{printable(self.field, QUOTED_NAME_MAX)}: {self.reason}" if self.field else self.reason
 
     def as_dict(self) -> dict[str, str]:
         return {"field": self.field, "reason": self.reason}
@@ -108,6 +115,23 @@ class InvalidEvent(ValueError):
         self.errors = errors
 
 
+def printable(text: str, limit: int | None = None) -> str:
+    """text with every non-printable character (controls, lone surrogates, non-ASCII
+    spaces) escaped as \\xNN / \\uNNNN, cut to limit characters with an ellipsis."""
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "…"
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def new_order_id() -> str:
     return uuid.uuid4().hex
 
@@ -130,6 +154,8 @@ def parse_timestamp(value: Any) -> datetime:
     if not isinstance(value, str):
         raise ValueError("must be an ISO-8601 string with a UTC offset or epoch seconds/milliseconds")
     if EPOCH_STRING_PATTERN.fullmatch(value):
+        if len(value.partition(".")[0].lstrip("-")) > 16:  # int() of thousands of digits is slow
+            raise ValueError("is out of range")
         return _from_epoch(float(value) if "." in value else int(value))
     if not ISO_TIMESTAMP_PATTERN.fullmatch(value):
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?", value, re.ASCII):
@@ -153,6 +179,8 @@ def parse_timestamp(value: Any) -> datetime:
 def _from_epoch(value: int | float) -> datetime:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("must be a finite number")
+    if abs(value) > EPOCH_MAX_MAGNITUDE:
+        raise ValueError("is out of range")
     seconds = value / 1000 if abs(value) >= EPOCH_MILLIS_THRESHOLD else value
     try:
         return datetime.fromtimestamp(seconds, tz=UTC)
@@ -264,8 +292,12 @@ def parse_record(value: bytes | None, *, now: datetime | None = None) -> OrderEv
         raise InvalidEvent([FieldError("", "record is not UTF-8")]) from None
     try:
         payload = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise InvalidEvent([FieldError("", f"record is not JSON ({exc.msg})")]) from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise InvalidEvent([FieldError("", "record is not JSON (a number is too long)")]) from None
+    except RecursionError:
+        raise InvalidEvent([FieldError("", "record is not JSON (nested too deeply)")]) from None
     return validate_event(payload, allowed_fields=RECORD_FIELDS, now=now)
 
 

@@ -97,6 +97,15 @@ def kafka_df(spark: SparkSession, values: list[bytes | None], ts: datetime = KAF
         (event(order_id="has space"), "order_id: may contain only letters, digits and . _ : -"),
         (record({"user_id": 1, "menu_type": "x"}),
          f"timestamp: is required; user_id: must be a string; {JAPANESE_MENU}"),
+        # Each of these once raised out of the UDF and killed the query for good.
+        (event(timestamp=int("1" * 330)), "timestamp: is out of range"),  # OverflowError
+        (event(timestamp="1" * 330), "timestamp: is out of range"),
+        (b"[" * 3000, "record is not JSON (nested too deeply)"),  # RecursionError
+        (b'{"\\ud800": 1}', "\\ud800: unknown field; user_id: is required; timestamp: is required; "
+         "menu_type: is required"),  # a lone surrogate Arrow cannot encode
+        (b'{"a\\u0007b": 1}', "a\\x07b: unknown field; user_id: is required; timestamp: is required; "
+         "menu_type: is required"),
+        (event(timestamp=1e308), "timestamp: is out of range"),
     ],
 )
 def test_invalid_records_get_the_shared_rules_reason(value: bytes | None, reason: str):
