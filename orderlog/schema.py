@@ -66,14 +66,33 @@ def _strip_comments(cql: str) -> str:
     return "\n".join(line.split("--", 1)[0] for line in cql.splitlines()).strip().rstrip(";")
 
 
+# Kafka accepts, by default, a record timestamp anywhere down to -2^63 ms, and Spark's Kafka
+# source fails the whole task (microseconds overflow) on one beyond about +-292,000 years:
+# one such record would stop the streaming job on every restart. The topic refuses them at
+# produce time instead (the producer gets an error; nothing is acknowledged and lost).
+# 100 years back leaves room for any real producer's CreateTime; 1 hour ahead is Kafka 4's
+# default, stated for brokers whose default is looser.
+TOPIC_TIMESTAMP_CONFIGS: dict[str, int] = {
+    "message.timestamp.before.max.ms": 100 * 366 * 86_400_000,
+    "message.timestamp.after.max.ms": 3_600_000,
+}
+
+
+def topic_configs() -> dict[str, str]:
+    """The configuration every order topic is created with (tests' topics included)."""
+    return {name: str(value) for name, value in TOPIC_TIMESTAMP_CONFIGS.items()}
+
+
 def create_topic(settings: Settings) -> bool:
-    """Creates the order topic if it does not exist; True if it was created."""
+    """Creates the order topic if it does not exist; True if it was created. An existing
+    topic gets the timestamp bounds of TOPIC_TIMESTAMP_CONFIGS where its own are looser."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list, client_id="orderlog-schema")
     try:
         if settings.kafka_topic in admin.list_topics():
+            tighten_timestamp_bounds(admin, settings.kafka_topic)
             return False
         try:
             admin.create_topics(
@@ -82,6 +101,7 @@ def create_topic(settings: Settings) -> bool:
                         settings.kafka_topic,
                         num_partitions=settings.kafka_topic_partitions,
                         replication_factor=settings.kafka_replication_factor,
+                        topic_configs=topic_configs(),
                     )
                 ]
             )
@@ -90,6 +110,22 @@ def create_topic(settings: Settings) -> bool:
         return True
     finally:
         admin.close()
+
+
+def tighten_timestamp_bounds(admin: object, topic: str) -> dict[str, str]:
+    """Sets each bound of TOPIC_TIMESTAMP_CONFIGS that the topic has looser (a stricter one
+    set by an operator stays); returns what was changed."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs=list(TOPIC_TIMESTAMP_CONFIGS))
+    current = admin.describe_configs([resource], config_filter="all")["topic"][topic]  # type: ignore[attr-defined]
+    looser = {
+        name: str(bound) for name, bound in TOPIC_TIMESTAMP_CONFIGS.items()
+        if int(current.get(name, {}).get("value") or 2**63 - 1) > bound
+    }
+    if looser:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=looser)])  # type: ignore[attr-defined]
+    return looser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,12 +87,16 @@ def spark(stack: object, settings: Settings) -> Iterator[object]:
 
 @pytest.fixture
 def kafka_topic(stack: object, settings: Settings) -> Iterator[str]:
-    """A fresh topic with the configured number of partitions, deleted afterwards."""
+    """A fresh topic with the configured number of partitions and the order topic's
+    configuration (orderlog.schema.topic_configs), deleted afterwards."""
     from kafka.admin import KafkaAdminClient, NewTopic
+
+    from orderlog.schema import topic_configs
 
     name = f"test-{uuid.uuid4().hex[:12]}"
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
-    admin.create_topics([NewTopic(name, num_partitions=settings.kafka_topic_partitions, replication_factor=1)])
+    admin.create_topics([NewTopic(name, num_partitions=settings.kafka_topic_partitions, replication_factor=1,
+                                  topic_configs=topic_configs())])
     yield name
     try:
         admin.delete_topics([name])
