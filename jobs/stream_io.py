@@ -29,7 +29,9 @@ log = logging.getLogger("orderlog.streaming")
 CASSANDRA_FORMAT = "org.apache.spark.sql.cassandra"
 RAW_ORDERS = "raw_orders"
 REJECTED_EVENTS = "rejected_events"
-KAFKA_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
+# The primary key of rejected_events in cassandra/tables.cql: (partition key, clustering key).
+REJECTED_EVENTS_KEY = (["reject_date", "bucket"], ["kafka_topic", "kafka_partition", "kafka_offset"])
+KAFKA_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp", "headers")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ def read_kafka(spark: SparkSession, settings: Settings, options: StreamOptions) 
         .option("subscribe", options.topic)
         .option("startingOffsets", options.starting_offsets)
         .option("maxOffsetsPerTrigger", str(options.max_offsets_per_trigger))
+        # The replay header of tools.rejected (orderlog/rejected.py) travels in the headers.
+        .option("includeHeaders", "true")
         # Records deleted by retention before we read them are a loss: fail loudly.
         .option("failOnDataLoss", "true")
         .load()
@@ -67,15 +71,19 @@ def read_kafka(spark: SparkSession, settings: Settings, options: StreamOptions) 
 KEEP_ALIVE_MS = 3_600_000
 
 
-def write_table(df: DataFrame, settings: Settings, table: str, epoch: int = 0) -> None:
-    (
+def write_table(
+    df: DataFrame, settings: Settings, table: str, epoch: int = 0, ttl_seconds: int | None = None
+) -> None:
+    writer = (
         df.write.format(CASSANDRA_FORMAT)
         .mode("append")
         .options(keyspace=settings.cassandra_keyspace, table=table)
         # A different connector configuration gets a session of its own (see BatchWriter).
         .option("spark.cassandra.connection.keepAliveMS", str(KEEP_ALIVE_MS + epoch))
-        .save()
     )
+    if ttl_seconds is not None:
+        writer = writer.option("ttl", str(ttl_seconds))
+    writer.save()
 
 
 # Causes worth naming when a write fails, most specific first.
@@ -198,7 +206,9 @@ class BatchWriter:
                 write_table(valid_rows, self.settings, RAW_ORDERS, self.epoch)
                 if rejected:
                     rejected_rows = parsed.transform(filter_rejected).transform(to_rejected_events, tz)
-                    write_table(rejected_rows, self.settings, REJECTED_EVENTS, self.epoch)
+                    # Rejected rows expire: a flood of bad records cannot fill the disk for good.
+                    write_table(rejected_rows, self.settings, REJECTED_EVENTS, self.epoch,
+                                ttl_seconds=self.settings.rejected_ttl_seconds)
                 return
             except Exception as exc:
                 # Every write is an idempotent upsert, so retrying any failure is safe; the
@@ -377,6 +387,15 @@ def check_cassandra(settings: Settings, retry_seconds: float) -> None:
             raise CassandraUnavailable(
                 f"{settings.cassandra_keyspace}.{missing[0]} does not exist at {where}: "
                 "run `python -m orderlog.schema apply`"
+            )
+        table = keyspace.tables[REJECTED_EVENTS]
+        key = ([c.name for c in table.partition_key], [c.name for c in table.clustering_key])
+        if key != REJECTED_EVENTS_KEY:
+            # Writes would fail batch after batch; say it once, at start.
+            raise CassandraUnavailable(
+                f"{settings.cassandra_keyspace}.{REJECTED_EVENTS} at {where} has the layout of an older version "
+                f"(key {key[0]}, {key[1]}): a primary key cannot change in place; it needs the schema migration "
+                f"(or DROP TABLE {REJECTED_EVENTS} and `python -m orderlog.schema apply`, losing its rows)"
             )
     finally:
         shutdown(session)

@@ -4,11 +4,17 @@ Every record is validated by ``orderlog.events.parse_record``, the same function
 ingest API's rules live in, applied through a vectorized (Arrow) pandas UDF: JSON type
 checks (a number where a string belongs) cannot be expressed faithfully as Spark
 expressions, and a rule written twice would drift.
+
+Any record at all becomes a raw_orders row or a rejected_events row: nothing a producer
+can put in a key, a value, a header or a timestamp may fail a task (a failed task fails
+the query, and every restart would replay the same record and fail again). Hence the UDF
+only ever sees bounded inputs of plain types, returns only UTF-8-encodable text, and the
+Spark expressions around it are total.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame
@@ -17,12 +23,15 @@ from pyspark.sql import types as T
 from pyspark.sql.functions import pandas_udf
 
 from orderlog.business_day import business_date_col
-from orderlog.events import InvalidEvent, derived_order_id, parse_record, printable
-from orderlog.layout import RAW_ORDER_BUCKETS, bucket_col
+from orderlog.events import MAX_EVENT_BYTES, InvalidEvent, derived_order_id, parse_record, printable
+from orderlog.layout import RAW_ORDER_BUCKETS, bucket_col, rejected_bucket_col
+from orderlog.rejected import KEPT_PAYLOAD_BYTES, REPLAY_HEADER, REPLAY_HEADER_MAX_BYTES, parse_replay_header
 
-# What the UDF returns for each record: the parsed fields, or the reason it is invalid.
-# Times travel as epoch microseconds (int64): pandas' datetime64[ns] cannot hold every
-# instant the rules accept (a received_at in the year 9999 is valid).
+# What the UDF returns for each record: the parsed fields, or the reason it is invalid,
+# and, for a record replayed by tools.rejected, the coordinates of the original record.
+# Times travel as epoch microseconds (int64), both ways: no dependence on pandas' timestamp
+# resolution (datetime64[ns] cannot hold a received_at in the year 9999, which is valid)
+# nor on time zone conversions, and one plain int per record is cheap.
 PARSED_TYPE = T.StructType(
     [
         T.StructField("order_id", T.StringType()),
@@ -32,9 +41,14 @@ PARSED_TYPE = T.StructType(
         T.StructField("ordered_at_text", T.StringType()),
         T.StructField("received_at_us", T.LongType()),
         T.StructField("reason", T.StringType()),
+        T.StructField("replay_topic", T.StringType()),
+        T.StructField("replay_partition", T.IntegerType()),
+        T.StructField("replay_offset", T.LongType()),
+        T.StructField("replay_timestamp_us", T.LongType()),
     ]
 )
 PARSED_FIELDS = [f.name for f in PARSED_TYPE.fields]
+NO_REPLAY = (None, None, None, None)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A record of MAX_EVENT_BYTES with a thousand unknown keys gets a long reason; keep it readable.
 MAX_REASON_CHARS = 2000
@@ -47,67 +61,108 @@ def _micros(instant: datetime | None) -> int | None:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+def _from_micros(micros: int | None) -> datetime | None:
+    """The instant of epoch microseconds; outside Python's years 1..9999, the nearest end."""
+    if micros is None:
+        return None
+    try:
+        return EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC) if micros < 0 else datetime.max.replace(tzinfo=UTC)
+
+
 def parse_one(
     value: bytes | None, topic: str, partition: int, offset: int, kafka_ts: datetime | None
 ) -> tuple[object, ...]:
-    """One record as a PARSED_TYPE tuple. Plain Python, so the unit tests call it too."""
+    """One record as the first seven PARSED_TYPE fields. Plain Python, so the unit tests call it too.
+
+    ``topic``, ``partition`` and ``offset`` are the coordinates an order_id is derived from;
+    ``kafka_ts`` is the record's own Kafka timestamp."""
     # "Now" for the future-skew rule is the record's Kafka timestamp (capped by the wall
     # clock), so a replay judges a record exactly as the first run did.
     wall = datetime.now(UTC)
     now = min(kafka_ts, wall) if kafka_ts is not None else wall
     try:
         event = parse_record(value, now=now)
+        order_id = event.order_id or derived_order_id(topic, partition, offset)
+        return (
+            order_id,
+            event.user_id,
+            event.menu_type,
+            _micros(event.timestamp),
+            _timestamp_as_sent(value),
+            _micros(event.received_at),
+            None,
+        )
     except InvalidEvent as exc:
         return (None, None, None, None, None, None, printable(str(exc), MAX_REASON_CHARS))
     except Exception as exc:  # noqa: BLE001  a rule's bug must not fail the task: reject, keep the stream going
         reason = f"internal validation error ({type(exc).__name__}); replay the record after the fix"
         return (None, None, None, None, None, None, reason)
-    order_id = event.order_id or derived_order_id(topic, partition, offset)
-    return (
-        order_id,
-        event.user_id,
-        event.menu_type,
-        _micros(event.timestamp),
-        _timestamp_as_sent(value),
-        _micros(event.received_at),
-        None,
-    )
 
 
 def _timestamp_as_sent(value: bytes | None) -> str:
     import json
 
-    raw = json.loads(value)["timestamp"]  # type: ignore[arg-type]  # parse_record accepted it
+    raw = json.loads(value.decode("utf-8"))["timestamp"]  # type: ignore[union-attr]  # parse_record accepted it
     return raw if isinstance(raw, str) else json.dumps(raw)
 
 
-def _to_utc(ts: pd.Timestamp) -> datetime | None:
-    if pd.isna(ts):
-        return None
-    ts = ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
-    return ts.to_pydatetime()
+def parse_kafka_record(
+    value: bytes | None, topic: str, partition: int, offset: int, timestamp_us: int | None,
+    replay_header: bytes | None,
+) -> tuple[object, ...]:
+    """One Kafka record as a PARSED_TYPE tuple: judged by its own timestamp, with the ids
+    of the original record when it carries a well-formed REPLAY_HEADER."""
+    origin = parse_replay_header(replay_header)
+    if origin is None:
+        return (*parse_one(value, topic, partition, offset, _from_micros(timestamp_us)), *NO_REPLAY)
+    parsed = parse_one(value, origin.topic, origin.partition, origin.offset, _from_micros(timestamp_us))
+    return (*parsed, origin.topic, origin.partition, origin.offset, origin.timestamp_ms * 1000)
+
+
+def _int_or_none(value: object) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)  # type: ignore[call-overload]
 
 
 @pandas_udf(PARSED_TYPE)  # type: ignore[call-overload]
 def parse_records(
-    value: pd.Series, topic: pd.Series, partition: pd.Series, offset: pd.Series, ts: pd.Series
+    value: pd.Series, topic: pd.Series, partition: pd.Series, offset: pd.Series, timestamp_us: pd.Series,
+    replay_header: pd.Series,
 ) -> pd.DataFrame:
     rows = [
-        parse_one(v, t, int(p), int(o), _to_utc(k))
-        for v, t, p, o, k in zip(value, topic, partition, offset, ts, strict=True)
+        parse_kafka_record(v, t, int(p), int(o), _int_or_none(us), h)
+        for v, t, p, o, us, h in zip(value, topic, partition, offset, timestamp_us, replay_header, strict=True)
     ]
     frame = pd.DataFrame.from_records(rows, columns=PARSED_FIELDS)
     # Nullable ints: a column of all-None must not turn into float or object.
-    for name in ("ordered_at_us", "received_at_us"):
+    for name in ("ordered_at_us", "received_at_us", "replay_partition", "replay_offset", "replay_timestamp_us"):
         frame[name] = frame[name].astype("Int64")
     return frame
 
 
 def with_parsed(df: DataFrame) -> DataFrame:
-    """Adds ``parsed`` (PARSED_TYPE) to Kafka records (value, topic, partition, offset, timestamp)."""
+    """Adds ``parsed`` (PARSED_TYPE) to Kafka records (value, topic, partition, offset,
+    timestamp, headers)."""
+    replay_headers = F.filter(F.col("headers"), lambda header: header["key"] == F.lit(REPLAY_HEADER))
     return df.withColumn(
         "parsed",
-        parse_records(F.col("value"), F.col("topic"), F.col("partition"), F.col("offset"), F.col("timestamp")),
+        parse_records(
+            # A value longer than MAX_EVENT_BYTES is rejected for its length alone, and its
+            # first MAX_EVENT_BYTES + 1 bytes get the same verdict: whatever producers send,
+            # the UDF's input stays a few KiB a record (10,000 records of 1 MB would not fit
+            # an Arrow batch, nor the Python worker's memory).
+            F.substring(F.col("value"), 1, MAX_EVENT_BYTES + 1),
+            F.col("topic"),
+            F.col("partition"),
+            F.col("offset"),
+            F.unix_micros(F.col("timestamp")),
+            # Two replay headers are as malformed as a bad one: the record is judged as itself.
+            F.when(
+                F.size(replay_headers) == 1,
+                F.substring(replay_headers[0]["value"], 1, REPLAY_HEADER_MAX_BYTES + 1),
+            ),
+        ),
     )
 
 
@@ -123,6 +178,11 @@ def _micros_col(name: str) -> Column:
     return F.timestamp_micros(F.col(f"parsed.{name}"))
 
 
+def _origin_col(name: str, own: str) -> Column:
+    """A coordinate of the original record: the replay header's, else the record's own."""
+    return F.coalesce(F.col(f"parsed.replay_{name}"), F.col(own))
+
+
 def to_raw_orders(df: DataFrame, tz: str, ingested_at: Column | None = None) -> DataFrame:
     """raw_orders rows of valid parsed records: keyed by (business date, bucket, order_id)."""
     ordered_at = _micros_col("ordered_at_us")
@@ -135,23 +195,31 @@ def to_raw_orders(df: DataFrame, tz: str, ingested_at: Column | None = None) -> 
         ordered_at.alias("ordered_at"),
         F.col("parsed.ordered_at_text").alias("ordered_at_text"),
         _micros_col("received_at_us").alias("received_at"),
-        F.col("partition").cast("int").alias("kafka_partition"),
-        F.col("offset").cast("long").alias("kafka_offset"),
+        _origin_col("partition", "partition").cast("int").alias("kafka_partition"),
+        _origin_col("offset", "offset").cast("long").alias("kafka_offset"),
         (ingested_at if ingested_at is not None else F.current_timestamp()).alias("ingested_at"),
     )
 
 
 def to_rejected_events(df: DataFrame, tz: str, rejected_at: Column | None = None) -> DataFrame:
-    """rejected_events rows: keyed by the record's Kafka coordinates, dated by its Kafka
-    timestamp (not by the payload, which may have none), so a replay overwrites."""
+    """rejected_events rows: keyed by the record's Kafka coordinates (the original record's,
+    for a replay), dated by its Kafka timestamp (not by the payload, which may have none),
+    so a replay overwrites. At most KEPT_PAYLOAD_BYTES of the key and of the value are kept,
+    with their full lengths and the value's SHA-256."""
+    kafka_timestamp = F.coalesce(_micros_col("replay_timestamp_us"), F.col("timestamp"))
+    offset = _origin_col("offset", "offset").cast("long")
     return df.select(
-        business_date_col(F.col("timestamp"), tz).alias("reject_date"),
-        F.col("partition").cast("int").alias("kafka_partition"),
-        F.col("topic").alias("kafka_topic"),
-        F.col("offset").cast("long").alias("kafka_offset"),
-        F.col("key").cast("string").alias("kafka_key"),
-        F.col("timestamp").alias("kafka_timestamp"),
-        F.col("value").alias("raw_value"),
+        business_date_col(kafka_timestamp, tz).alias("reject_date"),
+        rejected_bucket_col(offset).alias("bucket"),
+        _origin_col("topic", "topic").alias("kafka_topic"),
+        _origin_col("partition", "partition").cast("int").alias("kafka_partition"),
+        offset.alias("kafka_offset"),
+        F.substring(F.col("key"), 1, KEPT_PAYLOAD_BYTES).alias("kafka_key"),
+        F.length(F.col("key")).alias("kafka_key_length"),
+        kafka_timestamp.alias("kafka_timestamp"),
+        F.substring(F.col("value"), 1, KEPT_PAYLOAD_BYTES).alias("raw_value"),
+        F.length(F.col("value")).alias("raw_length"),
+        F.sha2(F.col("value"), 256).alias("raw_sha256"),
         F.col("parsed.reason").alias("reason"),
         (rejected_at if rejected_at is not None else F.current_timestamp()).alias("rejected_at"),
     )

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_PREFIX = "ORDERLOG_"
+# Cassandra refuses a TTL longer than 20 years (630,720,000 seconds).
+MAX_TTL_DAYS = 7300
 
 
 class ConfigError(ValueError):
@@ -54,6 +56,8 @@ class Settings:
     # Spark
     spark_master: str = "local[2]"
     checkpoint_location: str = "var/checkpoints/streaming"
+    # How long a rejected record is kept in rejected_events (Cassandra TTL), in days.
+    rejected_ttl_days: int = 30
     # Where the local stack and the demo keep data, logs and pids.
     var_dir: str = "var"
 
@@ -66,6 +70,10 @@ class Settings:
     @property
     def cassandra_host_list(self) -> list[str]:
         return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()]
+
+    @property
+    def rejected_ttl_seconds(self) -> int:
+        return self.rejected_ttl_days * 86_400
 
     @property
     def tz(self) -> ZoneInfo:
@@ -115,7 +123,12 @@ def _validate(settings: Settings) -> None:
         )
     for name in (
         "kafka_topic_partitions", "cassandra_port", "ingest_port", "viewer_port",
-        "ingest_max_batch", "ingest_max_body_bytes", "ingest_ack_timeout_ms",
+        "ingest_max_batch", "ingest_max_body_bytes", "ingest_ack_timeout_ms", "rejected_ttl_days",
     ):
         if int(getattr(settings, name)) <= 0:
             raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")
+    if settings.rejected_ttl_days > MAX_TTL_DAYS:
+        raise ConfigError(
+            f"{ENV_PREFIX}REJECTED_TTL_DAYS={settings.rejected_ttl_days} is longer than Cassandra's "
+            f"longest TTL ({MAX_TTL_DAYS} days)"
+        )

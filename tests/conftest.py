@@ -104,6 +104,16 @@ def kafka_topic(stack: object, settings: Settings) -> Iterator[str]:
         admin.close()
 
 
+@pytest.fixture
+def streaming_jobs() -> Iterator[list]:
+    """Append each tests.streaming_job.StreamingJob a test starts: any still running at the
+    end is killed with its whole process tree."""
+    started: list = []
+    yield started
+    for job in started:
+        job.cleanup()
+
+
 def stop_process(process: object, timeout: float = 30) -> None:
     """SIGTERM a server a test started, then SIGKILL if it has not exited in time."""
     import subprocess

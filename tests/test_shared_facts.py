@@ -9,7 +9,7 @@ import pytest
 
 from orderlog.business_day import business_date, date_range, yesterday
 from orderlog.config import ConfigError, load_settings
-from orderlog.layout import RAW_ORDER_BUCKETS, SEGMENT_BUCKETS, bucket_of
+from orderlog.layout import RAW_ORDER_BUCKETS, REJECTED_BUCKETS, SEGMENT_BUCKETS, bucket_of, rejected_bucket_of
 from orderlog.menu import EVEN, JAPANESE, WESTERN, canonical_menu_type, preference
 
 TOKYO = "Asia/Tokyo"
@@ -24,6 +24,17 @@ def test_defaults_run_locally():
     assert settings.cassandra_keyspace == "orderlog"
     assert settings.business_timezone == TOKYO
     assert (settings.ingest_port, settings.viewer_port) == (8080, 8081)
+
+
+def test_rejected_records_are_kept_30_days_unless_configured():
+    assert load_settings(environ={}).rejected_ttl_seconds == 30 * 86_400
+    assert load_settings(environ={"ORDERLOG_REJECTED_TTL_DAYS": "7"}).rejected_ttl_seconds == 7 * 86_400
+
+
+def test_rejected_buckets_spread_consecutive_offsets_over_every_bucket():
+    flood = [rejected_bucket_of(offset) for offset in range(1000, 1000 + 10 * REJECTED_BUCKETS)]
+    assert set(flood) == set(range(REJECTED_BUCKETS))
+    assert max(flood.count(b) for b in set(flood)) == min(flood.count(b) for b in set(flood)) == 10
 
 
 def test_environment_overrides_defaults_and_flags_override_environment():
@@ -47,6 +58,11 @@ def test_environment_overrides_defaults_and_flags_override_environment():
         ({"ORDERLOG_BUSINESS_TIMEZONE": "Mars/Olympus"}, "is not an IANA time zone"),
         ({"ORDERLOG_CASSANDRA_KEYSPACE": "drop table;"}, "use letters, digits and underscores only"),
         ({"ORDERLOG_KAFKA_TOPIC_PARTITIONS": "0"}, "ORDERLOG_KAFKA_TOPIC_PARTITIONS must be positive"),
+        ({"ORDERLOG_REJECTED_TTL_DAYS": "0"}, "ORDERLOG_REJECTED_TTL_DAYS must be positive"),
+        ({"ORDERLOG_REJECTED_TTL_DAYS": "-3"}, "ORDERLOG_REJECTED_TTL_DAYS must be positive"),
+        ({"ORDERLOG_REJECTED_TTL_DAYS": "a month"}, "ORDERLOG_REJECTED_TTL_DAYS='a month' is not an integer"),
+        ({"ORDERLOG_REJECTED_TTL_DAYS": "7301"},
+         "ORDERLOG_REJECTED_TTL_DAYS=7301 is longer than Cassandra's longest TTL (7300 days)"),
     ],
 )
 def test_bad_configuration_names_the_variable(env, message):
@@ -112,7 +128,7 @@ def test_spark_columns_agree_with_the_python_rules(spark):
     from pyspark.sql import functions as F
 
     from orderlog.business_day import business_date_col
-    from orderlog.layout import bucket_col
+    from orderlog.layout import bucket_col, rejected_bucket_col
 
     keys = ["u-1", "ユーザー", "", "kafka:order-logs:2:123456", "😀"] + [f"id-{n}" for n in range(200)]
     instants = [datetime(2025, 5, 31, 14, 0, tzinfo=UTC) + timedelta(minutes=17 * n) for n in range(len(keys))]
@@ -122,9 +138,12 @@ def test_spark_columns_agree_with_the_python_rules(spark):
         "key",
         bucket_col(F.col("key"), RAW_ORDER_BUCKETS).alias("bucket"),
         business_date_col(F.col("at"), TOKYO).alias("day"),
+        rejected_bucket_col(F.crc32(F.col("key").cast("binary"))).alias("rejected_bucket"),
+        F.crc32(F.col("key").cast("binary")).alias("offset"),
     ).collect()
     assert len(rows) == len(keys)
     for row in rows:
         assert row.bucket == bucket_of(row.key, RAW_ORDER_BUCKETS), row.key
+        assert row.rejected_bucket == rejected_bucket_of(row.offset), row.offset
         # Compare with the instant we sent: collect() renders timestamps in the local zone.
         assert row.day == business_date(at_of[row.key], TOKYO), row.key

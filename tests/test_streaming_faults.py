@@ -4,16 +4,11 @@ be in raw_orders exactly once afterwards."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
-import subprocess
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
@@ -21,81 +16,11 @@ from kafka import KafkaProducer
 from orderlog.business_day import business_date
 from orderlog.cassandra_session import connect, shutdown
 from orderlog.events import derived_order_id, parse_record
+from tests.streaming_job import StreamingJob, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
-ROOT = Path(__file__).resolve().parent.parent
 STAMPS = ["2025-05-30T23:59:59+09:00", "2025-05-31T15:00:00Z", "2025-05-31T12:00:00+09:00", "2025-06-01T02:00:00Z"]
-
-
-class StreamingJob:
-    """One run of ./spark-submit.sh streaming, in its own process group, logging to a file."""
-
-    def __init__(self, settings, topic: str, checkpoint: Path, log: Path, *args: str):
-        self.settings, self.topic, self.checkpoint, self.log, self.args = settings, topic, checkpoint, log, args
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> StreamingJob:
-        env = {
-            **os.environ,
-            "ORDERLOG_CASSANDRA_KEYSPACE": self.settings.cassandra_keyspace,
-            "ORDERLOG_CASSANDRA_PORT": str(self.settings.cassandra_port),
-            "ORDERLOG_KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
-        }
-        cmd = ["./spark-submit.sh", "--driver-memory", "1g", "streaming", "--topic", self.topic,
-               "--checkpoint", str(self.checkpoint), "--trigger", "500 milliseconds",
-               "--max-offsets-per-trigger", "4000", *self.args]
-        with self.log.open("a") as out:
-            out.write(f"\n=== start {' '.join(cmd)}\n")
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        return self
-
-    def descendants(self) -> list[int]:
-        """Every process under the job (pyspark's daemon starts its own process group)."""
-        children: dict[int, list[int]] = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        found, todo = [], [self.proc.pid] if self.proc else []
-        while todo:
-            pid = todo.pop()
-            found.append(pid)
-            todo.extend(children.get(pid, []))
-        return found
-
-    def kill9(self) -> None:
-        pids = self.descendants()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        with self.log.open("a") as out:
-            out.write(f"=== kill -9 {pids}\n")
-        assert self.proc is not None
-        self.proc.wait(30)
-
-    def terminate(self, timeout: float = 120) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)  # to the spark-submit JVM, as an operator would
-        return self.proc.wait(timeout)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def cleanup(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.kill9()
-
-
-@pytest.fixture
-def jobs():
-    started: list[StreamingJob] = []
-    yield started
-    for job in started:
-        job.cleanup()
 
 
 def event_bytes(i: int, run: str) -> bytes:
@@ -153,15 +78,6 @@ def count(session) -> int:
         return -1
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 1.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def assert_exactly_once(session, expected: dict[str, str]) -> None:
     rows = stored(session)
     ids = [order_id for order_id, _ in rows]
@@ -171,12 +87,12 @@ def assert_exactly_once(session, expected: dict[str, str]) -> None:
 
 
 def test_kill_9_mid_stream_then_restart_keeps_every_event_exactly_once(
-    settings, kafka_topic, clean_cassandra, tmp_path, jobs
+    settings, kafka_topic, clean_cassandra, tmp_path, streaming_jobs
 ):
     total = 20_000
     checkpoint, log = tmp_path / "checkpoint", tmp_path / "streaming.log"
     job = StreamingJob(settings, kafka_topic, checkpoint, log).start()
-    jobs.append(job)
+    streaming_jobs.append(job)
     producer = Producer(settings, kafka_topic, "k9", 0, total, rate=1000)
     producer.start()
 
@@ -186,7 +102,7 @@ def test_kill_9_mid_stream_then_restart_keeps_every_event_exactly_once(
     assert at_kill < total, "the kill must land mid-stream"
 
     job2 = StreamingJob(settings, kafka_topic, checkpoint, log).start()
-    jobs.append(job2)
+    streaming_jobs.append(job2)
     producer.join(120)
     assert producer.error is None and len(producer.expected) == total
     wait_for(lambda: count(clean_cassandra) >= total, 300, f"{total} rows")
@@ -200,7 +116,9 @@ def test_kill_9_mid_stream_then_restart_keeps_every_event_exactly_once(
     assert at_kill >= 3000
 
 
-def test_cassandra_outage_recovers_or_fails_cleanly_and_resumes(kafka_topic, private_cassandra, tmp_path, jobs):
+def test_cassandra_outage_recovers_or_fails_cleanly_and_resumes(
+    kafka_topic, private_cassandra, tmp_path, streaming_jobs
+):
     target = private_cassandra.settings
     checkpoint = tmp_path / "checkpoint"
     session = connect(target)
@@ -208,7 +126,7 @@ def test_cassandra_outage_recovers_or_fails_cleanly_and_resumes(kafka_topic, pri
         # 1. An outage shorter than the retry window: the job rides it out, losing nothing.
         job = StreamingJob(target, kafka_topic, checkpoint, tmp_path / "run1.log", "--write-retry-seconds", "300")
         job.start()
-        jobs.append(job)
+        streaming_jobs.append(job)
         first = Producer(target, kafka_topic, "c1", 0, 4000, rate=500)
         first.start()
         wait_for(lambda: count(session) >= 500, 240, "the first rows")
@@ -228,7 +146,7 @@ def test_cassandra_outage_recovers_or_fails_cleanly_and_resumes(kafka_topic, pri
         # 2. An outage longer than the window: exit 1 with one clear line; a restart resumes.
         job = StreamingJob(target, kafka_topic, checkpoint, tmp_path / "run2.log", "--write-retry-seconds", "10")
         job.start()
-        jobs.append(job)
+        streaming_jobs.append(job)
         wait_for(lambda: "started (run" in job.text(), 180, "the query to start")
         private_cassandra.stop()
         second = Producer(target, kafka_topic, "c2", 4000, 6000, rate=1000)
@@ -242,7 +160,7 @@ def test_cassandra_outage_recovers_or_fails_cleanly_and_resumes(kafka_topic, pri
 
         private_cassandra.start()
         job = StreamingJob(target, kafka_topic, checkpoint, tmp_path / "run3.log").start()
-        jobs.append(job)
+        streaming_jobs.append(job)
         wait_for(lambda: count(session) >= 6000, 300, "6,000 rows after the restart")
         time.sleep(3)
         assert first.error is None and second.error is None

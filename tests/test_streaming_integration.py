@@ -131,7 +131,7 @@ def test_valid_and_malformed_records_land_exactly_and_replay_changes_nothing(
         for (key, value, reason), (p, o) in zip(records, coords, strict=True) if reason is None
     }
     expected_bad = {
-        (p, o): (kafka_topic, key.decode(), value, reason)
+        (p, o): (kafka_topic, key, value, reason)
         for (key, value, reason), (p, o) in zip(records, coords, strict=True) if reason is not None
     }
     assert len(expected_good) == 60 and len(expected_bad) == len(MALFORMED)
@@ -177,3 +177,36 @@ def test_business_date_of_the_seed_examples(spark, settings, kafka_topic, clean_
     rows = clean_cassandra.execute("SELECT order_id, order_date FROM raw_orders")
     dates = {r.order_id: str(r.order_date) for r in rows}
     assert dates == {"late": "2025-05-31", "early": "2025-06-01"}
+
+
+OLD_REJECTED_EVENTS = """CREATE TABLE rejected_events (reject_date date, kafka_partition int, kafka_topic text,
+    kafka_offset bigint, kafka_key text, kafka_timestamp timestamp, raw_value blob, reason text,
+    rejected_at timestamp, PRIMARY KEY ((reject_date, kafka_partition), kafka_topic, kafka_offset))"""
+
+
+def test_the_job_refuses_to_start_on_rejected_events_of_the_older_layout(cassandra, settings):
+    """A keyspace made before rejected_events was re-keyed keeps the old table (CREATE IF NOT
+    EXISTS changes nothing): one clear line at start, not a failed write every batch."""
+    from jobs.stream_io import CassandraUnavailable, check_cassandra
+    from orderlog.schema import table_statements
+
+    keyspace = f"orderlog_old_{uuid.uuid4().hex[:8]}"
+    cassandra.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', "
+                      "'replication_factor': 1}", timeout=60)
+    try:
+        raw_orders = next(s for s in table_statements() if "raw_orders" in s.split("(")[0])
+        cassandra.execute(raw_orders.replace("raw_orders", f"{keyspace}.raw_orders", 1), timeout=60)
+        cassandra.execute(OLD_REJECTED_EVENTS.replace("rejected_events", f"{keyspace}.rejected_events", 1),
+                          timeout=60)
+        cassandra.cluster.control_connection.wait_for_schema_agreement()
+        with pytest.raises(CassandraUnavailable) as failure:
+            check_cassandra(settings.replace(cassandra_keyspace=keyspace), retry_seconds=0)
+        assert str(failure.value) == (
+            f"{keyspace}.rejected_events at 127.0.0.1:{settings.cassandra_port} has the layout of an older version "
+            "(key ['reject_date', 'kafka_partition'], ['kafka_topic', 'kafka_offset']): a primary key cannot change "
+            "in place; it needs the schema migration (or DROP TABLE rejected_events and `python -m orderlog.schema "
+            "apply`, losing its rows)"
+        )
+        check_cassandra(settings, retry_seconds=0)  # the current layout passes
+    finally:
+        cassandra.execute(f"DROP KEYSPACE {keyspace}", timeout=60)

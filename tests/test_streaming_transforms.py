@@ -5,6 +5,7 @@ Needs only a local SparkSession (no Kafka, no Cassandra)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, date, datetime
 
@@ -24,7 +25,7 @@ from jobs.stream_transforms import (
     with_parsed,
 )
 from orderlog.events import derived_order_id
-from orderlog.layout import RAW_ORDER_BUCKETS, bucket_of
+from orderlog.layout import RAW_ORDER_BUCKETS, bucket_of, rejected_bucket_of
 
 TOKYO = "Asia/Tokyo"
 TOPIC = "orders-t"
@@ -37,6 +38,10 @@ KAFKA_SCHEMA = T.StructType(
         T.StructField("partition", T.IntegerType()),
         T.StructField("offset", T.LongType()),
         T.StructField("timestamp", T.TimestampType()),
+        T.StructField(
+            "headers",
+            T.ArrayType(T.StructType([T.StructField("key", T.StringType()), T.StructField("value", T.BinaryType())])),
+        ),
     ]
 )
 JAPANESE_MENU = "menu_type: must be 'japanese' or 'western' (or 和食 / 洋食)"
@@ -65,7 +70,7 @@ def event(**fields: object) -> bytes:
 
 
 def kafka_df(spark: SparkSession, values: list[bytes | None], ts: datetime = KAFKA_TS):
-    rows = [(b"u-1", v, TOPIC, 0, offset, ts.replace(tzinfo=None)) for offset, v in enumerate(values)]
+    rows = [(b"u-1", v, TOPIC, 0, offset, ts.replace(tzinfo=None), None) for offset, v in enumerate(values)]
     return spark.createDataFrame(rows, KAFKA_SCHEMA)
 
 
@@ -210,12 +215,16 @@ def test_bucket_in_spark_equals_the_python_rule(spark: SparkSession):
 REJECTED_SCHEMA = T.StructType(
     [
         T.StructField("reject_date", T.DateType()),
-        T.StructField("kafka_partition", T.IntegerType()),
+        T.StructField("bucket", T.ShortType()),
         T.StructField("kafka_topic", T.StringType()),
+        T.StructField("kafka_partition", T.IntegerType()),
         T.StructField("kafka_offset", T.LongType()),
-        T.StructField("kafka_key", T.StringType()),
+        T.StructField("kafka_key", T.BinaryType()),
+        T.StructField("kafka_key_length", T.IntegerType()),
         T.StructField("kafka_timestamp", T.TimestampType()),
         T.StructField("raw_value", T.BinaryType()),
+        T.StructField("raw_length", T.IntegerType()),
+        T.StructField("raw_sha256", T.StringType()),
         T.StructField("reason", T.StringType()),
         T.StructField("rejected_at", T.TimestampType()),
     ]
@@ -233,12 +242,14 @@ def test_rejected_rows_are_dated_by_the_kafka_timestamp_in_the_business_zone(spa
         .transform(to_rejected_events, TOKYO, F.lit(INGESTED))
     )
     naive = kafka_ts.replace(tzinfo=None)
+
+    def row(offset, value, reason):
+        length, digest = (None, None) if value is None else (len(value), hashlib.sha256(value).hexdigest())
+        return (date(2025, 6, 1), rejected_bucket_of(offset), TOPIC, 0, offset, bytearray(b"u-1"), 3, naive,
+                None if value is None else bytearray(value), length, digest, reason, INGESTED)
+
     expected = spark.createDataFrame(
-        [
-            (date(2025, 6, 1), 0, TOPIC, 0, "u-1", naive, bytearray(b"\xff"), "record is not UTF-8", INGESTED),
-            (date(2025, 6, 1), 0, TOPIC, 1, "u-1", naive, bytearray(values[1]), JAPANESE_MENU, INGESTED),
-            (date(2025, 6, 1), 0, TOPIC, 2, "u-1", naive, None, "record has no value", INGESTED),
-        ],
+        [row(0, b"\xff", "record is not UTF-8"), row(1, values[1], JAPANESE_MENU), row(2, None, "record has no value")],
         REJECTED_SCHEMA,
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
