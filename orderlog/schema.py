@@ -67,7 +67,8 @@ def _strip_comments(cql: str) -> str:
 
 
 def create_topic(settings: Settings) -> bool:
-    """Creates the order topic if it does not exist; True if it was created."""
+    """Creates the order topic if it does not exist; True if it was created. An existing
+    topic is left as it is (change its min.insync.replicas with Kafka's own tools)."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -82,6 +83,9 @@ def create_topic(settings: Settings) -> bool:
                         settings.kafka_topic,
                         num_partitions=settings.kafka_topic_partitions,
                         replication_factor=settings.kafka_replication_factor,
+                        # With the producers' acks=all: how many replicas hold a record
+                        # before it is acknowledged.
+                        topic_configs={"min.insync.replicas": str(settings.kafka_min_insync_replicas)},
                     )
                 ]
             )
