@@ -355,6 +355,7 @@ def test_status_tells_the_last_aggregation(client: object) -> None:
     assert body["segments_as_of"] == "2025-05-31"
     assert body["aggregated_at"] == "2025-06-01T02:00:00Z"
     assert body["last_run"]["order_date"] == "2025-05-31" and body["last_run"]["status"] == "succeeded"
+    assert body["last_run"]["trigger"] == "nightly"
 
 
 def test_unknown_api_route_and_method_are_json(client: object) -> None:

@@ -47,8 +47,8 @@ class ViewerData:
             "VALUES (?, ?, ?, ?, ?, ?)"
         )
         self.run = p(
-            "INSERT INTO aggregate_runs (year, order_date, run_id, status, orders_read, users_touched, "
-            "started_at, finished_at, duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO aggregate_runs (year, order_date, run_id, status, trigger, orders_read, users_touched, "
+            "started_at, finished_at, duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
 
     def _many(self, statement: object, rows: Iterable[tuple]) -> None:
@@ -107,7 +107,7 @@ class ViewerData:
         run_id: uuid.UUID = uuid_from_time(started)
         self._many(
             self.run,
-            [(order_date.year, order_date, run_id, status, 10, 5, started, started, 1234, error)],
+            [(order_date.year, order_date, run_id, status, "nightly", 10, 5, started, started, 1234, error)],
         )
 
 

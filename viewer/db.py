@@ -50,7 +50,7 @@ STATEMENTS: dict[str, str] = {
         "SELECT run_id, started_at, finished_at, records_seen FROM aggregated_dates WHERE year = ? AND order_date = ?"
     ),
     "latest_run_of_year": (
-        "SELECT order_date, run_id, status, orders_read, users_touched, started_at, finished_at, "
+        "SELECT order_date, run_id, status, trigger, orders_read, users_touched, started_at, finished_at, "
         "duration_ms, error FROM aggregate_runs WHERE year = ? LIMIT 1"
     ),
     # Segment members: one bucket partition at a time, in user_id order, with the bounds

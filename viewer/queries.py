@@ -225,6 +225,7 @@ def _run(row: Any) -> dict[str, Any]:
         "order_date": _date(row.order_date),
         "run_id": str(row.run_id),
         "status": row.status,
+        "trigger": row.trigger,  # why it ran: requested, nightly, late-orders, recovery
         "orders_read": row.orders_read,
         "users_touched": row.users_touched,
         "started_at": _utc(row.started_at),
