@@ -70,7 +70,7 @@ browser: ## install Debian's chromium, chromium-driver and a Japanese font for t
 	  S=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$S apt-get update && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y chromium chromium-driver fonts-ipafont-gothic; fi
 
-aggregate: setup ## nightly aggregate: make aggregate [DATE=2025-05-31 | FROM=2025-05-01 TO=2025-05-31] (default yesterday)
+aggregate: setup ## nightly aggregate: make aggregate [DATE=2025-05-31 | FROM=2025-05-01 TO=2025-05-31] (default: yesterday and every earlier date with late orders)
 	./spark-submit.sh aggregate $(if $(DATE),--date $(DATE)) $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
 
 .PHONY: compose-check

@@ -1,7 +1,7 @@
 """The nightly aggregate: folds the orders of business date D into the daily summary,
 the per-user state, the segments and the segment history.
 
-    ./spark-submit.sh aggregate                      # yesterday in the business time zone
+    ./spark-submit.sh aggregate                      # yesterday, and every earlier date with late orders
     ./spark-submit.sh aggregate --date 2025-05-31
     ./spark-submit.sh aggregate --from 2025-05-01 --to 2025-05-31
 
@@ -12,14 +12,18 @@ orders of D and the stored daily counts of the other dates (see docs/aggregate.m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable
 from datetime import date
+from typing import NoReturn
 
 from pyspark.sql import SparkSession
 
 from jobs import aggregate_io as io
 from jobs import aggregate_transforms as t
+from jobs.aggregate_lock import MAX_TTL_SECONDS, MIN_TTL_SECONDS, LockHeld, LockLost
+from orderlog import late_orders as late
 from orderlog.business_day import date_range, yesterday
 from orderlog.config import ConfigError, Settings, load_settings
 
@@ -54,18 +58,23 @@ def run_day(
     transitions = t.with_segment_transitions(t.merge_day_into_history(history, new_counts, day))
     transitions = transitions.localCheckpoint(eager=True)
 
+    # Every write below first renews the lock: a run that lost it stops here (LockLost).
     keyed = t.with_user_day_keys(new_counts, day)
+    state.check_lock("the daily counts")
     io.write(keyed.drop("year"), settings, "user_daily_counts")
     io.write(keyed.drop("bucket"), settings, "user_daily_history")
     checkpoint("daily_counts")
+    state.check_lock("the segment transitions")
     io.write(t.transition_rows(transitions, day), settings, "user_segment_transitions")
     checkpoint("transitions")
 
     preferences = t.user_preferences(transitions).localCheckpoint(eager=True)
+    state.check_lock("the preferences and segments")
     io.write(preferences, settings, "user_preferences")
     io.write(t.segment_rows(preferences), settings, "user_segments")
     checkpoint("preferences")
     deletions = t.segment_deletions(preferences, old_counts, new_counts, every_other=recovering)
+    state.check_lock("the segment deletions")
     io.delete_rows(state.session, deletions, "user_segments", ["segment", "bucket", "user_id"])
     _delete_stale(state, old_counts, new_counts, touched, preferences, day)
     checkpoint("segments")
@@ -112,17 +121,24 @@ def _rewrite_segment_sizes(spark, settings, state, transitions, day: date) -> No
 def aggregate(
     spark: SparkSession,
     settings: Settings,
-    dates: list[date],
+    dates: list[date] | None,
     *,
     lock_ttl: int = DEFAULT_LOCK_TTL_SECONDS,
     crash_after: str | None = None,
+    after_step: Callable[[str], None] = lambda step: None,
     log: Callable[[str], None] = print,
 ) -> None:
     """Runs the dates in order under the job's lock, after redoing any date a crashed run
-    left unfinished. ``crash_after`` (tests) raises InjectedCrash after that step."""
+    left unfinished. ``dates=None`` is the nightly run: yesterday, and before it every date
+    that received orders after its last successful run (late orders).
+
+    Tests: ``after_step(step)`` is called after each step of a date, and ``crash_after``
+    raises InjectedCrash after that step. A lost lock raises LockLost, whose message says
+    what the next run will do."""
     from orderlog.cassandra_session import connect, shutdown
 
     def checkpoint(step: str) -> None:
+        after_step(step)
         if step == crash_after:
             raise InjectedCrash(f"injected crash after step {step!r}")
 
@@ -131,38 +147,81 @@ def aggregate(
     try:
         state.acquire_lock(lock_ttl)
         try:
+            # Decided under the lock, so no other run changes the ledger meanwhile.
             pending = state.pending_runs()
-            for day in sorted(pending) + [d for d in dates if d not in pending]:
-                _run_logged(spark, settings, state, day, pending.get(day), checkpoint, log)
+            plan = late.with_recovery(pending, _wanted(state, settings, dates))
+            log(f"aggregate: {len(plan)} date{'' if len(plan) == 1 else 's'} to do")
+            for p in plan:
+                log(f"  {p.day}: {p.why}")
+            for n, p in enumerate(plan):
+                try:
+                    _run_logged(spark, settings, state, p, pending.get(p.day), checkpoint, log)
+                except LockLost as exc:
+                    marked = state.unfinished == p.day or p.day in pending
+                    raise LockLost(_stopped_message(exc, p.day, marked, plan[n + 1 :])) from None
         finally:
             state.release_lock()
     finally:
         shutdown(session)
 
 
-def _run_logged(spark, settings, state, day, unfinished_run, checkpoint, log) -> None:
+def _wanted(state: io.AggregateState, settings: Settings, dates: list[date] | None) -> list[late.PlannedDate]:
+    if dates is not None:
+        return late.requested_dates(dates)
+    return late.nightly_dates(state.stream_totals(), state.last_runs(), yesterday(settings.tz))
+
+
+def _stopped_message(exc: LockLost, day: date, marked: bool, rest: list[late.PlannedDate]) -> str:
+    """One line: what happened, and what the next run will do about it."""
+    where = f" before writing {exc.before}" if exc.before else ""
+    if marked:
+        then = f"the next run redoes {day} first (it is marked unfinished)"
+    else:
+        then = f"{day} was not started: run it again"
+    not_done = f"; not done either: {', '.join(str(p.day) for p in rest)}" if rest else ""
+    return f"lost the lock{where} of {day}: {exc.reason}. Stopped without writing further; {then}{not_done}"
+
+
+def _run_logged(spark, settings, state, planned, unfinished_run, checkpoint, log) -> None:
+    day = planned.day
     recovering = unfinished_run is not None
-    run_id, started = state.new_run(day)
+    run_id, started = state.new_run_id()
     if recovering:
         state.abandon_run(day, unfinished_run, redone_by=run_id)
+    # Marked unfinished before anything else is written: a run stopped anywhere after this
+    # line is redone first by the next one (its ledger row then says 'abandoned').
     state.mark_pending(day, run_id)
+    state.start_run(day, run_id, started, planned.trigger)
+    # What the streaming job had written for the date before this run reads raw_orders.
+    records_seen = state.stream_total(day)
     try:
         orders, users = run_day(spark, settings, state, day, recovering=recovering, checkpoint=checkpoint)
+    except LockLost:
+        raise  # the run is no longer ours to record: the next run marks it abandoned
     except BaseException as exc:
-        state.finish_run(day, run_id, started, status="failed", error=f"{type(exc).__name__}: {exc}"[:1000])
+        with contextlib.suppress(LockLost):
+            state.finish_run(day, run_id, started, status="failed", error=f"{type(exc).__name__}: {exc}"[:1000])
         raise
-    state.finish_run(day, run_id, started, status="succeeded", orders_read=orders, users_touched=users)
+    finished = state.finish_run(day, run_id, started, status="succeeded", orders_read=orders, users_touched=users)
+    state.record_aggregated(day, run_id, started, finished, records_seen)
     state.clear_pending(day)
     note = " (redoing an unfinished run)" if recovering else ""
     log(f"aggregate {day}: {orders} orders, {users} users touched{note}")
 
 
-def parse_dates(argv: list[str] | None, settings: Settings) -> tuple[list[date], argparse.Namespace]:
-    parser = argparse.ArgumentParser(prog="aggregate", description="The nightly aggregate of one or more dates.")
-    parser.add_argument("--date", type=_iso_date, help="business date YYYY-MM-DD (default: yesterday)")
+def parse_dates(argv: list[str] | None, settings: Settings) -> tuple[list[date] | None, argparse.Namespace]:
+    """The dates asked for, or None for the nightly run (no --date, --from or --to)."""
+    parser = _OneLineErrors(prog="aggregate", description="The nightly aggregate of one or more dates.")
+    parser.add_argument(
+        "--date", type=_iso_date,
+        help="business date YYYY-MM-DD (default: yesterday and every earlier date with late orders)",
+    )  # fmt: skip
     parser.add_argument("--from", dest="first", type=_iso_date, help="first date of a range")
     parser.add_argument("--to", dest="last", type=_iso_date, help="last date of a range")
-    parser.add_argument("--lock-ttl", type=int, default=DEFAULT_LOCK_TTL_SECONDS, help="seconds")
+    parser.add_argument(
+        "--lock-ttl", type=_lock_ttl, default=DEFAULT_LOCK_TTL_SECONDS,
+        help=f"seconds a dead run keeps the lock ({MIN_TTL_SECONDS}..{MAX_TTL_SECONDS}, default %(default)s)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.date and (args.first or args.last):
         parser.error("use either --date or --from/--to")
@@ -172,7 +231,27 @@ def parse_dates(argv: list[str] | None, settings: Settings) -> tuple[list[date],
         parser.error(f"--from {args.first} is after --to {args.last}")
     if args.first:
         return date_range(args.first, args.last), args
-    return [args.date or yesterday(settings.tz)], args
+    return ([args.date] if args.date else None), args
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # An argument may hold a line break or a control character; the error stays one line.
+        from orderlog.events import printable
+
+        super().error(printable(message))
+
+
+def _lock_ttl(text: str) -> int:
+    try:
+        seconds = int(text)
+    except ValueError:
+        seconds = None
+    if seconds is None or not MIN_TTL_SECONDS <= seconds <= MAX_TTL_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of seconds from {MIN_TTL_SECONDS} to {MAX_TTL_SECONDS}"
+        )
+    return seconds
 
 
 def _iso_date(text: str) -> date:
@@ -200,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_session(settings, "orderlog-aggregate")
     try:
         aggregate(spark, settings, dates, lock_ttl=args.lock_ttl)
-    except io.LockHeld as exc:
+    except (LockHeld, LockLost) as exc:
         print(f"aggregate: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:

@@ -5,7 +5,6 @@ Python driver with bound parameters."""
 from __future__ import annotations
 
 import socket
-import threading
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
@@ -15,17 +14,14 @@ from cassandra.util import uuid_from_time
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.aggregate_lock import LockLost, RunLock
 from orderlog.config import Settings
+from orderlog.late_orders import ORDERS, LastRun
 from orderlog.layout import RAW_ORDER_BUCKETS, USER_DAY_BUCKETS
 
 CASSANDRA_FORMAT = "org.apache.spark.sql.cassandra"
-LOCK_NAME = "aggregate"
 PENDING_SCOPE = "aggregate"
 DELETE_CHUNK = 5000
-
-
-class LockHeld(RuntimeError):
-    """Another aggregate run holds the lock."""
 
 
 def table(spark: SparkSession, settings: Settings, name: str, **options: str) -> DataFrame:
@@ -106,8 +102,8 @@ class AggregateState:
     def __init__(self, session: Session):
         self.session = session
         self.owner = f"{socket.gethostname()}:{uuid.uuid4()}"
-        self._stop_heartbeat = threading.Event()
-        self._heartbeat: threading.Thread | None = None
+        self.lock: RunLock | None = None
+        self.unfinished: date | None = None  # the date this run marked pending and has not cleared
 
     def _rows(self, cql: str, params: tuple = ()) -> list[dict]:
         statement = self.session.prepare(cql)
@@ -117,37 +113,22 @@ class AggregateState:
 
     # -- the lock -----------------------------------------------------------------------
     def acquire_lock(self, ttl_seconds: int) -> None:
-        now = datetime.now(UTC)
-        statement = self.session.prepare(
-            "INSERT INTO aggregate_lock (name, owner, acquired_at) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?"
-        )
-        result = self.session.execute(statement, (LOCK_NAME, self.owner, now, ttl_seconds)).one()
-        if not result[0]:
-            holder = self._rows("SELECT owner, acquired_at FROM aggregate_lock WHERE name = ?", (LOCK_NAME,))
-            who = f"{holder[0]['owner']} since {holder[0]['acquired_at']:%Y-%m-%d %H:%M:%S} UTC" if holder else "?"
-            raise LockHeld(
-                f"another aggregate run holds the lock ({who}); it expires {ttl_seconds}s after its "
-                "holder stops"
-            )
-        self._stop_heartbeat.clear()
-        self._heartbeat = threading.Thread(target=self._renew, args=(ttl_seconds,), daemon=True)
-        self._heartbeat.start()
-
-    def _renew(self, ttl_seconds: int) -> None:
-        statement = self.session.prepare(
-            "UPDATE aggregate_lock USING TTL ? SET owner = ?, acquired_at = ? WHERE name = ? IF owner = ?"
-        )
-        while not self._stop_heartbeat.wait(max(ttl_seconds / 3, 1)):
-            self.session.execute(
-                statement, (ttl_seconds, self.owner, datetime.now(UTC), LOCK_NAME, self.owner)
-            )
+        self.lock = RunLock(self.session, self.owner, ttl_seconds)
+        self.lock.acquire()
 
     def release_lock(self) -> None:
-        self._stop_heartbeat.set()
-        if self._heartbeat is not None:
-            self._heartbeat.join(timeout=10)
-        statement = self.session.prepare("DELETE FROM aggregate_lock WHERE name = ? IF owner = ?")
-        self.session.execute(statement, (LOCK_NAME, self.owner))
+        if self.lock is not None:
+            self.lock.release()
+
+    def check_lock(self, before: str) -> None:
+        """Every write of a run comes after this: LockLost (naming the write) when the run
+        no longer holds the lock. A state without a lock (tests of the bookkeeping) writes freely."""
+        if self.lock is None:
+            return
+        try:
+            self.lock.ensure_held()
+        except LockLost as exc:
+            raise LockLost(exc.reason, before=before) from None
 
     # -- pending dates ------------------------------------------------------------------
     def pending_dates(self) -> list[date]:
@@ -160,6 +141,7 @@ class AggregateState:
 
     def abandon_run(self, day: date, run_id: uuid.UUID, redone_by: uuid.UUID) -> None:
         """A killed run never wrote its outcome: say so in the ledger instead of 'running'."""
+        self.check_lock("the ledger")
         statement = self.session.prepare(
             "UPDATE aggregate_runs SET status = ?, error = ? WHERE year = ? AND order_date = ? AND run_id = ? "
             "IF status = ?"
@@ -168,24 +150,32 @@ class AggregateState:
         self.session.execute(statement, ("abandoned", reason, day.year, day, run_id, "running"))
 
     def mark_pending(self, day: date, run_id: uuid.UUID) -> None:
+        self.check_lock("the unfinished-run marker")
         statement = self.session.prepare(
             "INSERT INTO aggregate_pending (scope, order_date, run_id, started_at) VALUES (?, ?, ?, ?)"
         )
         self.session.execute(statement, (PENDING_SCOPE, day, run_id, datetime.now(UTC)))
+        self.unfinished = day
 
     def clear_pending(self, day: date) -> None:
+        self.check_lock("the unfinished-run marker")
         statement = self.session.prepare("DELETE FROM aggregate_pending WHERE scope = ? AND order_date = ?")
         self.session.execute(statement, (PENDING_SCOPE, day))
+        self.unfinished = None
 
     # -- the ledger ---------------------------------------------------------------------
-    def new_run(self, day: date) -> tuple[uuid.UUID, datetime]:
+    @staticmethod
+    def new_run_id() -> tuple[uuid.UUID, datetime]:
         started = datetime.now(UTC)
-        run_id = uuid_from_time(started)
+        return uuid_from_time(started), started
+
+    def start_run(self, day: date, run_id: uuid.UUID, started: datetime, trigger: str) -> None:
+        self.check_lock("the ledger")
         statement = self.session.prepare(
-            "INSERT INTO aggregate_runs (year, order_date, run_id, status, started_at) VALUES (?, ?, ?, ?, ?)"
+            "INSERT INTO aggregate_runs (year, order_date, run_id, status, trigger, started_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)"
         )
-        self.session.execute(statement, (day.year, day, run_id, "running", started))
-        return run_id, started
+        self.session.execute(statement, (day.year, day, run_id, "running", trigger, started))
 
     def finish_run(
         self,
@@ -197,7 +187,8 @@ class AggregateState:
         orders_read: int | None = None,
         users_touched: int | None = None,
         error: str | None = None,
-    ) -> None:
+    ) -> datetime:
+        self.check_lock("the ledger")
         finished = datetime.now(UTC)
         statement = self.session.prepare(
             "UPDATE aggregate_runs SET status = ?, orders_read = ?, users_touched = ?, finished_at = ?, "
@@ -208,13 +199,62 @@ class AggregateState:
             statement,
             (status, orders_read, users_touched, finished, duration_ms, error, day.year, day, run_id),
         )
+        return finished
+
+    # -- late orders --------------------------------------------------------------------
+    def stream_total(self, day: date) -> int:
+        """The records the streaming job has written for day, over every streaming query."""
+        rows = self._rows(
+            "SELECT records FROM stream_day_counts WHERE year = ? AND day = ? AND kind = ?", (day.year, day, ORDERS)
+        )
+        return sum(r["records"] or 0 for r in rows)
+
+    def stream_totals(self) -> dict[date, int]:
+        """The same for every date (one small partition per year: 366 days x 2 kinds x a
+        few query ids)."""
+        totals: dict[date, int] = {}
+        for year in self._years("stream_day_counts"):
+            for r in self._rows("SELECT day, kind, records FROM stream_day_counts WHERE year = ?", (year,)):
+                if r["kind"] == ORDERS:
+                    day = r["day"].date()
+                    totals[day] = totals.get(day, 0) + (r["records"] or 0)
+        return totals
+
+    def last_runs(self) -> dict[date, LastRun]:
+        """What the last successful run of each aggregated date saw."""
+        found: dict[date, LastRun] = {}
+        for year in self._years("aggregated_dates"):
+            rows = self._rows(
+                "SELECT order_date, run_id, started_at, finished_at, records_seen FROM aggregated_dates "
+                "WHERE year = ?",
+                (year,),
+            )
+            for r in rows:
+                found[r["order_date"].date()] = LastRun(
+                    r["run_id"], r["started_at"], r["finished_at"], r["records_seen"] or 0
+                )
+        return found
+
+    def record_aggregated(
+        self, day: date, run_id: uuid.UUID, started: datetime, finished: datetime, records_seen: int
+    ) -> None:
+        self.check_lock("the aggregated-dates record")
+        statement = self.session.prepare(
+            "INSERT INTO aggregated_dates (year, order_date, run_id, started_at, finished_at, records_seen) "
+            "VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        self.session.execute(statement, (day.year, day, run_id, started, finished, records_seen))
+
+    def _years(self, table: str) -> list[int]:
+        # DISTINCT over the partition key of a table with one partition per year: tiny.
+        return sorted(r["year"] for r in self._rows(f"SELECT DISTINCT year FROM {table}"))
 
     # -- aggregated dates and segment sizes --------------------------------------------
     def aggregated_years(self) -> list[int]:
-        # One partition per year in a table of at most 366 rows per year: a tiny read.
-        return sorted(r["year"] for r in self._rows("SELECT DISTINCT year FROM daily_order_summaries"))
+        return self._years("daily_order_summaries")
 
     def write_summary(self, row: dict) -> None:
+        self.check_lock("the daily summary")
         statement = self.session.prepare(
             "INSERT INTO daily_order_summaries (year, order_date, japanese, western, total, users, "
             "aggregated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -268,6 +308,7 @@ class AggregateState:
         return found
 
     def write_segment_sizes(self, rows: list[dict]) -> None:
+        self.check_lock("the segment sizes")
         statement = self.session.prepare(
             "INSERT INTO segment_sizes (year, as_of, segment, users, entered, exited) VALUES (?, ?, ?, ?, ?, ?)"
         )

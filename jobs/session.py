@@ -29,10 +29,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.cassandra.connection.host": settings.cassandra_hosts,
         "spark.cassandra.connection.port": str(settings.cassandra_port),
         "spark.cassandra.connection.localDC": settings.cassandra_local_dc,
-        # Writes are idempotent upserts; LOCAL_QUORUM is right on a real cluster and
-        # equals ONE on the single local node.
-        "spark.cassandra.output.consistency.level": "LOCAL_QUORUM",
-        "spark.cassandra.input.consistency.level": "LOCAL_QUORUM",
+        # The same level as our own driver statements (orderlog.cassandra_session):
+        # LOCAL_QUORUM by default, which equals ONE on the single local node.
+        "spark.cassandra.output.consistency.level": settings.cassandra_consistency,
+        "spark.cassandra.input.consistency.level": settings.cassandra_consistency,
         "spark.sql.shuffle.partitions": "8",
         "spark.ui.showConsoleProgress": "false",
     }

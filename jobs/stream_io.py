@@ -1,9 +1,11 @@
 """The I/O of the streaming job: the Kafka source, the Cassandra sink (one foreachBatch
-feeding raw_orders and rejected_events), per-batch progress logging and a clean stop.
+feeding raw_orders and rejected_events, then the per-date totals of stream_day_counts),
+per-batch progress logging and a clean stop.
 
 Exactly once in effect: Spark's checkpoint replays a micro-batch that was not committed
 (at-least-once delivery), and every row is an upsert on a key derived from the record
-(order_id, or the Kafka coordinates), so a replay rewrites the same rows.
+(order_id, or the Kafka coordinates), so a replay rewrites the same rows. The per-date
+totals are replay-safe too (orderlog.late_orders.merge_batch_count).
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
+from jobs.stream_counts import batch_day_counts
 from jobs.stream_transforms import filter_rejected, filter_valid, to_raw_orders, to_rejected_events, with_parsed
 from orderlog.config import Settings
+from orderlog.late_orders import REJECTED, StreamCount, merge_batch_count
 
 log = logging.getLogger("orderlog.streaming")
 
@@ -31,6 +35,9 @@ RAW_ORDERS = "raw_orders"
 REJECTED_EVENTS = "rejected_events"
 # The primary key of rejected_events in cassandra/tables.cql: (partition key, clustering key).
 REJECTED_EVENTS_KEY = (["reject_date", "bucket"], ["kafka_topic", "kafka_partition", "kafka_offset"])
+STREAM_DAY_COUNTS = "stream_day_counts"
+# Set by Spark on the thread that runs a query's batches (and so foreachBatch): the query's id.
+QUERY_ID_PROPERTY = "sql.streaming.queryId"
 KAFKA_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp", "headers")
 
 
@@ -146,8 +153,40 @@ class CassandraHealth:
             return False
 
 
+class DayCountWriter:
+    """The rows of stream_day_counts of one batch, through a driver session: each (day,
+    kind) row of the query is read, merged with the batch's count and upserted. Only this
+    query writes these rows, so the read-modify-write has no concurrent writer."""
+
+    def __init__(self, session: Any, keyspace: str):
+        self.session = session
+        table = f"{keyspace}.{STREAM_DAY_COUNTS}"
+        self.select = session.prepare(
+            f"SELECT records, records_before, batch_id FROM {table} WHERE year = ? AND day = ? AND kind = ? "
+            "AND query_id = ?"
+        )
+        self.insert = session.prepare(
+            f"INSERT INTO {table} (year, day, kind, query_id, records, records_before, batch_id, last_arrival_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+
+    def write(self, query_id: str, batch_id: int, counts: list[tuple[Any, str, int]]) -> None:
+        keys = [(day.year, day, kind, query_id) for day, kind, _ in counts]
+        stored = [f.result().one() for f in [self.session.execute_async(self.select, k) for k in keys]]
+        now = datetime.now(UTC)
+        writes = []
+        for key, row, (_, _, count) in zip(keys, stored, counts, strict=True):
+            before = None if row is None else StreamCount(row.records or 0, row.records_before or 0, row.batch_id)
+            merged = merge_batch_count(before, batch_id, count)
+            values = (*key, merged.records, merged.records_before, merged.batch_id, now)
+            writes.append(self.session.execute_async(self.insert, values))
+        for f in writes:
+            f.result()
+
+
 class BatchWriter:
-    """The foreachBatch function: validate, then write both tables, retrying Cassandra."""
+    """The foreachBatch function: validate, then write both tables and the batch's per-date
+    totals, retrying Cassandra."""
 
     def __init__(self, settings: Settings, options: StreamOptions):
         self.settings = settings
@@ -158,6 +197,7 @@ class BatchWriter:
         self.health = CassandraHealth(settings)
         self.outages_seen = 0
         self.epoch = 0  # bumped after each outage: the connector then opens a fresh session
+        self.day_counts: DayCountWriter | None = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
@@ -166,14 +206,20 @@ class BatchWriter:
         cores = batch.sparkSession.sparkContext.defaultParallelism
         parsed = batch.coalesce(max(1, cores)).transform(with_parsed).persist()
         try:
-            counts = parsed.agg(
-                F.count(F.lit(1)).alias("rows"),
-                F.count(F.col("parsed.reason")).alias("rejected"),
-            ).first()
-            rows, rejected = int(counts["rows"]), int(counts["rejected"])  # type: ignore[index]
+            # The batch's one Spark job before the writes: validation, and the per-date counts
+            # (a few rows) that the rows and rejected figures are the sums of.
+            counts = [
+                (r["day"], r["kind"], int(r["records"]))
+                for r in batch_day_counts(parsed, self.settings.business_timezone).collect()
+            ]
+            rows = sum(n for _, _, n in counts)
+            rejected = sum(n for _, kind, n in counts if kind == REJECTED)
             validated = time.monotonic()
             if rows:
-                self._write_with_retry(parsed, rejected, batch_id)
+                query_id = batch.sparkSession.sparkContext.getLocalProperty(QUERY_ID_PROPERTY)
+                if not query_id:  # foreachBatch always runs on the query's thread
+                    raise RuntimeError(f"no {QUERY_ID_PROPERTY} on the batch's thread: not run by a streaming query?")
+                self._write_with_retry(parsed, rejected, batch_id, query_id, counts)
         finally:
             parsed.unpersist()
         self.stats[batch_id] = {
@@ -184,7 +230,9 @@ class BatchWriter:
             "write_s": time.monotonic() - validated,
         }
 
-    def _write_with_retry(self, parsed: DataFrame, rejected: int, batch_id: int) -> None:
+    def _write_with_retry(
+        self, parsed: DataFrame, rejected: int, batch_id: int, query_id: str, counts: list[tuple[Any, str, int]]
+    ) -> None:
         tz = self.settings.business_timezone
         deadline = time.monotonic() + self.options.write_retry_seconds
         pause, cause = 1.0, None
@@ -209,6 +257,9 @@ class BatchWriter:
                     # Rejected rows expire: a flood of bad records cannot fill the disk for good.
                     write_table(rejected_rows, self.settings, REJECTED_EVENTS, self.epoch,
                                 ttl_seconds=self.settings.rejected_ttl_seconds)
+                # Only after the rows: a total never counts a record that is not in its table
+                # yet (the aggregate relies on it to tell late orders).
+                self._write_day_counts(query_id, batch_id, counts)
                 return
             except Exception as exc:
                 # Every write is an idempotent upsert, so retrying any failure is safe; the
@@ -219,6 +270,12 @@ class BatchWriter:
                             batch_id, self._where(), cause, pause)
                 time.sleep(pause)
                 pause = min(pause * 2, 10.0)
+
+    def _write_day_counts(self, query_id: str, batch_id: int, counts: list[tuple[Any, str, int]]) -> None:
+        if self.day_counts is None:
+            self.day_counts = DayCountWriter(self.health.session, self.settings.cassandra_keyspace)
+        # A record without a date cannot be in either table's key: nothing to count it under.
+        self.day_counts.write(query_id, batch_id, [c for c in counts if c[0] is not None])
 
     def _give_up_after(self, deadline: float, cause: str, batch_id: int) -> None:
         if time.monotonic() < deadline:
@@ -382,7 +439,8 @@ def check_cassandra(settings: Settings, retry_seconds: float) -> None:
             time.sleep(2)
     try:
         keyspace = session.cluster.metadata.keyspaces.get(settings.cassandra_keyspace)
-        missing = [t for t in (RAW_ORDERS, REJECTED_EVENTS) if keyspace is None or t not in keyspace.tables]
+        wanted = (RAW_ORDERS, REJECTED_EVENTS, STREAM_DAY_COUNTS)
+        missing = [t for t in wanted if keyspace is None or t not in keyspace.tables]
         if missing:
             raise CassandraUnavailable(
                 f"{settings.cassandra_keyspace}.{missing[0]} does not exist at {where}: "

@@ -18,6 +18,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 ENV_PREFIX = "ORDERLOG_"
 # Cassandra refuses a TTL longer than 20 years (630,720,000 seconds).
 MAX_TTL_DAYS = 7300
+# The driver's consistency levels (cassandra.ConsistencyLevel) usable for both reads and
+# writes: ANY only writes, SERIAL/LOCAL_SERIAL only qualify lightweight transactions.
+CASSANDRA_CONSISTENCY_LEVELS = (
+    "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE",
+)
 
 
 class ConfigError(ValueError):
@@ -31,6 +36,9 @@ class Settings:
     kafka_topic: str = "order-logs"
     kafka_topic_partitions: int = 3
     kafka_replication_factor: int = 1
+    # min.insync.replicas of the topic when it is created: with acks=all, how many replicas
+    # must have a record before it is acknowledged. 1 on one broker; 2 with 3 replicas.
+    kafka_min_insync_replicas: int = 1
     # Cassandra
     cassandra_hosts: str = "127.0.0.1"
     cassandra_port: int = 9042
@@ -41,6 +49,9 @@ class Settings:
     cassandra_replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
     cassandra_username: str = ""
     cassandra_password: str = ""
+    # Consistency level of every statement: our own (driver) and the connector's reads and
+    # writes alike. LOCAL_QUORUM reads see every LOCAL_QUORUM write (quorums overlap).
+    cassandra_consistency: str = "LOCAL_QUORUM"
     # The business day: an order belongs to the calendar day of its timestamp here.
     business_timezone: str = "Asia/Tokyo"
     # HTTP services
@@ -104,6 +115,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
             to_type = int if f.type in ("int", int) else str
             values[f.name] = _coerce(f.name, environ[env_name], to_type)
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(values.get("cassandra_consistency"), str):  # the driver's names, any case
+        values["cassandra_consistency"] = values["cassandra_consistency"].strip().upper()  # type: ignore[union-attr]
     settings = Settings(**values)
     _validate(settings)
     return settings
@@ -122,7 +135,8 @@ def _validate(settings: Settings) -> None:
             "use letters, digits and underscores only"
         )
     for name in (
-        "kafka_topic_partitions", "cassandra_port", "ingest_port", "viewer_port",
+        "kafka_topic_partitions", "kafka_replication_factor", "kafka_min_insync_replicas",
+        "cassandra_port", "ingest_port", "viewer_port",
         "ingest_max_batch", "ingest_max_body_bytes", "ingest_ack_timeout_ms", "rejected_ttl_days",
     ):
         if int(getattr(settings, name)) <= 0:
@@ -131,4 +145,15 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             f"{ENV_PREFIX}REJECTED_TTL_DAYS={settings.rejected_ttl_days} is longer than Cassandra's "
             f"longest TTL ({MAX_TTL_DAYS} days)"
+        )
+    if settings.kafka_min_insync_replicas > settings.kafka_replication_factor:
+        raise ConfigError(
+            f"{ENV_PREFIX}KAFKA_MIN_INSYNC_REPLICAS={settings.kafka_min_insync_replicas} is more than "
+            f"{ENV_PREFIX}KAFKA_REPLICATION_FACTOR={settings.kafka_replication_factor}: "
+            "no record could ever be acknowledged"
+        )
+    if settings.cassandra_consistency not in CASSANDRA_CONSISTENCY_LEVELS:
+        raise ConfigError(
+            f"{ENV_PREFIX}CASSANDRA_CONSISTENCY={settings.cassandra_consistency!r}: "
+            f"use one of {', '.join(CASSANDRA_CONSISTENCY_LEVELS)}"
         )

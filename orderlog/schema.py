@@ -38,7 +38,66 @@ def table_names() -> list[str]:
     return names
 
 
-def apply_cql(settings: Settings) -> None:
+def table_columns() -> dict[str, dict[str, str]]:
+    """table -> column -> CQL type, as the CREATE TABLE statements of tables.cql define them."""
+    tables: dict[str, dict[str, str]] = {}
+    for name, statement in zip(table_names(), _create_table_statements(), strict=True):
+        body = statement[statement.index("(") + 1 :]
+        columns: dict[str, str] = {}
+        for definition in _top_level_split(body):
+            if definition.upper().startswith("PRIMARY KEY"):
+                continue
+            column, cql_type = definition.split(None, 1)
+            columns[column] = cql_type.replace(" PRIMARY KEY", "").replace(" STATIC", "").strip()
+        tables[name] = columns
+    return tables
+
+
+def _create_table_statements() -> list[str]:
+    return [s for s in table_statements() if s.split()[:5] == ["CREATE", "TABLE", "IF", "NOT", "EXISTS"]]
+
+
+def _top_level_split(body: str) -> list[str]:
+    """The comma-separated definitions of a CREATE TABLE body, up to its closing parenthesis
+    (commas inside PRIMARY KEY (...) or map<...> do not split)."""
+    parts, depth, current = [], 0, []
+    for char in body:
+        if char in "(<":
+            depth += 1
+        elif char in ")>":
+            if depth == 0:  # the table's closing parenthesis
+                break
+            depth -= 1
+        if char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [" ".join(p.split()) for p in parts if p.strip()]
+
+
+def add_missing_columns(session: object, keyspace: str) -> list[str]:
+    """The migration step: columns that tables.cql defines but an existing table lacks (a
+    keyspace created by an older version) are added with ALTER TABLE ... ADD. tables.cql is
+    the one list; running it again adds nothing. Returns the statements it ran."""
+    cluster = session.cluster  # type: ignore[attr-defined]
+    cluster.refresh_schema_metadata()  # the tables just created included
+    existing = cluster.metadata.keyspaces[keyspace].tables
+    applied = []
+    for table, columns in table_columns().items():
+        for column, cql_type in columns.items():
+            if column not in existing[table].columns:
+                statement = f"ALTER TABLE {keyspace}.{table} ADD {column} {cql_type}"
+                session.execute(statement, timeout=60)  # type: ignore[attr-defined]
+                applied.append(statement)
+    if applied:
+        cluster.control_connection.wait_for_schema_agreement()
+    return applied
+
+
+def apply_cql(settings: Settings) -> list[str]:
+    """Keyspace, tables, then the columns older keyspaces lack; returns the ALTERs it ran."""
     from orderlog.cassandra_session import connect, shutdown
 
     session = connect(settings, keyspace="")
@@ -52,6 +111,7 @@ def apply_cql(settings: Settings) -> None:
             session.execute(statement, timeout=60)
         # Schema changes propagate asynchronously; wait so the caller can use them.
         session.cluster.control_connection.wait_for_schema_agreement()
+        return add_missing_columns(session, settings.cassandra_keyspace)
     finally:
         shutdown(session)
 
@@ -78,14 +138,19 @@ TOPIC_TIMESTAMP_CONFIGS: dict[str, int] = {
 }
 
 
-def topic_configs() -> dict[str, str]:
-    """The configuration every order topic is created with (tests' topics included)."""
-    return {name: str(value) for name, value in TOPIC_TIMESTAMP_CONFIGS.items()}
+def topic_configs(settings: Settings) -> dict[str, str]:
+    """The configuration every order topic is created with (tests' topics included): the
+    timestamp bounds, and with the producers' acks=all, how many replicas hold a record
+    before it is acknowledged."""
+    configs = {name: str(value) for name, value in TOPIC_TIMESTAMP_CONFIGS.items()}
+    configs["min.insync.replicas"] = str(settings.kafka_min_insync_replicas)
+    return configs
 
 
 def create_topic(settings: Settings) -> bool:
     """Creates the order topic if it does not exist; True if it was created. An existing
-    topic gets the timestamp bounds of TOPIC_TIMESTAMP_CONFIGS where its own are looser."""
+    topic gets the timestamp bounds of TOPIC_TIMESTAMP_CONFIGS where its own are looser; its
+    min.insync.replicas is left as it is (change it with Kafka's own tools)."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -101,7 +166,7 @@ def create_topic(settings: Settings) -> bool:
                         settings.kafka_topic,
                         num_partitions=settings.kafka_topic_partitions,
                         replication_factor=settings.kafka_replication_factor,
-                        topic_configs=topic_configs(),
+                        topic_configs=topic_configs(settings),
                     )
                 ]
             )
@@ -139,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             print(statement + ";")
         return 0
     if args.command in ("apply", "tables"):
-        apply_cql(settings)
+        for statement in apply_cql(settings):
+            print(f"migrated: {statement}")
         print(f"schema applied: keyspace {settings.cassandra_keyspace}, {len(table_names())} tables")
     if args.command in ("apply", "topic"):
         created = create_topic(settings)

@@ -96,7 +96,7 @@ def kafka_topic(stack: object, settings: Settings) -> Iterator[str]:
     name = f"test-{uuid.uuid4().hex[:12]}"
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
     admin.create_topics([NewTopic(name, num_partitions=settings.kafka_topic_partitions, replication_factor=1,
-                                  topic_configs=topic_configs())])
+                                  topic_configs=topic_configs(settings))])
     yield name
     try:
         admin.delete_topics([name])

@@ -13,6 +13,7 @@ import pytest
 
 from jobs import aggregate_io as io
 from jobs.aggregate import InjectedCrash, aggregate
+from jobs.aggregate_lock import LockHeld, LockLost
 from orderlog.menu import EVEN, JAPANESE, WESTERN
 from tests.conftest import free_ports
 from tests.test_aggregate_model import actual_state, day_counts, expected_state, insert_orders, order
@@ -71,6 +72,10 @@ def test_in_order_run_writes_every_table(spark, settings, clean_cassandra) -> No
     ]  # fmt: skip
     assert list(clean_cassandra.execute("SELECT * FROM aggregate_pending")) == []
     assert list(clean_cassandra.execute("SELECT * FROM aggregate_lock")) == []
+    assert {r.trigger for r in clean_cassandra.execute("SELECT trigger FROM aggregate_runs")} == {"requested"}
+    # What each run saw of the stream (nothing here: the orders were not streamed).
+    seen = clean_cassandra.execute("SELECT order_date, records_seen, run_id FROM aggregated_dates WHERE year = 2025")
+    assert sorted((r.order_date.date(), r.records_seen) for r in seen) == [(D1, 0), (D2, 0), (D3, 0)]
 
 
 def test_reruns_and_backfills_equal_the_in_order_run(spark, settings, clean_cassandra) -> None:
@@ -123,7 +128,7 @@ def test_a_second_run_waits_for_the_lock(spark, settings, clean_cassandra) -> No
     holder = io.AggregateState(connect(settings))
     holder.acquire_lock(60)
     try:
-        with pytest.raises(io.LockHeld, match=r"^another aggregate run holds the lock \("):
+        with pytest.raises(LockHeld, match=r"^another aggregate run holds the lock \("):
             run(spark, settings, D1)
     finally:
         holder.release_lock()
@@ -157,6 +162,11 @@ def test_spark_submit_runs_the_job(settings, clean_cassandra) -> None:
             "aggregate: error: --from 2025-06-02 is after --to 2025-06-01",
         ),
         (["--from", "2025-06-01"], "aggregate: error: --from and --to go together"),
+        *[
+            (["--lock-ttl", ttl], f"aggregate: error: argument --lock-ttl: {ttl!r} is not a whole number of "
+             "seconds from 30 to 86400")
+            for ttl in ("5", "1.5", "86401", "soon")
+        ],
     ],
 )
 def test_bad_arguments_exit_with_one_clear_line(args, message) -> None:
@@ -183,22 +193,22 @@ def test_a_killed_spark_submit_run_is_redone_after_its_lock_expires(spark, setti
     late = [order(D1, "bob", W), order(D1, "bob", W)]
     insert_orders(clean_cassandra, late)
     proc = subprocess.Popen(
-        ["./spark-submit.sh", "aggregate", "--date", str(D1), "--lock-ttl", "15"],
+        ["./spark-submit.sh", "aggregate", "--date", str(D1), "--lock-ttl", "30"],
         cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 300
-        while not list(clean_cassandra.execute("SELECT * FROM aggregate_pending")):
+        while (D1, "running", None, None) not in ledger(clean_cassandra):
             assert proc.poll() is None and time.monotonic() < deadline, "the run never started"
             time.sleep(0.2)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the whole run: the script, the JVM, its Python
         proc.wait(timeout=60)
     assert (D1, "running", None, None) in ledger(clean_cassandra)
-    with pytest.raises(io.LockHeld):
+    with pytest.raises(LockHeld):
         run(spark, settings, D3)
-    time.sleep(16)  # the dead run's lock expires
+    time.sleep(31)  # the dead run's lock expires
     run(spark, settings, D3)
     assert actual_state(clean_cassandra) == expected_state(snapshot(ORDERS + late, [D1, D2, D3]))
     # The killed run is no longer shown as running: the ledger says it was abandoned and redone.
@@ -206,3 +216,121 @@ def test_a_killed_spark_submit_run_is_redone_after_its_lock_expires(spark, setti
     d1 = [(r.status, r.error) for r in runs if r.order_date.date() == D1]
     assert not [s for s, _ in d1 if s == "running"]
     assert [e for s, e in d1 if s == "abandoned"][0].startswith("did not finish (killed or lost); redone by run ")
+
+
+# -- a run that loses its lock -------------------------------------------------------------
+
+THIEF = "another-host:thief"
+# Tables the job writes, each with a regular column whose WRITETIME tells when a row was written.
+WRITTEN = {
+    "daily_order_summaries": "japanese", "user_daily_counts": "japanese", "user_daily_history": "japanese",
+    "user_segment_transitions": "segment_after", "user_preferences": "preference", "user_segments": "japanese",
+    "segment_sizes": "users", "aggregate_runs": "status", "aggregate_pending": "run_id",
+    "aggregated_dates": "run_id",
+}  # fmt: skip
+
+
+def steal_lock(cassandra) -> int:
+    """Another run takes the lock (as if ours had expired): returns the instant, in
+    microseconds since the epoch (the unit of WRITETIME), just before."""
+    import time
+
+    stolen_at = time.time_ns() // 1000
+    cassandra.execute("DELETE FROM aggregate_lock WHERE name = %s", ("aggregate",))
+    cassandra.execute(
+        "INSERT INTO aggregate_lock (name, owner, acquired_at) VALUES (%s, %s, toTimestamp(now())) USING TTL 600",
+        ("aggregate", THIEF),
+    )
+    return stolen_at
+
+
+def last_write(cassandra) -> int:
+    """The newest WRITETIME over every row the job writes (microseconds since the epoch)."""
+    newest = 0
+    for name, column in WRITTEN.items():
+        for row in cassandra.execute(f"SELECT WRITETIME({column}) FROM {name}"):
+            newest = max(newest, row[0] or 0)
+    return newest
+
+
+def lock_owner(cassandra) -> str | None:
+    row = cassandra.execute("SELECT owner FROM aggregate_lock WHERE name = %s", ("aggregate",)).one()
+    return None if row is None else row.owner
+
+
+@pytest.mark.fault
+def test_a_run_whose_lock_is_taken_stops_before_its_next_write(spark, settings, clean_cassandra) -> None:
+    insert_orders(clean_cassandra, ORDERS)
+    run(spark, settings, D1, D2)
+    late = [order(D1, "bob", W), order(D1, "bob", W), order(D1, "alice", J), order(D1, "alice", J)]
+    insert_orders(clean_cassandra, late)
+    stolen: list[int] = []
+
+    def take_the_lock_after_the_daily_counts(step: str) -> None:
+        if step == "daily_counts":
+            stolen.append(steal_lock(clean_cassandra))
+
+    with pytest.raises(LockLost) as lost:
+        run(spark, settings, D1, D3, after_step=take_the_lock_after_the_daily_counts)
+    assert str(lost.value) == (
+        f"lost the lock before writing the segment transitions of {D1}: another run holds it now ({THIEF}). "
+        f"Stopped without writing further; the next run redoes {D1} first (it is marked unfinished); "
+        f"not done either: {D3}"
+    )
+    assert last_write(clean_cassandra) <= stolen[0]  # nothing written after the lock was gone
+    assert lock_owner(clean_cassandra) == THIEF  # and the other run's lock left alone
+    assert [r.order_date.date() for r in clean_cassandra.execute("SELECT * FROM aggregate_pending")] == [D1]
+    assert (D1, "running", None, None) in ledger(clean_cassandra)
+
+    clean_cassandra.execute("DELETE FROM aggregate_lock WHERE name = %s", ("aggregate",))  # the other run ends
+    run(spark, settings, D3)  # redoes D1 first
+    assert actual_state(clean_cassandra) == expected_state(snapshot(ORDERS + late, [D1, D2, D3]))
+    statuses = sorted(r.status for r in clean_cassandra.execute("SELECT status FROM aggregate_runs"))
+    assert statuses == ["abandoned", "succeeded", "succeeded", "succeeded", "succeeded"]
+
+
+@pytest.mark.fault
+def test_spark_submit_run_that_loses_its_lock_exits_1_with_one_line(
+    spark, settings, clean_cassandra, tmp_path
+) -> None:
+    import re
+    import time
+
+    insert_orders(clean_cassandra, ORDERS)
+    run(spark, settings, D1, D2)
+    late = [order(D1, "bob", W), order(D1, "bob", W)]
+    insert_orders(clean_cassandra, late)
+    # spark-submit merges the Python driver's stderr into its stdout: keep both, in order.
+    with (tmp_path / "output").open("w") as out:
+        proc = subprocess.Popen(
+            ["./spark-submit.sh", "aggregate", "--date", str(D1), "--lock-ttl", "30"],
+            cwd=ROOT, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        # Its ledger row is written just before it reads D1's orders (seconds of Spark work
+        # before the next write): the lock is taken from it there.
+        deadline = time.monotonic() + 300
+        while (D1, "running", None, None) not in ledger(clean_cassandra):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run never started"
+            time.sleep(0.1)
+        stolen_at = steal_lock(clean_cassandra)
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = (tmp_path / "output").read_text()
+
+    assert proc.returncode == 1, output[-2000:]
+    (line,) = [line for line in output.splitlines() if line.startswith("aggregate: lost the lock")]
+    assert re.fullmatch(
+        rf"aggregate: lost the lock before writing [a-z -]+ of {D1}: another run holds it now \({THIEF}\)\. "
+        rf"Stopped without writing further; the next run redoes {D1} first \(it is marked unfinished\)",
+        line,
+    ), line
+    assert "Traceback" not in output
+    assert last_write(clean_cassandra) <= stolen_at
+    assert lock_owner(clean_cassandra) == THIEF
+
+    clean_cassandra.execute("DELETE FROM aggregate_lock WHERE name = %s", ("aggregate",))
+    run(spark, settings, D3)
+    assert actual_state(clean_cassandra) == expected_state(snapshot(ORDERS + late, [D1, D2, D3]))

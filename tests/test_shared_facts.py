@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import hypothesis
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from orderlog.business_day import business_date, date_range, yesterday
 from orderlog.config import ConfigError, load_settings
@@ -24,6 +27,8 @@ def test_defaults_run_locally():
     assert settings.cassandra_keyspace == "orderlog"
     assert settings.business_timezone == TOKYO
     assert (settings.ingest_port, settings.viewer_port) == (8080, 8081)
+    assert settings.cassandra_consistency == "LOCAL_QUORUM"
+    assert settings.kafka_min_insync_replicas == 1
 
 
 def test_rejected_records_are_kept_30_days_unless_configured():
@@ -63,11 +68,63 @@ def test_environment_overrides_defaults_and_flags_override_environment():
         ({"ORDERLOG_REJECTED_TTL_DAYS": "a month"}, "ORDERLOG_REJECTED_TTL_DAYS='a month' is not an integer"),
         ({"ORDERLOG_REJECTED_TTL_DAYS": "7301"},
          "ORDERLOG_REJECTED_TTL_DAYS=7301 is longer than Cassandra's longest TTL (7300 days)"),
+        ({"ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS": "0"}, "ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS must be positive"),
+        ({"ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS": "two"}, "ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS='two' is not an integer"),
+        (
+            {"ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS": "2"},
+            "ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS=2 is more than ORDERLOG_KAFKA_REPLICATION_FACTOR=1: "
+            "no record could ever be acknowledged",
+        ),
+        (
+            {"ORDERLOG_CASSANDRA_CONSISTENCY": "QUORUMS"},
+            "ORDERLOG_CASSANDRA_CONSISTENCY='QUORUMS': use one of ONE, TWO, THREE, QUORUM, ALL, LOCAL_QUORUM, "
+            "EACH_QUORUM, LOCAL_ONE",
+        ),
+        ({"ORDERLOG_CASSANDRA_CONSISTENCY": "LOCAL_SERIAL"}, "ORDERLOG_CASSANDRA_CONSISTENCY='LOCAL_SERIAL': use one"),
+        ({"ORDERLOG_CASSANDRA_CONSISTENCY": "ANY"}, "ORDERLOG_CASSANDRA_CONSISTENCY='ANY': use one"),
     ],
 )
 def test_bad_configuration_names_the_variable(env, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_settings(environ=env)
+
+
+def test_consistency_and_min_insync_replicas_come_from_the_environment():
+    env = {
+        "ORDERLOG_CASSANDRA_CONSISTENCY": " local_one ",
+        "ORDERLOG_KAFKA_REPLICATION_FACTOR": "3",
+        "ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS": "2",
+    }
+    settings = load_settings(environ=env)
+    assert settings.cassandra_consistency == "LOCAL_ONE"
+    assert (settings.kafka_replication_factor, settings.kafka_min_insync_replicas) == (3, 2)
+
+
+def test_the_connector_gets_the_configured_consistency():
+    from jobs.session import spark_conf
+
+    for level in ("LOCAL_QUORUM", "ONE"):
+        conf = spark_conf(load_settings(environ={"ORDERLOG_CASSANDRA_CONSISTENCY": level}))
+        assert conf["spark.cassandra.output.consistency.level"] == level
+        assert conf["spark.cassandra.input.consistency.level"] == level
+
+
+CONFIG_VARIABLES = ("ORDERLOG_CASSANDRA_CONSISTENCY", "ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS",
+                    "ORDERLOG_KAFKA_REPLICATION_FACTOR")
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(CONFIG_VARIABLES), st.text(max_size=20)))
+def test_any_value_of_the_variables_is_a_setting_or_a_clear_error(env):
+    try:
+        loaded = load_settings(environ=env)
+    except ConfigError as exc:
+        message = str(exc)  # one line naming the variable
+        assert any(message.startswith(name) for name in CONFIG_VARIABLES) and "\n" not in message
+    else:
+        assert 1 <= loaded.kafka_min_insync_replicas <= loaded.kafka_replication_factor
+        assert loaded.cassandra_consistency in ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM",
+                                                 "EACH_QUORUM", "LOCAL_ONE")
 
 
 @pytest.mark.parametrize(

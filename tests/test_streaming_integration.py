@@ -210,3 +210,71 @@ def test_the_job_refuses_to_start_on_rejected_events_of_the_older_layout(cassand
         check_cassandra(settings, retry_seconds=0)  # the current layout passes
     finally:
         cassandra.execute(f"DROP KEYSPACE {keyspace}", timeout=60)
+
+
+def stream_day_counts(cassandra) -> dict[tuple, tuple]:
+    """(day, kind) -> (query ids, records summed over them, batch ids)."""
+    found: dict[tuple, list] = {}
+    for r in cassandra.execute("SELECT year, day, kind, query_id, records, batch_id, last_arrival_at FROM "
+                               "stream_day_counts"):
+        assert r.year == r.day.date().year
+        entry = found.setdefault((r.day.date(), r.kind), [set(), 0, set(), None])
+        entry[0].add(r.query_id)
+        entry[1] += r.records
+        entry[2].add(r.batch_id)
+        entry[3] = max(entry[3] or r.last_arrival_at, r.last_arrival_at)
+    return {k: (v[0], v[1], v[2], v[3]) for k, v in found.items()}
+
+
+def table_dates(cassandra) -> dict[tuple, int]:
+    """(day, kind) -> rows of raw_orders / rejected_events of that date."""
+    counted: dict[tuple, int] = {}
+    for r in cassandra.execute("SELECT order_date FROM raw_orders"):
+        counted[(r.order_date.date(), "orders")] = counted.get((r.order_date.date(), "orders"), 0) + 1
+    for r in cassandra.execute("SELECT reject_date FROM rejected_events"):
+        counted[(r.reject_date.date(), "rejected")] = counted.get((r.reject_date.date(), "rejected"), 0) + 1
+    return counted
+
+
+def test_per_date_totals_are_written_and_a_replayed_batch_does_not_double_them(
+    spark, settings, kafka_topic, clean_cassandra, tmp_path
+):
+    import pathlib
+
+    run = uuid.uuid4().hex[:8]
+    good = good_events(60, run)
+    bad = [value for value, _ in MALFORMED[:5]]
+    coords = produce(settings, kafka_topic, [(None, v) for v in good + bad])
+    checkpoint = tmp_path / "checkpoint"
+    run_available(spark, settings, kafka_topic, str(checkpoint))  # 65 records: batches 0 and 1 (40 a batch)
+
+    query_id = json.loads((checkpoint / "metadata").read_text())["id"]
+    counts = stream_day_counts(clean_cassandra)
+    # Every record counted under the date of its row, by this query, once.
+    assert {k: n for k, (_, n, _, _) in counts.items()} == table_dates(clean_cassandra)
+    assert {k: ids for k, (ids, _, _, _) in counts.items()} == {k: {query_id} for k in counts}
+    order_dates = [
+        expected_raw(kafka_topic, v, p, o, settings.tz)[0] for v, (p, o) in zip(good, coords[:60], strict=True)
+    ]
+    assert {d: n for (d, kind), (_, n, _, _) in counts.items() if kind == "orders"} == {
+        d: order_dates.count(d) for d in set(order_dates)
+    }
+    assert sum(n for (_, kind), (_, n, _, _) in counts.items() if kind == "rejected") == 5
+
+    # The job died after batch 1's writes, before Spark committed it: the batch is replayed.
+    commits = pathlib.Path(checkpoint / "commits")
+    assert sorted(p.name for p in commits.iterdir() if not p.name.startswith(".")) == ["0", "1"]
+    (commits / "1").unlink()
+    (commits / ".1.crc").unlink(missing_ok=True)
+    run_available(spark, settings, kafka_topic, str(checkpoint))
+    replayed = stream_day_counts(clean_cassandra)
+    assert {k: v[:3] for k, v in replayed.items()} == {k: v[:3] for k, v in counts.items()}  # not doubled
+    assert any(replayed[k][3] > counts[k][3] for k in counts if 1 in counts[k][2])  # and it did run again
+
+    # The next batch adds its records.
+    more = [v.replace(f'"{run}-'.encode(), f'"{run}-more-'.encode()) for v in good_events(6, run)]
+    produce(settings, kafka_topic, [(None, v) for v in more])
+    run_available(spark, settings, kafka_topic, str(checkpoint))
+    after = stream_day_counts(clean_cassandra)
+    assert {k: n for k, (_, n, _, _) in after.items()} == table_dates(clean_cassandra)
+    assert sum(n for _, n, _, _ in after.values()) == 65 + 6

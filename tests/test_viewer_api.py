@@ -54,7 +54,16 @@ def test_summary_of_a_date_is_the_seed_shape(client: object) -> None:
         "users": 150,
         "japanese_share": 0.5581,
         "aggregated_at": "2025-06-01T02:00:00Z",
+        "late_orders": 0,
     }
+
+
+def test_summary_of_a_date_says_how_many_orders_arrived_after_its_run(client: object) -> None:
+    body = get_json(client, "/api/daily_order_summaries?date=2025-05-30")
+    japanese, western, _ = day_counts(date(2025, 5, 30))
+    assert (body["total"], body["late_orders"]) == (japanese + western, 7)  # the numbers do not include them yet
+    # No stream totals and no recorded run: nothing known to be late.
+    assert get_json(client, "/api/daily_order_summaries?date=2025-05-29")["late_orders"] == 0
 
 
 def test_summary_without_parameters_is_the_latest_date(client: object) -> None:
@@ -346,6 +355,7 @@ def test_status_tells_the_last_aggregation(client: object) -> None:
     assert body["segments_as_of"] == "2025-05-31"
     assert body["aggregated_at"] == "2025-06-01T02:00:00Z"
     assert body["last_run"]["order_date"] == "2025-05-31" and body["last_run"]["status"] == "succeeded"
+    assert body["last_run"]["trigger"] == "nightly"
 
 
 def test_unknown_api_route_and_method_are_json(client: object) -> None:

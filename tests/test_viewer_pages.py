@@ -69,6 +69,16 @@ def test_daily_page_defaults_to_latest_date_and_30_day_range(client: object) -> 
     assert '<script src="/assets/plotly-' in html and "cdn" not in html.lower()
 
 
+def test_daily_page_says_when_orders_arrived_after_the_last_run(client: object) -> None:
+    html = page(client, "/daily?date=2025-05-30")
+    assert (
+        '<p class="late" id="day-late">集計後の注文 Late orders: <strong id="day-late-count">7</strong> orders '
+        "arrived after the last run (at 2025-05-31 02:00 JST); the next nightly run folds them in. "
+        "次回の夜間集計で反映されます。</p>"
+    ) in html
+    assert 'id="day-late"' not in page(client, "/daily?date=2025-05-31")  # its run saw everything
+
+
 def test_daily_page_of_a_chosen_date_and_range(client: object) -> None:
     html = page(client, "/daily?date=2025-05-10&from=2025-05-09&to=2025-05-11")
     assert '<span class="value" id="day-japanese">110</span>' in html

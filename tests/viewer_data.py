@@ -38,9 +38,17 @@ class ViewerData:
         self.history = p(
             "INSERT INTO user_daily_history (user_id, year, order_date, japanese, western) VALUES (?, ?, ?, ?, ?)"
         )
+        self.stream_count = p(
+            "INSERT INTO stream_day_counts (year, day, kind, query_id, records, records_before, batch_id, "
+            "last_arrival_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self.aggregated = p(
+            "INSERT INTO aggregated_dates (year, order_date, run_id, started_at, finished_at, records_seen) "
+            "VALUES (?, ?, ?, ?, ?, ?)"
+        )
         self.run = p(
-            "INSERT INTO aggregate_runs (year, order_date, run_id, status, orders_read, users_touched, "
-            "started_at, finished_at, duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO aggregate_runs (year, order_date, run_id, status, trigger, orders_read, users_touched, "
+            "started_at, finished_at, duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
 
     def _many(self, statement: object, rows: Iterable[tuple]) -> None:
@@ -79,12 +87,27 @@ class ViewerData:
         )
         self._many(self.history, [(user_id, d.year, d, j, w) for d, j, w in history])
 
+    def stream_counts(self, day: date, kind: str, by_query: dict[str, int]) -> None:
+        """What the streaming job wrote for day: records per streaming query."""
+        self._many(
+            self.stream_count,
+            [(day.year, day, kind, q, n, 0, 0, AGGREGATED_AT) for q, n in by_query.items()],
+        )
+
+    def aggregated_date(self, order_date: date, records_seen: int) -> None:
+        """The last successful run of order_date (started like aggregate_run's) and what it saw."""
+        started = datetime(order_date.year, order_date.month, order_date.day, 17, 0, tzinfo=UTC)
+        self._many(
+            self.aggregated,
+            [(order_date.year, order_date, uuid_from_time(started), started, started, records_seen)],
+        )
+
     def aggregate_run(self, order_date: date, status: str = "succeeded", error: str | None = None) -> None:
         started = datetime(order_date.year, order_date.month, order_date.day, 17, 0, tzinfo=UTC)
         run_id: uuid.UUID = uuid_from_time(started)
         self._many(
             self.run,
-            [(order_date.year, order_date, run_id, status, 10, 5, started, started, 1234, error)],
+            [(order_date.year, order_date, run_id, status, "nightly", 10, 5, started, started, 1234, error)],
         )
 
 
@@ -95,11 +118,14 @@ VIEWER_TABLES = (
     "user_preferences",
     "user_daily_history",
     "aggregate_runs",
+    "stream_day_counts",
+    "aggregated_dates",
 )
 
 XSS_USER = '<script>alert("x")</script>'
 LATEST = date(2025, 5, 31)
 MISSING_DAY = date(2025, 5, 15)  # a date in the range that was never aggregated
+LATE_DAY = date(2025, 5, 30)  # 7 orders arrived after its last run
 
 
 def day_counts(d: date) -> tuple[int, int, int]:
@@ -152,6 +178,12 @@ def load_standard(session: object) -> None:
     data.user(XSS_USER, [(LATEST, 1, 0)])
     data.aggregate_run(date(2025, 5, 30))
     data.aggregate_run(LATEST)
+    # 05-30: its run saw 200 records, 207 have arrived since (over two streaming queries).
+    data.aggregated_date(LATE_DAY, 200)
+    data.stream_counts(LATE_DAY, "orders", {"query-a": 150, "query-b": 57})
+    data.stream_counts(LATE_DAY, "rejected", {"query-a": 99})  # not orders
+    data.aggregated_date(LATEST, 215)
+    data.stream_counts(LATEST, "orders", {"query-a": 215})
 
 
 def japanese_ids() -> list[str]:

@@ -43,8 +43,14 @@ STATEMENTS: dict[str, str] = {
         "WHERE year = ? AND as_of >= ? AND as_of <= ?"
     ),
     "latest_sizes_of_year": "SELECT as_of FROM segment_sizes WHERE year = ? LIMIT 1",
+    # Late orders of a date: its stream totals (one row per streaming query) against what
+    # its last successful aggregate run saw.
+    "stream_totals_of_date": "SELECT records FROM stream_day_counts WHERE year = ? AND day = ? AND kind = ?",
+    "last_run_of_date": (
+        "SELECT run_id, started_at, finished_at, records_seen FROM aggregated_dates WHERE year = ? AND order_date = ?"
+    ),
     "latest_run_of_year": (
-        "SELECT order_date, run_id, status, orders_read, users_touched, started_at, finished_at, "
+        "SELECT order_date, run_id, status, trigger, orders_read, users_touched, started_at, finished_at, "
         "duration_ms, error FROM aggregate_runs WHERE year = ? LIMIT 1"
     ),
     # Segment members: one bucket partition at a time, in user_id order, with the bounds

@@ -67,6 +67,7 @@ def daily() -> Any:
     last = queries.last_aggregated(store, _tz())
     chosen = parse_date(request.args, "date") or last.date
     summary = queries.summary_of(store, chosen) if chosen else None
+    late = queries.late_orders_of(store, chosen) if summary else None
     span = parse_range(request.args, last.date)
     days: list[queries.DaySummary] = []
     rows: list[tuple[date, queries.DaySummary | None]] = []
@@ -78,6 +79,7 @@ def daily() -> Any:
         "daily.html",
         chosen=chosen,
         summary=summary,
+        late=late,
         span=span,
         days=days,
         rows=rows,

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from orderlog.late_orders import ORDERS, late_orders
 from orderlog.layout import SEGMENT_BUCKETS
 from orderlog.menu import SEGMENTS
 from viewer.db import Store
@@ -61,6 +62,15 @@ class DaySummary:
             "japanese_share": None if self.japanese_share is None else round(self.japanese_share, 4),
             "aggregated_at": iso(self.aggregated_at),
         }
+
+
+@dataclass(frozen=True)
+class LateOrders:
+    """Orders of a date that reached Cassandra after its last successful aggregate run
+    (an upper bound: a retried or replayed record counts again; see orderlog.late_orders)."""
+
+    count: int
+    last_run_at: datetime | None  # when that run started; None when none is recorded
 
 
 @dataclass(frozen=True)
@@ -165,6 +175,15 @@ def summary_of(store: Store, day: date) -> DaySummary | None:
     return None if row is None else _summary(row)
 
 
+def late_orders_of(store: Store, day: date) -> LateOrders:
+    totals = store.execute_async("stream_totals_of_date", (day.year, day, ORDERS))
+    last_run = store.execute_async("last_run_of_date", (day.year, day))
+    total = sum(_int(r.records) for r in totals.result())
+    run = last_run.result().one()
+    seen = None if run is None else _int(run.records_seen)
+    return LateOrders(late_orders(total, seen), None if run is None else _utc(run.started_at))
+
+
 def summaries_between(store: Store, first: date, last: date) -> list[DaySummary]:
     """The aggregated dates of [first, last], oldest first."""
     futures = [store.execute_async("summaries_between", (y, first, last)) for y in _years(first, last)]
@@ -206,6 +225,7 @@ def _run(row: Any) -> dict[str, Any]:
         "order_date": _date(row.order_date),
         "run_id": str(row.run_id),
         "status": row.status,
+        "trigger": row.trigger,  # why it ran: requested, nightly, late-orders, recovery
         "orders_read": row.orders_read,
         "users_touched": row.users_touched,
         "started_at": _utc(row.started_at),

@@ -1,0 +1,72 @@
+"""The schema's migration step: a keyspace created by an older version of tables.cql gets
+the columns it lacks, once, and keeps its rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from cassandra.util import uuid_from_time
+
+from orderlog.cassandra_session import connect, shutdown
+from orderlog.schema import apply_cql, table_columns, table_names
+
+# aggregate_runs as the first release created it: no trigger column.
+OLD_AGGREGATE_RUNS = """
+CREATE TABLE aggregate_runs (
+    year int, order_date date, run_id timeuuid, status text, orders_read bigint,
+    users_touched bigint, started_at timestamp, finished_at timestamp, duration_ms bigint, error text,
+    PRIMARY KEY ((year), order_date, run_id)
+) WITH CLUSTERING ORDER BY (order_date DESC, run_id DESC)
+"""
+
+
+def test_columns_are_read_from_tables_cql() -> None:
+    columns = table_columns()
+    assert list(columns) == table_names()
+    assert columns["aggregate_runs"]["trigger"] == "text"
+    assert columns["stream_day_counts"] == {
+        "year": "int", "day": "date", "kind": "text", "query_id": "text", "records": "bigint",
+        "records_before": "bigint", "batch_id": "bigint", "last_arrival_at": "timestamp",
+    }  # fmt: skip
+    assert "PRIMARY" not in {c for table in columns.values() for c in table}
+
+
+@pytest.mark.integration
+def test_the_parsed_columns_are_the_live_ones(cassandra, settings) -> None:
+    live = cassandra.cluster.metadata.keyspaces[settings.cassandra_keyspace].tables
+    for table, columns in table_columns().items():
+        assert {c: m.cql_type for c, m in live[table].columns.items()} == columns, table
+
+
+@pytest.mark.integration
+def test_an_old_keyspace_gets_the_new_column_once_and_keeps_its_rows(stack, settings) -> None:
+    old = settings.replace(cassandra_keyspace=f"{settings.cassandra_keyspace}_migration")
+    admin = connect(settings, keyspace="")
+    try:
+        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra_keyspace}", timeout=60)
+        admin.execute(
+            f"CREATE KEYSPACE {old.cassandra_keyspace} WITH replication = {settings.cassandra_replication}",
+            timeout=60,
+        )
+        admin.set_keyspace(old.cassandra_keyspace)
+        admin.execute(OLD_AGGREGATE_RUNS, timeout=60)
+        day, started = date(2025, 5, 31), datetime(2025, 6, 1, 1, 0, tzinfo=UTC)
+        run_id = uuid_from_time(started)
+        admin.execute(
+            "INSERT INTO aggregate_runs (year, order_date, run_id, status, started_at) VALUES (%s, %s, %s, %s, %s)",
+            (2025, day, run_id, "succeeded", started),
+        )
+
+        assert apply_cql(old) == [f"ALTER TABLE {old.cassandra_keyspace}.aggregate_runs ADD trigger text"]
+        assert apply_cql(old) == []  # idempotent
+
+        admin.cluster.refresh_schema_metadata()
+        tables = admin.cluster.metadata.keyspaces[old.cassandra_keyspace].tables
+        assert set(table_names()) <= set(tables)
+        assert tables["aggregate_runs"].columns["trigger"].cql_type == "text"
+        row = admin.execute("SELECT run_id, status, trigger FROM aggregate_runs WHERE year = 2025").one()
+        assert (row.run_id, row.status, row.trigger) == (run_id, "succeeded", None)
+    finally:
+        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra_keyspace}", timeout=60)
+        shutdown(admin)
