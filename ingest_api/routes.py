@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from ingest_api.batch import BatchRefused, Item, json_array_items, loads, ndjson_items
 from ingest_api.openapi import openapi_document
@@ -50,6 +50,9 @@ def json_http_error(error: HTTPException) -> Response:
     """Every HTTP error of the app (404, 405, 413, ...) as JSON, headers kept (Allow)."""
     if isinstance(error, RequestEntityTooLarge):
         message = f"request body is larger than {request.max_content_length} bytes"
+    elif isinstance(error, ClientDisconnected):
+        # Werkzeug's words ("the browser (or proxy) sent a request...") do not say what.
+        message = f"the request body ended before its Content-Length ({request.content_length} bytes)"
     elif error.code == 404:
         message = f"no route {request.path}"
     elif error.code == 405:

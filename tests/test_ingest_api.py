@@ -279,3 +279,18 @@ def test_a_timestamp_of_330_digits_in_a_batch_is_a_400_naming_its_index(client, 
     assert (response.status_code, response.json) == (
         400, {"error": "invalid event", "errors": [{"index": 1, **OUT_OF_RANGE}]}
     )
+
+
+def test_a_content_length_that_lies_is_a_400_saying_so(client):
+    body = json.dumps([GOOD])
+    response = client.post("/api/logs", data=body, content_type="application/json",
+                           environ_overrides={"CONTENT_LENGTH": str(len(body) + 50)})
+    assert (response.status_code, response.json) == (
+        400, {"error": f"the request body ended before its Content-Length ({len(body) + 50} bytes)"}
+    )
+    # Shorter than the body: only that much is read, which here is not JSON.
+    response = client.post("/api/logs", data=body, content_type="application/json",
+                           environ_overrides={"CONTENT_LENGTH": "3"})
+    assert (response.status_code, response.json["error"]) == (
+        400, "malformed JSON: Unterminated string starting at: line 1 column 3 (byte 2)"
+    )
