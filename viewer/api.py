@@ -1,4 +1,5 @@
-"""The JSON API (seed-compatible shapes) and the CSV export of a segment."""
+"""The JSON API (seed-compatible shapes), its OpenAPI document, and the CSV export of a
+segment."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from orderlog.menu import SEGMENT_LABELS, SEGMENTS
 from viewer import queries
 from viewer.db import get_store
 from viewer.errors import error_response
+from viewer.openapi import openapi_document
 from viewer.params import (
     DEFAULT_PER_PAGE,
     MAX_PAGE,
@@ -53,6 +55,11 @@ def check_segment(segment: str) -> str | None:
 
 def unknown_segment(segment: str) -> Any:
     return error_response(404, f"unknown segment {segment!r}; the segments are {', '.join(SEGMENTS)}")
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    return openapi_document(auth=bool(current_app.config["VIEWER_USER"]))
 
 
 @bp.get("/status")
@@ -218,7 +225,7 @@ def segment_csv(segment: str) -> Any:
     return response
 
 
-@bp.get("/users/<path:user_id>")
+@bp.get("/users/<user_id:user_id>")
 def user(user_id: str) -> Any:
     check_user_id(user_id)
     summary = queries.user_summary(get_store(), user_id)
