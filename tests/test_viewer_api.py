@@ -293,7 +293,9 @@ def test_csv_is_the_whole_segment_with_header_and_filename(client: object) -> No
     assert response.mimetype == "text/csv"
     assert response.headers["Content-Disposition"] == 'attachment; filename="user_segment_japanese_2025-05-31.csv"'
     assert response.is_streamed
-    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    data = response.get_data()
+    assert data.startswith(b"\xef\xbb\xbf")  # the BOM: spreadsheets read the file as UTF-8
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
     assert rows[0] == ["user_id", "japanese", "western"]
     assert [r[0] for r in rows[1:]] == japanese_ids()
     counts = {u: (j, w) for u, j, w in NAMED_MEMBERS + BULK_MEMBERS}
@@ -303,9 +305,11 @@ def test_csv_is_the_whole_segment_with_header_and_filename(client: object) -> No
 
 def test_csv_with_prefix_and_of_a_small_segment(client: object) -> None:
     text = client.get("/api/user_segments/japanese.csv?prefix=a").get_data(as_text=True)  # type: ignore[attr-defined]
-    assert text == "user_id,japanese,western\r\nalice,3,1\r\namy,2,0\r\n"
+    assert text == "\ufeffuser_id,japanese,western\r\nalice,3,1\r\namy,2,0\r\n"
     text = client.get("/api/user_segments/even.csv").get_data(as_text=True)  # type: ignore[attr-defined]
-    assert text == "user_id,japanese,western\r\ndave,1,1\r\n"
+    assert text == "\ufeffuser_id,japanese,western\r\ndave,1,1\r\n"
+    data = client.get("/api/user_segments/japanese.csv?prefix=%E3%83%A6").get_data()  # type: ignore[attr-defined]
+    assert data == "\ufeffuser_id,japanese,western\r\nユーザー1,4,1\r\n".encode()
 
 
 # -- users --------------------------------------------------------------------------------
@@ -434,6 +438,35 @@ def test_responses_carry_security_headers(client: object) -> None:
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+# -- the CSV is safe to open in a spreadsheet -------------------------------------------------------
+
+FORMULA_IDS = ['=HYPERLINK("http://evil.example","click")', "+81-3-1234", "-abc", "@SUM(A1)", "\tTAB", "\rCR"]
+
+
+@pytest.fixture
+def formula_members(cassandra: object) -> Iterator[list[str]]:
+    """Members of the even segment whose ids a spreadsheet would run as formulas."""
+    from orderlog.layout import SEGMENT_BUCKETS, bucket_of
+
+    ViewerData(cassandra).members([(u, 1, 1) for u in FORMULA_IDS])
+    yield FORMULA_IDS
+    delete = cassandra.prepare("DELETE FROM user_segments WHERE segment = ? AND bucket = ? AND user_id = ?")  # type: ignore[attr-defined]
+    for user_id in FORMULA_IDS:
+        cassandra.execute(delete, ("even", bucket_of(user_id, SEGMENT_BUCKETS), user_id))  # type: ignore[attr-defined]
+
+
+def test_csv_cells_a_spreadsheet_would_run_start_with_an_apostrophe(client: object, formula_members: list[str]) -> None:
+    data = client.get("/api/user_segments/even.csv").get_data()  # type: ignore[attr-defined]
+    assert data.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    assert rows[0] == ["user_id", "japanese", "western"]
+    by_id = {row[0]: row[1:] for row in rows[1:]}
+    assert set(by_id) == {"'" + u for u in formula_members} | {"dave"}  # dave: a normal id, untouched
+    assert all(counts == ["1", "1"] for counts in by_id.values())
+    # The JSON API keeps the ids as they are.
+    assert set(get_json(client, "/api/user_segments/even?per_page=100")["user_ids"]) == {*formula_members, "dave"}
 
 
 # -- the OpenAPI document, and schemathesis against it ----------------------------------------------

@@ -339,7 +339,7 @@ def test_empty_states_read_well(app: object, cassandra: object) -> None:
     missing = client.get("/api/daily_order_summaries?date=2025-05-31")
     assert missing.status_code == 404
     assert missing.get_json()["error"] == "2025-05-31 has not been aggregated yet (nothing is aggregated yet)"
-    assert client.get("/api/user_segments/japanese.csv").get_data(as_text=True) == "user_id,japanese,western\r\n"
+    assert client.get("/api/user_segments/japanese.csv").get_data(as_text=True) == "\ufeffuser_id,japanese,western\r\n"
     assert client.get("/api/status").get_json() == {
         "latest_summary_date": None, "aggregated_at": None, "segments_as_of": None, "last_run": None
     }

@@ -3,12 +3,14 @@ parameter checks, the CSV writer, the chart figures."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, date, datetime
 
 import pytest
 
 from viewer import charts, queries
-from viewer.api import csv_rows
+from viewer.csv_export import BOM, csv_rows, original_cell, spreadsheet_safe
 from viewer.params import BadParameter, check_single, parse_date, parse_int, parse_prefix, parse_range
 
 
@@ -135,9 +137,38 @@ def test_csv_rows_quote_and_chunk() -> None:
     chunks = list(csv_rows(iter(members)))
     assert len(chunks) == 3  # 500 rows a chunk, then the rest
     text = "".join(chunks)
-    assert text.startswith('user_id,japanese,western\r\n"a,""b""",1,2\r\nu0000,0,0\r\n')
+    assert text.startswith(BOM + 'user_id,japanese,western\r\n"a,""b""",1,2\r\nu0000,0,0\r\n')
     assert text.count("\r\n") == 1202
-    assert list(csv_rows(iter([]))) == ["user_id,japanese,western\r\n"]
+    assert list(csv_rows(iter([]))) == [BOM + "user_id,japanese,western\r\n"]
+
+
+def test_the_csv_starts_with_a_bom_so_spreadsheets_read_japanese_ids() -> None:
+    data = "".join(csv_rows([queries.Member("ユーザー1", 4, 1)])).encode("utf-8")
+    assert data.startswith(b"\xef\xbb\xbf")
+    assert data.decode("utf-8-sig") == "user_id,japanese,western\r\nユーザー1,4,1\r\n"
+
+
+@pytest.mark.parametrize(
+    ("user_id", "exported"),
+    [
+        ("=HYPERLINK(\"http://x\",\"y\")", "'=HYPERLINK(\"http://x\",\"y\")"),
+        ("+1+2", "'+1+2"),
+        ("-abc", "'-abc"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tcmd", "'\tcmd"),
+        ("\rcmd", "'\rcmd"),
+        ("'quoted", "''quoted"),  # one more, so that removing one always gives the id back
+        ("alice", "alice"),
+        ("a=b-c", "a=b-c"),  # only the first character matters
+        ("ユーザー1", "ユーザー1"),
+    ],
+)
+def test_cells_a_spreadsheet_would_run_as_formulas_are_neutralised(user_id: str, exported: str) -> None:
+    assert spreadsheet_safe(user_id) == exported
+    assert original_cell(exported) == user_id
+    text = "".join(csv_rows([queries.Member(user_id, 1, 0)]))
+    rows = list(csv.reader(io.StringIO(text.removeprefix(BOM), newline="")))
+    assert rows == [["user_id", "japanese", "western"], [exported, "1", "0"]]
 
 
 def test_daily_figure_stacks_counts_and_puts_the_share_on_a_second_axis() -> None:

@@ -1,11 +1,8 @@
 """The JSON API (seed-compatible shapes), its OpenAPI document, and the CSV export of a
-segment."""
+segment (written by viewer/csv_export.py)."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -14,6 +11,7 @@ from flask import Blueprint, Response, current_app, request
 from orderlog.business_day import date_range
 from orderlog.menu import SEGMENT_LABELS, SEGMENTS
 from viewer import queries
+from viewer.csv_export import csv_rows
 from viewer.db import get_store
 from viewer.errors import error_response
 from viewer.openapi import openapi_document
@@ -30,10 +28,6 @@ from viewer.params import (
 )
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-CSV_HEADER = ("user_id", "japanese", "western")
-_CSV_ROWS_PER_CHUNK = 500
-
 
 def _tz() -> Any:
     return current_app.config["SETTINGS"].tz
@@ -195,20 +189,6 @@ def segment_members(segment: str) -> Any:
         "has_more": result.has_more,
         "next_after": result.next_after,
     }
-
-
-def csv_rows(members: Iterator[queries.Member]) -> Iterator[str]:
-    """The CSV text in chunks: the header, then the members in user_id order."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
-    for n, m in enumerate(members, start=1):
-        writer.writerow((m.user_id, m.japanese, m.western))
-        if n % _CSV_ROWS_PER_CHUNK == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
 
 
 def segment_csv(segment: str) -> Any:
