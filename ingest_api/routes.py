@@ -28,6 +28,10 @@ JSON = "application/json"
 NDJSON = "application/x-ndjson"
 # A batch with thousands of bad items still gets a readable answer.
 MAX_REPORTED_ERRORS = 1000
+RETRY_ADVICE = (
+    "nothing was acknowledged, but some events may still reach Kafka: retry later with these order_ids, "
+    "which counts each event once"
+)
 
 
 class RequestProblem(Exception):
@@ -146,13 +150,11 @@ def _produce(events: list[OrderEvent]) -> list[str]:
     except KafkaUnavailable as exc:
         current_app.logger.warning("503: %s", exc)
         retry_after = str(current_app.config["INGEST_RETRY_AFTER_S"])
-        # The ids let a client retry with the same order_ids, so a record that did reach
-        # Kafka before the failure is not counted twice downstream.
-        raise RequestProblem(
-            503,
-            {"error": f"{exc}; the events were not accepted, retry later", "order_ids": order_ids},
-            {"Retry-After": retry_after},
-        ) from None
+        # Not acknowledged is not "not written": a broker may have written a record whose
+        # answer was lost or late. Retried with these ids, such a record is counted once
+        # downstream (raw_orders is keyed by order_id).
+        message = f"{exc}; {RETRY_ADVICE}"
+        raise RequestProblem(503, {"error": message, "order_ids": order_ids}, {"Retry-After": retry_after}) from None
     return order_ids
 
 

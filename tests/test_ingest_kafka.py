@@ -157,8 +157,10 @@ def test_a_missing_topic_is_unavailable_not_accepted(settings):
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert response.json["error"] == (
         "Kafka did not acknowledge the records (KafkaTimeoutError: Failed to update metadata after 1.5 secs.); "
-        "the events were not accepted, retry later"
+        "nothing was acknowledged, but some events may still reach Kafka: retry later with these order_ids, "
+        "which counts each event once"
     )
+    assert len(response.json["order_ids"]) == 1
     health = client.get("/healthz")
     assert health.status_code == 503
     assert health.json["error"].startswith("metadata request failed ([Error 3] UnknownTopicOrPartitionError")
