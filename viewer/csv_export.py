@@ -1,7 +1,8 @@
 """The segment CSV: streamed, and safe and readable when opened in a spreadsheet.
 
-- It starts with a UTF-8 byte order mark: without one, Excel and the Japanese spreadsheet
-  apps read the file as Shift_JIS and show ユーザー1 as mojibake.
+- It starts with a UTF-8 byte order mark: without one, Excel and other spreadsheet apps
+  on a Japanese system read the file in the system's code page (Shift_JIS) and show
+  ユーザー1 as mojibake.
 - A cell that starts with =, +, -, @, a tab or a carriage return is written with a
   leading apostrophe (OWASP's advice against CSV injection): a spreadsheet would run
   ``=HYPERLINK(...)`` or ``-2+3`` as a formula; with the apostrophe it is text. A cell
