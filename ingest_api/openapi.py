@@ -101,19 +101,26 @@ def _schemas(max_batch: int) -> dict[str, Any]:
     }
 
 
-def _post(summary: str, request_content: dict[str, Any], accepted: str, auth: bool, body_limit: int) -> dict:
+def _post(
+    summary: str, request_content: dict[str, Any], accepted: str, auth: bool, body_limit: int, body_description: str
+) -> dict:
     responses = {
         "202": _json(accepted, "Kafka acknowledged every event (acks=all)"),
-        "400": _json("Error", "malformed JSON, or invalid events (each bad field and why)"),
-        "413": _json("Error", f"body over {body_limit} bytes, or too many events"),
+        "400": _json("Error", "malformed JSON (with where), or invalid events (each bad field and why)"),
+        "413": _json("Error", f"body over {body_limit} bytes, or more events than a batch may have"),
         "415": _json("Error", "wrong Content-Type"),
-        "503": _json("Error", "Kafka did not acknowledge; nothing was accepted", _RETRY_AFTER),
+        "503": _json(
+            "Error",
+            "Kafka did not acknowledge in time; nothing was acknowledged, but some events may still reach "
+            "Kafka: retry with the order_ids of this answer, which is idempotent",
+            _RETRY_AFTER,
+        ),
     }
     if auth:
         responses["401"] = _json("Error", "missing or wrong bearer token")
     return {
         "summary": summary,
-        "requestBody": {"required": True, "content": request_content},
+        "requestBody": {"required": True, "description": body_description, "content": request_content},
         "responses": responses,
     }
 
@@ -135,16 +142,17 @@ def openapi_document(*, max_batch: int, max_body_bytes: int, auth: bool) -> dict
                     "one order event",
                     {"application/json": {"schema": {"$ref": _REF + "OrderEvent"}}},
                     "Accepted", auth, min(MAX_EVENT_BYTES, max_body_bytes),
+                    f"one event, at most {min(MAX_EVENT_BYTES, max_body_bytes)} bytes",
                 )
             },
             "/api/logs": {
                 "post": _post(
                     f"a batch of up to {max_batch} events: a JSON array, or NDJSON (one event per line)",
-                    {
-                        "application/json": {"schema": batch},
-                        "application/x-ndjson": {"schema": {"type": "string"}},
-                    },
+                    {"application/json": {"schema": batch}, "application/x-ndjson": {"schema": batch}},
                     "BatchAccepted", auth, max_body_bytes,
+                    f"at most {max_body_bytes} bytes. application/json: an array of events. "
+                    "application/x-ndjson: the same events, each a JSON object on its own line (blank lines "
+                    f"are ignored). Each event (array element or line) is at most {MAX_EVENT_BYTES} bytes.",
                 )
             },
             "/healthz": {

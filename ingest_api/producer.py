@@ -37,8 +37,10 @@ class KafkaUnavailable(RuntimeError):
 
 def producer_config(bootstrap_servers: list[str], ack_timeout_ms: int, **overrides: Any) -> dict[str, Any]:
     """The producer settings: durable (acks=all, idempotent, retries) and batched."""
-    # The producer gives up on a record (delivery_timeout_ms) no later than the request
-    # does, so a record whose request got a 503 is not still being retried behind it.
+    # The producer gives up on a record (delivery_timeout_ms) about when the request does,
+    # so it does not go on retrying a record for long after its request got a 503. A record
+    # already sent may still be written (its answer lost or late): the 503 says to retry
+    # with the same order_ids, which is idempotent.
     request_timeout_ms = max(1000, ack_timeout_ms // 2)
     config: dict[str, Any] = {
         "bootstrap_servers": bootstrap_servers,

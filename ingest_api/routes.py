@@ -1,7 +1,9 @@
 """The HTTP routes: one event, a batch, health, and the OpenAPI document.
 
 Every request is fully parsed and validated before anything is produced, so an invalid
-batch produces nothing; a 202 is sent only after Kafka acknowledged every record.
+batch produces nothing; a 202 is sent only after Kafka acknowledged every record. A batch
+is read one event at a time (ingest_api/batch.py), so what it costs is bounded by the
+batch limit, whatever its body holds.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
+from ingest_api.batch import BatchRefused, Item, json_array_items, loads, ndjson_items
 from ingest_api.openapi import openapi_document
 from ingest_api.producer import KafkaUnavailable, get_producer
 from orderlog.events import MAX_EVENT_BYTES, InvalidEvent, OrderEvent, validate_event
@@ -25,6 +28,10 @@ JSON = "application/json"
 NDJSON = "application/x-ndjson"
 # A batch with thousands of bad items still gets a readable answer.
 MAX_REPORTED_ERRORS = 1000
+RETRY_ADVICE = (
+    "nothing was acknowledged, but some events may still reach Kafka: retry later with these order_ids, "
+    "which counts each event once"
+)
 
 
 class RequestProblem(Exception):
@@ -47,6 +54,9 @@ def json_http_error(error: HTTPException) -> Response:
     """Every HTTP error of the app (404, 405, 413, ...) as JSON, headers kept (Allow)."""
     if isinstance(error, RequestEntityTooLarge):
         message = f"request body is larger than {request.max_content_length} bytes"
+    elif isinstance(error, ClientDisconnected):
+        # Werkzeug's words ("the browser (or proxy) sent a request...") do not say what.
+        message = f"the request body ended before its Content-Length ({request.content_length} bytes)"
     elif error.code == 404:
         message = f"no route {request.path}"
     elif error.code == 405:
@@ -75,16 +85,6 @@ def _check_token() -> None:
         )
 
 
-def _reject_json_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _loads(data: bytes) -> Any:
-    """JSON as RFC 8259 has it: UTF-8, no NaN/Infinity."""
-    text = data.decode("utf-8")  # UnicodeDecodeError is a ValueError
-    return json.loads(text, parse_constant=_reject_json_constant)
-
-
 def _read_body(max_bytes: int | None = None) -> bytes:
     if max_bytes is not None:
         request.max_content_length = max_bytes
@@ -105,50 +105,38 @@ def _require_content_type(*accepted: str) -> str:
 
 def _parse_json(data: bytes) -> Any:
     try:
-        return _loads(data)
+        return loads(data)
     except UnicodeDecodeError:
         raise _problem(400, "malformed JSON: the body is not UTF-8") from None
     except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise _problem(400, f"malformed JSON: {exc}") from None
 
 
-def _validate_all(items: Iterable[Any], now: datetime) -> list[OrderEvent]:
-    """Every item validated; if any is invalid, a 400 listing each bad item by index."""
+def _validate_each(items: Iterable[Item], now: datetime) -> list[OrderEvent]:
+    """Every item validated as it is read, only the valid events kept; if any item is
+    invalid, a 400 listing each bad item by index (the first MAX_REPORTED_ERRORS)."""
     events: list[OrderEvent] = []
     errors: list[dict[str, Any]] = []
-    for index, item in enumerate(items):
-        if isinstance(item, _Unparsable):
-            errors.append({"index": index, "field": "", "reason": item.reason})
-            continue
-        try:
-            events.append(validate_event(item, now=now))
-        except InvalidEvent as exc:
-            errors.extend({"index": index, **e.as_dict()} for e in exc.errors)
+    error_count = 0
+    count = 0
+    for index, (value, problem) in enumerate(items):
+        count = index + 1
+        if problem is not None:
+            found = [{"index": index, "field": "", "reason": problem}]
+        else:
+            try:
+                events.append(validate_event(value, now=now))
+                continue
+            except InvalidEvent as exc:
+                found = [{"index": index, **e.as_dict()} for e in exc.errors]
+        error_count += len(found)
+        errors.extend(found[: MAX_REPORTED_ERRORS - len(errors)])
+    if not count:
+        raise _problem(400, "the batch is empty")
     if errors:
-        extra = {"error_count": len(errors)} if len(errors) > MAX_REPORTED_ERRORS else {}
-        raise _problem(400, "invalid event", errors=errors[:MAX_REPORTED_ERRORS], **extra)
+        extra = {"error_count": error_count} if error_count > MAX_REPORTED_ERRORS else {}
+        raise _problem(400, "invalid event", errors=errors, **extra)
     return events
-
-
-class _Unparsable:
-    """An NDJSON line that is not JSON: reported with its index like any invalid item."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
-
-
-def _ndjson_items(data: bytes) -> list[Any]:
-    items: list[Any] = []
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue  # blank lines (and the final newline) are not events
-        try:
-            items.append(_loads(line))
-        except UnicodeDecodeError:
-            items.append(_Unparsable("line is not UTF-8"))
-        except (ValueError, RecursionError) as exc:
-            items.append(_Unparsable(f"line is not JSON ({exc})"))
-    return items
 
 
 def _produce(events: list[OrderEvent]) -> list[str]:
@@ -162,13 +150,11 @@ def _produce(events: list[OrderEvent]) -> list[str]:
     except KafkaUnavailable as exc:
         current_app.logger.warning("503: %s", exc)
         retry_after = str(current_app.config["INGEST_RETRY_AFTER_S"])
-        # The ids let a client retry with the same order_ids, so a record that did reach
-        # Kafka before the failure is not counted twice downstream.
-        raise RequestProblem(
-            503,
-            {"error": f"{exc}; the events were not accepted, retry later", "order_ids": order_ids},
-            {"Retry-After": retry_after},
-        ) from None
+        # Not acknowledged is not "not written": a broker may have written a record whose
+        # answer was lost or late. Retried with these ids, such a record is counted once
+        # downstream (raw_orders is keyed by order_id).
+        message = f"{exc}; {RETRY_ADVICE}"
+        raise RequestProblem(503, {"error": message, "order_ids": order_ids}, {"Retry-After": retry_after}) from None
     return order_ids
 
 
@@ -189,18 +175,13 @@ def post_log() -> tuple[Response, int]:
 def post_logs() -> tuple[Response, int]:
     mimetype = _require_content_type(JSON, NDJSON)
     data = _read_body(_body_limit())
-    if mimetype == NDJSON:
-        items = _ndjson_items(data)
-    else:
-        items = _parse_json(data)
-        if not isinstance(items, list):
-            raise _problem(400, "a batch must be a JSON array of events (or NDJSON)")
     max_batch = int(current_app.config["INGEST_MAX_BATCH"])
-    if not items:
-        raise _problem(400, "the batch is empty")
-    if len(items) > max_batch:
-        raise _problem(413, f"the batch has {len(items)} events; at most {max_batch} are accepted per request")
-    events = _validate_all(items, datetime.now(UTC))
+    # Read one event at a time: never a list of everything the body holds.
+    items = ndjson_items(data, max_batch) if mimetype == NDJSON else json_array_items(data, max_batch)
+    try:
+        events = _validate_each(items, datetime.now(UTC))
+    except BatchRefused as refused:
+        raise _problem(refused.status, refused.message) from None
     order_ids = _produce(events)
     return jsonify({"status": "accepted", "count": len(order_ids), "order_ids": order_ids}), 202
 

@@ -42,3 +42,10 @@ def yesterday(tz: ZoneInfo | str, now: datetime | None = None) -> date:
 def date_range(first: date, last: date) -> list[date]:
     """Every date from first to last, both included."""
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def shift_days(day: date, days: int) -> date:
+    """day moved by days, stopped at the ends of the calendar (date.min, date.max) instead
+    of raising OverflowError: a default range next to year 1 or 9999 is cut short."""
+    ordinal = min(max(day.toordinal() + days, date.min.toordinal()), date.max.toordinal())
+    return date.fromordinal(ordinal)

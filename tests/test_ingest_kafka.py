@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import hypothesis
 import jsonschema_rs
 import pytest
 import schemathesis
@@ -156,8 +157,10 @@ def test_a_missing_topic_is_unavailable_not_accepted(settings):
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert response.json["error"] == (
         "Kafka did not acknowledge the records (KafkaTimeoutError: Failed to update metadata after 1.5 secs.); "
-        "the events were not accepted, retry later"
+        "nothing was acknowledged, but some events may still reach Kafka: retry later with these order_ids, "
+        "which counts each event once"
     )
+    assert len(response.json["order_ids"]) == 1
     health = client.get("/healthz")
     assert health.status_code == 503
     assert health.json["error"].startswith("metadata request failed ([Error 3] UnknownTopicOrPartitionError")
@@ -207,10 +210,17 @@ def test_responses_validate_against_the_document(client):
 # --- fuzzing: no generated request gets a 5xx while Kafka is up --------------------------------
 
 
+@schemathesis.serializer("application/x-ndjson")
+def _ndjson(ctx, value) -> bytes:
+    """What schemathesis generates for the NDJSON body (the Batch schema), one event a line."""
+    lines = value if isinstance(value, list) else [value]
+    return "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_schemathesis_generated_requests_never_get_5xx_and_match_the_document(app, mode):
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
-    statuses: Counter[tuple[str, int]] = Counter()
+    statuses: Counter[tuple[str, str, int]] = Counter()
     checks = [
         not_a_server_error, status_code_conformance, content_type_conformance,
         response_schema_conformance, response_headers_conformance,
@@ -220,15 +230,19 @@ def test_schemathesis_generated_requests_never_get_5xx_and_match_the_document(ap
         # a GET without parameters has no invalid form to generate
         if mode == GenerationMode.POSITIVE or operation.method.upper() == "POST":
             _fuzz(operation, mode, checks, statuses)
-    assert statuses and all(status < 500 for _, status in statuses)
+    assert statuses and all(status < 500 for *_, status in statuses)
+    # Both endpoints, and both kinds of batch body, were sent.
+    sent = {(label, media_type) for label, media_type, _ in statuses}
+    assert {("POST /api/log", "application/json"), ("POST /api/logs", "application/json"),
+            ("POST /api/logs", "application/x-ndjson")} <= sent
 
 
 def _fuzz(operation, mode, checks, statuses: Counter) -> None:
-    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case):
         response = case.call()
-        statuses[(operation.label, response.status_code)] += 1
+        statuses[(operation.label, case.media_type or "", response.status_code)] += 1
         case.validate_response(response, checks=checks)
 
     run()
@@ -240,6 +254,7 @@ timestamps = st.one_of(
         timezones=st.sampled_from([UTC, datetime.now().astimezone().tzinfo]),
     ).map(lambda d: d.isoformat()),
     st.integers(min_value=-(10**20), max_value=10**20),
+    st.integers(min_value=10**300, max_value=10**330),
     st.floats(allow_nan=False),
     st.text(max_size=40),
 )
@@ -261,27 +276,87 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=20,
 )
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-@given(
-    path=st.sampled_from(["/api/log", "/api/logs"]),
-    body=st.one_of(
-        events.map(lambda e: json.dumps(e).encode()),
-        st.lists(events, min_size=1, max_size=5).map(lambda b: json.dumps(b).encode()),
-        json_values.map(lambda v: json.dumps(v).encode()),
-        st.binary(max_size=300),
-    ),
-    content_type=st.sampled_from(
-        ["application/json", "application/x-ndjson", "text/plain", "", "application/json; charset=utf-8"]
-    ),
+valid_events = st.fixed_dictionaries(
+    {
+        "user_id": st.text(st.characters(codec="utf-8", categories=["L", "N", "P"]), min_size=1, max_size=20),
+        "timestamp": st.integers(min_value=946_684_800, max_value=1_748_662_496),
+        "menu_type": st.sampled_from(["japanese", "Western", "和食", "洋食"]),
+    }
 )
-def test_hypothesis_generated_bodies_never_get_5xx(app, path, body, content_type):
-    client = app.test_client()
-    response = client.post(path, data=body, headers={"Content-Type": content_type} if content_type else {})
-    assert response.status_code in (202, 400, 413, 415), response.json
+bodies = st.one_of(
+    valid_events.map(lambda e: json.dumps(e).encode()),
+    st.lists(valid_events, min_size=1, max_size=5).map(lambda b: json.dumps(b).encode()),
+    st.lists(valid_events, min_size=1, max_size=5).map(lambda b: "\n".join(json.dumps(e) for e in b).encode()),
+    events.map(lambda e: json.dumps(e).encode()),
+    st.lists(events, min_size=1, max_size=5).map(lambda b: json.dumps(b).encode()),
+    st.lists(events, min_size=1, max_size=5).map(lambda b: "\n".join(json.dumps(e) for e in b).encode()),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=300),
+)
+# What a header can carry: latin-1 without control characters (WSGI decodes headers as latin-1).
+header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=40)
+content_types = st.one_of(
+    st.sampled_from(["application/json", "application/x-ndjson"]),
+    st.sampled_from(["application/json", "application/x-ndjson", "text/plain", "", "multipart/form-data",
+                     "application/x-www-form-urlencoded", "application/json; charset=utf-8"]),
+    st.builds("{}; charset={}".format, st.sampled_from(["application/json", "application/x-ndjson"]),
+              st.sampled_from(["UTF-8", "utf8", "latin-1", "utf-16", '"utf-8"', ""]) | header_text),
+    header_text,
+)
+headers = st.dictionaries(
+    st.sampled_from(["Authorization", "Transfer-Encoding", "Content-Encoding", "Expect", "Accept", "Host",
+                     "X-Forwarded-For", "Cookie", "X-Anything"]),
+    header_text | st.sampled_from(["chunked", "gzip", "Bearer s3cret", "Bearer ", "Basic Og==", "100-continue"]),
+    max_size=4,
+)
+# Environ entries a server sets from the request line and framing: a Content-Length that
+# lies (too small, too large, not a number), and the flag of a server that ends the body.
+framing = st.fixed_dictionaries(
+    {},
+    optional={
+        "CONTENT_LENGTH": st.one_of(st.integers(-5, 400).map(str), st.integers(0, 10**9).map(str), header_text),
+        "wsgi.input_terminated": st.just(True),
+    },
+)
+# What a 4xx must say, by status: the error names the problem.
+PROBLEMS = {
+    400: ("malformed JSON", "invalid event", "a batch must be a JSON array", "the batch is empty",
+          "the request body ended before"),
+    401: ("missing or wrong bearer token",),
+    413: ("request body is larger than", "the batch has more than"),
+    415: ("Content-Type must be", "charset must be utf-8"),
+}
+
+
+@pytest.fixture
+def apps(app, settings, kafka_topic):
+    """The app as configured by default, and with a bearer token required."""
+    locked = create_app({"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "KAFKA_TOPIC": kafka_topic,
+                         "INGEST_API_TOKEN": "s3cret"})
+    return {"open": app.test_client(), "token": locked.test_client()}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(
+    which=st.sampled_from(["open", "token"]),
+    path=st.sampled_from(["/api/log", "/api/logs"]),
+    body=bodies,
+    content_type=content_types,
+    extra_headers=headers,
+    environ=framing,
+)
+def test_any_request_gets_an_answer_below_500_and_a_4xx_names_the_problem(
+    apps, which, path, body, content_type, extra_headers, environ
+):
+    request_headers = {**extra_headers, "Content-Type": content_type} if content_type else extra_headers
+    response = apps[which].post(path, data=body, headers=request_headers, environ_overrides=environ)
+    hypothesis.event(f"status {response.status_code}")  # see --hypothesis-show-statistics
+    assert response.status_code in (202, 400, 401, 413, 415), response.get_data(as_text=True)
     assert response.content_type == "application/json"
     if response.status_code == 202:
         assert response.json["status"] == "accepted"
-    else:
-        assert response.json["error"]
+        return
+    error = response.json["error"]
+    assert error.startswith(PROBLEMS[response.status_code]), error
+    for item in response.json.get("errors", []):
+        assert item["reason"] and set(item) <= {"index", "field", "reason"}

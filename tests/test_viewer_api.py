@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from collections.abc import Iterator
 from datetime import date
 
@@ -16,6 +17,7 @@ from tests.viewer_data import (
     LATEST,
     NAMED_MEMBERS,
     XSS_USER,
+    ViewerData,
     day_counts,
     japanese_ids,
     load_standard,
@@ -27,11 +29,17 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def client(cassandra: object, settings: object) -> Iterator[object]:
+def app(cassandra: object, settings: object) -> Iterator[object]:
+    """One viewer app (one Cassandra session) on the standard dataset for the module."""
     load_standard(cassandra)
     app = viewer_app(settings)
-    yield app.test_client()  # type: ignore[attr-defined]
+    yield app
     close_app(app)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def client(app: object) -> object:
+    return app.test_client()  # type: ignore[attr-defined]
 
 
 def get_json(client: object, url: str, status: int = 200) -> dict:
@@ -294,7 +302,9 @@ def test_csv_is_the_whole_segment_with_header_and_filename(client: object) -> No
     assert response.mimetype == "text/csv"
     assert response.headers["Content-Disposition"] == 'attachment; filename="user_segment_japanese_2025-05-31.csv"'
     assert response.is_streamed
-    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    data = response.get_data()
+    assert data.startswith(b"\xef\xbb\xbf")  # the BOM: spreadsheets read the file as UTF-8
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
     assert rows[0] == ["user_id", "japanese", "western"]
     assert [r[0] for r in rows[1:]] == japanese_ids()
     counts = {u: (j, w) for u, j, w in NAMED_MEMBERS + BULK_MEMBERS}
@@ -304,9 +314,11 @@ def test_csv_is_the_whole_segment_with_header_and_filename(client: object) -> No
 
 def test_csv_with_prefix_and_of_a_small_segment(client: object) -> None:
     text = client.get("/api/user_segments/japanese.csv?prefix=a").get_data(as_text=True)  # type: ignore[attr-defined]
-    assert text == "user_id,japanese,western\r\nalice,3,1\r\namy,2,0\r\n"
+    assert text == "\ufeffuser_id,japanese,western\r\nalice,3,1\r\namy,2,0\r\n"
     text = client.get("/api/user_segments/even.csv").get_data(as_text=True)  # type: ignore[attr-defined]
-    assert text == "user_id,japanese,western\r\ndave,1,1\r\n"
+    assert text == "\ufeffuser_id,japanese,western\r\ndave,1,1\r\n"
+    data = client.get("/api/user_segments/japanese.csv?prefix=%E3%83%A6").get_data()  # type: ignore[attr-defined]
+    assert data == "\ufeffuser_id,japanese,western\r\nユーザー1,4,1\r\n".encode()
 
 
 # -- users --------------------------------------------------------------------------------
@@ -346,6 +358,72 @@ def test_unknown_user_is_404(client: object) -> None:
     assert too_long == {"error": "invalid parameter 'user_id': must be 1 to 128 characters", "parameter": "user_id"}
 
 
+@pytest.mark.parametrize("user_id", ["/leading", "a//b", "trailing/", "/", "..", "a?b#c%d"])
+def test_user_ids_with_slashes_and_url_characters_are_found(client: object, cassandra: object, user_id: str) -> None:
+    from urllib.parse import quote
+
+    ViewerData(cassandra).user(user_id, [(LATEST, 2, 1)])
+    body = get_json(client, f"/api/users/{quote(user_id, safe='/')}")
+    assert (body["user_id"], body["japanese"], body["western"]) == (user_id, 2, 1)
+
+
+# -- the ends of the calendar, repeated parameters, odd cursors ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("/api/daily_order_summaries?to=0001-01-01", {"from": "0001-01-01", "to": "0001-01-01", "days": [],
+                                                      "missing": ["0001-01-01"]}),
+        ("/api/daily_order_summaries?from=9999-12-31", {"from": "9999-12-31", "to": "9999-12-31", "days": [],
+                                                        "missing": ["9999-12-31"]}),
+        ("/api/segment_sizes?to=0001-01-01", {"from": "0001-01-01", "to": "0001-01-01", "days": []}),
+        ("/api/segment_sizes?from=9999-12-31", {"from": "9999-12-31", "to": "9999-12-31", "days": []}),
+        ("/api/segment_sizes?from=0001-12-31&to=0002-01-01", {"from": "0001-12-31", "to": "0002-01-01", "days": []}),
+        ("/api/segment_sizes?from=9998-12-31&to=9999-01-01", {"from": "9998-12-31", "to": "9999-01-01", "days": []}),
+    ],
+)
+def test_ranges_at_the_ends_of_the_calendar_are_answered(client: object, url: str, expected: dict) -> None:
+    assert get_json(client, url) == expected
+
+
+def test_a_default_range_is_cut_short_at_the_ends_of_the_calendar(client: object) -> None:
+    body = get_json(client, "/api/daily_order_summaries?to=0001-01-10")
+    assert (body["from"], body["to"], len(body["missing"])) == ("0001-01-01", "0001-01-10", 10)
+    body = get_json(client, "/api/daily_order_summaries?from=9999-12-25")
+    assert (body["from"], body["to"], len(body["missing"])) == ("9999-12-25", "9999-12-31", 7)
+    body = get_json(client, "/api/daily_order_summaries?from=9980-01-01&to=9999-12-31", 400)
+    assert body["parameter"] == "to"
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+def test_a_date_at_the_ends_of_the_calendar_is_the_usual_404(client: object, day: str) -> None:
+    for call in ("daily_order_summaries", "segment_sizes"):
+        body = get_json(client, f"/api/{call}?date={day}", 404)
+        assert body == {"error": f"{day} has not been aggregated yet (the latest aggregated date is 2025-05-31)",
+                        "date": day}
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [("date=2025-05-31&date=2025-05-30", "date"), ("from=2025-05-01&from=", "from"), ("to=&to=", "to"),
+     ("page=1&page=2", "page"), ("prefix=a&prefix=b", "prefix")],
+)
+def test_a_parameter_given_twice_is_a_400_naming_it(client: object, query: str, parameter: str) -> None:
+    for call in ("daily_order_summaries", "user_segments/japanese"):
+        body = get_json(client, f"/api/{call}?{query}", 400)
+        assert body == {"error": f"invalid parameter '{parameter}': is given more than once", "parameter": parameter}
+
+
+@pytest.mark.parametrize("user_id", ["x" * 129, "x" * 70_000])
+def test_a_cursor_of_an_id_no_user_can_have_is_a_400(client: object, user_id: str) -> None:
+    from viewer.queries import encode_cursor
+
+    body = get_json(client, f"/api/user_segments/japanese?after={encode_cursor(user_id)}", 400)
+    assert body == {"error": "invalid parameter 'after': not a cursor returned by this API (use 'next_after')",
+                    "parameter": "after"}
+
+
 # -- status and generic errors ----------------------------------------------------------
 
 
@@ -370,3 +448,107 @@ def test_responses_carry_security_headers(client: object) -> None:
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+# -- the CSV is safe to open in a spreadsheet -------------------------------------------------------
+
+FORMULA_IDS = ['=HYPERLINK("http://evil.example","click")', "+81-3-1234", "-abc", "@SUM(A1)", "\tTAB", "\rCR"]
+
+
+@pytest.fixture
+def formula_members(cassandra: object) -> Iterator[list[str]]:
+    """Members of the even segment whose ids a spreadsheet would run as formulas."""
+    from orderlog.layout import SEGMENT_BUCKETS, bucket_of
+
+    ViewerData(cassandra).members([(u, 1, 1) for u in FORMULA_IDS])
+    yield FORMULA_IDS
+    delete = cassandra.prepare("DELETE FROM user_segments WHERE segment = ? AND bucket = ? AND user_id = ?")  # type: ignore[attr-defined]
+    for user_id in FORMULA_IDS:
+        cassandra.execute(delete, ("even", bucket_of(user_id, SEGMENT_BUCKETS), user_id))  # type: ignore[attr-defined]
+
+
+def test_csv_cells_a_spreadsheet_would_run_start_with_an_apostrophe(client: object, formula_members: list[str]) -> None:
+    data = client.get("/api/user_segments/even.csv").get_data()  # type: ignore[attr-defined]
+    assert data.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    assert rows[0] == ["user_id", "japanese", "western"]
+    by_id = {row[0]: row[1:] for row in rows[1:]}
+    assert set(by_id) == {"'" + u for u in formula_members} | {"dave"}  # dave: a normal id, untouched
+    assert all(counts == ["1", "1"] for counts in by_id.values())
+    # The JSON API keeps the ids as they are.
+    assert set(get_json(client, "/api/user_segments/even?per_page=100")["user_ids"]) == {*formula_members, "dave"}
+
+
+# -- the OpenAPI document, and schemathesis against it ----------------------------------------------
+
+
+def test_every_api_route_is_in_the_openapi_document(app: object, client: object) -> None:
+    import re
+
+    document = get_json(client, "/api/openapi.json")
+    assert document["openapi"].startswith("3.")
+    routes = {
+        re.sub(r"<(?:[a-z_]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+        for rule in app.url_map.iter_rules()  # type: ignore[attr-defined]
+        if rule.rule.startswith("/api/")
+    }
+    # The CSV export shares its route with the segment pages ("<segment>.csv").
+    assert set(document["paths"]) == routes | {"/api/user_segments/{segment}.csv"}
+
+
+def _schemathesis_run(app: object, mode: object, max_examples: int) -> Counter:
+    import schemathesis
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.generation import GenerationMode
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_headers_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance,
+              response_schema_conformance, response_headers_conformance]
+    statuses: Counter[tuple[str, int]] = Counter()
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        # a call without parameters has no invalid form to generate
+        if mode == GenerationMode.POSITIVE or len(operation.query) + len(operation.path_parameters):
+            _fuzz(operation, mode, max_examples, checks, statuses)
+    return statuses
+
+
+def _fuzz(operation: object, mode: object, max_examples: int, checks: list, statuses: Counter) -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(case=operation.as_strategy(generation_mode=mode))  # type: ignore[attr-defined]
+    def run(case: object) -> None:
+        response = case.call()  # type: ignore[attr-defined]
+        statuses[(operation.label, response.status_code)] += 1  # type: ignore[attr-defined]
+        case.validate_response(response, checks=checks)  # type: ignore[attr-defined]
+
+    run()
+
+
+def test_schemathesis_valid_requests_match_the_document_and_never_get_5xx(app: object) -> None:
+    from schemathesis.generation import GenerationMode
+
+    statuses = _schemathesis_run(app, GenerationMode.POSITIVE, 60)
+    assert all(status < 500 for _, status in statuses)
+    # Every call but the user's (random ids are unknown users) was answered with a 200 at
+    # least once: the fuzzing reached the data. (Schemathesis leaves out the document itself.)
+    answered = {label for label, status in statuses if status == 200}
+    assert answered >= {"GET /api/daily_order_summaries", "GET /api/segment_sizes", "GET /api/user_segments",
+                        "GET /api/user_segments/{segment}", "GET /api/user_segments/{segment}.csv",
+                        "GET /api/status"}, statuses
+    assert statuses[("GET /api/users/{user_id}", 404)] > 0
+
+
+def test_schemathesis_invalid_requests_get_a_4xx_never_a_5xx(app: object) -> None:
+    from schemathesis.generation import GenerationMode
+
+    statuses = _schemathesis_run(app, GenerationMode.NEGATIVE, 60)
+    assert statuses and all(status < 500 for _, status in statuses)
+    assert any(status == 400 for _, status in statuses)

@@ -7,12 +7,17 @@ import base64
 import json
 import re
 from collections.abc import Iterator
-from urllib.parse import quote
+from datetime import date
+from urllib.parse import quote, urlencode
 
+import hypothesis
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.viewer_data import XSS_USER, japanese_ids, load_standard, truncate, viewer_app
 from viewer.db import close_app
+from viewer.queries import encode_cursor
 
 pytestmark = pytest.mark.integration
 
@@ -190,6 +195,94 @@ def test_plotly_is_served_by_the_app(client: object) -> None:
     assert again.status_code == 304
 
 
+# -- whatever the path and query: never a 5xx, and a 4xx page says what is wrong ------------------
+
+PARAMETERS = ("date", "from", "to", "segment", "page", "per_page", "page_no", "prefix", "after", "user_id")
+# Dates anywhere in the calendar, and often within a few weeks of its ends.
+dates = st.one_of(
+    st.dates(max_value=date(1, 3, 1)), st.dates(min_value=date(9999, 10, 1)), st.dates(),
+).map(date.isoformat)
+numbers = st.one_of(st.integers(min_value=-5, max_value=1001), st.integers(min_value=-(10**12), max_value=10**12))
+query_values = st.one_of(
+    dates,
+    st.sampled_from(["2025-05-31", "japanese", "western", "even", "", "2025-5-31", "2025-05-31\n"]),
+    numbers.map(str),
+    st.text(max_size=40),
+    st.text(max_size=200).map(lambda t: encode_cursor(t) if t else t),  # cursors of any id
+    st.from_regex(r"[A-Za-z0-9_-]{0,40}", fullmatch=True),  # things that look like cursors
+)
+queries_ = st.one_of(
+    # each parameter at most once, with a value of its kind or any other
+    st.fixed_dictionaries(
+        {},
+        optional={
+            **{name: dates | query_values for name in ("date", "from", "to")},
+            "segment": st.sampled_from(["japanese", "western", "even"]) | query_values,
+            **{name: numbers.map(str) | query_values for name in ("page", "per_page", "page_no")},
+            **{name: query_values for name in ("prefix", "after", "user_id")},
+        },
+    ).map(urlencode),
+    # any names, repeated ones too
+    st.lists(st.tuples(st.sampled_from(PARAMETERS) | st.text(max_size=8), query_values), max_size=6).map(urlencode),
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=60),  # raw, with broken %-escapes
+)
+pages = st.sampled_from(["/daily", "/segments", "/users", "/", "/users/alice"])
+page_paths = st.one_of(
+    pages, pages, pages,  # the pages themselves most often, with any query
+    st.text(min_size=1, max_size=140).map(lambda t: "/users/" + quote(t, safe="/")),
+    # raw, with broken %-escapes ('?' and '#' would end the path)
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="?#"), max_size=30)
+    .map(lambda t: "/users/" + t),
+    st.text(max_size=20).map(lambda t: "/" + quote(t, safe="/")),
+)
+
+
+api_calls = st.sampled_from([
+    "/api/daily_order_summaries", "/api/segment_sizes", "/api/user_segments", "/api/user_segments/japanese",
+    "/api/user_segments/even.csv", "/api/users/alice", "/api/status",
+])
+any_paths = page_paths | api_calls | st.text(max_size=140).map(lambda t: "/api/users/" + quote(t, safe="/"))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(path=any_paths, query=queries_)
+def test_any_request_gets_no_5xx_and_a_4xx_says_what_is_wrong(app: object, path: str, query: str) -> None:
+    """Pages answer HTML, with an error page that says what is wrong; the API answers JSON,
+    with an error that says it (and names the parameter of a 400)."""
+    response = app.test_client().get(path, query_string=query)  # type: ignore[attr-defined]
+    hypothesis.event(f"status {response.status_code}")  # see --hypothesis-show-statistics
+    assert response.status_code < 500, response.get_data(as_text=True)[:500]
+    if 300 <= response.status_code < 400:
+        assert response.headers["Location"]
+        return
+    if path.startswith("/api/"):
+        if response.status_code >= 400:
+            body = response.get_json()
+            assert body["error"] and (response.status_code != 400 or body["parameter"] in body["error"])
+        return
+    assert response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    if response.status_code >= 400:
+        message = re.search(r'<p id="error-message">(.*?)</p>', html, re.S)
+        assert message and message.group(1).strip(), html[:500]
+        if response.status_code == 400:
+            assert "invalid parameter" in message.group(1)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(
+    path=st.sampled_from(["/daily", "/segments", "/api/daily_order_summaries", "/api/segment_sizes"]),
+    query=st.fixed_dictionaries({}, optional={"date": dates, "from": dates, "to": dates}),
+)
+def test_any_dates_get_an_answer_not_a_5xx(app: object, path: str, query: dict[str, str]) -> None:
+    """Dates anywhere, the ends of the calendar included: a page, an empty range, the
+    usual 404 of a date not aggregated, or a 400 naming the parameter."""
+    response = app.test_client().get(path, query_string=query)  # type: ignore[attr-defined]
+    assert response.status_code in (200, 400, 404), response.get_data(as_text=True)[:500]
+    if path.startswith("/api/") and response.status_code == 400:
+        assert response.get_json()["parameter"] in ("date", "from", "to")
+
+
 # -- basic auth ---------------------------------------------------------------------------
 
 
@@ -207,7 +300,7 @@ def _basic(user: str, password: str) -> dict[str, str]:
 @pytest.mark.parametrize(
     "url",
     ["/daily", "/segments", "/users/alice", "/api/user_segments", "/api/user_segments/japanese.csv",
-     "/api/daily_order_summaries?date=2025-05-31", "/static/viewer.js", "/api/users/alice"],
+     "/api/daily_order_summaries?date=2025-05-31", "/static/viewer.js", "/api/users/alice", "/api/openapi.json"],
 )
 def test_with_auth_every_route_needs_the_credentials(locked: object, url: str) -> None:
     anonymous = locked.get(url)  # type: ignore[attr-defined]
@@ -217,6 +310,12 @@ def test_with_auth_every_route_needs_the_credentials(locked: object, url: str) -
     assert locked.get(url, headers=_basic("analyst", "wrong")).status_code == 401  # type: ignore[attr-defined]
     assert locked.get(url, headers=_basic("other", "s3cret")).status_code == 401  # type: ignore[attr-defined]
     assert locked.get(url, headers=_basic("analyst", "s3cret")).status_code == 200  # type: ignore[attr-defined]
+
+
+def test_with_auth_the_openapi_document_declares_basic_auth(locked: object) -> None:
+    document = locked.get("/api/openapi.json", headers=_basic("analyst", "s3cret")).get_json()  # type: ignore[attr-defined]
+    assert document["components"]["securitySchemes"] == {"basic": {"type": "http", "scheme": "basic"}}
+    assert "401" in document["paths"]["/api/status"]["get"]["responses"]
 
 
 def test_without_auth_config_no_credentials_are_needed(client: object) -> None:
@@ -250,7 +349,7 @@ def test_empty_states_read_well(app: object, cassandra: object) -> None:
     missing = client.get("/api/daily_order_summaries?date=2025-05-31")
     assert missing.status_code == 404
     assert missing.get_json()["error"] == "2025-05-31 has not been aggregated yet (nothing is aggregated yet)"
-    assert client.get("/api/user_segments/japanese.csv").get_data(as_text=True) == "user_id,japanese,western\r\n"
+    assert client.get("/api/user_segments/japanese.csv").get_data(as_text=True) == "\ufeffuser_id,japanese,western\r\n"
     assert client.get("/api/status").get_json() == {
         "latest_summary_date": None, "aggregated_at": None, "segments_as_of": None, "last_run": None
     }

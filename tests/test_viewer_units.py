@@ -3,13 +3,15 @@ parameter checks, the CSV writer, the chart figures."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, date, datetime
 
 import pytest
 
 from viewer import charts, queries
-from viewer.api import csv_rows
-from viewer.params import BadParameter, parse_date, parse_int, parse_prefix, parse_range
+from viewer.csv_export import BOM, csv_rows, original_cell, spreadsheet_safe
+from viewer.params import BadParameter, check_single, parse_date, parse_int, parse_prefix, parse_range
 
 
 @pytest.mark.parametrize(
@@ -74,6 +76,49 @@ def test_parse_date_and_range() -> None:
         parse_range({"from": "2025-05-02", "to": "2025-05-01"}, None)
 
 
+
+@pytest.mark.parametrize(
+    ("args", "default_last", "expected"),
+    [
+        ({"to": "0001-01-01"}, None, (date.min, date.min)),
+        ({"to": "0001-01-15"}, None, (date.min, date(1, 1, 15))),
+        ({"from": "9999-12-31"}, None, (date.max, date.max)),
+        ({"from": "9999-12-20"}, None, (date(9999, 12, 20), date.max)),
+        ({}, date.min, (date.min, date.min)),
+        ({"from": "0001-12-20", "to": "0002-01-10"}, None, (date(1, 12, 20), date(2, 1, 10))),
+    ],
+)
+def test_default_ranges_stop_at_the_ends_of_the_calendar(args: dict, default_last: date | None,
+                                                         expected: tuple[date, date]) -> None:
+    assert parse_range(args, default_last) == expected
+
+
+@pytest.mark.parametrize("raw", ["2025-05-31\n", "٢٠٢٥-٠٥-٣١", "2025-05-31T00:00", " 2025-05-31", "+2025-05-31"])
+def test_only_a_plain_ascii_date_is_a_date(raw: str) -> None:
+    with pytest.raises(BadParameter, match="must be a date YYYY-MM-DD"):
+        parse_date({"date": raw}, "date")
+
+
+def test_a_parameter_given_twice_is_refused() -> None:
+    from werkzeug.datastructures import MultiDict
+
+    check_single(MultiDict([("date", "2025-05-31"), ("other", "1"), ("other", "2")]))
+    with pytest.raises(BadParameter, match="invalid parameter 'date': is given more than once"):
+        check_single(MultiDict([("date", "2025-05-31"), ("date", "2025-05-30")]))
+
+
+def test_cursors_no_user_id_can_have_are_refused() -> None:
+    from orderlog.events import USER_ID_MAX_LENGTH
+
+    longest = "\U0010ffff" * USER_ID_MAX_LENGTH
+    assert queries.decode_cursor(queries.encode_cursor(longest)) == longest
+    for user_id in ("x" * (USER_ID_MAX_LENGTH + 1), ""):
+        with pytest.raises(queries.BadCursor):
+            queries.decode_cursor(queries.encode_cursor(user_id))
+    with pytest.raises(queries.BadCursor):
+        queries.decode_cursor("A" * 1_000_000)
+
+
 def test_parse_int_and_prefix() -> None:
     assert parse_int({}, "page", 1, 1, 10) == 1
     assert parse_int({"page": "7"}, "page", 1, 1, 10) == 7
@@ -92,9 +137,38 @@ def test_csv_rows_quote_and_chunk() -> None:
     chunks = list(csv_rows(iter(members)))
     assert len(chunks) == 3  # 500 rows a chunk, then the rest
     text = "".join(chunks)
-    assert text.startswith('user_id,japanese,western\r\n"a,""b""",1,2\r\nu0000,0,0\r\n')
+    assert text.startswith(BOM + 'user_id,japanese,western\r\n"a,""b""",1,2\r\nu0000,0,0\r\n')
     assert text.count("\r\n") == 1202
-    assert list(csv_rows(iter([]))) == ["user_id,japanese,western\r\n"]
+    assert list(csv_rows(iter([]))) == [BOM + "user_id,japanese,western\r\n"]
+
+
+def test_the_csv_starts_with_a_bom_so_spreadsheets_read_japanese_ids() -> None:
+    data = "".join(csv_rows([queries.Member("ユーザー1", 4, 1)])).encode("utf-8")
+    assert data.startswith(b"\xef\xbb\xbf")
+    assert data.decode("utf-8-sig") == "user_id,japanese,western\r\nユーザー1,4,1\r\n"
+
+
+@pytest.mark.parametrize(
+    ("user_id", "exported"),
+    [
+        ("=HYPERLINK(\"http://x\",\"y\")", "'=HYPERLINK(\"http://x\",\"y\")"),
+        ("+1+2", "'+1+2"),
+        ("-abc", "'-abc"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tcmd", "'\tcmd"),
+        ("\rcmd", "'\rcmd"),
+        ("'quoted", "''quoted"),  # one more, so that removing one always gives the id back
+        ("alice", "alice"),
+        ("a=b-c", "a=b-c"),  # only the first character matters
+        ("ユーザー1", "ユーザー1"),
+    ],
+)
+def test_cells_a_spreadsheet_would_run_as_formulas_are_neutralised(user_id: str, exported: str) -> None:
+    assert spreadsheet_safe(user_id) == exported
+    assert original_cell(exported) == user_id
+    text = "".join(csv_rows([queries.Member(user_id, 1, 0)]))
+    rows = list(csv.reader(io.StringIO(text.removeprefix(BOM), newline="")))
+    assert rows == [["user_id", "japanese", "western"], [exported, "1", "0"]]
 
 
 def test_daily_figure_stacks_counts_and_puts_the_share_on_a_second_axis() -> None:
@@ -119,3 +193,10 @@ def test_segments_and_user_figures() -> None:
     assert [t["y"] for t in fig["data"]] == [[5, 6], [3, 3], [1, 0]]
     user = charts.user_figure([queries.UserDay(date(2025, 5, 31), 1, 0), queries.UserDay(date(2025, 5, 1), 0, 2)])
     assert user["data"][0]["x"] == ["2025-05-01", "2025-05-31"] and user["data"][1]["y"] == [2, 0]
+
+
+def test_the_date_axis_of_a_chart_at_the_ends_of_the_calendar() -> None:
+    at = datetime(2025, 6, 1, tzinfo=UTC)
+    for day in (date.min, date.max):
+        fig = charts.daily_figure([queries.DaySummary(day, 1, 1, 2, 1, at)])
+        assert fig["layout"]["xaxis"]["range"][0] <= day.isoformat() <= fig["layout"]["xaxis"]["range"][1]

@@ -40,6 +40,7 @@ from typing import Any
 from orderlog.config import ENV_PREFIX, Settings, load_settings
 from orderlog.layout import RAW_ORDER_BUCKETS
 from orderlog.menu import SEGMENTS
+from viewer.csv_export import original_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DATE = date(2025, 5, 31)
@@ -279,8 +280,9 @@ def check_viewer(base_url: str, truth: Mapping[str, Any], sample_users: int = 25
     users = truth["users"]
     for segment in SEGMENTS:  # every member and their counts, through the CSV export
         with urllib.request.urlopen(f"{base_url}/api/user_segments/{segment}.csv", timeout=120) as reply:
-            rows = list(csv.DictReader(io.StringIO(reply.read().decode("utf-8"))))
-        got = {r["user_id"]: (int(r["japanese"]), int(r["western"])) for r in rows}
+            # utf-8-sig: the export starts with a BOM for spreadsheets
+            rows = list(csv.DictReader(io.StringIO(reply.read().decode("utf-8-sig"))))
+        got = {original_cell(r["user_id"]): (int(r["japanese"]), int(r["western"])) for r in rows}
         want = {u: (v["japanese"], v["western"]) for u, v in users.items() if v["preference"] == segment}
         if got != want:
             wrong = sorted(set(got.items()) ^ set(want.items()))[:5]

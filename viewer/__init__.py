@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 
 from orderlog.config import ConfigError, load_settings
 
@@ -40,9 +40,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     from viewer import api, assets, auth, db, errors, pages
+    from viewer.params import UserIdConverter, check_single
 
+    # User ids may hold slashes, doubled or leading ones too: they are matched whole, and
+    # no path is redirected from '//' to '/' (which, under /users/, is another user).
+    app.url_map.merge_slashes = False
+    app.url_map.converters["user_id"] = UserIdConverter
     db.init_app(app)
     auth.init_app(app)
+    app.before_request(lambda: check_single(request.args))
     errors.init_app(app)
     app.register_blueprint(assets.bp)
     app.register_blueprint(api.bp)

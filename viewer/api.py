@@ -1,10 +1,8 @@
-"""The JSON API (seed-compatible shapes) and the CSV export of a segment."""
+"""The JSON API (seed-compatible shapes), its OpenAPI document, and the CSV export of a
+segment (written by viewer/csv_export.py)."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -13,8 +11,10 @@ from flask import Blueprint, Response, current_app, request
 from orderlog.business_day import date_range
 from orderlog.menu import SEGMENT_LABELS, SEGMENTS
 from viewer import queries
+from viewer.csv_export import csv_rows
 from viewer.db import get_store
 from viewer.errors import error_response
+from viewer.openapi import openapi_document
 from viewer.params import (
     DEFAULT_PER_PAGE,
     MAX_PAGE,
@@ -28,10 +28,6 @@ from viewer.params import (
 )
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-CSV_HEADER = ("user_id", "japanese", "western")
-_CSV_ROWS_PER_CHUNK = 500
-
 
 def _tz() -> Any:
     return current_app.config["SETTINGS"].tz
@@ -53,6 +49,11 @@ def check_segment(segment: str) -> str | None:
 
 def unknown_segment(segment: str) -> Any:
     return error_response(404, f"unknown segment {segment!r}; the segments are {', '.join(SEGMENTS)}")
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    return openapi_document(auth=bool(current_app.config["VIEWER_USER"]))
 
 
 @bp.get("/status")
@@ -191,20 +192,6 @@ def segment_members(segment: str) -> Any:
     }
 
 
-def csv_rows(members: Iterator[queries.Member]) -> Iterator[str]:
-    """The CSV text in chunks: the header, then the members in user_id order."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
-    for n, m in enumerate(members, start=1):
-        writer.writerow((m.user_id, m.japanese, m.western))
-        if n % _CSV_ROWS_PER_CHUNK == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
-
-
 def segment_csv(segment: str) -> Any:
     if check_segment(segment) is None:
         return unknown_segment(segment)
@@ -219,7 +206,7 @@ def segment_csv(segment: str) -> Any:
     return response
 
 
-@bp.get("/users/<path:user_id>")
+@bp.get("/users/<user_id:user_id>")
 def user(user_id: str) -> Any:
     check_user_id(user_id)
     summary = queries.user_summary(get_store(), user_id)

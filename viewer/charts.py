@@ -12,6 +12,7 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from orderlog.business_day import shift_days
 from orderlog.menu import JAPANESE, MENU_LABELS, SEGMENT_LABELS, SEGMENTS, WESTERN
 from viewer.queries import DaySummary, SegmentSize, UserDay
 
@@ -31,8 +32,8 @@ def _date_axis(x: list[str], title: str) -> dict[str, Any]:
         days = (date.fromisoformat(x[-1]) - date.fromisoformat(x[0])).days + 1
         axis["dtick"] = 86_400_000 * max(1, -(-days // 10))  # at most ~10 ticks
         # Pad a day each side: the first and last bars are not cut in half.
-        first = date.fromordinal(date.fromisoformat(x[0]).toordinal() - 1)
-        last = date.fromordinal(date.fromisoformat(x[-1]).toordinal() + 1)
+        first = shift_days(date.fromisoformat(x[0]), -1)
+        last = shift_days(date.fromisoformat(x[-1]), 1)
         axis["range"] = [first.isoformat(), last.isoformat()]
     return axis
 

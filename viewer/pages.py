@@ -138,7 +138,7 @@ def user_lookup() -> Any:
     return render_template("user_lookup.html")
 
 
-@bp.get("/users/<path:user_id>")
+@bp.get("/users/<user_id:user_id>")
 def user(user_id: str) -> Any:
     check_user_id(user_id)
     summary = queries.user_summary(get_store(), user_id)

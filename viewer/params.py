@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import date
 
+from werkzeug.routing import PathConverter
+
+from orderlog.business_day import shift_days
 from orderlog.events import USER_ID_MAX_LENGTH
 
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# ASCII digits only (\d alone also matches other scripts' digits), and no trailing newline.
+DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 DEFAULT_RANGE_DAYS = 30
 MAX_RANGE_DAYS = 3660  # ten years: eleven year partitions at most
 DEFAULT_PER_PAGE = 100
 MAX_PER_PAGE = 1000
 MAX_PAGE = 100_000
+# Every query parameter the viewer reads. Each may be given once: with two values, which
+# one was meant is a guess (the first, silently), so it is a 400.
+PARAMETERS = ("date", "from", "to", "segment", "page", "per_page", "page_no", "prefix", "after", "user_id")
 
 
 class BadParameter(ValueError):
@@ -23,11 +30,19 @@ class BadParameter(ValueError):
         self.reason = reason
 
 
+def check_single(args: Mapping[str, str]) -> None:
+    """BadParameter for a parameter of PARAMETERS given more than once."""
+    getlist = getattr(args, "getlist", None)  # a MultiDict (request.args); plain dicts in tests
+    for name in PARAMETERS if getlist else ():
+        if len(getlist(name)) > 1:  # type: ignore[misc]
+            raise BadParameter(name, "is given more than once")
+
+
 def parse_date(args: Mapping[str, str], name: str) -> date | None:
     raw = args.get(name)
     if raw is None or raw == "":
         return None
-    if not DATE_RE.match(raw):
+    if not DATE_RE.fullmatch(raw):
         raise BadParameter(name, f"must be a date YYYY-MM-DD, got {raw!r}")
     try:
         return date.fromisoformat(raw)
@@ -37,16 +52,17 @@ def parse_date(args: Mapping[str, str], name: str) -> date | None:
 
 def parse_range(args: Mapping[str, str], default_last: date | None) -> tuple[date, date] | None:
     """`from` and `to` (both included). Missing ones default to a DEFAULT_RANGE_DAYS
-    window ending at default_last; None when there is nothing to default to."""
+    window ending at default_last (cut short at the ends of the calendar, year 1 and
+    9999); None when there is nothing to default to."""
     first, last = parse_date(args, "from"), parse_date(args, "to")
     if first is None and last is None:
         if default_last is None:
             return None
         last = default_last
     if last is None:
-        last = first + timedelta(days=DEFAULT_RANGE_DAYS - 1)  # type: ignore[operator]
+        last = shift_days(first, DEFAULT_RANGE_DAYS - 1)  # type: ignore[arg-type]
     if first is None:
-        first = last - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+        first = shift_days(last, -(DEFAULT_RANGE_DAYS - 1))
     if first > last:
         raise BadParameter("from", f"{first.isoformat()} is after 'to' {last.isoformat()}")
     if (last - first).days + 1 > MAX_RANGE_DAYS:
@@ -83,3 +99,11 @@ def check_user_id(user_id: str) -> str:
     if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in user_id):
         raise BadParameter("user_id", "must not contain control characters")
     return user_id
+
+
+class UserIdConverter(PathConverter):
+    """A user id in a path: anything up to the end, slashes included, even a leading one
+    (werkzeug's `path` refuses those, and an id like '/x' is a valid id)."""
+
+    regex = ".+?"
+    part_isolating = False  # werkzeug infers True from a regex without '/'

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from orderlog.events import USER_ID_MAX_LENGTH
 from orderlog.late_orders import ORDERS, late_orders
 from orderlog.layout import SEGMENT_BUCKETS
 from orderlog.menu import SEGMENTS
@@ -32,6 +33,8 @@ MAX_PAGE_OFFSET = 10_000
 EXPORT_FETCH_SIZE = 1000
 _YEAR_BATCH = 4
 _CURSOR_TAG = "u:"
+# The base64 length of the tag and the longest id (4 UTF-8 bytes a character).
+_MAX_CURSOR_CHARS = 4 * -(-(len(_CURSOR_TAG) + 4 * USER_ID_MAX_LENGTH) // 3)
 
 
 class BadCursor(ValueError):
@@ -289,13 +292,19 @@ def encode_cursor(user_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> str:
+    """The user id a cursor of encode_cursor holds; BadCursor for anything else, including
+    ids no user can have (Cassandra refuses a key over 64 KiB: that would be a 5xx)."""
+    foreign = BadCursor("not a cursor returned by this API (use 'next_after')")
+    if len(cursor) > _MAX_CURSOR_CHARS:
+        raise foreign
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadCursor("not a cursor returned by this API (use 'next_after')") from None
-    if not raw.startswith(_CURSOR_TAG):
-        raise BadCursor("not a cursor returned by this API (use 'next_after')")
-    return raw[len(_CURSOR_TAG) :]
+        raise foreign from None
+    user_id = raw[len(_CURSOR_TAG) :]
+    if not raw.startswith(_CURSOR_TAG) or not 0 < len(user_id) <= USER_ID_MAX_LENGTH:
+        raise foreign
+    return user_id
 
 
 def _bounds(prefix: str | None, after: str | None) -> tuple[str, tuple[Any, ...]] | None:

@@ -1,0 +1,293 @@
+"""The OpenAPI 3 description of the viewer's JSON API, built from the same limits the
+parameters are checked with (viewer/params.py), served at /api/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orderlog.events import USER_ID_MAX_LENGTH
+from orderlog.menu import SEGMENT_LABELS, SEGMENTS
+from viewer.params import DEFAULT_PER_PAGE, DEFAULT_RANGE_DAYS, MAX_PAGE, MAX_PER_PAGE, MAX_RANGE_DAYS
+from viewer.queries import MAX_PAGE_OFFSET
+
+_REF = "#/components/schemas/"
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "string"}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF + name}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+_DATE = {"type": "string", "format": "date"}
+_INSTANT = {"type": "string", "format": "date-time", "description": "UTC, ISO-8601 with Z"}
+_COUNT = {"type": "integer", "minimum": 0}
+
+
+def _object(properties: dict[str, Any], description: str = "") -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "required": list(properties), "properties": properties}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _schemas() -> dict[str, Any]:
+    size = _object({"users": _COUNT, "entered": _COUNT, "exited": _COUNT})
+    by_segment = _object({s: _ref("SegmentSize") for s in SEGMENTS})
+    member = _object({"user_id": {"type": "string"}, "japanese": _COUNT, "western": _COUNT})
+    return {
+        "DaySummary": _object(
+            {
+                "date": _DATE,
+                "japanese": _COUNT,
+                "western": _COUNT,
+                "total": _COUNT,
+                "users": _nullable({**_COUNT, "description": "users who ordered that day"}),
+                "japanese_share": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
+                "aggregated_at": _nullable(_INSTANT),
+            },
+            "one aggregated date (the seed's shape, plus users, share and when it was aggregated)",
+        ),
+        "DayRange": _object(
+            {
+                "from": _DATE,
+                "to": _DATE,
+                "days": {"type": "array", "items": _ref("DaySummary"), "description": "oldest first"},
+                "missing": {"type": "array", "items": _DATE, "description": "dates of the range not aggregated"},
+            }
+        ),
+        "SegmentSize": size,
+        "SizesOfDate": _object({"as_of": _DATE, "segments": by_segment}),
+        "SizesRange": _object(
+            {"from": _DATE, "to": _DATE, "days": {"type": "array", "items": _ref("SizesOfDate")}}
+        ),
+        "SegmentsOverview": {
+            "type": "object",
+            "required": ["as_of", "segments"],
+            "properties": {
+                "as_of": _nullable(_DATE),
+                "segments": _object({s: _ref("SegmentFirstPage") for s in SEGMENTS}),
+                "message": {"type": "string", "description": "set when nothing is aggregated yet"},
+            },
+        },
+        "SegmentFirstPage": _object(
+            {
+                "label": {"type": "string", "enum": [SEGMENT_LABELS[s] for s in SEGMENTS]},
+                "count": _COUNT,
+                "entered": _COUNT,
+                "exited": _COUNT,
+                "user_ids": {"type": "array", "items": {"type": "string"}},
+                "next_after": _nullable({"type": "string", "description": "the cursor of the next page"}),
+            }
+        ),
+        "SegmentPage": _object(
+            {
+                "segment": {"type": "string", "enum": list(SEGMENTS)},
+                "label": {"type": "string"},
+                "as_of": _nullable(_DATE),
+                "count": _COUNT,
+                "page": {"type": "integer", "minimum": 1},
+                "per_page": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE},
+                "prefix": _nullable({"type": "string"}),
+                "after": _nullable({"type": "string"}),
+                "user_ids": {"type": "array", "items": {"type": "string"}},
+                "users": {"type": "array", "items": _ref("Member")},
+                "has_more": {"type": "boolean"},
+                "next_after": _nullable({"type": "string"}),
+            }
+        ),
+        "Member": member,
+        "User": _object(
+            {
+                "user_id": {"type": "string"},
+                "japanese": _COUNT,
+                "western": _COUNT,
+                "total": _COUNT,
+                "preference": {"type": "string", "enum": list(SEGMENTS)},
+                "preference_label": {"type": "string"},
+                "first_order_date": _nullable(_DATE),
+                "last_order_date": _nullable(_DATE),
+                "updated_at": _nullable(_INSTANT),
+                "history": {
+                    "type": "array",
+                    "description": "latest first",
+                    "items": _object({"date": _DATE, "japanese": _COUNT, "western": _COUNT}),
+                },
+            }
+        ),
+        "Status": _object(
+            {
+                "latest_summary_date": _nullable(_DATE),
+                "aggregated_at": _nullable(_INSTANT),
+                "segments_as_of": _nullable(_DATE),
+                "last_run": _nullable(
+                    {
+                        "type": "object",
+                        "description": "the newest run of the aggregate job's ledger",
+                        "properties": {
+                            "order_date": _nullable(_DATE),
+                            "run_id": {"type": "string"},
+                            "status": _nullable({"type": "string"}),
+                            "orders_read": _nullable({"type": "integer"}),
+                            "users_touched": _nullable({"type": "integer"}),
+                            "started_at": _nullable(_INSTANT),
+                            "finished_at": _nullable(_INSTANT),
+                            "duration_ms": _nullable({"type": "integer"}),
+                            "error": _nullable({"type": "string"}),
+                        },
+                    }
+                ),
+            }
+        ),
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {"type": "string"},
+                "parameter": {"type": "string", "description": "400: the parameter that is wrong"},
+                "date": {**_DATE, "description": "404: the date that is not aggregated"},
+                "user_id": {"type": "string", "description": "404: the unknown user"},
+            },
+        },
+    }
+
+
+def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _path(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+
+
+_RANGE = (
+    f"`from` and `to` (YYYY-MM-DD, both included); one alone means {DEFAULT_RANGE_DAYS} days from or up to it; "
+    f"at most {MAX_RANGE_DAYS} days"
+)
+_DATE_PARAMETERS = [
+    _query("date", _DATE, "one date (YYYY-MM-DD); default: the latest aggregated; not with from/to"),
+    _query("from", _DATE, _RANGE),
+    _query("to", _DATE, _RANGE),
+]
+_PAGE_PARAMETERS = [
+    _query("per_page", {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": DEFAULT_PER_PAGE},
+           "users a page"),
+    _query("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
+           f"page number, counted from 1, at most {MAX_PAGE_OFFSET} users deep; not with after"),
+    _query("prefix", {"type": "string", "maxLength": USER_ID_MAX_LENGTH}, "only user ids that start with it"),
+    _query("after", {"type": "string"}, "the opaque cursor of a previous page's next_after; not with page"),
+]
+_PREFIX = _PAGE_PARAMETERS[2]
+_SEGMENT = _path("segment", {"type": "string", "enum": list(SEGMENTS)}, "the segment")
+_USER_ID = _path(
+    "user_id", {"type": "string", "minLength": 1, "maxLength": USER_ID_MAX_LENGTH},
+    "the user id (percent-encoded; it may contain slashes)",
+)
+
+
+def _get(summary: str, ok: dict[str, Any], parameters: list[dict[str, Any]], errors: dict[str, str]) -> dict:
+    responses = {"200": ok}
+    responses.update({status: _json(_ref("Error"), why) for status, why in errors.items()})
+    responses["503"] = _json(_ref("Error"), "Cassandra is unreachable or timed out", _RETRY_AFTER)
+    operation: dict[str, Any] = {"summary": summary, "responses": responses}
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+_BAD = "a bad parameter: the error names it (`parameter`) and says why"
+
+
+def openapi_document(*, auth: bool) -> dict[str, Any]:
+    """The document served at /api/openapi.json."""
+    paths: dict[str, Any] = {
+        "/api/daily_order_summaries": {
+            "get": _get(
+                "Japanese and Western orders of one date, or of each date of a range",
+                _json({"oneOf": [_ref("DaySummary"), _ref("DayRange")]}, "one date, or the range"),
+                _DATE_PARAMETERS,
+                {"400": _BAD, "404": "the date is not aggregated yet (or nothing is)"},
+            )
+        },
+        "/api/segment_sizes": {
+            "get": _get(
+                "segment sizes (users, entered, exited) of one date, or of each date of a range",
+                _json({"oneOf": [_ref("SizesOfDate"), _ref("SizesRange")]}, "one date, or the range"),
+                _DATE_PARAMETERS,
+                {"400": _BAD, "404": "the date is not aggregated yet (or nothing is)"},
+            )
+        },
+        "/api/user_segments": {
+            "get": _get(
+                "every segment: its size and the first page of its members",
+                _json(_ref("SegmentsOverview"), "the three segments"),
+                [_PAGE_PARAMETERS[0]],
+                {"400": _BAD},
+            )
+        },
+        "/api/user_segments/{segment}": {
+            "get": _get(
+                "a page of a segment's members, in user_id order",
+                _json(_ref("SegmentPage"), "the page"),
+                [_SEGMENT, *_PAGE_PARAMETERS],
+                {"400": _BAD, "404": "no such segment"},
+            )
+        },
+        "/api/user_segments/{segment}.csv": {
+            "get": _get(
+                "every member of a segment as CSV (user_id,japanese,western), streamed",
+                {
+                    "description": "UTF-8 with a BOM; cells that a spreadsheet would run as a formula start with "
+                    "an apostrophe",
+                    "content": {"text/csv": {"schema": {"type": "string"}}},
+                },
+                [_SEGMENT, _PREFIX],
+                {"400": _BAD, "404": "no such segment"},
+            )
+        },
+        "/api/users/{user_id}": {
+            "get": _get(
+                "one user's cumulative counts, preference and daily history",
+                _json(_ref("User"), "the user"),
+                [_USER_ID],
+                {"400": _BAD, "404": "no aggregated orders for this user"},
+            )
+        },
+        "/api/status": {
+            "get": _get("the latest aggregated dates and the newest aggregate run",
+                        _json(_ref("Status"), "the status"), [], {})
+        },
+        "/api/openapi.json": {
+            "get": {
+                "summary": "this document",
+                "responses": {"200": {"description": "OpenAPI 3", "content": {"application/json": {}}}},
+            }
+        },
+    }
+    document: dict[str, Any] = {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "orderlog viewer API",
+            "version": "1.0.0",
+            "description": "What the nightly aggregate job wrote to Cassandra, read only. Dates are business "
+            "dates (YYYY-MM-DD). Every error is JSON with `error`; never a 500 for anything a client sends.",
+        },
+        "paths": paths,
+        "components": {"schemas": _schemas()},
+    }
+    if auth:
+        document["components"]["securitySchemes"] = {"basic": {"type": "http", "scheme": "basic"}}
+        document["security"] = [{"basic": []}]
+        for item in paths.values():
+            item["get"]["responses"]["401"] = _json(_ref("Error"), "missing or wrong credentials")
+    return document
