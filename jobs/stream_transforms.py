@@ -183,11 +183,27 @@ def _origin_col(name: str, own: str) -> Column:
     return F.coalesce(F.col(f"parsed.replay_{name}"), F.col(own))
 
 
+def order_date_col(tz: str) -> Column:
+    """The business date of a valid parsed record: raw_orders' order_date."""
+    return business_date_col(_micros_col("ordered_at_us"), tz)
+
+
+def _kafka_timestamp_col() -> Column:
+    """The original record's Kafka time (a replay's header), else the record's own."""
+    return F.coalesce(_micros_col("replay_timestamp_us"), F.col("timestamp"))
+
+
+def reject_date_col(tz: str) -> Column:
+    """The date of a rejected record: the business date of its Kafka time (the payload may
+    have no usable time)."""
+    return business_date_col(_kafka_timestamp_col(), tz)
+
+
 def to_raw_orders(df: DataFrame, tz: str, ingested_at: Column | None = None) -> DataFrame:
     """raw_orders rows of valid parsed records: keyed by (business date, bucket, order_id)."""
     ordered_at = _micros_col("ordered_at_us")
     return df.select(
-        business_date_col(ordered_at, tz).alias("order_date"),
+        order_date_col(tz).alias("order_date"),
         bucket_col(F.col("parsed.order_id"), RAW_ORDER_BUCKETS).alias("bucket"),
         F.col("parsed.order_id").alias("order_id"),
         F.col("parsed.user_id").alias("user_id"),
@@ -206,10 +222,10 @@ def to_rejected_events(df: DataFrame, tz: str, rejected_at: Column | None = None
     for a replay), dated by its Kafka timestamp (not by the payload, which may have none),
     so a replay overwrites. At most KEPT_PAYLOAD_BYTES of the key and of the value are kept,
     with their full lengths and the value's SHA-256."""
-    kafka_timestamp = F.coalesce(_micros_col("replay_timestamp_us"), F.col("timestamp"))
+    kafka_timestamp = _kafka_timestamp_col()
     offset = _origin_col("offset", "offset").cast("long")
     return df.select(
-        business_date_col(kafka_timestamp, tz).alias("reject_date"),
+        reject_date_col(tz).alias("reject_date"),
         rejected_bucket_col(offset).alias("bucket"),
         _origin_col("topic", "topic").alias("kafka_topic"),
         _origin_col("partition", "partition").cast("int").alias("kafka_partition"),

@@ -15,7 +15,10 @@ from jobs.stream_counts import batch_day_counts
 from jobs.stream_transforms import with_parsed
 
 TOKYO = "Asia/Tokyo"
-KAFKA_SCHEMA = "key BINARY, value BINARY, topic STRING, partition INT, offset LONG, timestamp TIMESTAMP"
+KAFKA_SCHEMA = (
+    "key BINARY, value BINARY, topic STRING, partition INT, offset LONG, timestamp TIMESTAMP, "
+    "headers ARRAY<STRUCT<key: STRING, value: BINARY>>"
+)
 COUNTS_SCHEMA = T.StructType(
     [
         T.StructField("day", T.DateType()),
@@ -52,7 +55,7 @@ def test_a_batch_is_counted_per_business_date_and_kind(spark: SparkSession) -> N
         (order("2025-05-31T12:00:00"), next_morning),  # no UTC offset: rejected, 06-01
     ]
     batch = spark.createDataFrame(
-        [(b"k", value, "t", 0, offset, ts) for offset, (value, ts) in enumerate(records)], KAFKA_SCHEMA
+        [(b"k", value, "t", 0, offset, ts, None) for offset, (value, ts) in enumerate(records)], KAFKA_SCHEMA
     ).transform(with_parsed)
 
     expected = spark.createDataFrame(
