@@ -1,4 +1,5 @@
-"""Rejected records: how much of one is kept, and the Kafka header that marks a replay.
+"""Rejected records: how much of one is kept, how it is shown, and the Kafka header that
+marks a replay.
 
 The streaming job writes every record it cannot accept to ``rejected_events``;
 ``python -m tools.rejected replay`` sends such records back through the topic after a rule
@@ -14,14 +15,59 @@ nothing twice. A header that is not exactly this shape is ignored, never an erro
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from orderlog.events import printable
 
 REPLAY_HEADER = "orderlog-replay-of"
 # At most this much of a rejected payload (and of its key) is stored: a flood of 1 MB
 # records must not make 1 MB rows. Longer payloads keep their length and SHA-256.
 KEPT_PAYLOAD_BYTES = 64 * 1024
+
+# How many characters of a payload `tools.rejected list` and the viewer show.
+PREVIEW_CHARS = 200
+
+
+@dataclass(frozen=True)
+class KeptBytes:
+    """What rejected_events keeps of a record's key and value: at most KEPT_PAYLOAD_BYTES
+    of each, their full lengths, and the whole value's SHA-256 (hex); None where the record
+    has no key or no value. The streaming job computes the same in Spark
+    (jobs.stream_transforms.to_rejected_events); a test holds the two together."""
+
+    key: bytes | None
+    key_length: int | None
+    value: bytes | None
+    value_length: int | None
+    value_sha256: str | None
+
+
+def kept_bytes(key: bytes | None, value: bytes | None) -> KeptBytes:
+    return KeptBytes(
+        key=None if key is None else key[:KEPT_PAYLOAD_BYTES],
+        key_length=None if key is None else len(key),
+        value=None if value is None else value[:KEPT_PAYLOAD_BYTES],
+        value_length=None if value is None else len(value),
+        value_sha256=None if value is None else hashlib.sha256(value).hexdigest(),
+    )
+
+
+def payload_preview(data: bytes | None, full_length: int | None, chars: int = PREVIEW_CHARS) -> str:
+    """Stored key or value bytes as one line of text: invalid UTF-8 as \\xNN, every
+    non-printable character escaped (orderlog.events.printable), cut to ``chars``, and a
+    note when only the first bytes were stored. Any bytes at all give a printable line."""
+    if data is None:
+        return "(none)"
+    if not data:
+        return "(empty)"
+    text = printable(data.decode("utf-8", "backslashreplace"), chars)
+    if full_length is not None and full_length > len(data):
+        text += f"  (first {len(data)} of {full_length} bytes stored)"
+    return text
+
 
 # Longer than any well-formed header (a topic name is at most 249 characters).
 REPLAY_HEADER_MAX_BYTES = 320

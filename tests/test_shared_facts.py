@@ -204,3 +204,43 @@ def test_spark_columns_agree_with_the_python_rules(spark):
         assert row.rejected_bucket == rejected_bucket_of(row.offset), row.offset
         # Compare with the instant we sent: collect() renders timestamps in the local zone.
         assert row.day == business_date(at_of[row.key], TOKYO), row.key
+
+
+def test_kept_bytes_of_a_rejected_record():
+    import hashlib
+
+    from orderlog.rejected import KEPT_PAYLOAD_BYTES, KeptBytes, kept_bytes
+
+    value = b"\x00\xff" * 40_000
+    kept = kept_bytes(b"k" * 70_000, value)
+    assert (len(kept.key), kept.key_length) == (KEPT_PAYLOAD_BYTES, 70_000)
+    assert (kept.value, kept.value_length) == (value[:KEPT_PAYLOAD_BYTES], 80_000)
+    assert kept.value_sha256 == hashlib.sha256(value).hexdigest()
+    assert kept_bytes(None, None) == KeptBytes(None, None, None, None, None)  # no key, no value
+    assert kept_bytes(b"", b"").value_sha256 == hashlib.sha256(b"").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("data", "length", "shown"),
+    [
+        (None, None, "(none)"),
+        (b"", 0, "(empty)"),
+        (b'<script>alert("x")</script>', 27, '<script>alert("x")</script>'),  # text; HTML escapes it later
+        (b"bell\x07\n\xff\xfe", 8, "bell\\x07\\x0a\\xff\\xfe"),
+        ("\ud800".encode("utf-8", "surrogatepass"), 3, "\\xed\\xa0\\x80"),
+        (b"x" * 300, 300, "x" * 200 + "…"),
+        (b"abc", 70_000, "abc  (first 3 of 70000 bytes stored)"),
+    ],
+)
+def test_a_payload_preview_is_one_printable_line(data, length, shown):
+    from orderlog.rejected import payload_preview
+
+    assert payload_preview(data, length) == shown
+
+
+@given(st.binary(max_size=600), st.integers(min_value=1, max_value=300))
+def test_any_bytes_preview_as_printable_text(data, chars):
+    from orderlog.rejected import payload_preview
+
+    text = payload_preview(data, len(data), chars)
+    assert text.isprintable() and text.encode("utf-8")

@@ -39,11 +39,11 @@ from orderlog.rejected import (
     REPLAY_HEADER,
     TOPIC_NAME,
     KafkaCoordinates,
+    payload_preview,
     replay_header_value,
 )
 
 PROG = "python -m tools.rejected"
-PREVIEW_CHARS = 200
 # Rows are read page by page from every bucket at once; a row holds up to 64 KiB twice.
 FETCH_SIZE = 100
 ACK_TIMEOUT_S = 30.0
@@ -181,18 +181,6 @@ def _record(day: date, row: Any) -> RejectedRecord:
     )
 
 
-def preview(data: bytes | None, full_length: int | None) -> str:
-    """The bytes as text with every non-printable character escaped, cut to PREVIEW_CHARS."""
-    if data is None:
-        return "(none)"
-    if not data:
-        return "(empty)"
-    text = printable(data.decode("utf-8", "backslashreplace"), PREVIEW_CHARS)
-    if full_length is not None and full_length > len(data):
-        text += f"  (first {len(data)} of {full_length} bytes stored)"
-    return text
-
-
 def _when(instant: datetime | None) -> str:
     if instant is None:
         return "?"
@@ -209,8 +197,8 @@ def describe(record: RejectedRecord) -> list[str]:
         f"    reason: {printable(record.reason)}",
     ]
     if record.key is not None:
-        lines.append(f"    key:    {preview(record.key, record.key_length)}")
-    lines.append(f"    value:  {preview(record.value, record.length)}")
+        lines.append(f"    key:    {payload_preview(record.key, record.key_length)}")
+    lines.append(f"    value:  {payload_preview(record.value, record.length)}")
     return lines
 
 
