@@ -53,6 +53,28 @@ def table_columns() -> dict[str, dict[str, str]]:
     return tables
 
 
+def table_keys() -> dict[str, tuple[list[str], list[str]]]:
+    """table -> (partition key columns, clustering columns), as the PRIMARY KEYs of
+    tables.cql define them."""
+    keys = {}
+    for name, statement in zip(table_names(), _create_table_statements(), strict=True):
+        body = statement[statement.index("(") + 1 :]
+        definition = next(d for d in _top_level_split(body) if d.upper().startswith("PRIMARY KEY"))
+        inner = definition[definition.index("(") + 1 : definition.rindex(")")]
+        first, *clustering = _top_level_split(inner + ")")
+        partition = [c.strip() for c in first.strip("()").split(",")]
+        keys[name] = (partition, [c.strip() for c in clustering])
+    return keys
+
+
+def create_table_statement(table: str, as_name: str | None = None) -> str:
+    """The CREATE TABLE IF NOT EXISTS statement of ``table`` in tables.cql, for a table
+    named ``as_name`` if given (a migration's staging table has the same layout)."""
+    statement = _create_table_statements()[table_names().index(table)]
+    prefix = f"CREATE TABLE IF NOT EXISTS {table}"
+    return f"CREATE TABLE IF NOT EXISTS {as_name or table}" + statement[len(prefix) :]
+
+
 def _create_table_statements() -> list[str]:
     return [s for s in table_statements() if s.split()[:5] == ["CREATE", "TABLE", "IF", "NOT", "EXISTS"]]
 

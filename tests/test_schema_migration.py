@@ -9,7 +9,7 @@ import pytest
 from cassandra.util import uuid_from_time
 
 from orderlog.cassandra_session import connect, shutdown
-from orderlog.schema import apply_cql, table_columns, table_names
+from orderlog.schema import apply_cql, create_table_statement, table_columns, table_keys, table_names
 
 # aggregate_runs as the first release created it: no trigger column.
 OLD_AGGREGATE_RUNS = """
@@ -32,11 +32,28 @@ def test_columns_are_read_from_tables_cql() -> None:
     assert "PRIMARY" not in {c for table in columns.values() for c in table}
 
 
+def test_keys_are_read_from_tables_cql() -> None:
+    keys = table_keys()
+    assert list(keys) == table_names()
+    assert keys["rejected_events"] == (["reject_date", "bucket"], ["kafka_topic", "kafka_partition", "kafka_offset"])
+    assert keys["user_preferences"] == (["user_id"], [])
+    assert keys["segment_sizes"] == (["year"], ["as_of", "segment"])
+
+
+def test_a_table_statement_under_another_name() -> None:
+    statement = create_table_statement("rejected_events", "ks.rejected_events_migration")
+    assert statement.startswith("CREATE TABLE IF NOT EXISTS ks.rejected_events_migration (\n    reject_date ")
+    assert statement.endswith("PRIMARY KEY ((reject_date, bucket), kafka_topic, kafka_partition, kafka_offset)\n)")
+
+
 @pytest.mark.integration
-def test_the_parsed_columns_are_the_live_ones(cassandra, settings) -> None:
+def test_the_parsed_columns_and_keys_are_the_live_ones(cassandra, settings) -> None:
     live = cassandra.cluster.metadata.keyspaces[settings.cassandra_keyspace].tables
+    keys = table_keys()
     for table, columns in table_columns().items():
         assert {c: m.cql_type for c, m in live[table].columns.items()} == columns, table
+        assert ([c.name for c in live[table].partition_key], [c.name for c in live[table].clustering_key]) == (
+            keys[table]), table
 
 
 @pytest.mark.integration
