@@ -188,14 +188,15 @@ def test_the_job_refuses_to_start_on_rejected_events_of_the_older_layout(cassand
     """A keyspace made before rejected_events was re-keyed keeps the old table (CREATE IF NOT
     EXISTS changes nothing): one clear line at start, not a failed write every batch."""
     from jobs.stream_io import CassandraUnavailable, check_cassandra
-    from orderlog.schema import table_statements
+    from orderlog.schema import create_table_statement
 
     keyspace = f"orderlog_old_{uuid.uuid4().hex[:8]}"
     cassandra.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', "
                       "'replication_factor': 1}", timeout=60)
     try:
-        raw_orders = next(s for s in table_statements() if "raw_orders" in s.split("(")[0])
-        cassandra.execute(raw_orders.replace("raw_orders", f"{keyspace}.raw_orders", 1), timeout=60)
+        # Every other table as it is now (the job checks raw_orders and stream_day_counts first).
+        for table in ("raw_orders", "stream_day_counts"):
+            cassandra.execute(create_table_statement(table, f"{keyspace}.{table}"), timeout=60)
         cassandra.execute(OLD_REJECTED_EVENTS.replace("rejected_events", f"{keyspace}.rejected_events", 1),
                           timeout=60)
         cassandra.cluster.control_connection.wait_for_schema_agreement()
