@@ -27,14 +27,14 @@ from jobs.stream_counts import batch_day_counts
 from jobs.stream_transforms import filter_rejected, filter_valid, to_raw_orders, to_rejected_events, with_parsed
 from orderlog.config import Settings
 from orderlog.late_orders import REJECTED, StreamCount, merge_batch_count
+from orderlog.rejected_migration import STAGING as MIGRATION_STAGING
+from orderlog.schema import table_keys
 
 log = logging.getLogger("orderlog.streaming")
 
 CASSANDRA_FORMAT = "org.apache.spark.sql.cassandra"
 RAW_ORDERS = "raw_orders"
 REJECTED_EVENTS = "rejected_events"
-# The primary key of rejected_events in cassandra/tables.cql: (partition key, clustering key).
-REJECTED_EVENTS_KEY = (["reject_date", "bucket"], ["kafka_topic", "kafka_partition", "kafka_offset"])
 STREAM_DAY_COUNTS = "stream_day_counts"
 # Set by Spark on the thread that runs a query's batches (and so foreachBatch): the query's id.
 QUERY_ID_PROPERTY = "sql.streaming.queryId"
@@ -448,12 +448,17 @@ def check_cassandra(settings: Settings, retry_seconds: float) -> None:
             )
         table = keyspace.tables[REJECTED_EVENTS]
         key = ([c.name for c in table.partition_key], [c.name for c in table.clustering_key])
-        if key != REJECTED_EVENTS_KEY:
+        if key != table_keys()[REJECTED_EVENTS]:
             # Writes would fail batch after batch; say it once, at start.
             raise CassandraUnavailable(
                 f"{settings.cassandra_keyspace}.{REJECTED_EVENTS} at {where} has the layout of an older version "
-                f"(key {key[0]}, {key[1]}): a primary key cannot change in place; it needs the schema migration "
-                f"(or DROP TABLE {REJECTED_EVENTS} and `python -m orderlog.schema apply`, losing its rows)"
+                f"(key {key[0]}, {key[1]}): run `make schema` (python -m orderlog.schema apply) to migrate it"
+            )
+        if MIGRATION_STAGING in keyspace.tables:
+            # Its rows are not all back in rejected_events yet: list and replay would miss them.
+            raise CassandraUnavailable(
+                f"{settings.cassandra_keyspace}.{REJECTED_EVENTS} at {where} is half migrated ({MIGRATION_STAGING} "
+                "still exists): run `make schema` (python -m orderlog.schema apply) to finish the migration"
             )
     finally:
         shutdown(session)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from orderlog.config import Settings, load_settings
@@ -118,9 +119,15 @@ def add_missing_columns(session: object, keyspace: str) -> list[str]:
     return applied
 
 
-def apply_cql(settings: Settings) -> list[str]:
-    """Keyspace, tables, then the columns older keyspaces lack; returns the ALTERs it ran."""
+def apply_cql(
+    settings: Settings, log: Callable[[str], None] = lambda line: None,
+    migration_after: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Keyspace, tables, the rejected_events layout migration (orderlog.rejected_migration,
+    logging one line per step), then the columns older keyspaces lack; returns the ALTERs it
+    ran. ``migration_after`` is the migration's test hook."""
     from orderlog.cassandra_session import connect, shutdown
+    from orderlog.rejected_migration import migrate_rejected_events
 
     session = connect(settings, keyspace="")
     try:
@@ -133,6 +140,9 @@ def apply_cql(settings: Settings) -> list[str]:
             session.execute(statement, timeout=60)
         # Schema changes propagate asynchronously; wait so the caller can use them.
         session.cluster.control_connection.wait_for_schema_agreement()
+        # Before the ALTERs: the older rejected_events is replaced, not given the new columns.
+        migrate_rejected_events(session, settings.cassandra_keyspace, settings.rejected_ttl_seconds, log=log,
+                                after=migration_after)
         return add_missing_columns(session, settings.cassandra_keyspace)
     finally:
         shutdown(session)
@@ -226,7 +236,14 @@ def main(argv: list[str] | None = None) -> int:
             print(statement + ";")
         return 0
     if args.command in ("apply", "tables"):
-        for statement in apply_cql(settings):
+        from orderlog.rejected_migration import MigrationError
+
+        try:
+            altered = apply_cql(settings, log=lambda line: print(line, flush=True))
+        except MigrationError as exc:
+            print(f"python -m orderlog.schema: error: {exc}", file=sys.stderr)
+            return 1
+        for statement in altered:
             print(f"migrated: {statement}")
         print(f"schema applied: keyspace {settings.cassandra_keyspace}, {len(table_names())} tables")
     if args.command in ("apply", "topic"):

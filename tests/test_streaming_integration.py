@@ -204,9 +204,8 @@ def test_the_job_refuses_to_start_on_rejected_events_of_the_older_layout(cassand
             check_cassandra(settings.replace(cassandra_keyspace=keyspace), retry_seconds=0)
         assert str(failure.value) == (
             f"{keyspace}.rejected_events at 127.0.0.1:{settings.cassandra_port} has the layout of an older version "
-            "(key ['reject_date', 'kafka_partition'], ['kafka_topic', 'kafka_offset']): a primary key cannot change "
-            "in place; it needs the schema migration (or DROP TABLE rejected_events and `python -m orderlog.schema "
-            "apply`, losing its rows)"
+            "(key ['reject_date', 'kafka_partition'], ['kafka_topic', 'kafka_offset']): run `make schema` "
+            "(python -m orderlog.schema apply) to migrate it"
         )
         check_cassandra(settings, retry_seconds=0)  # the current layout passes
     finally:
