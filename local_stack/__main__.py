@@ -53,9 +53,15 @@ def main(argv: list[str] | None = None) -> int:
             names = [args.only] if args.only else None
             up(config, names)
             if not args.no_schema and not args.only:
+                from orderlog.rejected_migration import MigrationError
                 from orderlog.schema import apply_cql, create_topic
 
-                apply_cql(config.settings)
+                try:
+                    # A keyspace of an older version is migrated here: one line per step.
+                    apply_cql(config.settings, log=lambda line: print(line, flush=True))
+                except MigrationError as exc:
+                    print(f"local_stack: {exc}", file=sys.stderr)
+                    return 1
                 created = create_topic(config.settings)
                 print(
                     f"schema applied to keyspace {config.settings.cassandra_keyspace}; topic "

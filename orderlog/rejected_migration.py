@@ -162,7 +162,7 @@ class _Migration:
             return f"created {STAGING} (the new layout)"
         if step == "copy-old":
             rows = self._copy_old()
-            return f"copied {rows:,} rows of the old {TABLE} into {STAGING} (converted; TTL {self._ttl_text()})"
+            return f"copied {_rows(rows)} of the old {TABLE} into {STAGING} (converted; TTL {self._ttl_text()})"
         if step == "drop-old":
             self._ddl(f"DROP TABLE IF EXISTS {ks}.{TABLE}")
             return f"dropped the old {TABLE}"
@@ -171,7 +171,7 @@ class _Migration:
             return f"created {TABLE} (the new layout, from tables.cql)"
         if step == "copy-staging":
             rows = self._copy_staging()
-            return f"copied {rows:,} rows of {STAGING} into {TABLE} (with their remaining TTL)"
+            return f"copied {_rows(rows)} of {STAGING} into {TABLE} (with their remaining TTL)"
         if step == "drop-staging":
             self._ddl(f"DROP TABLE IF EXISTS {ks}.{STAGING}")
             return f"dropped {STAGING}; done"
@@ -249,6 +249,10 @@ def _unset_nulls(values: tuple[Any, ...]) -> tuple[Any, ...]:
     from cassandra.query import UNSET_VALUE
 
     return tuple(UNSET_VALUE if v is None else v for v in values)
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row{'' if count == 1 else 's'}"
 
 
 def _key_text(key: tuple[list[str], list[str]]) -> str:

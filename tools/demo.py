@@ -315,6 +315,7 @@ class DemoOptions:
 def start(settings: Settings, options: DemoOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Runs the demo; returns timings and the truth. Raises DemoError."""
     from local_stack.stack import StackConfig, up
+    from orderlog.rejected_migration import MigrationError
     from orderlog.schema import apply_cql, create_topic
     from tools import replay as replay_cli
 
@@ -333,7 +334,10 @@ def start(settings: Settings, options: DemoOptions, log: Callable[[str], None] =
     state["stack_started"] = sorted(set(state.get("stack_started", [])) | set(started))
     state["stack_dir"] = str(config.root)
     save_state(folder, state)
-    apply_cql(settings)
+    try:
+        apply_cql(settings, log=lambda line: log(f"  {line}"))  # migrates an older keyspace, line by line
+    except MigrationError as exc:
+        raise DemoError(str(exc)) from None
     create_topic(settings)
     timings["stack"] = time.monotonic() - step
 
