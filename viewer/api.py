@@ -3,7 +3,7 @@ segment (written by viewer/csv_export.py)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
@@ -94,6 +94,27 @@ def daily_order_summaries() -> Any:
         "to": last.isoformat(),
         "days": [d.to_json() for d in days],
         "missing": [d.isoformat() for d in date_range(first, last) if d not in have],
+    }
+
+
+@bp.get("/rejected_events")
+def rejected_events() -> Any:
+    """A date's rejected count and a few of its records, or the counts of each date of a
+    range (default: the 30 days up to the latest aggregated date, or up to today)."""
+    _exclusive(single="date", ranged=("from", "to"))
+    store = get_store()
+    day = parse_date(request.args, "date")
+    if day is not None:
+        found = queries.rejected_of(store, day, queries.REJECTED_SAMPLES)
+        return {"date": day.isoformat(), "rejected": found.count, "samples": [s.to_json() for s in found.samples]}
+    latest = queries.last_aggregated(store, _tz()).date
+    first, last = parse_range(request.args, latest or datetime.now(_tz()).date())  # type: ignore[misc]
+    counts = queries.rejected_between(store, first, last)
+    return {
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "days": [{"date": d.isoformat(), "rejected": n} for d, n in sorted(counts.items())],
+        "total": sum(counts.values()),
     }
 
 

@@ -46,6 +46,20 @@ STATEMENTS: dict[str, str] = {
     # Late orders of a date: its stream totals (one row per streaming query) against what
     # its last successful aggregate run saw.
     "stream_totals_of_date": "SELECT records FROM stream_day_counts WHERE year = ? AND day = ? AND kind = ?",
+    # Per-date stream totals of a range of one year (both kinds; a year partition holds
+    # 366 days x 2 kinds x a few query ids, so reading the range whole is cheap).
+    "stream_totals_between": (
+        "SELECT day, kind, records FROM stream_day_counts WHERE year = ? AND day >= ? AND day <= ?"
+    ),
+    # A few rejected records of a date: one bucket partition, or a few of them, at most ? rows.
+    "rejected_of_bucket": (
+        "SELECT kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, raw_value, raw_length, reason, "
+        "replayed_at FROM rejected_events WHERE reject_date = ? AND bucket = ? LIMIT ?"
+    ),
+    "rejected_of_buckets": (
+        "SELECT kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, raw_value, raw_length, reason, "
+        "replayed_at FROM rejected_events WHERE reject_date = ? AND bucket IN ? LIMIT ?"
+    ),
     "last_run_of_date": (
         "SELECT run_id, started_at, finished_at, records_seen FROM aggregated_dates WHERE year = ? AND order_date = ?"
     ),

@@ -8,7 +8,7 @@ from typing import Any
 from orderlog.events import USER_ID_MAX_LENGTH
 from orderlog.menu import SEGMENT_LABELS, SEGMENTS
 from viewer.params import DEFAULT_PER_PAGE, DEFAULT_RANGE_DAYS, MAX_PAGE, MAX_PER_PAGE, MAX_RANGE_DAYS
-from viewer.queries import MAX_PAGE_OFFSET
+from viewer.queries import MAX_PAGE_OFFSET, REJECTED_SAMPLES
 
 _REF = "#/components/schemas/"
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "string"}}}
@@ -57,6 +57,38 @@ def _schemas() -> dict[str, Any]:
                 "to": _DATE,
                 "days": {"type": "array", "items": _ref("DaySummary"), "description": "oldest first"},
                 "missing": {"type": "array", "items": _DATE, "description": "dates of the range not aggregated"},
+            }
+        ),
+        "RejectedSample": _object(
+            {
+                "topic": {"type": "string"},
+                "partition": {"type": "integer"},
+                "offset": {"type": "integer"},
+                "kafka_timestamp": _nullable(_INSTANT),
+                "reason": {"type": "string", "description": "why the streaming job rejected it (escaped)"},
+                "length": _nullable({**_COUNT, "description": "the payload's full length in bytes; null: none"}),
+                "preview": {"type": "string", "description": "the stored payload as text, non-printable characters "
+                            "and bytes that are not UTF-8 escaped (\\x07, \\xff), cut to 200 characters"},
+                "replayed": {"type": "boolean", "description": "sent back by `python -m tools.rejected replay`"},
+                "replayed_at": _nullable(_INSTANT),
+            },
+            "one rejected record, its Kafka coordinates first",
+        ),
+        "RejectedOfDate": _object(
+            {
+                "date": _DATE,
+                "rejected": {**_COUNT, "description": "records of the date the streaming job rejected"},
+                "samples": {"type": "array", "items": _ref("RejectedSample"), "maxItems": REJECTED_SAMPLES,
+                            "description": "a few of them (`python -m tools.rejected list --date D` shows all)"},
+            }
+        ),
+        "RejectedRange": _object(
+            {
+                "from": _DATE,
+                "to": _DATE,
+                "days": {"type": "array", "description": "every date of the range, oldest first",
+                         "items": _object({"date": _DATE, "rejected": _COUNT})},
+                "total": _COUNT,
             }
         ),
         "SegmentSize": size,
@@ -217,6 +249,20 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
                 _json({"oneOf": [_ref("DaySummary"), _ref("DayRange")]}, "one date, or the range"),
                 _DATE_PARAMETERS,
                 {"400": _BAD, "404": "the date is not aggregated yet (or nothing is)"},
+            )
+        },
+        "/api/rejected_events": {
+            "get": _get(
+                "records the streaming job rejected: a date's count and a few samples, or the count of each date "
+                "of a range",
+                _json({"oneOf": [_ref("RejectedOfDate"), _ref("RejectedRange")]}, "one date, or the range"),
+                [
+                    _query("date", _DATE, "one date (YYYY-MM-DD); not with from/to"),
+                    _query("from", _DATE, _RANGE + "; default: the 30 days up to the latest aggregated date "
+                           "(or up to today)"),
+                    _query("to", _DATE, _RANGE),
+                ],
+                {"400": _BAD},
             )
         },
         "/api/segment_sizes": {

@@ -3,7 +3,9 @@
 Each function is one query of tables.cql's contract. Year-partitioned tables are read
 one partition per year, concurrently; segment members are read from their
 SEGMENT_BUCKETS bucket partitions concurrently and merged in user_id order, lazily, so
-a page reads about one page of rows and a CSV export streams with bounded memory.
+a page reads about one page of rows and a CSV export streams with bounded memory. Rejected
+records are counted from the streaming job's per-date totals, and a few of them are read
+from a few of their date's bucket partitions, with LIMIT.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from orderlog.events import USER_ID_MAX_LENGTH
-from orderlog.late_orders import ORDERS, late_orders
-from orderlog.layout import SEGMENT_BUCKETS
+from orderlog.business_day import date_range
+from orderlog.events import USER_ID_MAX_LENGTH, printable
+from orderlog.late_orders import ORDERS, REJECTED, late_orders
+from orderlog.layout import REJECTED_BUCKETS, SEGMENT_BUCKETS
 from orderlog.menu import SEGMENTS
+from orderlog.rejected import payload_preview
 from viewer.db import Store
 
 # Years searched for the latest aggregated date: from next year back to this one.
@@ -32,6 +36,14 @@ MAX_PAGE_OFFSET = 10_000
 # Rows per bucket partition per round trip when streaming a whole segment.
 EXPORT_FETCH_SIZE = 1000
 _YEAR_BATCH = 4
+# Rejected records a `/api/rejected_events?date=` answer carries (`python -m tools.rejected
+# list` shows them all).
+REJECTED_SAMPLES = 10
+# Bucket partitions of a date read first for rejected samples: offsets spread records
+# evenly over the 32 buckets, so these usually hold enough.
+REJECTED_BUCKET_WAVE = 8
+# The streaming job cuts a reason to 2,000 characters; rows of other origins are cut here.
+MAX_REASON_CHARS = 2000
 _CURSOR_TAG = "u:"
 # The base64 length of the tag and the longest id (4 UTF-8 bytes a character).
 _MAX_CURSOR_CHARS = 4 * -(-(len(_CURSOR_TAG) + 4 * USER_ID_MAX_LENGTH) // 3)
@@ -74,6 +86,44 @@ class LateOrders:
 
     count: int
     last_run_at: datetime | None  # when that run started; None when none is recorded
+
+
+@dataclass(frozen=True)
+class RejectedSample:
+    """One rejected record as the viewer shows it: hostile bytes already made printable."""
+
+    topic: str
+    partition: int
+    offset: int
+    kafka_timestamp: datetime | None
+    reason: str  # printable
+    length: int | None  # the payload's full length in bytes; None: no value (a tombstone)
+    preview: str  # the stored payload, escaped (orderlog.rejected.payload_preview)
+    replayed_at: datetime | None
+
+    @property
+    def coordinates(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "kafka_timestamp": iso(self.kafka_timestamp),
+            "reason": self.reason,
+            "length": self.length,
+            "preview": self.preview,
+            "replayed": self.replayed_at is not None,
+            "replayed_at": iso(self.replayed_at),
+        }
+
+
+@dataclass(frozen=True)
+class RejectedOfDate:
+    date: date
+    count: int  # the streaming job's total for the date (stream_day_counts, summed over query ids)
+    samples: list[RejectedSample]
 
 
 @dataclass(frozen=True)
@@ -185,6 +235,55 @@ def late_orders_of(store: Store, day: date) -> LateOrders:
     run = last_run.result().one()
     seen = None if run is None else _int(run.records_seen)
     return LateOrders(late_orders(total, seen), None if run is None else _utc(run.started_at))
+
+
+# -- rejected records ----------------------------------------------------------------
+
+
+def rejected_of(store: Store, day: date, samples: int) -> RejectedOfDate:
+    """The date's rejected count and up to ``samples`` of its records, by coordinates.
+
+    Never a scan of the date: the records come from REJECTED_BUCKET_WAVE bucket partitions
+    read concurrently, each with a LIMIT of its share; only when those hold too few (a date
+    with few rejected records) are the other buckets asked, in one query with a LIMIT of
+    what is missing. At most two round trips, and about as many rows as are shown (a row
+    holds up to 64 KiB)."""
+    totals = store.execute_async("stream_totals_of_date", (day.year, day, REJECTED))
+    wave = REJECTED_BUCKET_WAVE
+    share = -(-samples // wave)
+    futures = [store.execute_async("rejected_of_bucket", (day, b, share)) for b in range(wave)]
+    found = [_sample(row) for f in futures for row in f.result()]
+    if len(found) < samples:
+        rest = list(range(wave, REJECTED_BUCKETS))
+        found += [_sample(row) for row in store.execute("rejected_of_buckets", (day, rest, samples - len(found)))]
+    found.sort(key=lambda r: (r.topic, r.partition, r.offset))
+    count = sum(_int(r.records) for r in totals.result())
+    return RejectedOfDate(day, count, found[:samples])
+
+
+def _sample(row: Any) -> RejectedSample:
+    return RejectedSample(
+        topic=printable(row.kafka_topic or ""),
+        partition=row.kafka_partition,
+        offset=row.kafka_offset,
+        kafka_timestamp=_utc(row.kafka_timestamp),
+        reason=printable(row.reason or "", MAX_REASON_CHARS),
+        length=row.raw_length,
+        preview=payload_preview(row.raw_value, row.raw_length),
+        replayed_at=_utc(row.replayed_at),
+    )
+
+
+def rejected_between(store: Store, first: date, last: date) -> dict[date, int]:
+    """The rejected count of every date of [first, last] (0 where the job counted none)."""
+    futures = [store.execute_async("stream_totals_between", (y, first, last)) for y in _years(first, last)]
+    counts = dict.fromkeys(date_range(first, last), 0)
+    for f in futures:
+        for row in f.result():
+            if row.kind == REJECTED:
+                day = _date(row.day)
+                counts[day] = counts.get(day, 0) + _int(row.records)  # type: ignore[index]
+    return counts
 
 
 def summaries_between(store: Store, first: date, last: date) -> list[DaySummary]:
