@@ -19,6 +19,9 @@ from viewer.params import MAX_PAGE, BadParameter, check_user_id, parse_date, par
 
 bp = Blueprint("pages", __name__)
 
+# Rejected records shown under the daily numbers; the hint names the tool that lists them all.
+PAGE_REJECTED_SAMPLES = 5
+
 
 def _tz() -> Any:
     return current_app.config["SETTINGS"].tz
@@ -71,10 +74,12 @@ def daily() -> Any:
     span = parse_range(request.args, last.date)
     days: list[queries.DaySummary] = []
     rows: list[tuple[date, queries.DaySummary | None]] = []
+    rejected_by_date: dict[date, int] = {}
     if span is not None:
         days = queries.summaries_between(store, *span)
         by_date = {d.date: d for d in days}
         rows = [(d, by_date.get(d)) for d in reversed(date_range(*span))]
+        rejected_by_date = queries.rejected_between(store, *span)
     return render_template(
         "daily.html",
         chosen=chosen,
@@ -83,6 +88,9 @@ def daily() -> Any:
         span=span,
         days=days,
         rows=rows,
+        rejected_by_date=rejected_by_date,
+        rejected=queries.rejected_of(store, chosen, PAGE_REJECTED_SAMPLES) if chosen else None,
+        rejected_ttl_days=current_app.config["SETTINGS"].rejected_ttl_days,
         figure=charts.daily_figure(days) if days else None,
     )
 
