@@ -14,9 +14,12 @@ import pytest
 from tests.viewer_data import (
     ALICE_HISTORY,
     BULK_MEMBERS,
+    IMG_REASON,
     LATEST,
     NAMED_MEMBERS,
+    REJECTED_RECORDS,
     XSS_USER,
+    RejectedRecord,
     ViewerData,
     day_counts,
     japanese_ids,
@@ -139,6 +142,117 @@ def test_range_with_only_to_is_the_30_days_up_to_it(client: object) -> None:
 )
 def test_bad_summary_parameters_are_400_naming_them(client: object, query: str, parameter: str, message: str) -> None:
     body = get_json(client, f"/api/daily_order_summaries?{query}", 400)
+    assert body == {"error": message, "parameter": parameter}
+
+
+# -- rejected records ------------------------------------------------------------------
+
+
+def test_rejected_events_of_a_date_are_its_count_and_samples_escaped(client: object) -> None:
+    body = get_json(client, "/api/rejected_events?date=2025-05-31")
+    sample = {"topic": "order-logs", "kafka_timestamp": "2025-05-31T03:00:00Z", "replayed": False, "replayed_at": None}
+    assert body == {
+        "date": "2025-05-31",
+        "rejected": 7,  # 4 + 3 over the two streaming queries
+        "samples": [  # every record of the date (at most 10), by coordinates
+            {**sample, "partition": 0, "offset": 0, "reason": "record is not JSON (Expecting value)", "length": 27,
+             "preview": '<script>alert("x")</script>'},  # JSON carries it as text; pages escape it
+            {**sample, "partition": 0, "offset": 1, "reason": "record is not JSON (Expecting value)", "length": 9,
+             "preview": "bell\\x07ring"},  # the control character escaped
+            {**sample, "partition": 0, "offset": 2, "reason": IMG_REASON, "length": 35,
+             "preview": '{"<img src=x onerror=alert(1)>": 1}'},
+            {**sample, "partition": 1, "offset": 3, "reason": "record is not UTF-8", "length": 3,
+             "preview": "\\xff\\xfe{"},  # bytes that are not UTF-8
+            {**sample, "partition": 1, "offset": 4, "reason": "record has no value", "length": None,
+             "preview": "(none)"},
+            {**sample, "partition": 2, "offset": 40, "reason": "record is larger than 4096 bytes", "length": 70_000,
+             "preview": "x" * 200 + "…  (first 65536 of 70000 bytes stored)"},
+            {**sample, "partition": 2, "offset": 41, "reason": "menu_type: must be 'japanese' or 'western'",
+             "length": 82, "preview": REJECTED_RECORDS[-1].value.decode(), "replayed": True,
+             "replayed_at": "2025-06-01T01:00:00Z"},
+        ],
+    }
+
+
+def test_rejected_events_of_a_date_with_none_or_none_kept(client: object) -> None:
+    assert get_json(client, "/api/rejected_events?date=2025-05-29") == {"date": "2025-05-29", "rejected": 0,
+                                                                        "samples": []}
+    # Counted by the streaming job, expired from rejected_events since (their TTL).
+    assert get_json(client, "/api/rejected_events?date=2025-05-30") == {"date": "2025-05-30", "rejected": 99,
+                                                                        "samples": []}
+    assert get_json(client, "/api/rejected_events?date=9999-12-31")["rejected"] == 0
+
+
+def test_rejected_events_of_a_date_read_few_buckets_when_enough(cassandra: object, settings: object) -> None:
+    """40 records, offsets 0-39 over the 32 buckets: for 10 samples, the first 8 buckets read
+    with LIMIT 2 hold 16 of them, so no other bucket is read; for 40, the other 24 are asked
+    for the 24 missing, in one query."""
+    from datetime import UTC, datetime
+
+    from viewer.db import Store
+    from viewer.queries import rejected_of
+
+    day = date(2025, 4, 1)
+    records = [RejectedRecord(0, offset, None, b"{}", "user_id: is required", datetime(2025, 4, 1, 3, tzinfo=UTC))
+               for offset in range(40)]
+    ViewerData(cassandra).rejected(records)
+    store = Store(cassandra, cache_seconds=0)
+    reads: list[tuple] = []
+    execute_async, execute = store.execute_async, store.execute
+
+    def spy_async(name: str, params: tuple, fetch_size: int | None = None) -> object:
+        if name.startswith("rejected_of"):
+            reads.append(params[1:])  # (bucket, limit)
+        return execute_async(name, params, fetch_size)
+
+    def spy(name: str, params: tuple) -> object:
+        if name.startswith("rejected_of"):
+            reads.append(params[1:])  # (buckets, limit)
+        return execute(name, params)
+
+    store.execute_async, store.execute = spy_async, spy  # type: ignore[method-assign]
+    found = rejected_of(store, day, 10)
+    assert [s.offset for s in found.samples] == [*range(8), 32, 33]  # of offsets 0-7 and 32-39, by coordinates
+    assert reads == [(bucket, 2) for bucket in range(8)]
+    assert found.count == 0  # no stream totals were written for that date
+    reads.clear()
+    assert [s.offset for s in rejected_of(store, day, 40).samples] == list(range(40))
+    assert reads == [(b, 5) for b in range(8)] + [(list(range(8, 32)), 24)]  # 16 found, 24 missing
+
+
+def test_rejected_events_of_a_range_count_every_date(client: object) -> None:
+    body = get_json(client, "/api/rejected_events?from=2025-05-29&to=2025-05-31")
+    assert body == {
+        "from": "2025-05-29",
+        "to": "2025-05-31",
+        "days": [{"date": "2025-05-29", "rejected": 0}, {"date": "2025-05-30", "rejected": 99},
+                 {"date": "2025-05-31", "rejected": 7}],
+        "total": 106,
+    }
+    across = get_json(client, "/api/rejected_events?from=2024-12-31&to=2025-01-01")
+    assert across["days"] == [{"date": "2024-12-31", "rejected": 0}, {"date": "2025-01-01", "rejected": 0}]
+
+
+def test_rejected_events_without_parameters_are_the_30_days_up_to_the_latest_aggregated(client: object) -> None:
+    body = get_json(client, "/api/rejected_events")
+    assert (body["from"], body["to"], len(body["days"]), body["total"]) == ("2025-05-02", "2025-05-31", 30, 106)
+    assert get_json(client, "/api/rejected_events?to=0001-01-10")["from"] == "0001-01-01"
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter", "message"),
+    [
+        ("date=2025-13-01", "date", "invalid parameter 'date': '2025-13-01' is not a calendar date"),
+        ("date=%3Cscript%3E", "date", "invalid parameter 'date': must be a date YYYY-MM-DD, got '<script>'"),
+        ("date=2025-05-31&to=2025-05-01", "date", "invalid parameter 'date': use either 'date' or 'from' and 'to'"),
+        ("from=2025-05-31&to=2025-05-01", "from", "invalid parameter 'from': 2025-05-31 is after 'to' 2025-05-01"),
+        ("from=2000-01-01&to=2025-05-01", "to", "invalid parameter 'to': a range may span at most 3660 days"),
+        ("date=2025-05-31&date=2025-05-30", "date", "invalid parameter 'date': is given more than once"),
+    ],
+)
+def test_bad_rejected_events_parameters_are_400_naming_them(client: object, query: str, parameter: str,
+                                                             message: str) -> None:
+    body = get_json(client, f"/api/rejected_events?{query}", 400)
     assert body == {"error": message, "parameter": parameter}
 
 
@@ -542,7 +656,7 @@ def test_schemathesis_valid_requests_match_the_document_and_never_get_5xx(app: o
     answered = {label for label, status in statuses if status == 200}
     assert answered >= {"GET /api/daily_order_summaries", "GET /api/segment_sizes", "GET /api/user_segments",
                         "GET /api/user_segments/{segment}", "GET /api/user_segments/{segment}.csv",
-                        "GET /api/status"}, statuses
+                        "GET /api/status", "GET /api/rejected_events"}, statuses
     assert statuses[("GET /api/users/{user_id}", 404)] > 0
 
 

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from tests.conftest import gunicorn_server
-from tests.viewer_data import XSS_USER, japanese_ids, load_standard
+from tests.viewer_data import XSS_PAYLOAD, XSS_USER, japanese_ids, load_standard
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -123,6 +123,13 @@ def test_daily_page_chart_numbers_and_date_picker(watched: Watched) -> None:
     assert page.locator(".bars path").count() >= 2 * 29  # the bars were drawn
     assert page.inner_text("#day-japanese") == "120" and page.inner_text("#day-western") == "95"
     assert "2025-05-31" in page.inner_text("#last-aggregated")
+    # Rejected records: the range table's column, and the date's samples with hostile payloads as text.
+    assert page.inner_text('tr[data-date="2025-05-31"] td.rejected-count') == "7"
+    assert page.inner_text('tr[data-date="2025-05-30"] td.rejected-count') == "99"
+    payloads = page.locator("#rejected-samples td.payload").all_inner_texts()
+    assert payloads[0] == f"{XSS_PAYLOAD.decode()} (27 bytes)" and payloads[1] == "bell\\x07ring (9 bytes)"
+    assert page.locator("#rejected-samples script, #rejected-samples img").count() == 0  # never markup
+    assert page.inner_text("#rejected-hint").startswith("Every rejected record of the date")
     watched.shoot("daily")
     # Pick another date with the date picker.
     page.fill("input[name=date]", "2025-05-10")

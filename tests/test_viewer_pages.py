@@ -7,8 +7,9 @@ import base64
 import json
 import re
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
 
 import hypothesis
 import pytest
@@ -82,6 +83,37 @@ def test_daily_page_says_when_orders_arrived_after_the_last_run(client: object) 
         "次回の夜間集計で反映されます。</p>"
     ) in html
     assert 'id="day-late"' not in page(client, "/daily?date=2025-05-31")  # its run saw everything
+
+
+def test_daily_page_shows_rejected_counts_and_samples_escaped(client: object) -> None:
+    html = page(client, "/daily")
+    # The range table's Rejected column: 7 on 05-31, 99 on 05-30, 0 elsewhere, missing dates too.
+    cells = dict(re.findall(r'<tr data-date="([0-9-]+)".*?<td class="num rejected-count">([0-9,]+)</td></tr>', html))
+    assert len(cells) == 30 and cells["2025-05-31"] == "7" and cells["2025-05-30"] == "99"
+    assert cells["2025-05-15"] == "0" and set(cells.values()) == {"0", "7", "99"}
+    assert '<th class="num" title="records the streaming job rejected">Rejected 不正</th>' in html
+    section = html[html.index('<section class="card" id="rejected">'):]
+    assert '<strong id="rejected-count">7</strong> records of 2025-05-31 rejected by the streaming job' in section
+    samples = re.findall(r'<tr><td class="reason">(.*?)</td><td class="coordinates">(.*?)</td>'
+                         r'<td class="payload">(.*?)</td></tr>', section, re.S)
+    assert [coordinates for _, coordinates, _ in samples] == [
+        "order-logs:0:0", "order-logs:0:1", "order-logs:0:2", "order-logs:1:3", "order-logs:1:4"]  # up to 5
+    # Hostile payloads and reasons are text: autoescaped markup, control characters and bad bytes escaped.
+    assert samples[0][2] == '&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; <span class="muted">(27 bytes)</span>'
+    assert samples[1][2] == 'bell\\x07ring <span class="muted">(9 bytes)</span>'
+    assert samples[2][0] == "&lt;img src=x onerror=alert(1)&gt;: unknown field"
+    assert samples[3][2].startswith("\\xff\\xfe{") and samples[4][2] == "(none)"
+    assert "<script>alert" not in html and "<img src=x" not in html and "\x07" not in html
+    assert "<code>python -m tools.rejected list --date 2025-05-31</code>" in section
+
+
+def test_daily_page_of_a_date_with_no_rejected_records_or_none_kept(client: object) -> None:
+    html = page(client, "/daily?date=2025-05-29")
+    assert '<p class="empty" id="rejected-none">No rejected records on 2025-05-29. 不正な記録はありません。</p>' in html
+    html = page(client, "/daily?date=2025-05-30")
+    assert '<strong id="rejected-count">99</strong> records of 2025-05-30' in html
+    assert "None of them is kept any more: rejected records expire after 30 days." in html
+    assert 'id="rejected-samples"' not in html
 
 
 def test_daily_page_of_a_chosen_date_and_range(client: object) -> None:
@@ -238,8 +270,8 @@ page_paths = st.one_of(
 
 
 api_calls = st.sampled_from([
-    "/api/daily_order_summaries", "/api/segment_sizes", "/api/user_segments", "/api/user_segments/japanese",
-    "/api/user_segments/even.csv", "/api/users/alice", "/api/status",
+    "/api/daily_order_summaries", "/api/segment_sizes", "/api/rejected_events", "/api/user_segments",
+    "/api/user_segments/japanese", "/api/user_segments/even.csv", "/api/users/alice", "/api/status",
 ])
 any_paths = page_paths | api_calls | st.text(max_size=140).map(lambda t: "/api/users/" + quote(t, safe="/"))
 
@@ -271,7 +303,8 @@ def test_any_request_gets_no_5xx_and_a_4xx_says_what_is_wrong(app: object, path:
 
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(
-    path=st.sampled_from(["/daily", "/segments", "/api/daily_order_summaries", "/api/segment_sizes"]),
+    path=st.sampled_from(["/daily", "/segments", "/api/daily_order_summaries", "/api/segment_sizes",
+                          "/api/rejected_events"]),
     query=st.fixed_dictionaries({}, optional={"date": dates, "from": dates, "to": dates}),
 )
 def test_any_dates_get_an_answer_not_a_5xx(app: object, path: str, query: dict[str, str]) -> None:
@@ -353,6 +386,14 @@ def test_empty_states_read_well(app: object, cassandra: object) -> None:
     assert client.get("/api/status").get_json() == {
         "latest_summary_date": None, "aggregated_at": None, "segments_as_of": None, "last_run": None
     }
+    # Nothing aggregated: the rejected counts of the 30 days up to today in the business time zone.
+    body = client.get("/api/rejected_events").get_json()
+    today = datetime.now(ZoneInfo("Asia/Tokyo")).date()
+    assert body["to"] in (today.isoformat(), datetime.now(ZoneInfo("Asia/Tokyo")).date().isoformat())
+    assert (len(body["days"]), body["total"]) == (30, 0)
+    assert 'id="rejected"' not in page(client, "/daily")  # no date to show
+    html = page(client, "/daily?date=2025-05-31")
+    assert "No rejected records on 2025-05-31." in html
 
 
 def test_cassandra_unreachable_is_503_with_retry_after_never_500(settings: object) -> None:

@@ -6,15 +6,32 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.util import uuid_from_time
 
-from orderlog.layout import SEGMENT_BUCKETS, bucket_of
+from orderlog.business_day import business_date
+from orderlog.layout import SEGMENT_BUCKETS, bucket_of, rejected_bucket_of
 from orderlog.menu import preference
+from orderlog.rejected import kept_bytes
 
 AGGREGATED_AT = datetime(2025, 6, 1, 2, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class RejectedRecord:
+    """A Kafka record the streaming job rejected."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    kafka_time: datetime
+    topic: str = "order-logs"
+    replayed_at: datetime | None = None
 
 
 class ViewerData:
@@ -45,6 +62,13 @@ class ViewerData:
         self.aggregated = p(
             "INSERT INTO aggregated_dates (year, order_date, run_id, started_at, finished_at, records_seen) "
             "VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        # As the streaming job writes a rejected record (jobs.stream_transforms.to_rejected_events
+        # and the TTL write option): bucket by offset, 64 KiB kept, lengths, digest.
+        self.rejected_row = p(
+            "INSERT INTO rejected_events (reject_date, bucket, kafka_topic, kafka_partition, kafka_offset, kafka_key, "
+            "kafka_key_length, kafka_timestamp, raw_value, raw_length, raw_sha256, reason, rejected_at, replayed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
         )
         self.run = p(
             "INSERT INTO aggregate_runs (year, order_date, run_id, status, trigger, orders_read, users_touched, "
@@ -94,6 +118,16 @@ class ViewerData:
             [(day.year, day, kind, q, n, 0, 0, AGGREGATED_AT) for q, n in by_query.items()],
         )
 
+    def rejected(self, records: Iterable[RejectedRecord], ttl_seconds: int = 30 * 86_400) -> None:
+        """rejected_events rows of records, dated by their Kafka time in Tokyo."""
+        rows = []
+        for r in records:
+            kept = kept_bytes(r.key, r.value)
+            rows.append((business_date(r.kafka_time, "Asia/Tokyo"), rejected_bucket_of(r.offset), r.topic,
+                         r.partition, r.offset, kept.key, kept.key_length, r.kafka_time, kept.value,
+                         kept.value_length, kept.value_sha256, r.reason, r.kafka_time, r.replayed_at, ttl_seconds))
+        self._many(self.rejected_row, rows)
+
     def aggregated_date(self, order_date: date, records_seen: int) -> None:
         """The last successful run of order_date (started like aggregate_run's) and what it saw."""
         started = datetime(order_date.year, order_date.month, order_date.day, 17, 0, tzinfo=UTC)
@@ -120,12 +154,32 @@ VIEWER_TABLES = (
     "aggregate_runs",
     "stream_day_counts",
     "aggregated_dates",
+    "rejected_events",
 )
 
 XSS_USER = '<script>alert("x")</script>'
 LATEST = date(2025, 5, 31)
 MISSING_DAY = date(2025, 5, 15)  # a date in the range that was never aggregated
 LATE_DAY = date(2025, 5, 30)  # 7 orders arrived after its last run
+
+
+# The rejected records of LATEST (hostile payloads and reasons among them), counted by two
+# streaming queries (4 + 3). 05-30 has a count of 99 but no rows: they expired. The first
+# five are in buckets 0-4 (offset % 32), the ones a page of 5 samples reads first.
+XSS_PAYLOAD = b'<script>alert("x")</script>'
+IMG_REASON = "<img src=x onerror=alert(1)>: unknown field"
+LATEST_NOON = datetime(2025, 5, 31, 3, 0, tzinfo=UTC)
+REJECTED_RECORDS = [
+    RejectedRecord(0, 0, b"u-1", XSS_PAYLOAD, "record is not JSON (Expecting value)", LATEST_NOON),
+    RejectedRecord(0, 1, None, b"bell\x07ring", "record is not JSON (Expecting value)", LATEST_NOON),
+    RejectedRecord(0, 2, b"u-2", b'{"<img src=x onerror=alert(1)>": 1}', IMG_REASON, LATEST_NOON),
+    RejectedRecord(1, 3, b"\xff", b"\xff\xfe{", "record is not UTF-8", LATEST_NOON),
+    RejectedRecord(1, 4, b"u-3", None, "record has no value", LATEST_NOON),
+    RejectedRecord(2, 40, b"k", b"x" * 70_000, "record is larger than 4096 bytes", LATEST_NOON),
+    RejectedRecord(2, 41, b"u-4", b'{"user_id": "u-4", "timestamp": "2025-05-31T12:00:00+09:00", "menu_type": "sushi"}',
+                   "menu_type: must be 'japanese' or 'western'", LATEST_NOON,
+                   replayed_at=datetime(2025, 6, 1, 1, 0, tzinfo=UTC)),
+]
 
 
 def day_counts(d: date) -> tuple[int, int, int]:
@@ -184,6 +238,8 @@ def load_standard(session: object) -> None:
     data.stream_counts(LATE_DAY, "rejected", {"query-a": 99})  # not orders
     data.aggregated_date(LATEST, 215)
     data.stream_counts(LATEST, "orders", {"query-a": 215})
+    data.stream_counts(LATEST, "rejected", {"query-a": 4, "query-b": 3})
+    data.rejected(REJECTED_RECORDS)
 
 
 def japanese_ids() -> list[str]:
