@@ -27,8 +27,8 @@ from jobs.stream_counts import batch_day_counts
 from jobs.stream_transforms import filter_rejected, filter_valid, to_raw_orders, to_rejected_events, with_parsed
 from orderlog.config import Settings
 from orderlog.late_orders import REJECTED, StreamCount, merge_batch_count
+from orderlog.rejected_migration import NEW_KEY as REJECTED_EVENTS_KEY
 from orderlog.rejected_migration import STAGING as MIGRATION_STAGING
-from orderlog.schema import table_keys
 
 log = logging.getLogger("orderlog.streaming")
 
@@ -448,7 +448,7 @@ def check_cassandra(settings: Settings, retry_seconds: float) -> None:
             )
         table = keyspace.tables[REJECTED_EVENTS]
         key = ([c.name for c in table.partition_key], [c.name for c in table.clustering_key])
-        if key != table_keys()[REJECTED_EVENTS]:
+        if key != REJECTED_EVENTS_KEY:
             # Writes would fail batch after batch; say it once, at start.
             raise CassandraUnavailable(
                 f"{settings.cassandra_keyspace}.{REJECTED_EVENTS} at {where} has the layout of an older version "

@@ -9,6 +9,7 @@ import pytest
 from cassandra.util import uuid_from_time
 
 from orderlog.cassandra_session import connect, shutdown
+from orderlog.rejected_migration import NEW_KEY
 from orderlog.schema import apply_cql, create_table_statement, table_columns, table_keys, table_names
 
 # aggregate_runs as the first release created it: no trigger column.
@@ -36,6 +37,8 @@ def test_keys_are_read_from_tables_cql() -> None:
     keys = table_keys()
     assert list(keys) == table_names()
     assert keys["rejected_events"] == (["reject_date", "bucket"], ["kafka_topic", "kafka_partition", "kafka_offset"])
+    # What the streaming job checks at start (it runs without tables.cql) is that key.
+    assert keys["rejected_events"] == NEW_KEY
     assert keys["user_preferences"] == (["user_id"], [])
     assert keys["segment_sizes"] == (["year"], ["as_of", "segment"])
 
