@@ -8,6 +8,7 @@
 #
 # spark-submit options come before the job name and pass through unchanged; the master
 # defaults to ORDERLOG_SPARK_MASTER (local[2]). Everything after the job name goes to the job.
+# The configuration is read by jobs/submit_args.py: a bad value stops here with one line.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -39,10 +40,6 @@ if [ -z "$job" ] || [ ! -f "jobs/$job.py" ] || [ "$job" = "session" ] || [ "$job
 fi
 shift
 
-if [ "$has_master" = no ]; then
-  spark_opts=(--master "${ORDERLOG_SPARK_MASTER:-local[2]}" "${spark_opts[@]}")
-fi
-
 # The code the driver and executors import (orderlog/ and jobs/), as one zip.
 mkdir -p build
 "$PYTHON" - <<'PY'
@@ -53,7 +50,10 @@ with zipfile.ZipFile("build/orderlog-code.zip", "w", zipfile.ZIP_DEFLATED) as z:
             z.write(path)
 PY
 
-mapfile -t generated < <("$PYTHON" -m jobs.submit_args build/orderlog-code.zip)
+master_flag=()
+[ "$has_master" = yes ] && master_flag=(--master-given)
+generated_text=$("$PYTHON" -m jobs.submit_args build/orderlog-code.zip "${master_flag[@]}") || exit $?
+mapfile -t generated <<< "$generated_text"
 # Spark's logging at WARN (jobs/conf/log4j2.properties) unless you bring your own conf dir.
 export SPARK_CONF_DIR=${SPARK_CONF_DIR:-$(pwd)/jobs/conf}
 export PYSPARK_PYTHON=${PYSPARK_PYTHON:-$(pwd)/$PYTHON}

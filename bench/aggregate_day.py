@@ -25,7 +25,7 @@ from jobs import aggregate_io as io
 from jobs.aggregate import aggregate
 from jobs.session import local_session
 from orderlog.cassandra_session import connect, shutdown
-from orderlog.config import Settings, load_settings
+from orderlog.config import Settings, load_or_exit
 from orderlog.layout import RAW_ORDER_BUCKETS, bucket_col
 from orderlog.menu import JAPANESE, WESTERN, preference
 from orderlog.schema import apply_cql, table_names
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--users-per-order", type=float, default=0.1, help="distinct users = orders x this")
     parser.add_argument("--keyspace", default="orderlog_bench_aggregate")
     args = parser.parse_args()
-    settings = load_settings(cassandra_keyspace=args.keyspace)
+    settings = load_or_exit("bench.aggregate_day").replace(cassandra_keyspace=args.keyspace)
     spark = local_session(settings, "bench-aggregate")
     results = []
     for orders in args.orders:

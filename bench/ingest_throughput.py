@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orderlog.config import load_settings  # noqa: E402
+from orderlog.config import Settings, child_environment, load_or_exit  # noqa: E402
 from orderlog.events import validate_event  # noqa: E402
 
 USERS = 1000
@@ -57,9 +57,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_gunicorn(topic: str, port: int, workers: int, threads: int) -> subprocess.Popen:
-    env = {**os.environ, "ORDERLOG_KAFKA_TOPIC": topic, "INGEST_WORKERS": str(workers),
-           "INGEST_THREADS": str(threads), "INGEST_LOG_LEVEL": "warning"}
+def start_gunicorn(settings: Settings, topic: str, port: int, workers: int, threads: int) -> subprocess.Popen:
+    env = child_environment(settings.replace(kafka_topic=topic, ingest_workers=workers, ingest_threads=threads,
+                                             ingest_log_level="warning"))
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "ingest_api/gunicorn.conf.py", "-b", f"127.0.0.1:{port}",
          "ingest_api:create_app()"],
@@ -146,7 +146,7 @@ def producer_performance(settings, topic: str, payload_file: Path, records: int)
     command = [
         "java", "-Xmx512m", f"-Dlog4j2.configurationFile={ROOT / 'local_stack/templates/kafka-log4j2.xml'}",
         "-cp", str(ROOT / "build/jars/kafka/*"), "org.apache.kafka.tools.ProducerPerformance",
-        "--bootstrap-server", settings.kafka_bootstrap_servers, "--topic", topic,
+        "--bootstrap-server", settings.kafka.bootstrap_servers, "--topic", topic,
         "--num-records", str(records), "--throughput", "-1", "--payload-file", str(payload_file),
         "--record-key-range", str(USERS), "--key-distribution", "random",
         "--command-property", "acks=all", "enable.idempotence=true", "compression.type=lz4",
@@ -169,7 +169,7 @@ def kafka_python_alone(settings, topic: str, records: list[tuple[bytes, bytes]],
 
     from ingest_api.producer import producer_config
 
-    producer = KafkaProducer(**producer_config(settings.kafka_bootstrap_list, 30_000))
+    producer = KafkaProducer(**producer_config(settings.kafka.bootstrap_list, 30_000))
     producer.send(topic, key=records[0][0], value=records[0][1]).get(30)
     started = time.monotonic()
     futures = [producer.send(topic, key=k, value=v) for k, v in (records[i % len(records)] for i in range(count))]
@@ -193,11 +193,11 @@ def main() -> None:
 
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    settings = load_settings()
+    settings = load_or_exit("bench.ingest_throughput")
     topic = f"bench-ingest-{uuid.uuid4().hex[:8]}"
     perf_topic = topic + "-perf"
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
-    admin.create_topics([NewTopic(t, settings.kafka_topic_partitions, 1) for t in (topic, perf_topic)])
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list)
+    admin.create_topics([NewTopic(t, settings.kafka.topic_partitions, 1) for t in (topic, perf_topic)])
 
     events = [sample_event(n) for n in range(USERS * 2)]
     now = datetime.now(UTC)
@@ -208,7 +208,7 @@ def main() -> None:
     batches = [json.dumps(events[i:i + args.batch_size]).encode() for i in range(0, len(events), args.batch_size)]
 
     port = free_port()
-    server = start_gunicorn(topic, port, args.workers, args.threads)
+    server = start_gunicorn(settings, topic, port, args.workers, args.threads)
     try:
         load(port, "/api/log", singles, 1, 4, 2)  # warm up: producers connected, code paths hot
         single = load(port, "/api/log", singles, 1, args.clients, args.seconds)

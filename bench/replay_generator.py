@@ -13,7 +13,6 @@ own rate (the ceiling of the tool) and against one-batch-of-1000 HTTP.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orderlog.config import load_settings  # noqa: E402
+from orderlog.config import Settings, child_environment, load_or_exit  # noqa: E402
 from tools.generator import ReplayParams, generate  # noqa: E402
 from tools.sender import Sender  # noqa: E402
 from tools.truth import compute_truth  # noqa: E402
@@ -53,18 +52,16 @@ def bench_generation() -> list:
     return [e.payload for e in replay.events]
 
 
-def bench_sending(payloads: list, batches: list[int]) -> None:
+def bench_sending(settings: Settings, payloads: list, batches: list[int]) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
 
     from tests.conftest import free_ports
 
-    settings = load_settings()
     topic = f"bench-replay-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
-    admin.create_topics([NewTopic(topic, num_partitions=settings.kafka_topic_partitions, replication_factor=1)])
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list)
+    admin.create_topics([NewTopic(topic, num_partitions=settings.kafka.topic_partitions, replication_factor=1)])
     (port,) = free_ports(1)
-    env = {**os.environ, "ORDERLOG_KAFKA_TOPIC": topic, "ORDERLOG_INGEST_PORT": str(port),
-           "ORDERLOG_INGEST_HOST": "127.0.0.1"}
+    env = child_environment(settings.replace(kafka_topic=topic, ingest_port=port, ingest_host="127.0.0.1"))
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "ingest_api/gunicorn.conf.py", "ingest_api:create_app()"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -101,9 +98,10 @@ def main() -> None:
     parser.add_argument("--send", action="store_true", help="also send to a private ingest API")
     parser.add_argument("--batches", default="50,200,1000")
     args = parser.parse_args()
+    settings = load_or_exit("bench.replay_generator")
     payloads = bench_generation()
     if args.send:
-        bench_sending(payloads, [int(b) for b in args.batches.split(",")])
+        bench_sending(settings, payloads, [int(b) for b in args.batches.split(",")])
 
 
 if __name__ == "__main__":

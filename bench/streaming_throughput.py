@@ -35,7 +35,7 @@ from kafka import KafkaProducer  # noqa: E402
 from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
 
 from orderlog.business_day import business_date  # noqa: E402
-from orderlog.config import Settings, load_settings  # noqa: E402
+from orderlog.config import Settings, child_environment, load_or_exit  # noqa: E402
 from orderlog.events import parse_record  # noqa: E402
 from orderlog.layout import RAW_ORDER_BUCKETS, bucket_of  # noqa: E402
 
@@ -55,20 +55,20 @@ def event(i: int, run: str, stamp: str) -> bytes:
 
 def new_topic(settings: Settings, prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
-    admin.create_topics([NewTopic(name, num_partitions=settings.kafka_topic_partitions, replication_factor=1)])
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list)
+    admin.create_topics([NewTopic(name, num_partitions=settings.kafka.topic_partitions, replication_factor=1)])
     admin.close()
     return name
 
 
 def delete_topic(settings: Settings, name: str) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list)
     admin.delete_topics([name])
     admin.close()
 
 
 def preload(settings: Settings, topic: str, values: list[bytes]) -> float:
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list, acks="all",
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all",
                              linger_ms=20, batch_size=512 * 1024)
     started = time.monotonic()
     for value in values:
@@ -184,7 +184,7 @@ def latency(
 
     topic = new_topic(settings, "bench-latency")
     log = Path(f"/tmp/{topic}.log")  # noqa: S108
-    env = {**os.environ, "ORDERLOG_CASSANDRA_KEYSPACE": settings.cassandra_keyspace}
+    env = child_environment(settings)
     conf_args = [a for k, v in conf.items() for a in ("--conf", f"{k}={v}")]
     cmd = ["./spark-submit.sh", *conf_args, "streaming", "--topic", topic, "--trigger", trigger,
            "--checkpoint", f"/tmp/{topic}-checkpoint"]
@@ -202,7 +202,7 @@ def latency(
                 raise SystemExit(f"streaming job exited {job.returncode}; see {log}")
             time.sleep(0.5)
         time.sleep(3)  # let the first (empty) triggers pass
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list, acks="all", linger_ms=2)
+        producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all", linger_ms=2)
         done = threading.Event()
 
         def poll() -> None:
@@ -270,7 +270,7 @@ def main() -> None:
 
     from orderlog.schema import apply_cql
 
-    settings = load_settings(cassandra_keyspace=KEYSPACE)
+    settings = load_or_exit("bench.streaming_throughput").replace(cassandra_keyspace=KEYSPACE)
     apply_cql(settings)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; conf {conf or 'default'}")
     run = uuid.uuid4().hex[:6]
@@ -301,7 +301,7 @@ def main() -> None:
               f"({job_rate:,.0f} events/s), {wall:.1f} s wall with session start ({len(values) / wall:,.0f}/s)")
         delete_topic(settings, topic)
     if "raw" not in args.skip:
-        rows = raw_rows(values, "bench", settings.tz)
+        rows = raw_rows(values, "bench", settings.business.tz)
         for batch_rows in (1, args.raw_batch_rows):
             truncate(settings)
             seconds = raw_write(settings, rows, args.writer_processes, args.writer_concurrency, batch_rows)

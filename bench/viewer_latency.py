@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orderlog.config import Settings, load_settings  # noqa: E402
+from orderlog.config import Settings, child_environment, load_or_exit  # noqa: E402
 from orderlog.layout import SEGMENT_BUCKETS, bucket_of  # noqa: E402
 from orderlog.menu import SEGMENTS, preference  # noqa: E402
 
@@ -112,17 +112,10 @@ def free_port() -> int:
 
 
 def start_server(settings: Settings, port: int, workers: int, threads: int, cache: float) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "ORDERLOG_CASSANDRA_KEYSPACE": settings.cassandra_keyspace,
-        "VIEWER_BIND": f"127.0.0.1:{port}",
-        "VIEWER_WORKERS": str(workers),
-        "VIEWER_THREADS": str(threads),
-        "VIEWER_LOG_LEVEL": "warning",
-        "VIEWER_CACHE_SECONDS": str(cache),
-        "VIEWER_USER": "",
-        "VIEWER_PASSWORD": "",
-    }
+    env = child_environment(settings.replace(
+        viewer_host="127.0.0.1", viewer_port=port, viewer_workers=workers, viewer_threads=threads,
+        viewer_log_level="warning", viewer_cache_seconds=cache, viewer_user="", viewer_password="",
+    ))
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "viewer/gunicorn.conf.py", "--access-logfile", "/dev/null",
          "viewer:create_app()"],
@@ -246,10 +239,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--skip-load", action="store_true")
-    parser.add_argument("--cache-seconds", type=float, default=5.0, help="VIEWER_CACHE_SECONDS of the server")
+    parser.add_argument("--cache-seconds", type=float, default=5.0, help="ORDERLOG_VIEWER_CACHE_SECONDS of the server")
     parser.add_argument("--skip-baseline", action="store_true", help="no bare-driver run, no CSV export")
     args = parser.parse_args()
-    settings = load_settings(cassandra_keyspace=args.keyspace)
+    settings = load_or_exit("bench.viewer_latency").replace(cassandra_keyspace=args.keyspace)
 
     if not args.skip_load:
         print(f"loading {args.days} days of summaries and {args.users:,} users into {args.keyspace} ...")

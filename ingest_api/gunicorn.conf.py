@@ -1,25 +1,25 @@
 """gunicorn settings of the ingest API: `gunicorn -c ingest_api/gunicorn.conf.py 'ingest_api:create_app()'`.
 
-Threads per worker let many concurrent single-event requests share one producer, whose
-batching (linger_ms) then sends their records together. Command-line flags override these.
+Everything comes from the configuration (orderlog.config: ORDERLOG_INGEST_*); a bad value
+stops gunicorn with one line. Threads per worker let many concurrent single-event requests
+share one producer, whose batching (linger_ms) then sends their records together.
+Command-line flags override these.
 """
 
-import os
+from orderlog.config import load_or_exit
 
-from orderlog.config import load_settings
+_ingest = load_or_exit("gunicorn (ingest API)").ingest
 
-_settings = load_settings()
-
-bind = f"{_settings.ingest_host}:{_settings.ingest_port}"
-workers = int(os.environ.get("INGEST_WORKERS", "2"))
+bind = f"{_ingest.host}:{_ingest.port}"
+workers = _ingest.workers
 worker_class = "gthread"
-threads = int(os.environ.get("INGEST_THREADS", "16"))
+threads = _ingest.threads
 # A request may wait this long for Kafka (ORDERLOG_INGEST_ACK_TIMEOUT_MS) plus parsing.
-timeout = max(30, _settings.ingest_ack_timeout_ms // 1000 * 3)
+timeout = max(30, _ingest.ack_timeout_ms // 1000 * 3)
 graceful_timeout = 30
-accesslog = os.environ.get("INGEST_ACCESS_LOG") or None
+accesslog = _ingest.access_log or None
 errorlog = "-"
-loglevel = os.environ.get("INGEST_LOG_LEVEL", "info")
+loglevel = _ingest.log_level
 # Each worker creates its own producer after the fork (never share sockets across fork).
 preload_app = False
 

@@ -170,13 +170,10 @@ def _describe(exc: BaseException) -> str:
 
 def init_app(app: Flask) -> None:
     """Attach an (unconnected) producer to the app; it connects on first use."""
-    settings_servers = app.config["KAFKA_BOOTSTRAP_SERVERS"]
-    servers = settings_servers.split(",") if isinstance(settings_servers, str) else list(settings_servers)
-    ack_timeout_ms = int(app.config["INGEST_ACK_TIMEOUT_MS"])
-    config = producer_config(
-        [s.strip() for s in servers if s.strip()], ack_timeout_ms, **app.config.get("KAFKA_PRODUCER_CONFIG", {})
-    )
-    app.extensions[EXTENSION_KEY] = OrderProducer(app.config["KAFKA_TOPIC"], config, ack_timeout_ms / 1000)
+    settings = app.config["SETTINGS"]
+    ack_timeout_ms = settings.ingest.ack_timeout_ms
+    config = producer_config(settings.kafka.bootstrap_list, ack_timeout_ms, **app.config["KAFKA_PRODUCER_CONFIG"])
+    app.extensions[EXTENSION_KEY] = OrderProducer(settings.kafka.topic, config, ack_timeout_ms / 1000)
 
 
 def get_producer(app: Flask | None = None) -> OrderProducer:

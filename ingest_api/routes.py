@@ -20,6 +20,7 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntity
 from ingest_api.batch import BatchRefused, Item, json_array_items, loads, ndjson_items
 from ingest_api.openapi import openapi_document
 from ingest_api.producer import KafkaUnavailable, get_producer
+from orderlog.config import Settings
 from orderlog.events import MAX_EVENT_BYTES, InvalidEvent, OrderEvent, validate_event
 
 bp = Blueprint("ingest", __name__)
@@ -48,8 +49,6 @@ def _problem(status: int, message: str, **extra: Any) -> RequestProblem:
     return RequestProblem(status, {"error": message, **extra})
 
 
-
-
 def json_http_error(error: HTTPException) -> Response:
     """Every HTTP error of the app (404, 405, 413, ...) as JSON, headers kept (Allow)."""
     if isinstance(error, RequestEntityTooLarge):
@@ -72,7 +71,7 @@ def json_http_error(error: HTTPException) -> Response:
 
 @bp.before_request
 def _check_token() -> None:
-    token = current_app.config.get("INGEST_API_TOKEN")
+    token = _settings().ingest.api_token
     if not token or not request.path.startswith("/api/"):
         return
     header = request.headers.get("Authorization", "")
@@ -175,7 +174,7 @@ def post_log() -> tuple[Response, int]:
 def post_logs() -> tuple[Response, int]:
     mimetype = _require_content_type(JSON, NDJSON)
     data = _read_body(_body_limit())
-    max_batch = int(current_app.config["INGEST_MAX_BATCH"])
+    max_batch = _settings().ingest.max_batch
     # Read one event at a time: never a list of everything the body holds.
     items = ndjson_items(data, max_batch) if mimetype == NDJSON else json_array_items(data, max_batch)
     try:
@@ -186,14 +185,18 @@ def post_logs() -> tuple[Response, int]:
     return jsonify({"status": "accepted", "count": len(order_ids), "order_ids": order_ids}), 202
 
 
+def _settings() -> Settings:
+    return current_app.config["SETTINGS"]
+
+
 def _body_limit() -> int:
-    return int(current_app.config["MAX_CONTENT_LENGTH"])
+    return _settings().ingest.max_body_bytes
 
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
     ok, reason = get_producer().reachable()
-    topic = current_app.config["KAFKA_TOPIC"]
+    topic = _settings().kafka.topic
     if ok:
         return jsonify({"status": "ok", "kafka": "reachable", "topic": topic}), 200
     retry_after = str(current_app.config["INGEST_RETRY_AFTER_S"])
@@ -203,11 +206,7 @@ def healthz() -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    config = current_app.config
+    ingest = _settings().ingest
     return jsonify(
-        openapi_document(
-            max_batch=int(config["INGEST_MAX_BATCH"]),
-            max_body_bytes=_body_limit(),
-            auth=bool(config.get("INGEST_API_TOKEN")),
-        )
+        openapi_document(max_batch=ingest.max_batch, max_body_bytes=ingest.max_body_bytes, auth=bool(ingest.api_token))
     )

@@ -25,7 +25,7 @@ from jobs import aggregate_transforms as t
 from jobs.aggregate_lock import MAX_TTL_SECONDS, MIN_TTL_SECONDS, LockHeld, LockLost
 from orderlog import late_orders as late
 from orderlog.business_day import date_range, yesterday
-from orderlog.config import ConfigError, Settings, load_settings
+from orderlog.config import Settings, load_or_exit
 
 DEFAULT_LOCK_TTL_SECONDS = 300
 
@@ -168,7 +168,7 @@ def aggregate(
 def _wanted(state: io.AggregateState, settings: Settings, dates: list[date] | None) -> list[late.PlannedDate]:
     if dates is not None:
         return late.requested_dates(dates)
-    return late.nightly_dates(state.stream_totals(), state.last_runs(), yesterday(settings.tz))
+    return late.nightly_dates(state.stream_totals(), state.last_runs(), yesterday(settings.business.tz))
 
 
 def _stopped_message(exc: LockLost, day: date, marked: bool, rest: list[late.PlannedDate]) -> str:
@@ -262,13 +262,9 @@ def _iso_date(text: str) -> date:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"aggregate: {exc}", file=sys.stderr)
-        return 2
+    settings = load_or_exit("aggregate")
     dates, args = parse_dates(argv, settings)
-    where = f"{settings.cassandra_hosts}:{settings.cassandra_port}"
+    where = f"{settings.cassandra.hosts}:{settings.cassandra.port}"
     try:
         _check_cassandra(settings)
     except Exception as exc:  # the driver's errors are long; one line is enough here

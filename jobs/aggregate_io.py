@@ -27,7 +27,7 @@ DELETE_CHUNK = 5000
 def table(spark: SparkSession, settings: Settings, name: str, **options: str) -> DataFrame:
     return (
         spark.read.format(CASSANDRA_FORMAT)
-        .options(keyspace=settings.cassandra_keyspace, table=name, **options)
+        .options(keyspace=settings.cassandra.keyspace, table=name, **options)
         .load()
     )
 
@@ -71,7 +71,7 @@ def read_history(spark: SparkSession, settings: Settings, users: DataFrame, year
 def write(df: DataFrame, settings: Settings, name: str) -> None:
     (
         df.write.format(CASSANDRA_FORMAT)
-        .options(keyspace=settings.cassandra_keyspace, table=name)
+        .options(keyspace=settings.cassandra.keyspace, table=name)
         .mode("append")
         .save()
     )

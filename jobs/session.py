@@ -10,15 +10,13 @@ from pyspark.sql import SparkSession
 
 from orderlog.config import Settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONNECTOR_JARS_DIR = PROJECT_ROOT / "build" / "jars" / "spark"
 # Spark's logging for every job and test session (spark-submit.sh uses it as SPARK_CONF_DIR).
-SPARK_LOG_CONFIG = PROJECT_ROOT / "jobs" / "conf" / "log4j2.properties"
+SPARK_LOG_CONFIG = Path(__file__).resolve().parent / "conf" / "log4j2.properties"
 
 
-def connector_jars(jars_dir: Path = CONNECTOR_JARS_DIR) -> list[str]:
+def connector_jars(settings: Settings) -> list[str]:
     """The Kafka-source and Cassandra-connector jars that `make setup` resolved."""
-    return sorted(str(p) for p in jars_dir.glob("*.jar"))
+    return sorted(str(p) for p in (settings.paths.jars_path / "spark").glob("*.jar"))
 
 
 def spark_conf(settings: Settings) -> dict[str, str]:
@@ -26,19 +24,19 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     conf = {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.extensions": "com.datastax.spark.connector.CassandraSparkExtensions",
-        "spark.cassandra.connection.host": settings.cassandra_hosts,
-        "spark.cassandra.connection.port": str(settings.cassandra_port),
-        "spark.cassandra.connection.localDC": settings.cassandra_local_dc,
+        "spark.cassandra.connection.host": settings.cassandra.hosts,
+        "spark.cassandra.connection.port": str(settings.cassandra.port),
+        "spark.cassandra.connection.localDC": settings.cassandra.local_dc,
         # The same level as our own driver statements (orderlog.cassandra_session):
         # LOCAL_QUORUM by default, which equals ONE on the single local node.
-        "spark.cassandra.output.consistency.level": settings.cassandra_consistency,
-        "spark.cassandra.input.consistency.level": settings.cassandra_consistency,
+        "spark.cassandra.output.consistency.level": settings.cassandra.consistency,
+        "spark.cassandra.input.consistency.level": settings.cassandra.consistency,
         "spark.sql.shuffle.partitions": "8",
         "spark.ui.showConsoleProgress": "false",
     }
-    if settings.cassandra_username:
-        conf["spark.cassandra.auth.username"] = settings.cassandra_username
-        conf["spark.cassandra.auth.password"] = settings.cassandra_password
+    if settings.cassandra.username:
+        conf["spark.cassandra.auth.username"] = settings.cassandra.username
+        conf["spark.cassandra.auth.password"] = settings.cassandra.password
     return conf
 
 
@@ -57,9 +55,9 @@ def build_session(
 
 def local_session(settings: Settings, app_name: str, extra: dict[str, str] | None = None) -> SparkSession:
     """A local[2] session with the connector jars on its classpath (tests, benchmarks)."""
-    jars = connector_jars()
+    jars = connector_jars(settings)
     if not jars:
-        raise RuntimeError(f"no connector jars in {CONNECTOR_JARS_DIR}: run `make setup`")
+        raise RuntimeError(f"no connector jars in {settings.paths.jars_path / 'spark'}: run `make setup`")
     conf = {
         "spark.jars": ",".join(jars),
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={SPARK_LOG_CONFIG.as_uri()}",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -61,7 +60,7 @@ class CassandraUnavailable(RuntimeError):
 def read_kafka(spark: SparkSession, settings: Settings, options: StreamOptions) -> DataFrame:
     return (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
         .option("subscribe", options.topic)
         .option("startingOffsets", options.starting_offsets)
         .option("maxOffsetsPerTrigger", str(options.max_offsets_per_trigger))
@@ -84,7 +83,7 @@ def write_table(
     writer = (
         df.write.format(CASSANDRA_FORMAT)
         .mode("append")
-        .options(keyspace=settings.cassandra_keyspace, table=table)
+        .options(keyspace=settings.cassandra.keyspace, table=table)
         # A different connector configuration gets a session of its own (see BatchWriter).
         .option("spark.cassandra.connection.keepAliveMS", str(KEEP_ALIVE_MS + epoch))
     )
@@ -210,7 +209,7 @@ class BatchWriter:
             # (a few rows) that the rows and rejected figures are the sums of.
             counts = [
                 (r["day"], r["kind"], int(r["records"]))
-                for r in batch_day_counts(parsed, self.settings.business_timezone).collect()
+                for r in batch_day_counts(parsed, self.settings.business.timezone).collect()
             ]
             rows = sum(n for _, _, n in counts)
             rejected = sum(n for _, kind, n in counts if kind == REJECTED)
@@ -233,7 +232,7 @@ class BatchWriter:
     def _write_with_retry(
         self, parsed: DataFrame, rejected: int, batch_id: int, query_id: str, counts: list[tuple[Any, str, int]]
     ) -> None:
-        tz = self.settings.business_timezone
+        tz = self.settings.business.timezone
         deadline = time.monotonic() + self.options.write_retry_seconds
         pause, cause = 1.0, None
         while True:
@@ -256,7 +255,7 @@ class BatchWriter:
                     rejected_rows = parsed.transform(filter_rejected).transform(to_rejected_events, tz)
                     # Rejected rows expire: a flood of bad records cannot fill the disk for good.
                     write_table(rejected_rows, self.settings, REJECTED_EVENTS, self.epoch,
-                                ttl_seconds=self.settings.rejected_ttl_seconds)
+                                ttl_seconds=self.settings.rejected.ttl_seconds)
                 # Only after the rows: a total never counts a record that is not in its table
                 # yet (the aggregate relies on it to tell late orders).
                 self._write_day_counts(query_id, batch_id, counts)
@@ -273,7 +272,7 @@ class BatchWriter:
 
     def _write_day_counts(self, query_id: str, batch_id: int, counts: list[tuple[Any, str, int]]) -> None:
         if self.day_counts is None:
-            self.day_counts = DayCountWriter(self.health.session, self.settings.cassandra_keyspace)
+            self.day_counts = DayCountWriter(self.health.session, self.settings.cassandra.keyspace)
         # A record without a date cannot be in either table's key: nothing to count it under.
         self.day_counts.write(query_id, batch_id, [c for c in counts if c[0] is not None])
 
@@ -288,7 +287,7 @@ class BatchWriter:
         raise CassandraUnavailable(self.failure)
 
     def _where(self) -> str:
-        return f"{self.settings.cassandra_hosts}:{self.settings.cassandra_port}"
+        return f"{self.settings.cassandra.hosts}:{self.settings.cassandra.port}"
 
 
 def offsets_behind(latest_json: str | None, end_json: str | None) -> int | None:
@@ -426,7 +425,7 @@ def check_cassandra(settings: Settings, retry_seconds: float) -> None:
 
     from orderlog.cassandra_session import connect, shutdown
 
-    where = f"{settings.cassandra_hosts}:{settings.cassandra_port}"
+    where = f"{settings.cassandra.hosts}:{settings.cassandra.port}"
     deadline = time.monotonic() + retry_seconds
     while True:
         try:
@@ -438,12 +437,12 @@ def check_cassandra(settings: Settings, retry_seconds: float) -> None:
             log.warning("Cassandra at %s unreachable; retrying", where)
             time.sleep(2)
     try:
-        keyspace = session.cluster.metadata.keyspaces.get(settings.cassandra_keyspace)
+        keyspace = session.cluster.metadata.keyspaces.get(settings.cassandra.keyspace)
         wanted = (RAW_ORDERS, REJECTED_EVENTS, STREAM_DAY_COUNTS)
         missing = [t for t in wanted if keyspace is None or t not in keyspace.tables]
         if missing:
             raise CassandraUnavailable(
-                f"{settings.cassandra_keyspace}.{missing[0]} does not exist at {where}: "
+                f"{settings.cassandra.keyspace}.{missing[0]} does not exist at {where}: "
                 "run `python -m orderlog.schema apply`"
             )
         table = keyspace.tables[REJECTED_EVENTS]
@@ -451,23 +450,15 @@ def check_cassandra(settings: Settings, retry_seconds: float) -> None:
         if key != REJECTED_EVENTS_KEY:
             # Writes would fail batch after batch; say it once, at start.
             raise CassandraUnavailable(
-                f"{settings.cassandra_keyspace}.{REJECTED_EVENTS} at {where} has the layout of an older version "
+                f"{settings.cassandra.keyspace}.{REJECTED_EVENTS} at {where} has the layout of an older version "
                 f"(key {key[0]}, {key[1]}): run `make schema` (python -m orderlog.schema apply) to migrate it"
             )
         if MIGRATION_STAGING in keyspace.tables:
             # Its rows are not all back in rejected_events yet: list and replay would miss them.
             raise CassandraUnavailable(
-                f"{settings.cassandra_keyspace}.{REJECTED_EVENTS} at {where} is half migrated ({MIGRATION_STAGING} "
+                f"{settings.cassandra.keyspace}.{REJECTED_EVENTS} at {where} is half migrated ({MIGRATION_STAGING} "
                 "still exists): run `make schema` (python -m orderlog.schema apply) to finish the migration"
             )
     finally:
         shutdown(session)
 
-
-def env(name: str, default: str, to: type = str) -> Any:
-    """ORDERLOG_STREAM_<name>, converted; a value that does not convert names itself."""
-    raw = os.environ.get(f"ORDERLOG_STREAM_{name}", default)
-    try:
-        return to(raw)
-    except ValueError:
-        raise SystemExit(f"streaming: error: ORDERLOG_STREAM_{name}={raw!r} is not a valid {to.__name__}") from None

@@ -4,7 +4,8 @@ rejected_events, exactly once in effect (checkpoint + idempotent keys).
     ./spark-submit.sh streaming [--topic T] [--checkpoint DIR] [--trigger '1 second']
         [--max-offsets-per-trigger N] [--starting-offsets earliest|latest] [--master M]
 
-SIGTERM or Ctrl-C stops it at a batch boundary (exit 0); a failure exits 1 with one line.
+Each flag overrides its ORDERLOG_* setting (orderlog.config). SIGTERM or Ctrl-C stops it at
+a batch boundary (exit 0); a failure exits 1 with one line; a bad setting or flag exits 2.
 """
 
 from __future__ import annotations
@@ -16,20 +17,21 @@ import threading
 
 from jobs import stream_io
 from jobs.session import build_session
-from jobs.stream_io import CassandraUnavailable, env
-from orderlog.config import ConfigError, load_settings
+from jobs.stream_io import CassandraUnavailable
+from orderlog.config import NON_EMPTY, POSITIVE, STARTING_OFFSETS, TOPIC, TRIGGER, Settings, flag, load_or_exit, seconds
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    settings = load_settings()
+def parse_args(argv: list[str], settings: Settings) -> argparse.Namespace:
+    stream = settings.stream
     p = argparse.ArgumentParser(prog="streaming", description=__doc__.split("\n\n")[0])
-    p.add_argument("--topic", default=settings.kafka_topic)
-    p.add_argument("--checkpoint", default=settings.checkpoint_location)
-    p.add_argument("--trigger", default=env("TRIGGER", "1 second"), help="processing-time trigger interval")
-    p.add_argument("--max-offsets-per-trigger", type=int, default=env("MAX_OFFSETS_PER_TRIGGER", "50000", int))
-    p.add_argument("--starting-offsets", default=env("STARTING_OFFSETS", "earliest"),
+    p.add_argument("--topic", type=flag(TOPIC), default=settings.kafka.topic)
+    p.add_argument("--checkpoint", type=flag(NON_EMPTY), default=stream.checkpoint_location)
+    p.add_argument("--trigger", type=flag(TRIGGER), default=stream.trigger,
+                   help="processing-time trigger interval")
+    p.add_argument("--max-offsets-per-trigger", type=flag(POSITIVE), default=stream.max_offsets_per_trigger)
+    p.add_argument("--starting-offsets", type=flag(STARTING_OFFSETS), default=stream.starting_offsets,
                    help="where a new checkpoint starts: earliest, latest or Kafka's JSON form")
-    p.add_argument("--write-retry-seconds", type=float, default=env("WRITE_RETRY_SECONDS", "120", float),
+    p.add_argument("--write-retry-seconds", type=flag(seconds(0)), default=stream.write_retry_seconds,
                    help="how long a batch retries an unreachable Cassandra before the job exits 1")
     p.add_argument("--master", default=None, help="Spark master (default: spark-submit's)")
     return p.parse_args(argv)
@@ -38,12 +40,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s streaming %(levelname)s %(message)s")
     stream_io.quiet_logs()
-    try:
-        args = parse_args(argv)
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"streaming: error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_or_exit("streaming")
+    args = parse_args(argv, settings)
     options = stream_io.StreamOptions(
         args.topic, args.checkpoint, args.trigger, args.max_offsets_per_trigger,
         args.starting_offsets, args.write_retry_seconds,

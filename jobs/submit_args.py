@@ -1,25 +1,38 @@
 """Prints, one per line, the spark-submit arguments that spark-submit.sh adds for a job:
-the connector jars, the packaged code and the connector settings from the configuration.
-Kept in Python so that the configuration is read in exactly one place."""
+the master (ORDERLOG_SPARK_MASTER, unless the command line names one), the connector jars,
+the packaged code and the connector settings. Kept in Python so that the configuration is
+read in exactly one place; a bad setting is one line on stderr and exit 2."""
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 from jobs.session import connector_jars, spark_conf
-from orderlog.config import load_settings
+from orderlog.config import Settings, load_or_exit
+
+PROG = "spark-submit.sh"
 
 
-def submit_args(code_zip: str) -> list[str]:
-    settings = load_settings()
-    jars = connector_jars()
+def submit_args(settings: Settings, code_zip: str, *, master_given: bool) -> list[str]:
+    jars = connector_jars(settings)
     if not jars:
-        raise SystemExit("spark-submit.sh: no connector jars in build/jars/spark; run `make setup`")
-    args = ["--jars", ",".join(jars), "--py-files", code_zip]
+        raise SystemExit(f"{PROG}: no connector jars in {settings.paths.jars_path / 'spark'}; run `make setup`")
+    args = [] if master_given else ["--master", settings.spark.master]
+    args += ["--jars", ",".join(jars), "--py-files", code_zip]
     for key, value in spark_conf(settings).items():
         args += ["--conf", f"{key}={value}"]
     return args
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.submit_args")
+    parser.add_argument("code_zip")
+    parser.add_argument("--master-given", action="store_true", help="the command line names the master")
+    args = parser.parse_args(argv)
+    settings = load_or_exit(PROG)
+    print("\n".join(submit_args(settings, args.code_zip, master_given=args.master_given)))
+    return 0
+
+
 if __name__ == "__main__":
-    print("\n".join(submit_args(sys.argv[1])))
+    raise SystemExit(main())

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from local_stack.stack import StackConfig, StackError, down, servers, status, tail, up
+from orderlog.config import load_or_exit
 
 
 def check_versions() -> None:
@@ -47,8 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     logs_cmd.add_argument("-n", "--lines", type=int, default=40)
     args = parser.parse_args(argv)
 
+    if args.command == "check-versions":  # before the configuration: `make setup` runs it
+        try:
+            check_versions()
+        except StackError as exc:
+            print(f"local_stack: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    settings = load_or_exit("local_stack")
     try:
-        config = StackConfig.from_env()
+        config = StackConfig.from_settings(settings)
         if args.command == "up":
             names = [args.only] if args.only else None
             up(config, names)
@@ -58,14 +67,14 @@ def main(argv: list[str] | None = None) -> int:
 
                 try:
                     # A keyspace of an older version is migrated here: one line per step.
-                    apply_cql(config.settings, log=lambda line: print(line, flush=True))
+                    apply_cql(settings, log=lambda line: print(line, flush=True))
                 except MigrationError as exc:
                     print(f"local_stack: {exc}", file=sys.stderr)
                     return 1
-                created = create_topic(config.settings)
+                created = create_topic(settings)
                 print(
-                    f"schema applied to keyspace {config.settings.cassandra_keyspace}; topic "
-                    f"{config.settings.kafka_topic} {'created' if created else 'exists'}"
+                    f"schema applied to keyspace {settings.cassandra.keyspace}; topic "
+                    f"{settings.kafka.topic} {'created' if created else 'exists'}"
                 )
         elif args.command == "down":
             down(config, [args.only] if args.only else None)
@@ -74,8 +83,6 @@ def main(argv: list[str] | None = None) -> int:
             for state in states:
                 print(state.line())
             return 0 if all(s.running and s.answering for s in states) else 3
-        elif args.command == "check-versions":
-            check_versions()
         elif args.command == "logs":
             print(tail(servers(config)[args.server].log_file, args.lines))
     except StackError as exc:

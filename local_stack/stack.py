@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
-from orderlog.config import Settings, load_settings
+from orderlog.config import Settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 # The flags of Cassandra's own conf/jvm17-server.options (cassandra-5.0 branch):
@@ -79,42 +78,30 @@ class StackConfig:
     cassandra_heap: str = "1g"
     kafka_start_timeout: float = 90.0
     cassandra_start_timeout: float = 240.0
-    settings: Settings = field(default_factory=load_settings, compare=False)
+    settings: Settings = field(default_factory=Settings, compare=False)
 
     @classmethod
-    def from_env(cls, settings: Settings | None = None, environ: dict[str, str] | None = None) -> StackConfig:
+    def from_settings(cls, settings: Settings) -> StackConfig:
         """Ports follow the pipeline's configuration (so one variable moves both the
-        server and its clients); the rest comes from ORDERLOG_STACK_* variables."""
-        env = dict(os.environ if environ is None else environ)
-        settings = settings or load_settings(env)
-        kafka_host, _, kafka_port = settings.kafka_bootstrap_list[0].rpartition(":")
+        server and its clients); folders, heaps and spare ports are its stack section."""
+        kafka_host, _, kafka_port = settings.kafka.bootstrap_list[0].rpartition(":")
         if kafka_host not in ("127.0.0.1", "localhost"):
             raise StackError(
-                f"ORDERLOG_KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} points at a "
+                f"ORDERLOG_KAFKA_BOOTSTRAP_SERVERS={settings.kafka.bootstrap_servers} points at a "
                 "remote cluster; the local stack only runs on 127.0.0.1"
             )
-
-        def env_int(name: str, default: int) -> int:
-            raw = env.get(f"ORDERLOG_STACK_{name}")
-            if raw is None:
-                return default
-            try:
-                return int(raw)
-            except ValueError:
-                raise StackError(f"ORDERLOG_STACK_{name}={raw!r} is not an integer") from None
-
-        root = Path(env.get("ORDERLOG_STACK_DIR", str(PROJECT_ROOT / settings.var_dir / "stack")))
+        stack = settings.stack
         return cls(
-            root=root.resolve(),
-            jars_dir=Path(env.get("ORDERLOG_JARS_DIR", str(PROJECT_ROOT / "build" / "jars"))).resolve(),
+            root=settings.stack_dir.resolve(),
+            jars_dir=settings.paths.jars_path.resolve(),
             kafka_port=int(kafka_port),
-            kafka_controller_port=env_int("KAFKA_CONTROLLER_PORT", 9093),
-            kafka_partitions=settings.kafka_topic_partitions,
-            kafka_heap=env.get("ORDERLOG_STACK_KAFKA_HEAP", "512m"),
-            cassandra_port=settings.cassandra_port,
-            cassandra_storage_port=env_int("CASSANDRA_STORAGE_PORT", 7000),
-            cassandra_jmx_port=env_int("CASSANDRA_JMX_PORT", 7199),
-            cassandra_heap=env.get("ORDERLOG_STACK_CASSANDRA_HEAP", "1g"),
+            kafka_controller_port=stack.kafka_controller_port,
+            kafka_partitions=settings.kafka.topic_partitions,
+            kafka_heap=stack.kafka_heap,
+            cassandra_port=settings.cassandra.port,
+            cassandra_storage_port=stack.cassandra_storage_port,
+            cassandra_jmx_port=stack.cassandra_jmx_port,
+            cassandra_heap=stack.cassandra_heap,
             settings=settings,
         )
 

@@ -18,8 +18,8 @@ def execution_profile(settings: Settings) -> ExecutionProfile:
     consistency (the connector's too, see jobs.session), and LOCAL_SERIAL for the Paxos
     phase of lightweight transactions (the aggregate's lock), which stay in the local DC."""
     return ExecutionProfile(
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.cassandra_local_dc)),
-        consistency_level=ConsistencyLevel.name_to_value[settings.cassandra_consistency],
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.cassandra.local_dc)),
+        consistency_level=ConsistencyLevel.name_to_value[settings.cassandra.consistency],
         serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL,
         request_timeout=REQUEST_TIMEOUT_SECONDS,
     )
@@ -28,18 +28,18 @@ def execution_profile(settings: Settings) -> ExecutionProfile:
 def connect(settings: Settings, *, keyspace: str | None = None, timeout: float = 10.0) -> Session:
     """A session on the configured cluster (the keyspace, unless keyspace='' is passed)."""
     auth = None
-    if settings.cassandra_username:
-        auth = PlainTextAuthProvider(settings.cassandra_username, settings.cassandra_password)
+    if settings.cassandra.username:
+        auth = PlainTextAuthProvider(settings.cassandra.username, settings.cassandra.password)
     cluster = Cluster(
-        contact_points=settings.cassandra_host_list,
-        port=settings.cassandra_port,
+        contact_points=settings.cassandra.host_list,
+        port=settings.cassandra.port,
         auth_provider=auth,
         execution_profiles={EXEC_PROFILE_DEFAULT: execution_profile(settings)},
         protocol_version=5,
         connect_timeout=timeout,
     )
     session = cluster.connect()
-    ks = settings.cassandra_keyspace if keyspace is None else keyspace
+    ks = settings.cassandra.keyspace if keyspace is None else keyspace
     if ks:
         session.set_keyspace(ks)
     return session

@@ -1,21 +1,40 @@
-"""The one configuration of the pipeline.
+"""The one configuration of the pipeline: typed sections of one frozen ``Settings``.
 
 Defaults run everything on one laptop (the local stack on 127.0.0.1). Every value can be
-overridden by an environment variable of the same name in upper case with the
-``ORDERLOG_`` prefix (``ORDERLOG_KAFKA_BOOTSTRAP_SERVERS=b1:9092,b2:9092``), so pointing
-at real clusters is configuration, not code. Command-line flags of the entrypoints
-override the environment.
+overridden by its ``ORDERLOG_*`` environment variable (``ORDERLOG_KAFKA_BOOTSTRAP_SERVERS=
+b1:9092,b2:9092``), so pointing at real clusters is configuration, not code; command-line
+flags of the entrypoints override the environment (``settings.replace(...)``).
+
+Each setting is declared once, below: its variable, default, type, rule, one line saying
+what it is, and whether it is a secret. The validation, ``python -m orderlog.config``
+(the effective configuration, secrets masked) and the README's table all come from these
+declarations. A value that breaks its rule raises ``ConfigError`` with one line,
+``ORDERLOG_X='value': expected <what>``; an entrypoint prints that line and exits 2
+(``load_or_exit``).
+
+Older names keep working as deprecated aliases (``DEPRECATED_ALIASES``): a process that sees
+one warns once, naming the new variable; an alias and its new name set to different values
+is an error naming both.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
+import math
 import os
-from collections.abc import Mapping
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_PREFIX = "ORDERLOG_"
+# Where relative paths of the configuration (var, jars) are resolved: the checkout.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Cassandra refuses a TTL longer than 20 years (630,720,000 seconds).
 MAX_TTL_DAYS = 7300
 # The driver's consistency levels (cassandra.ConsistencyLevel) usable for both reads and
@@ -23,137 +42,564 @@ MAX_TTL_DAYS = 7300
 CASSANDRA_CONSISTENCY_LEVELS = (
     "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE",
 )
+# Kafka's rule for a topic name: these characters, at most 249, and neither "." nor "..".
+TOPIC_NAME = re.compile(r"(?!\.\.?$)[A-Za-z0-9._-]{1,249}", re.ASCII)
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# Shown instead of a secret's value, wherever a value is printed.
+MASK = "********"
 
 
 class ConfigError(ValueError):
-    """A configuration value that cannot be used; the message names the variable."""
+    """A configuration value that cannot be used: one line naming the variable."""
+
+
+# --- rules: what a value must look like ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How the text of a variable becomes a value, and which values are accepted.
+    ``parse`` raises ValueError when the text does not parse; ``accepts`` judges a value
+    (also one given in code, through ``Settings.replace``)."""
+
+    expected: str
+    parse: Callable[[str], Any]
+    accepts: Callable[[Any], bool] = lambda value: True
+
+
+_WHOLE = re.compile(r"\s*[+-]?[0-9]{1,18}\s*", re.ASCII)
+_NUMBER = re.compile(r"\s*[0-9]{1,12}(\.[0-9]{1,9})?\s*", re.ASCII)
+# A host name or an IPv4 address (IPv6 literals would need brackets in host:port lists).
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252})"
+_PORT = r"[0-9]{1,5}"
+_HOST_PORT_LIST = re.compile(rf"{_HOST}:{_PORT}(\s*,\s*{_HOST}:{_PORT})*", re.ASCII)
+_HOST_LIST = re.compile(rf"{_HOST}(\s*,\s*{_HOST})*", re.ASCII)
+_CQL_TERM = r"(?:'[A-Za-z0-9_.-]{1,64}'|[0-9]{1,3})"
+# A CQL replication map, e.g. {'class': 'NetworkTopologyStrategy', 'dc1': 3}. It is put
+# into CREATE KEYSPACE as text (DDL has no bound parameters), so nothing else may pass.
+_CQL_PAIR = rf"{_CQL_TERM}\s*:\s*{_CQL_TERM}"
+_REPLICATION = re.compile(rf"\{{\s*{_CQL_PAIR}(\s*,\s*{_CQL_PAIR})*\s*\}}", re.ASCII)
+_KEYSPACE = re.compile(r"[A-Za-z0-9_]{1,48}", re.ASCII)
+# Spark's processing-time trigger: a number and a unit ("1 second", "500 milliseconds").
+_TRIGGER = re.compile(
+    r"[0-9]{1,9}\s*(microseconds?|milliseconds?|ms|seconds?|s|minutes?|hours?|days?)", re.ASCII | re.IGNORECASE
+)
+_HEAP = re.compile(r"[0-9]{1,6}[kKmMgG]?", re.ASCII)
+
+
+def _whole(text: str) -> int:
+    if not _WHOLE.fullmatch(text):
+        raise ValueError(text)
+    return int(text)
+
+
+def _number(text: str) -> float:
+    if not _NUMBER.fullmatch(text):
+        raise ValueError(text)
+    return float(text)
+
+
+def whole(low: int, high: int | None = None) -> Rule:
+    expected = f"a whole number from {low} to {high}" if high is not None else f"a whole number of at least {low}"
+    return Rule(
+        expected, _whole,
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v and (high is None or v <= high),
+    )
+
+
+def seconds(low: float) -> Rule:
+    return Rule(
+        f"a number of seconds of at least {low:g}", _number,
+        lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v >= low,
+    )
+
+
+def pattern(regex: re.Pattern[str], expected: str, normalize: Callable[[str], str] = str.strip) -> Rule:
+    return Rule(expected, normalize, lambda v: isinstance(v, str) and regex.fullmatch(v) is not None)
+
+
+def choice(values: tuple[str, ...], normalize: Callable[[str], str]) -> Rule:
+    return Rule(f"one of {', '.join(values)}", lambda text: normalize(text.strip()),
+                lambda v: isinstance(v, str) and v in values)
+
+
+def _zone(value: Any) -> bool:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _starting_offsets(value: Any) -> bool:
+    if value in ("earliest", "latest"):
+        return True
+    try:
+        return isinstance(json.loads(value), dict)
+    except (TypeError, ValueError, RecursionError):
+        return False
+
+
+TEXT = Rule("any text", str, lambda v: isinstance(v, str))
+NON_EMPTY = Rule("a non-empty value", str.strip, lambda v: isinstance(v, str) and bool(v))
+PORT = whole(1, 65535)
+POSITIVE = whole(1)
+HOST = pattern(re.compile(_HOST, re.ASCII), "a host name or IP address")
+HOSTS = pattern(_HOST_LIST, "host names, comma-separated")
+HOST_PORTS = pattern(_HOST_PORT_LIST, "host:port pairs, comma-separated")
+TOPIC = pattern(TOPIC_NAME, "a Kafka topic name (letters, digits, '.', '_', '-'; at most 249)")
+KEYSPACE = pattern(_KEYSPACE, "a keyspace name: letters, digits and underscores only, at most 48")
+REPLICATION = pattern(
+    _REPLICATION, "a CQL replication map such as {'class': 'SimpleStrategy', 'replication_factor': 1}")
+ZONE = Rule("an IANA time zone such as Asia/Tokyo", str.strip, _zone)
+CONSISTENCY = choice(CASSANDRA_CONSISTENCY_LEVELS, str.upper)
+LOG_LEVEL = choice(LOG_LEVELS, str.lower)
+TRIGGER = pattern(_TRIGGER, "an interval such as '1 second' or '500 milliseconds'")
+STARTING_OFFSETS = Rule("earliest, latest or Kafka's JSON form of offsets", str.strip, _starting_offsets)
+HEAP = pattern(_HEAP, "a JVM heap size such as 512m or 1g")
+TTL_DAYS = whole(1, MAX_TTL_DAYS)
+
+
+# --- declarations ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One setting: its variable, its rule, what it is, and whether it is a secret."""
+
+    env: str
+    rule: Rule
+    help: str
+    secret: bool = False
+
+
+def setting(env: str, default: Any, rule: Rule, help: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"setting": Declaration(env, rule, help, secret)})
+
+
+def _declaration(f: dataclasses.Field) -> Declaration:
+    return f.metadata["setting"]
+
+
+def _shown(declaration: Declaration, value: Any) -> str:
+    return MASK if declaration.secret and value not in ("", None) else str(value)
+
+
+def _problem(declaration: Declaration, shown: str) -> ConfigError:
+    return ConfigError(f"{declaration.env}={shown!r}: expected {declaration.rule.expected}")
+
+
+class _Section:
+    """A group of settings; every value is checked against its rule when the group is made."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            declaration = _declaration(f)
+            value = getattr(self, f.name)
+            if not declaration.rule.accepts(value):
+                raise _problem(declaration, _shown(declaration, value))
+
+    def replace(self, **changes: Any) -> Any:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class KafkaSettings(_Section):
+    bootstrap_servers: str = setting(
+        "ORDERLOG_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", HOST_PORTS, "Kafka brokers, comma-separated")
+    topic: str = setting("ORDERLOG_KAFKA_TOPIC", "order-logs", TOPIC, "the order topic")
+    topic_partitions: int = setting(
+        "ORDERLOG_KAFKA_TOPIC_PARTITIONS", 3, POSITIVE, "partitions of the topic when it is created")
+    replication_factor: int = setting(
+        "ORDERLOG_KAFKA_REPLICATION_FACTOR", 1, POSITIVE, "replicas of the topic when it is created")
+    # With acks=all, how many replicas must have a record before it is acknowledged.
+    min_insync_replicas: int = setting(
+        "ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS", 1, POSITIVE,
+        "the topic's min.insync.replicas when it is created: replicas that must hold a record before the "
+        "ingest API's acks=all write is acknowledged; at most the replication factor (use 2 with 3 replicas)")
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
+
+@dataclass(frozen=True)
+class CassandraSettings(_Section):
+    hosts: str = setting("ORDERLOG_CASSANDRA_HOSTS", "127.0.0.1", HOSTS, "Cassandra contact points, comma-separated")
+    port: int = setting("ORDERLOG_CASSANDRA_PORT", 9042, PORT, "Cassandra's native (CQL) port")
+    keyspace: str = setting("ORDERLOG_CASSANDRA_KEYSPACE", "orderlog", KEYSPACE,
+                            "the keyspace (tests use orderlog_test)")
+    replication: str = setting(
+        "ORDERLOG_CASSANDRA_REPLICATION", "{'class': 'SimpleStrategy', 'replication_factor': 1}", REPLICATION,
+        "replication of the keyspace when it is created")
+    local_dc: str = setting("ORDERLOG_CASSANDRA_LOCAL_DC", "datacenter1", NON_EMPTY,
+                            "the data centre the drivers prefer")
+    username: str = setting("ORDERLOG_CASSANDRA_USERNAME", "", TEXT, "user name, for clusters with authentication")
+    password: str = setting("ORDERLOG_CASSANDRA_PASSWORD", "", TEXT, "password, for clusters with authentication",
+                            secret=True)
+    # LOCAL_QUORUM reads see every LOCAL_QUORUM write (quorums overlap).
+    consistency: str = setting(
+        "ORDERLOG_CASSANDRA_CONSISTENCY", "LOCAL_QUORUM", CONSISTENCY,
+        "consistency of every Cassandra read and write: the jobs', the viewer's and the connector's alike; "
+        "lightweight transactions (the aggregate's lock) use LOCAL_SERIAL")
+
+    @property
+    def host_list(self) -> list[str]:
+        return [h.strip() for h in self.hosts.split(",") if h.strip()]
+
+    @property
+    def address(self) -> str:
+        """Where Cassandra is, as error messages say it."""
+        return f"{self.hosts}:{self.port}"
+
+
+@dataclass(frozen=True)
+class BusinessSettings(_Section):
+    timezone: str = setting("ORDERLOG_BUSINESS_TIMEZONE", "Asia/Tokyo", ZONE,
+                            "an order belongs to the calendar day of its timestamp in this zone")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class IngestSettings(_Section):
+    host: str = setting("ORDERLOG_INGEST_HOST", "127.0.0.1", HOST, "the ingest API's bind address")
+    port: int = setting("ORDERLOG_INGEST_PORT", 8080, PORT, "the ingest API's port")
+    max_batch: int = setting("ORDERLOG_INGEST_MAX_BATCH", 10000, POSITIVE, "events per batch request, at most")
+    max_body_bytes: int = setting("ORDERLOG_INGEST_MAX_BODY_BYTES", 16 * 1024 * 1024, POSITIVE,
+                                  "bytes per request body, at most (413 beyond)")
+    ack_timeout_ms: int = setting("ORDERLOG_INGEST_ACK_TIMEOUT_MS", 10000, POSITIVE,
+                                  "how long a request waits for Kafka's acknowledgement before answering 503")
+    api_token: str = setting("ORDERLOG_INGEST_API_TOKEN", "", TEXT,
+                             "when set, `/api/*` requires `Authorization: Bearer <token>`", secret=True)
+    workers: int = setting("ORDERLOG_INGEST_WORKERS", 2, POSITIVE, "gunicorn worker processes")
+    threads: int = setting("ORDERLOG_INGEST_THREADS", 16, POSITIVE, "threads per gunicorn worker")
+    access_log: str = setting("ORDERLOG_INGEST_ACCESS_LOG", "", TEXT,
+                              "gunicorn's access log: a file, `-` for stdout, empty for none")
+    log_level: str = setting("ORDERLOG_INGEST_LOG_LEVEL", "info", LOG_LEVEL, "gunicorn's log level")
+
+
+@dataclass(frozen=True)
+class ViewerSettings(_Section):
+    host: str = setting("ORDERLOG_VIEWER_HOST", "127.0.0.1", HOST, "the viewer's bind address")
+    port: int = setting("ORDERLOG_VIEWER_PORT", 8081, PORT, "the viewer's port")
+    user: str = setting("ORDERLOG_VIEWER_USER", "", TEXT,
+                        "with the password: HTTP basic auth for every page, API call and asset")
+    password: str = setting("ORDERLOG_VIEWER_PASSWORD", "", TEXT, "the basic auth password", secret=True)
+    cache_seconds: float = setting(
+        "ORDERLOG_VIEWER_CACHE_SECONDS", 5.0, seconds(0),
+        "how long each worker remembers the latest aggregated date and each segment's first page; 0 turns it off")
+    workers: int = setting("ORDERLOG_VIEWER_WORKERS", 2, POSITIVE, "gunicorn worker processes")
+    threads: int = setting("ORDERLOG_VIEWER_THREADS", 8, POSITIVE, "threads per gunicorn worker")
+    timeout: int = setting("ORDERLOG_VIEWER_TIMEOUT", 300, POSITIVE,
+                           "gunicorn worker timeout, s (a whole-segment CSV streams for a while)")
+    log_level: str = setting("ORDERLOG_VIEWER_LOG_LEVEL", "info", LOG_LEVEL, "gunicorn's log level")
+
+
+@dataclass(frozen=True)
+class StreamSettings(_Section):
+    checkpoint_location: str = setting(
+        "ORDERLOG_CHECKPOINT_LOCATION", "var/checkpoints/streaming", NON_EMPTY,
+        "the streaming job's checkpoint (shared storage on a cluster)")
+    trigger: str = setting("ORDERLOG_STREAM_TRIGGER", "1 second", TRIGGER, "processing-time trigger interval")
+    max_offsets_per_trigger: int = setting(
+        "ORDERLOG_STREAM_MAX_OFFSETS_PER_TRIGGER", 50000, POSITIVE,
+        "cap on records per micro-batch (bounds a catch-up batch)")
+    starting_offsets: str = setting(
+        "ORDERLOG_STREAM_STARTING_OFFSETS", "earliest", STARTING_OFFSETS,
+        "where a new checkpoint starts; an existing checkpoint always wins")
+    write_retry_seconds: float = setting(
+        "ORDERLOG_STREAM_WRITE_RETRY_SECONDS", 120.0, seconds(0),
+        "how long a batch retries an unreachable Cassandra before the job exits 1")
+
+
+@dataclass(frozen=True)
+class SparkSettings(_Section):
+    master: str = setting("ORDERLOG_SPARK_MASTER", "local[2]", NON_EMPTY,
+                          "the Spark master of ./spark-submit.sh (its --master flag overrides it)")
+
+
+@dataclass(frozen=True)
+class RejectedSettings(_Section):
+    ttl_days: int = setting("ORDERLOG_REJECTED_TTL_DAYS", 30, TTL_DAYS,
+                            "how long a rejected record is kept in rejected_events (Cassandra TTL), in days")
+
+    @property
+    def ttl_seconds(self) -> int:
+        return self.ttl_days * 86_400
+
+
+@dataclass(frozen=True)
+class PathSettings(_Section):
+    var: str = setting("ORDERLOG_VAR_DIR", "var", NON_EMPTY,
+                       "where the local stack and the demo keep data, logs and pids (relative: to the checkout)")
+    jars: str = setting("ORDERLOG_JARS_DIR", "build/jars", NON_EMPTY,
+                        "the jars `make setup` resolved (relative: to the checkout)")
+
+    @property
+    def var_path(self) -> Path:
+        return PROJECT_ROOT / self.var  # an absolute path stays itself
+
+    @property
+    def jars_path(self) -> Path:
+        return PROJECT_ROOT / self.jars
+
+
+@dataclass(frozen=True)
+class StackSettings(_Section):
+    dir: str = setting("ORDERLOG_STACK_DIR", "", TEXT,
+                       "the local stack's data, logs and configuration (default: `stack/` in ORDERLOG_VAR_DIR)")
+    kafka_controller_port: int = setting("ORDERLOG_STACK_KAFKA_CONTROLLER_PORT", 9093, PORT,
+                                         "the local Kafka's controller port")
+    kafka_heap: str = setting("ORDERLOG_STACK_KAFKA_HEAP", "512m", HEAP, "the local Kafka's JVM heap")
+    cassandra_storage_port: int = setting("ORDERLOG_STACK_CASSANDRA_STORAGE_PORT", 7000, PORT,
+                                          "the local Cassandra's storage (gossip) port")
+    cassandra_jmx_port: int = setting("ORDERLOG_STACK_CASSANDRA_JMX_PORT", 7199, PORT,
+                                      "the local Cassandra's JMX port")
+    cassandra_heap: str = setting("ORDERLOG_STACK_CASSANDRA_HEAP", "1g", HEAP, "the local Cassandra's JVM heap")
 
 
 @dataclass(frozen=True)
 class Settings:
-    # Kafka
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    kafka_topic: str = "order-logs"
-    kafka_topic_partitions: int = 3
-    kafka_replication_factor: int = 1
-    # min.insync.replicas of the topic when it is created: with acks=all, how many replicas
-    # must have a record before it is acknowledged. 1 on one broker; 2 with 3 replicas.
-    kafka_min_insync_replicas: int = 1
-    # Cassandra
-    cassandra_hosts: str = "127.0.0.1"
-    cassandra_port: int = 9042
-    cassandra_keyspace: str = "orderlog"
-    cassandra_local_dc: str = "datacenter1"
-    # CQL replication map of the keyspace, e.g.
-    # {'class': 'NetworkTopologyStrategy', 'dc1': 3}
-    cassandra_replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-    cassandra_username: str = ""
-    cassandra_password: str = ""
-    # Consistency level of every statement: our own (driver) and the connector's reads and
-    # writes alike. LOCAL_QUORUM reads see every LOCAL_QUORUM write (quorums overlap).
-    cassandra_consistency: str = "LOCAL_QUORUM"
-    # The business day: an order belongs to the calendar day of its timestamp here.
-    business_timezone: str = "Asia/Tokyo"
-    # HTTP services
-    ingest_host: str = "127.0.0.1"
-    ingest_port: int = 8080
-    # Ingest API limits: events per batch request, bytes per request body, and how long a
-    # request waits for Kafka to acknowledge its records before answering 503.
-    ingest_max_batch: int = 10000
-    ingest_max_body_bytes: int = 16 * 1024 * 1024
-    ingest_ack_timeout_ms: int = 10000
-    viewer_host: str = "127.0.0.1"
-    viewer_port: int = 8081
-    # Spark
-    spark_master: str = "local[2]"
-    checkpoint_location: str = "var/checkpoints/streaming"
-    # How long a rejected record is kept in rejected_events (Cassandra TTL), in days.
-    rejected_ttl_days: int = 30
-    # Where the local stack and the demo keep data, logs and pids.
-    var_dir: str = "var"
+    """Every setting of the pipeline, by section: ``settings.cassandra.port``."""
 
-    extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    cassandra: CassandraSettings = field(default_factory=CassandraSettings)
+    business: BusinessSettings = field(default_factory=BusinessSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    viewer: ViewerSettings = field(default_factory=ViewerSettings)
+    stream: StreamSettings = field(default_factory=StreamSettings)
+    spark: SparkSettings = field(default_factory=SparkSettings)
+    rejected: RejectedSettings = field(default_factory=RejectedSettings)
+    paths: PathSettings = field(default_factory=PathSettings)
+    stack: StackSettings = field(default_factory=StackSettings)
+
+    def __post_init__(self) -> None:
+        kafka = self.kafka
+        if kafka.min_insync_replicas > kafka.replication_factor:
+            raise ConfigError(
+                f"ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS='{kafka.min_insync_replicas}': expected at most "
+                f"ORDERLOG_KAFKA_REPLICATION_FACTOR ({kafka.replication_factor}), or no record could ever be "
+                "acknowledged"
+            )
+        viewer = self.viewer
+        if bool(viewer.user) != bool(viewer.password):
+            missing, given = (
+                ("ORDERLOG_VIEWER_PASSWORD", f"ORDERLOG_VIEWER_USER={viewer.user!r}") if viewer.user
+                else ("ORDERLOG_VIEWER_USER", f"ORDERLOG_VIEWER_PASSWORD='{MASK}'")
+            )
+            raise ConfigError(f"{given}: expected {missing} too (basic auth needs both, or neither)")
 
     @property
-    def kafka_bootstrap_list(self) -> list[str]:
-        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+    def stack_dir(self) -> Path:
+        return Path(self.stack.dir) if self.stack.dir else self.paths.var_path / "stack"
 
-    @property
-    def cassandra_host_list(self) -> list[str]:
-        return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()]
-
-    @property
-    def rejected_ttl_seconds(self) -> int:
-        return self.rejected_ttl_days * 86_400
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.business_timezone)
-
-    def replace(self, **changes: object) -> Settings:
-        return dataclasses.replace(self, **changes)
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed, named ``<section>_<field>``:
+        ``settings.replace(cassandra_port=19042, kafka_topic="t")``. Checked like loaded values."""
+        by_section: dict[str, dict[str, Any]] = {}
+        for name, value in changes.items():
+            section, _, key = name.partition("_")
+            if section not in SECTIONS or key not in _field_names(section):
+                raise TypeError(f"no setting {name!r}")
+            by_section.setdefault(section, {})[key] = value
+        return dataclasses.replace(
+            self, **{s: getattr(self, s).replace(**values) for s, values in by_section.items()}
+        )
 
 
-def _coerce(name: str, raw: str, to_type: type) -> object:
-    if to_type is int:
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not an integer") from None
-    return raw
+SECTIONS: dict[str, type[_Section]] = {f.name: f.default_factory for f in dataclasses.fields(Settings)}  # type: ignore[misc]
 
 
-def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-    """Defaults, then ``ORDERLOG_*`` environment variables, then explicit overrides."""
+def _field_names(section: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(SECTIONS[section])}  # type: ignore[arg-type]
+
+
+def declarations() -> Iterator[tuple[str, str, Declaration, Any]]:
+    """(section, field, declaration, default) of every setting, in the order declared."""
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            yield section, f.name, _declaration(f), f.default
+
+
+# --- deprecated names --------------------------------------------------------------------------
+
+# Older variable -> the variable that replaces it. Both work; the older one warns.
+DEPRECATED_ALIASES: dict[str, str] = {
+    "INGEST_API_TOKEN": "ORDERLOG_INGEST_API_TOKEN",
+    "INGEST_WORKERS": "ORDERLOG_INGEST_WORKERS",
+    "INGEST_THREADS": "ORDERLOG_INGEST_THREADS",
+    "INGEST_ACCESS_LOG": "ORDERLOG_INGEST_ACCESS_LOG",
+    "INGEST_LOG_LEVEL": "ORDERLOG_INGEST_LOG_LEVEL",
+    "VIEWER_USER": "ORDERLOG_VIEWER_USER",
+    "VIEWER_PASSWORD": "ORDERLOG_VIEWER_PASSWORD",
+    "VIEWER_CACHE_SECONDS": "ORDERLOG_VIEWER_CACHE_SECONDS",
+    "VIEWER_WORKERS": "ORDERLOG_VIEWER_WORKERS",
+    "VIEWER_THREADS": "ORDERLOG_VIEWER_THREADS",
+    "VIEWER_TIMEOUT": "ORDERLOG_VIEWER_TIMEOUT",
+    "VIEWER_LOG_LEVEL": "ORDERLOG_VIEWER_LOG_LEVEL",
+}
+# host:port, which overrode ORDERLOG_VIEWER_HOST and _PORT; now it sets them both.
+VIEWER_BIND = "VIEWER_BIND"
+_warned: set[str] = set()
+
+
+def _warn(line: str) -> None:
+    print(f"orderlog: warning: {line}", file=sys.stderr, flush=True)
+
+
+def _with_aliases(environ: Mapping[str, str], warn: Callable[[str], None]) -> dict[str, str]:
+    """The ORDERLOG_* values, the deprecated names' values moved to their new names."""
+    values = {name: value for name, value in environ.items() if name.startswith(ENV_PREFIX)}
+    aliased = {old: new for old, new in DEPRECATED_ALIASES.items() if old in environ}
+    for old, new in aliased.items():
+        _adopt(values, old, new, environ[old])
+    if VIEWER_BIND in environ:
+        host, _, port = environ[VIEWER_BIND].rpartition(":")
+        if not host:
+            raise ConfigError(f"{VIEWER_BIND}={environ[VIEWER_BIND]!r}: expected host:port")
+        _adopt(values, VIEWER_BIND, "ORDERLOG_VIEWER_HOST", host)
+        _adopt(values, VIEWER_BIND, "ORDERLOG_VIEWER_PORT", port)
+        aliased[VIEWER_BIND] = "ORDERLOG_VIEWER_HOST and ORDERLOG_VIEWER_PORT"
+    for old, new in aliased.items():
+        if old not in _warned:
+            _warned.add(old)
+            warn(f"{old} is deprecated: use {new}")
+    return values
+
+
+def _adopt(values: dict[str, str], old: str, new: str, value: str) -> None:
+    if new in values and values[new] != value:
+        secret = any(d.secret and d.env == new for _, _, d, _ in declarations())
+        shown = MASK if secret else values[new]
+        raise ConfigError(
+            f"{new}={shown!r}: expected the value of {old}, its deprecated name, which is set too and differs "
+            f"(set only {new})"
+        )
+    values[new] = value
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+_cache: dict[tuple[tuple[str, str], ...], Settings] = {}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """The defaults, then the ``ORDERLOG_*`` variables of ``environ`` (the process's own by
+    default), then ``overrides`` (flat names, as ``Settings.replace`` takes them; None is
+    "not given"). ConfigError names the first bad value. The same environment gives the same
+    object: a process that asks again gets what it loaded, checked and warned about once."""
     environ = os.environ if environ is None else environ
-    values: dict[str, object] = {}
-    for f in dataclasses.fields(Settings):
-        if f.name == "extra":
+    values = _with_aliases(environ, _warn)
+    key = tuple(sorted(values.items()))
+    settings = _cache.get(key)
+    if settings is None:
+        settings = _cache.setdefault(key, _from_values(values))
+    given = {name: value for name, value in overrides.items() if value is not None}
+    return settings.replace(**given) if given else settings
+
+
+def _from_values(values: Mapping[str, str]) -> Settings:
+    sections: dict[str, dict[str, Any]] = {}
+    for section, name, declaration, _ in declarations():
+        if declaration.env not in values:
             continue
-        env_name = ENV_PREFIX + f.name.upper()
-        if env_name in environ:
-            to_type = int if f.type in ("int", int) else str
-            values[f.name] = _coerce(f.name, environ[env_name], to_type)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if isinstance(values.get("cassandra_consistency"), str):  # the driver's names, any case
-        values["cassandra_consistency"] = values["cassandra_consistency"].strip().upper()  # type: ignore[union-attr]
-    settings = Settings(**values)
-    _validate(settings)
-    return settings
+        raw = values[declaration.env]
+        try:
+            value = declaration.rule.parse(raw)
+        except ValueError:
+            raise _problem(declaration, _shown(declaration, raw)) from None
+        if not declaration.rule.accepts(value):
+            raise _problem(declaration, _shown(declaration, raw))
+        sections.setdefault(section, {})[name] = value
+    return Settings(**{s: SECTIONS[s](**v) for s, v in sections.items()})
 
 
-def _validate(settings: Settings) -> None:
+def flag(rule: Rule) -> Callable[[str], Any]:
+    """An argparse ``type`` that applies a setting's rule to the flag that overrides it."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = rule.parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {rule.expected}") from None
+        if not rule.accepts(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {rule.expected}")
+        return value
+
+    return parse
+
+
+def load_or_exit(prog: str, environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings of an entrypoint; a bad value prints its one line and exits 2."""
     try:
-        ZoneInfo(settings.business_timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"{ENV_PREFIX}BUSINESS_TIMEZONE={settings.business_timezone!r} is not an IANA time zone"
-        ) from None
-    if not settings.cassandra_keyspace.replace("_", "").isalnum():
-        raise ConfigError(
-            f"{ENV_PREFIX}CASSANDRA_KEYSPACE={settings.cassandra_keyspace!r}: "
-            "use letters, digits and underscores only"
-        )
-    for name in (
-        "kafka_topic_partitions", "kafka_replication_factor", "kafka_min_insync_replicas",
-        "cassandra_port", "ingest_port", "viewer_port",
-        "ingest_max_batch", "ingest_max_body_bytes", "ingest_ack_timeout_ms", "rejected_ttl_days",
-    ):
-        if int(getattr(settings, name)) <= 0:
-            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")
-    if settings.rejected_ttl_days > MAX_TTL_DAYS:
-        raise ConfigError(
-            f"{ENV_PREFIX}REJECTED_TTL_DAYS={settings.rejected_ttl_days} is longer than Cassandra's "
-            f"longest TTL ({MAX_TTL_DAYS} days)"
-        )
-    if settings.kafka_min_insync_replicas > settings.kafka_replication_factor:
-        raise ConfigError(
-            f"{ENV_PREFIX}KAFKA_MIN_INSYNC_REPLICAS={settings.kafka_min_insync_replicas} is more than "
-            f"{ENV_PREFIX}KAFKA_REPLICATION_FACTOR={settings.kafka_replication_factor}: "
-            "no record could ever be acknowledged"
-        )
-    if settings.cassandra_consistency not in CASSANDRA_CONSISTENCY_LEVELS:
-        raise ConfigError(
-            f"{ENV_PREFIX}CASSANDRA_CONSISTENCY={settings.cassandra_consistency!r}: "
-            f"use one of {', '.join(CASSANDRA_CONSISTENCY_LEVELS)}"
-        )
+        return load_settings(environ)
+    except ConfigError as exc:
+        _exit(prog, exc)
+
+
+def _exit(prog: str, exc: ConfigError) -> NoReturn:
+    print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def child_environment(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment that gives a child process exactly these settings: ``base`` (this
+    process's environment by default) with every ORDERLOG_* variable set, and the deprecated
+    names removed (they would conflict)."""
+    env = {k: v for k, v in (os.environ if base is None else base).items()
+           if k not in DEPRECATED_ALIASES and k != VIEWER_BIND}
+    for section, name, declaration, _ in declarations():
+        env[declaration.env] = str(getattr(getattr(settings, section), name))
+    return env
+
+
+# --- showing it --------------------------------------------------------------------------------
+
+
+def effective_lines(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
+    """``VARIABLE=value  # origin`` for every setting, under a ``# section`` line each,
+    secrets masked; the origin is the environment, the default, or code (a flag)."""
+    given = _with_aliases(os.environ if environ is None else environ, lambda line: None)
+    lines: list[str] = []
+    for section, name, declaration, default in declarations():
+        if f"# {section}" not in lines:
+            lines.append(f"# {section}")
+        value = getattr(getattr(settings, section), name)
+        origin = "environment" if declaration.env in given else ("default" if value == default else "set")
+        lines.append(f"{declaration.env}={_shown(declaration, value)}  # {origin}")
+    return lines
+
+
+def markdown_table() -> str:
+    """The README's table of every variable, from the declarations."""
+    formerly: dict[str, list[str]] = {}
+    for old, new in [*DEPRECATED_ALIASES.items(), (VIEWER_BIND, "ORDERLOG_VIEWER_HOST"),
+                     (VIEWER_BIND, "ORDERLOG_VIEWER_PORT")]:
+        formerly.setdefault(new, []).append(f"`{old}`")
+    rows = ["| variable | default | what |", "|---|---|---|"]
+    for _, _, declaration, default in declarations():
+        shown = "unset" if default == "" else f"`{default}`"
+        older = f" (formerly {', '.join(formerly[declaration.env])})" if declaration.env in formerly else ""
+        rows.append(f"| `{declaration.env}` | {shown} | {declaration.help}{older} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m orderlog.config",
+        description="Prints the effective configuration (secrets masked), or the README's table of variables.",
+    )
+    parser.add_argument("--markdown", action="store_true", help="the table of every variable, as in the README")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown_table())
+        return 0
+    print("\n".join(effective_lines(load_or_exit("python -m orderlog.config"))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from orderlog.config import Settings, load_settings
+from orderlog.config import Settings, load_or_exit
 
 CQL_DIR = Path(__file__).resolve().parent.parent / "cassandra"
 
@@ -19,7 +19,7 @@ CQL_DIR = Path(__file__).resolve().parent.parent / "cassandra"
 def keyspace_cql(settings: Settings) -> str:
     template = (CQL_DIR / "keyspace.cql").read_text(encoding="utf-8")
     return template.format(
-        keyspace=settings.cassandra_keyspace, replication=settings.cassandra_replication
+        keyspace=settings.cassandra.keyspace, replication=settings.cassandra.replication
     )
 
 
@@ -135,15 +135,15 @@ def apply_cql(
         for statement in table_statements():
             statements.append(statement)
         session.execute(_strip_comments(statements[0]), timeout=60)
-        session.set_keyspace(settings.cassandra_keyspace)
+        session.set_keyspace(settings.cassandra.keyspace)
         for statement in statements[1:]:
             session.execute(statement, timeout=60)
         # Schema changes propagate asynchronously; wait so the caller can use them.
         session.cluster.control_connection.wait_for_schema_agreement()
         # Before the ALTERs: the older rejected_events is replaced, not given the new columns.
-        migrate_rejected_events(session, settings.cassandra_keyspace, settings.rejected_ttl_seconds, log=log,
+        migrate_rejected_events(session, settings.cassandra.keyspace, settings.rejected.ttl_seconds, log=log,
                                 after=migration_after)
-        return add_missing_columns(session, settings.cassandra_keyspace)
+        return add_missing_columns(session, settings.cassandra.keyspace)
     finally:
         shutdown(session)
 
@@ -175,7 +175,7 @@ def topic_configs(settings: Settings) -> dict[str, str]:
     timestamp bounds, and with the producers' acks=all, how many replicas hold a record
     before it is acknowledged."""
     configs = {name: str(value) for name, value in TOPIC_TIMESTAMP_CONFIGS.items()}
-    configs["min.insync.replicas"] = str(settings.kafka_min_insync_replicas)
+    configs["min.insync.replicas"] = str(settings.kafka.min_insync_replicas)
     return configs
 
 
@@ -186,18 +186,18 @@ def create_topic(settings: Settings) -> bool:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list, client_id="orderlog-schema")
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list, client_id="orderlog-schema")
     try:
-        if settings.kafka_topic in admin.list_topics():
-            tighten_timestamp_bounds(admin, settings.kafka_topic)
+        if settings.kafka.topic in admin.list_topics():
+            tighten_timestamp_bounds(admin, settings.kafka.topic)
             return False
         try:
             admin.create_topics(
                 [
                     NewTopic(
-                        settings.kafka_topic,
-                        num_partitions=settings.kafka_topic_partitions,
-                        replication_factor=settings.kafka_replication_factor,
+                        settings.kafka.topic,
+                        num_partitions=settings.kafka.topic_partitions,
+                        replication_factor=settings.kafka.replication_factor,
                         topic_configs=topic_configs(settings),
                     )
                 ]
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orderlog.schema", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["apply", "cql", "topic", "tables"])
     args = parser.parse_args(argv)
-    settings = load_settings()
+    settings = load_or_exit("python -m orderlog.schema")
     if args.command == "cql":
         print(_strip_comments(keyspace_cql(settings)) + ";")
         for statement in table_statements():
@@ -245,11 +245,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         for statement in altered:
             print(f"migrated: {statement}")
-        print(f"schema applied: keyspace {settings.cassandra_keyspace}, {len(table_names())} tables")
+        print(f"schema applied: keyspace {settings.cassandra.keyspace}, {len(table_names())} tables")
     if args.command in ("apply", "topic"):
         created = create_topic(settings)
         state = "created" if created else "exists"
-        print(f"topic {settings.kafka_topic} {state} ({settings.kafka_topic_partitions} partitions)")
+        print(f"topic {settings.kafka.topic} {state} ({settings.kafka.topic_partitions} partitions)")
     return 0
 
 

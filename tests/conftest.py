@@ -41,11 +41,11 @@ def stack(settings: Settings) -> Iterator[object]:
     from local_stack.stack import StackConfig, cassandra_answers, down, kafka_answers, up
     from orderlog.schema import apply_cql
 
-    config = StackConfig.from_env(settings)
+    config = StackConfig.from_settings(settings)
     # Reuse servers that already answer (`make up`, another checkout's stack); start the rest.
     answering = {
-        "kafka": kafka_answers(settings.kafka_bootstrap_servers),
-        "cassandra": cassandra_answers(settings.cassandra_host_list[0], settings.cassandra_port),
+        "kafka": kafka_answers(settings.kafka.bootstrap_servers),
+        "cassandra": cassandra_answers(settings.cassandra.host_list[0], settings.cassandra.port),
     }
     started = [name for name, ok in answering.items() if not ok]
     if started:
@@ -94,8 +94,8 @@ def kafka_topic(stack: object, settings: Settings) -> Iterator[str]:
     from orderlog.schema import topic_configs
 
     name = f"test-{uuid.uuid4().hex[:12]}"
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
-    admin.create_topics([NewTopic(name, num_partitions=settings.kafka_topic_partitions, replication_factor=1,
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list)
+    admin.create_topics([NewTopic(name, num_partitions=settings.kafka.topic_partitions, replication_factor=1,
                                   topic_configs=topic_configs(settings))])
     yield name
     try:
@@ -215,12 +215,12 @@ def private_kafka(tmp_path, settings: Settings) -> Iterator[PrivateServer]:
     from orderlog.schema import create_topic
 
     kafka_port, controller_port = free_ports(2)
-    config = StackConfig.from_env(
-        settings.replace(kafka_bootstrap_servers=f"127.0.0.1:{kafka_port}"),
-        environ={
-            "ORDERLOG_STACK_DIR": str(tmp_path / "private-stack"),
-            "ORDERLOG_STACK_KAFKA_CONTROLLER_PORT": str(controller_port),
-        },
+    config = StackConfig.from_settings(
+        settings.replace(
+            kafka_bootstrap_servers=f"127.0.0.1:{kafka_port}",
+            stack_dir=str(tmp_path / "private-stack"),
+            stack_kafka_controller_port=controller_port,
+        )
     )
     server = PrivateServer("kafka", config)
     server.start()
@@ -235,14 +235,14 @@ def private_cassandra(tmp_path, settings: Settings) -> Iterator[PrivateServer]:
     from orderlog.schema import apply_cql
 
     native, storage, jmx = free_ports(3)
-    config = StackConfig.from_env(
-        settings.replace(cassandra_port=native),
-        environ={
-            "ORDERLOG_STACK_DIR": str(tmp_path / "private-stack"),
-            "ORDERLOG_STACK_CASSANDRA_STORAGE_PORT": str(storage),
-            "ORDERLOG_STACK_CASSANDRA_JMX_PORT": str(jmx),
-            "ORDERLOG_STACK_CASSANDRA_HEAP": "768m",
-        },
+    config = StackConfig.from_settings(
+        settings.replace(
+            cassandra_port=native,
+            stack_dir=str(tmp_path / "private-stack"),
+            stack_cassandra_storage_port=storage,
+            stack_cassandra_jmx_port=jmx,
+            stack_cassandra_heap="768m",
+        )
     )
     server = PrivateServer("cassandra", config)
     server.start()

@@ -23,9 +23,9 @@ class StreamingJob:
     def start(self) -> StreamingJob:
         env = {
             **os.environ,
-            "ORDERLOG_CASSANDRA_KEYSPACE": self.settings.cassandra_keyspace,
-            "ORDERLOG_CASSANDRA_PORT": str(self.settings.cassandra_port),
-            "ORDERLOG_KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
+            "ORDERLOG_CASSANDRA_KEYSPACE": self.settings.cassandra.keyspace,
+            "ORDERLOG_CASSANDRA_PORT": str(self.settings.cassandra.port),
+            "ORDERLOG_KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka.bootstrap_servers,
         }
         cmd = ["./spark-submit.sh", "--driver-memory", "1g", "streaming", "--topic", self.topic,
                "--checkpoint", str(self.checkpoint), "--trigger", "500 milliseconds",

@@ -5,7 +5,6 @@ healthchecks, a start ordered by them, configuration through ORDERLOG_* only."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import shutil
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orderlog.config import ENV_PREFIX, Settings
+from orderlog.config import ENV_PREFIX, declarations
 
 # Needs the docker-compose tool (make system-deps / make compose-check install it).
 pytestmark = pytest.mark.integration
@@ -122,7 +121,7 @@ def test_aggregate_and_replay_run_only_on_demand(config):
 
 
 def test_configuration_is_the_orderlog_variables_and_flows_from_the_shell(config):
-    fields = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(Settings)}
+    fields = {declaration.env for _, _, declaration, _ in declarations()}
     ours = {n: s for n, s in config["services"].items() if n not in ("kafka", "cassandra")}
     for name, service in ours.items():
         env = service["environment"]

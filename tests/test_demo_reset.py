@@ -31,17 +31,17 @@ def test_reset_empties_every_table_of_the_keyspace(settings, clean_cassandra, tm
     assert before["raw_orders"] == 20 and before["daily_order_summaries"] == 1
 
     lines: list[str] = []
-    demo.reset(settings.replace(var_dir=str(tmp_path)), log=lines.append)
+    demo.reset(settings.replace(paths_var=str(tmp_path)), log=lines.append)
 
     assert row_counts(clean_cassandra) == dict.fromkeys(table_names(), 0)
     assert lines[-1] == (
-        f"  keyspace {settings.cassandra_keyspace}: {len(table_names())} tables emptied; `make demo` starts over"
+        f"  keyspace {settings.cassandra.keyspace}: {len(table_names())} tables emptied; `make demo` starts over"
     )
 
 
 def test_reset_without_cassandra_says_to_start_it(settings, tmp_path) -> None:
     (port,) = free_ports(1)
-    nowhere = settings.replace(var_dir=str(tmp_path), cassandra_port=port)
+    nowhere = settings.replace(paths_var=str(tmp_path), cassandra_port=port)
     with pytest.raises(demo.DemoError) as error:
         demo.reset(nowhere, log=lambda _: None)
     assert str(error.value).startswith(f"Cassandra at 127.0.0.1:{port} does not answer (")

@@ -14,6 +14,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from orderlog.config import child_environment
 from orderlog.schema import apply_cql, truncate_tables
 from tests.conftest import free_ports
 from tools import demo
@@ -29,12 +30,15 @@ DAYS = 2
 def e2e_settings(settings, stack, kafka_topic, tmp_path):
     ingest_port, viewer_port = free_ports(2)
     private = settings.replace(
-        cassandra_keyspace=f"{settings.cassandra_keyspace}_e2e",
+        cassandra_keyspace=f"{settings.cassandra.keyspace}_e2e",
         kafka_topic=kafka_topic,
-        checkpoint_location=str(tmp_path / "checkpoint"),
+        stream_checkpoint_location=str(tmp_path / "checkpoint"),
         ingest_port=ingest_port,
         viewer_port=viewer_port,
-        var_dir=str(tmp_path / "var"),
+        paths_var=str(tmp_path / "var"),
+        ingest_workers=1,
+        viewer_workers=1,
+        viewer_cache_seconds=0,
     )
     apply_cql(private)
     from orderlog.cassandra_session import connect, shutdown
@@ -51,15 +55,13 @@ def e2e_settings(settings, stack, kafka_topic, tmp_path):
 def pipeline(e2e_settings):
     """streaming, ingest and viewer running in the background; stopped afterwards."""
     folder = demo.demo_dir(e2e_settings)
-    env = demo.settings_env(e2e_settings)
-    env["INGEST_WORKERS"] = env["VIEWER_WORKERS"] = "1"
-    env["VIEWER_CACHE_SECONDS"] = "0"
+    env = child_environment(e2e_settings)
     processes = {}
     try:
         for name, command in demo.service_commands(e2e_settings).items():
             processes[name] = demo.start_process(name, command, env, folder / f"{name}.log")
-        demo.wait_http(f"http://127.0.0.1:{e2e_settings.ingest_port}/healthz", processes["ingest"])
-        demo.wait_http(f"http://127.0.0.1:{e2e_settings.viewer_port}/api/status", processes["viewer"])
+        demo.wait_http(f"http://127.0.0.1:{e2e_settings.ingest.port}/healthz", processes["ingest"])
+        demo.wait_http(f"http://127.0.0.1:{e2e_settings.viewer.port}/api/status", processes["viewer"])
         yield processes
     finally:
         for entry in processes.values():
@@ -69,8 +71,8 @@ def pipeline(e2e_settings):
 
 def test_the_viewer_shows_exactly_what_the_generator_sent(e2e_settings, pipeline, tmp_path, capsys):
     settings = e2e_settings
-    ingest = f"http://127.0.0.1:{settings.ingest_port}"
-    viewer = f"http://127.0.0.1:{settings.viewer_port}"
+    ingest = f"http://127.0.0.1:{settings.ingest.port}"
+    viewer = f"http://127.0.0.1:{settings.viewer.port}"
     truth_file = tmp_path / "truth.json"
     code = replay_cli.main([
         END.isoformat(), "--days", str(DAYS), "--users", "150", "--orders", "2500", "--seed", "11",

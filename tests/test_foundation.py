@@ -19,14 +19,14 @@ pytestmark = pytest.mark.integration
 def test_a_record_produced_with_kafka_python_is_consumed_back(settings, kafka_topic):
     from kafka import KafkaConsumer, KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list, acks="all")
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all")
     sent = {"user_id": "u-1", "n": uuid.uuid4().hex}
     producer.send(kafka_topic, key=b"u-1", value=json.dumps(sent).encode()).get(timeout=30)
     producer.close()
 
     consumer = KafkaConsumer(
         kafka_topic,
-        bootstrap_servers=settings.kafka_bootstrap_list,
+        bootstrap_servers=settings.kafka.bootstrap_list,
         auto_offset_reset="earliest",
         consumer_timeout_ms=20000,
     )
@@ -51,7 +51,7 @@ def test_a_cql_write_is_read_back(clean_cassandra):
 
 def test_the_schema_has_every_table(cassandra, settings):
     rows = cassandra.execute(
-        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (settings.cassandra_keyspace,)
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (settings.cassandra.keyspace,)
     )
     assert set(table_names()) <= {r.table_name for r in rows}
     assert {"raw_orders", "daily_order_summaries", "user_preferences", "rejected_events"} <= set(table_names())
@@ -61,7 +61,7 @@ def test_spark_reads_kafka_and_writes_cassandra_through_the_connector(spark, set
     from kafka import KafkaProducer
     from pyspark.sql import functions as F
 
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list, acks="all")
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all")
     for n in range(10):
         payload = {"user_id": f"u-{n}", "japanese": n, "western": 10 - n}
         producer.send(kafka_topic, key=f"u-{n}".encode(), value=json.dumps(payload).encode())
@@ -71,7 +71,7 @@ def test_spark_reads_kafka_and_writes_cassandra_through_the_connector(spark, set
     schema = "user_id STRING, japanese BIGINT, western BIGINT"
     rows = (
         spark.read.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
         .option("subscribe", kafka_topic)
         .option("startingOffsets", "earliest")
         .load()
@@ -82,13 +82,13 @@ def test_spark_reads_kafka_and_writes_cassandra_through_the_connector(spark, set
     assert rows.count() == 10
     (
         rows.write.format("org.apache.spark.sql.cassandra")
-        .options(keyspace=settings.cassandra_keyspace, table="user_preferences")
+        .options(keyspace=settings.cassandra.keyspace, table="user_preferences")
         .mode("append")
         .save()
     )
     back = (
         spark.read.format("org.apache.spark.sql.cassandra")
-        .options(keyspace=settings.cassandra_keyspace, table="user_preferences")
+        .options(keyspace=settings.cassandra.keyspace, table="user_preferences")
         .load()
         .select("user_id", "japanese", "western")
         .collect()
@@ -102,9 +102,9 @@ def test_spark_reads_kafka_and_writes_cassandra_through_the_connector(spark, set
 def spare_kafka_config(tmp_path, settings):
     """A second Kafka on spare ports in a temporary folder, to test up/down safely."""
     ports = free_ports(2)
-    config = StackConfig.from_env(
-        settings.replace(kafka_bootstrap_servers=f"127.0.0.1:{ports[0]}"),
-        environ={"ORDERLOG_STACK_DIR": str(tmp_path / "stack"), "ORDERLOG_STACK_KAFKA_CONTROLLER_PORT": str(ports[1])},
+    config = StackConfig.from_settings(
+        settings.replace(kafka_bootstrap_servers=f"127.0.0.1:{ports[0]}", stack_dir=str(tmp_path / "stack"),
+                         stack_kafka_controller_port=ports[1])
     )
     yield config
     down(config, ["kafka"], log=lambda _: None)
@@ -183,7 +183,7 @@ def test_cqlsh_from_pypi_talks_to_the_local_cassandra(clean_cassandra, settings)
         ("cqlsh-user", 3, 1, "japanese"),
     )
     result = subprocess.run(
-        [str(cqlsh), settings.cassandra_host_list[0], str(settings.cassandra_port), "-k", settings.cassandra_keyspace,
+        [str(cqlsh), settings.cassandra.host_list[0], str(settings.cassandra.port), "-k", settings.cassandra.keyspace,
          "-e", "SELECT user_id, japanese, western, preference FROM user_preferences WHERE user_id = 'cqlsh-user'"],
         capture_output=True, text=True, timeout=60, check=False,
     )

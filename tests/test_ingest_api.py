@@ -20,12 +20,10 @@ MENU = "must be 'japanese' or 'western' (or 和食 / 洋食)"
 
 
 @pytest.fixture
-def app():
+def app(settings):
     (port,) = free_ports(1)
-    return create_app(
-        {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "KAFKA_TOPIC": "never-used", "INGEST_MAX_BATCH": 5,
-         "MAX_CONTENT_LENGTH": 64 * 1024}
-    )
+    return create_app(settings.replace(kafka_bootstrap_servers=f"127.0.0.1:{port}", kafka_topic="never-used",
+                                       ingest_max_batch=5, ingest_max_body_bytes=64 * 1024))
 
 
 @pytest.fixture
@@ -129,9 +127,9 @@ def test_unknown_routes_and_methods_answer_json(client):
         ("bearer s3cret", 400),
     ],
 )
-def test_bearer_token_is_required_when_configured(authorization, status):
+def test_bearer_token_is_required_when_configured(settings, authorization, status):
     (port,) = free_ports(1)
-    app = create_app({"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "INGEST_API_TOKEN": "s3cret"})
+    app = create_app(settings.replace(kafka_bootstrap_servers=f"127.0.0.1:{port}", ingest_api_token="s3cret"))
     headers = {"Authorization": authorization} if authorization else {}
     response = app.test_client().post("/api/log", json={}, headers=headers)
     assert response.status_code == status
@@ -144,9 +142,10 @@ def test_bearer_token_is_required_when_configured(authorization, status):
 
 
 def test_the_token_comes_from_the_environment(monkeypatch):
-    monkeypatch.setenv("INGEST_API_TOKEN", "from-env")
+    monkeypatch.setenv("ORDERLOG_INGEST_API_TOKEN", "from-env")
     (port,) = free_ports(1)
-    client = create_app({"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"}).test_client()
+    monkeypatch.setenv("ORDERLOG_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{port}")
+    client = create_app().test_client()
     assert client.post("/api/log", json={}).status_code == 401
     assert client.post("/api/log", json={}, headers={"Authorization": "Bearer from-env"}).status_code == 400
 
@@ -156,8 +155,8 @@ def test_limits_come_from_orderlog_settings(monkeypatch):
     monkeypatch.setenv("ORDERLOG_INGEST_MAX_BODY_BYTES", "1000")
     monkeypatch.setenv("ORDERLOG_KAFKA_TOPIC", "topic-from-env")
     app = create_app()
-    assert (app.config["INGEST_MAX_BATCH"], app.config["MAX_CONTENT_LENGTH"]) == (2, 1000)
-    assert app.config["KAFKA_TOPIC"] == "topic-from-env"
+    assert (app.config["SETTINGS"].ingest.max_batch, app.config["MAX_CONTENT_LENGTH"]) == (2, 1000)
+    assert app.config["SETTINGS"].kafka.topic == "topic-from-env"
     response = app.test_client().post("/api/logs", json=[GOOD] * 3)
     assert response.json == {"error": "the batch has more than 2 events; at most 2 are accepted per request"}
 
@@ -197,12 +196,12 @@ class _FakeProducer:
         self.closed = True
 
 
-def test_a_producer_that_cannot_recover_is_replaced(monkeypatch):
+def test_a_producer_that_cannot_recover_is_replaced(settings, monkeypatch):
     import ingest_api.producer as module
 
     _FakeProducer.made = []
     monkeypatch.setattr(module, "KafkaProducer", _FakeProducer)
-    client = create_app({"KAFKA_TOPIC": "t"}).test_client()
+    client = create_app(settings.replace(kafka_topic="t")).test_client()
     broken = client.post("/api/log", json=GOOD)
     assert broken.status_code == 503 and broken.headers["Retry-After"] == "5"
     assert broken.json["error"].startswith("Kafka did not acknowledge the records (KafkaError: Cannot perform send")
@@ -232,13 +231,13 @@ def _sixteen_mib_of(element: bytes, separator: bytes, head: bytes = b"", tail: b
     ids=["ndjson-lines", "array-of-objects", "array-of-arrays", "array-of-zeros"],
 )
 def test_a_16_mib_batch_of_tiny_events_is_refused_without_decoding_it_whole(
-    content_type: str, element: bytes, separator: bytes, head: bytes, tail: bytes
+    settings, content_type: str, element: bytes, separator: bytes, head: bytes, tail: bytes
 ) -> None:
     import tracemalloc
 
     (port,) = free_ports(1)
-    client = create_app({"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "INGEST_MAX_BATCH": 10_000,
-                         "MAX_CONTENT_LENGTH": SIXTEEN_MIB}).test_client()
+    client = create_app(settings.replace(kafka_bootstrap_servers=f"127.0.0.1:{port}", ingest_max_batch=10_000,
+                                         ingest_max_body_bytes=SIXTEEN_MIB)).test_client()
     body = _sixteen_mib_of(element, separator, head, tail)
     assert len(body) <= SIXTEEN_MIB and body.count(element) > 2_000_000
     tracemalloc.start()

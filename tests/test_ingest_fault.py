@@ -20,13 +20,7 @@ ACK_TIMEOUT_MS = 4000
 
 
 def make_client(server):
-    app = create_app(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": server.settings.kafka_bootstrap_servers,
-            "KAFKA_TOPIC": server.settings.kafka_topic,
-            "INGEST_ACK_TIMEOUT_MS": ACK_TIMEOUT_MS,
-        }
-    )
+    app = create_app(server.settings.replace(ingest_ack_timeout_ms=ACK_TIMEOUT_MS))
     return app.test_client()
 
 
@@ -48,8 +42,8 @@ def topic_order_ids(server) -> list[str]:
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        server.settings.kafka_topic,
-        bootstrap_servers=server.settings.kafka_bootstrap_list,
+        server.settings.kafka.topic,
+        bootstrap_servers=server.settings.kafka.bootstrap_list,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=5000,

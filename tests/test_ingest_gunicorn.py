@@ -35,10 +35,10 @@ def request(url: str, body: object | None = None, timeout: float = 15) -> tuple[
 @pytest.fixture
 def gunicorn(settings, kafka_topic, tmp_path):
     env = {
-        "ORDERLOG_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "ORDERLOG_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "ORDERLOG_KAFKA_TOPIC": kafka_topic,
-        "INGEST_WORKERS": "2",
-        "INGEST_THREADS": "4",
+        "ORDERLOG_INGEST_WORKERS": "2",
+        "ORDERLOG_INGEST_THREADS": "4",
     }
     log_path = tmp_path / "gunicorn.log"
     with gunicorn_server("ingest_api", env, log_path, "/healthz") as (process, base):

@@ -35,7 +35,7 @@ GOOD = {"user_id": "u-1", "timestamp": "2025-05-31T12:34:56+09:00", "menu_type":
 
 @pytest.fixture
 def app(settings, kafka_topic):
-    return create_app({"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "KAFKA_TOPIC": kafka_topic})
+    return create_app(settings.replace(kafka_topic=kafka_topic))
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def consume(settings, topic: str, expected: int, timeout_s: float = 30) -> list[
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=settings.kafka_bootstrap_list, auto_offset_reset="earliest", enable_auto_commit=False
+        topic, bootstrap_servers=settings.kafka.bootstrap_list, auto_offset_reset="earliest", enable_auto_commit=False
     )
     records: list[tuple[str, dict]] = []
     deadline = time.monotonic() + timeout_s
@@ -149,10 +149,7 @@ def test_healthz_reports_kafka_reachable(client, kafka_topic):
 
 
 def test_a_missing_topic_is_unavailable_not_accepted(settings):
-    client = create_app(
-        {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "KAFKA_TOPIC": "no-such-topic-ingest",
-         "INGEST_ACK_TIMEOUT_MS": 3000}
-    ).test_client()
+    client = create_app(settings.replace(kafka_topic="no-such-topic-ingest", ingest_ack_timeout_ms=3000)).test_client()
     response = client.post("/api/log", json=GOOD)
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert response.json["error"] == (
@@ -331,8 +328,7 @@ PROBLEMS = {
 @pytest.fixture
 def apps(app, settings, kafka_topic):
     """The app as configured by default, and with a bearer token required."""
-    locked = create_app({"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "KAFKA_TOPIC": kafka_topic,
-                         "INGEST_API_TOKEN": "s3cret"})
+    locked = create_app(settings.replace(kafka_topic=kafka_topic, ingest_api_token="s3cret"))
     return {"open": app.test_client(), "token": locked.test_client()}
 
 

@@ -164,11 +164,11 @@ def table_names(session, keyspace: str) -> set[str]:
 @pytest.fixture(scope="module")
 def old_keyspace(stack, settings) -> Iterator[tuple[object, object]]:
     """A keyspace of its own (settings, admin session), dropped at the end."""
-    keyspace = f"{settings.cassandra_keyspace}_rejmig"
+    keyspace = f"{settings.cassandra.keyspace}_rejmig"
     ks_settings = settings.replace(cassandra_keyspace=keyspace)
     session = connect(settings, keyspace="")
     session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
-    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {settings.cassandra_replication}", timeout=60)
+    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {settings.cassandra.replication}", timeout=60)
     yield ks_settings, session
     session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
     shutdown(session)
@@ -203,7 +203,7 @@ def test_make_schema_migrates_the_old_rows_to_exactly_the_new_ones(old_keyspace,
     from jobs.stream_io import CassandraUnavailable, check_cassandra
 
     ks_settings, session = old_keyspace
-    keyspace = ks_settings.cassandra_keyspace
+    keyspace = ks_settings.cassandra.keyspace
     apply_cql(ks_settings)  # the other tables, as an older keyspace has them
     seed_old_table(session, keyspace, earlier_alters)
     with pytest.raises(CassandraUnavailable, match="has the layout of an older version .*: run `make schema` "
@@ -231,7 +231,7 @@ def test_make_schema_migrates_the_old_rows_to_exactly_the_new_ones(old_keyspace,
         "rejected_events migration 6/6 drop-staging: dropped rejected_events_migration; done",
     ]
     assert result.stdout.splitlines()[7].startswith(f"schema applied: keyspace {keyspace}")
-    assert_migrated(session, keyspace, expected, ks_settings.rejected_ttl_seconds)
+    assert_migrated(session, keyspace, expected, ks_settings.rejected.ttl_seconds)
     check_cassandra(ks_settings, retry_seconds=0)
 
     # Applying again is a no-op: no step, no row rewritten.
@@ -250,7 +250,7 @@ def writetimes(session, keyspace: str) -> dict[tuple, int]:
 def delete_topic(settings, topic: str) -> None:
     from kafka.admin import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list)
     try:
         if topic in admin.list_topics():
             admin.delete_topics([topic])
@@ -288,7 +288,7 @@ def test_a_migration_stopped_anywhere_and_run_again_converges(old_keyspace, expe
     from jobs.stream_io import CassandraUnavailable, check_cassandra
 
     ks_settings, session = old_keyspace
-    keyspace = ks_settings.cassandra_keyspace
+    keyspace = ks_settings.cassandra.keyspace
     apply_cql(ks_settings)
     seed_old_table(session, keyspace)
     with pytest.raises(Killed):
@@ -301,7 +301,7 @@ def test_a_migration_stopped_anywhere_and_run_again_converges(old_keyspace, expe
 
     lines: list[str] = []
     apply_cql(ks_settings, log=lines.append)
-    assert_migrated(session, keyspace, expected, ks_settings.rejected_ttl_seconds)
+    assert_migrated(session, keyspace, expected, ks_settings.rejected.ttl_seconds)
     check_cassandra(ks_settings, retry_seconds=0)
     step = event.split(":")[0]
     if step == "drop-staging":
@@ -322,7 +322,7 @@ def test_a_table_of_neither_layout_is_refused_in_one_line(old_keyspace) -> None:
     from orderlog.rejected_migration import MigrationError
 
     ks_settings, session = old_keyspace
-    keyspace = ks_settings.cassandra_keyspace
+    keyspace = ks_settings.cassandra.keyspace
     session.execute(f"DROP TABLE IF EXISTS {keyspace}.rejected_events", timeout=60)
     session.execute(f"CREATE TABLE {keyspace}.rejected_events (reject_date date, kafka_offset bigint, reason text, "
                     "PRIMARY KEY ((reject_date), kafka_offset))", timeout=60)

@@ -70,7 +70,7 @@ def test_a_bad_flag_or_date_is_one_clear_line_and_exit_2(args, message):
 def test_a_bad_configuration_value_is_one_line_and_exit_2():
     result = rejected_tool("list", "--date", "2025-06-01", env={"ORDERLOG_REJECTED_TTL_DAYS": "0"})
     assert result.returncode == 2
-    assert one_error_line(result) == "ORDERLOG_REJECTED_TTL_DAYS must be positive"
+    assert one_error_line(result) == "ORDERLOG_REJECTED_TTL_DAYS='0': expected a whole number from 1 to 7300"
 
 
 def test_cassandra_unreachable_is_one_line_and_exit_1():
@@ -106,7 +106,7 @@ def test_any_command_line_is_a_result_or_one_error_line(argv, monkeypatch, capsy
 
 
 def end_offsets(settings, topic: str) -> dict[int, int]:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_list)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_list)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
         return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
@@ -145,13 +145,13 @@ def test_replay_after_the_fix_lands_once_and_replaying_again_adds_nothing(
     ]
     hopeless = [(b"bell", b'{"user_id": "\x07"}'), (None, b"\xff\xfe not utf-8")]  # rejected again when replayed
     unreplayable = [(b"tombstone", None), (b"huge", b"[" * 70_000)]
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list, acks="all", max_request_size=2_000_000)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all", max_request_size=2_000_000)
     stamp = int(produced.timestamp() * 1000)
     meta = {}
     for key, value in skewed + hopeless + unreplayable:
         meta[(key, value)] = producer.send(kafka_topic, key=key, value=value, timestamp_ms=stamp).get(timeout=60)
     coords = {kv: (m.partition, m.offset) for kv, m in meta.items()}
-    day = business_date(produced, settings.tz)
+    day = business_date(produced, settings.business.tz)
     wait_for(lambda: len(rejected_rows(clean_cassandra)) == 6, 300, "6 rejected records", interval=2)
     first = rejected_rows(clean_cassandra)
     assert {first[coords[kv]].reason for kv in skewed} == {"timestamp: is more than a day in the future"}

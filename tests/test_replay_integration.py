@@ -25,11 +25,11 @@ ARGS = ["--days", "2", "--users", "120", "--orders", "1600", "--seed", "7"]
 @pytest.fixture
 def ingest_api(settings, kafka_topic, tmp_path) -> Iterator[str]:
     env = {
-        "ORDERLOG_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "ORDERLOG_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "ORDERLOG_KAFKA_TOPIC": kafka_topic,
-        "INGEST_WORKERS": "1",
-        "INGEST_THREADS": "4",
-        "INGEST_API_TOKEN": None,
+        "ORDERLOG_INGEST_WORKERS": "1",
+        "ORDERLOG_INGEST_THREADS": "4",
+        "ORDERLOG_INGEST_API_TOKEN": None,
     }
     with gunicorn_server("ingest_api", env, tmp_path / "ingest.log", "/healthz") as (_, url):
         yield url
@@ -39,7 +39,7 @@ def read_topic(settings, topic: str, expected: int) -> list[tuple[bytes, bytes]]
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=settings.kafka_bootstrap_list, auto_offset_reset="earliest",
+        topic, bootstrap_servers=settings.kafka.bootstrap_list, auto_offset_reset="earliest",
         enable_auto_commit=False, consumer_timeout_ms=10000,
     )
     records = []

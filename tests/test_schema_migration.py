@@ -51,7 +51,7 @@ def test_a_table_statement_under_another_name() -> None:
 
 @pytest.mark.integration
 def test_the_parsed_columns_and_keys_are_the_live_ones(cassandra, settings) -> None:
-    live = cassandra.cluster.metadata.keyspaces[settings.cassandra_keyspace].tables
+    live = cassandra.cluster.metadata.keyspaces[settings.cassandra.keyspace].tables
     keys = table_keys()
     for table, columns in table_columns().items():
         assert {c: m.cql_type for c, m in live[table].columns.items()} == columns, table
@@ -61,15 +61,15 @@ def test_the_parsed_columns_and_keys_are_the_live_ones(cassandra, settings) -> N
 
 @pytest.mark.integration
 def test_an_old_keyspace_gets_the_new_column_once_and_keeps_its_rows(stack, settings) -> None:
-    old = settings.replace(cassandra_keyspace=f"{settings.cassandra_keyspace}_migration")
+    old = settings.replace(cassandra_keyspace=f"{settings.cassandra.keyspace}_migration")
     admin = connect(settings, keyspace="")
     try:
-        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra_keyspace}", timeout=60)
+        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
         admin.execute(
-            f"CREATE KEYSPACE {old.cassandra_keyspace} WITH replication = {settings.cassandra_replication}",
+            f"CREATE KEYSPACE {old.cassandra.keyspace} WITH replication = {settings.cassandra.replication}",
             timeout=60,
         )
-        admin.set_keyspace(old.cassandra_keyspace)
+        admin.set_keyspace(old.cassandra.keyspace)
         admin.execute(OLD_AGGREGATE_RUNS, timeout=60)
         day, started = date(2025, 5, 31), datetime(2025, 6, 1, 1, 0, tzinfo=UTC)
         run_id = uuid_from_time(started)
@@ -78,15 +78,15 @@ def test_an_old_keyspace_gets_the_new_column_once_and_keeps_its_rows(stack, sett
             (2025, day, run_id, "succeeded", started),
         )
 
-        assert apply_cql(old) == [f"ALTER TABLE {old.cassandra_keyspace}.aggregate_runs ADD trigger text"]
+        assert apply_cql(old) == [f"ALTER TABLE {old.cassandra.keyspace}.aggregate_runs ADD trigger text"]
         assert apply_cql(old) == []  # idempotent
 
         admin.cluster.refresh_schema_metadata()
-        tables = admin.cluster.metadata.keyspaces[old.cassandra_keyspace].tables
+        tables = admin.cluster.metadata.keyspaces[old.cassandra.keyspace].tables
         assert set(table_names()) <= set(tables)
         assert tables["aggregate_runs"].columns["trigger"].cql_type == "text"
         row = admin.execute("SELECT run_id, status, trigger FROM aggregate_runs WHERE year = 2025").one()
         assert (row.run_id, row.status, row.trigger) == (run_id, "succeeded", None)
     finally:
-        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra_keyspace}", timeout=60)
+        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
         shutdown(admin)

@@ -20,20 +20,20 @@ TOKYO = "Asia/Tokyo"
 
 def test_defaults_run_locally():
     settings = load_settings(environ={})
-    assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
-    assert settings.kafka_topic == "order-logs"
-    assert settings.cassandra_host_list == ["127.0.0.1"]
-    assert settings.cassandra_port == 9042
-    assert settings.cassandra_keyspace == "orderlog"
-    assert settings.business_timezone == TOKYO
-    assert (settings.ingest_port, settings.viewer_port) == (8080, 8081)
-    assert settings.cassandra_consistency == "LOCAL_QUORUM"
-    assert settings.kafka_min_insync_replicas == 1
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.kafka.topic == "order-logs"
+    assert settings.cassandra.host_list == ["127.0.0.1"]
+    assert settings.cassandra.port == 9042
+    assert settings.cassandra.keyspace == "orderlog"
+    assert settings.business.timezone == TOKYO
+    assert (settings.ingest.port, settings.viewer.port) == (8080, 8081)
+    assert settings.cassandra.consistency == "LOCAL_QUORUM"
+    assert settings.kafka.min_insync_replicas == 1
 
 
 def test_rejected_records_are_kept_30_days_unless_configured():
-    assert load_settings(environ={}).rejected_ttl_seconds == 30 * 86_400
-    assert load_settings(environ={"ORDERLOG_REJECTED_TTL_DAYS": "7"}).rejected_ttl_seconds == 7 * 86_400
+    assert load_settings(environ={}).rejected.ttl_seconds == 30 * 86_400
+    assert load_settings(environ={"ORDERLOG_REJECTED_TTL_DAYS": "7"}).rejected.ttl_seconds == 7 * 86_400
 
 
 def test_rejected_buckets_spread_consecutive_offsets_over_every_bucket():
@@ -50,43 +50,54 @@ def test_environment_overrides_defaults_and_flags_override_environment():
         "ORDERLOG_BUSINESS_TIMEZONE": "Europe/Paris",
     }
     settings = load_settings(environ=env, cassandra_port=29042)
-    assert settings.kafka_bootstrap_list == ["k1:9092", "k2:9092"]
-    assert settings.cassandra_host_list == ["c1", "c2", "c3"]
-    assert settings.cassandra_port == 29042
-    assert settings.business_timezone == "Europe/Paris"
+    assert settings.kafka.bootstrap_list == ["k1:9092", "k2:9092"]
+    assert settings.cassandra.host_list == ["c1", "c2", "c3"]
+    assert settings.cassandra.port == 29042
+    assert settings.business.timezone == "Europe/Paris"
+
+
+WHOLE = "expected a whole number"
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"ORDERLOG_CASSANDRA_PORT": "ninety"}, "ORDERLOG_CASSANDRA_PORT='ninety' is not an integer"),
-        ({"ORDERLOG_BUSINESS_TIMEZONE": "Mars/Olympus"}, "is not an IANA time zone"),
-        ({"ORDERLOG_CASSANDRA_KEYSPACE": "drop table;"}, "use letters, digits and underscores only"),
-        ({"ORDERLOG_KAFKA_TOPIC_PARTITIONS": "0"}, "ORDERLOG_KAFKA_TOPIC_PARTITIONS must be positive"),
-        ({"ORDERLOG_REJECTED_TTL_DAYS": "0"}, "ORDERLOG_REJECTED_TTL_DAYS must be positive"),
-        ({"ORDERLOG_REJECTED_TTL_DAYS": "-3"}, "ORDERLOG_REJECTED_TTL_DAYS must be positive"),
-        ({"ORDERLOG_REJECTED_TTL_DAYS": "a month"}, "ORDERLOG_REJECTED_TTL_DAYS='a month' is not an integer"),
-        ({"ORDERLOG_REJECTED_TTL_DAYS": "7301"},
-         "ORDERLOG_REJECTED_TTL_DAYS=7301 is longer than Cassandra's longest TTL (7300 days)"),
-        ({"ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS": "0"}, "ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS must be positive"),
-        ({"ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS": "two"}, "ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS='two' is not an integer"),
+        ({"ORDERLOG_CASSANDRA_PORT": "ninety"}, f"ORDERLOG_CASSANDRA_PORT='ninety': {WHOLE} from 1 to 65535"),
+        ({"ORDERLOG_BUSINESS_TIMEZONE": "Mars/Olympus"},
+         "ORDERLOG_BUSINESS_TIMEZONE='Mars/Olympus': expected an IANA time zone such as Asia/Tokyo"),
+        ({"ORDERLOG_CASSANDRA_KEYSPACE": "drop table;"},
+         "ORDERLOG_CASSANDRA_KEYSPACE='drop table;': expected a keyspace name: letters, digits and underscores "
+         "only, at most 48"),
+        ({"ORDERLOG_KAFKA_TOPIC_PARTITIONS": "0"}, f"ORDERLOG_KAFKA_TOPIC_PARTITIONS='0': {WHOLE} of at least 1"),
+        ({"ORDERLOG_REJECTED_TTL_DAYS": "0"}, f"ORDERLOG_REJECTED_TTL_DAYS='0': {WHOLE} from 1 to 7300"),
+        ({"ORDERLOG_REJECTED_TTL_DAYS": "-3"}, f"ORDERLOG_REJECTED_TTL_DAYS='-3': {WHOLE} from 1 to 7300"),
+        ({"ORDERLOG_REJECTED_TTL_DAYS": "a month"}, f"ORDERLOG_REJECTED_TTL_DAYS='a month': {WHOLE} from 1 to 7300"),
+        ({"ORDERLOG_REJECTED_TTL_DAYS": "7301"}, f"ORDERLOG_REJECTED_TTL_DAYS='7301': {WHOLE} from 1 to 7300"),
+        ({"ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS": "0"}, f"ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS='0': {WHOLE} of at least 1"),
+        ({"ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS": "two"},
+         f"ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS='two': {WHOLE} of at least 1"),
         (
             {"ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS": "2"},
-            "ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS=2 is more than ORDERLOG_KAFKA_REPLICATION_FACTOR=1: "
-            "no record could ever be acknowledged",
+            "ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS='2': expected at most ORDERLOG_KAFKA_REPLICATION_FACTOR (1), "
+            "or no record could ever be acknowledged",
         ),
         (
             {"ORDERLOG_CASSANDRA_CONSISTENCY": "QUORUMS"},
-            "ORDERLOG_CASSANDRA_CONSISTENCY='QUORUMS': use one of ONE, TWO, THREE, QUORUM, ALL, LOCAL_QUORUM, "
+            "ORDERLOG_CASSANDRA_CONSISTENCY='QUORUMS': expected one of ONE, TWO, THREE, QUORUM, ALL, LOCAL_QUORUM, "
             "EACH_QUORUM, LOCAL_ONE",
         ),
-        ({"ORDERLOG_CASSANDRA_CONSISTENCY": "LOCAL_SERIAL"}, "ORDERLOG_CASSANDRA_CONSISTENCY='LOCAL_SERIAL': use one"),
-        ({"ORDERLOG_CASSANDRA_CONSISTENCY": "ANY"}, "ORDERLOG_CASSANDRA_CONSISTENCY='ANY': use one"),
+        ({"ORDERLOG_CASSANDRA_CONSISTENCY": "LOCAL_SERIAL"},
+         "ORDERLOG_CASSANDRA_CONSISTENCY='LOCAL_SERIAL': expected one of ONE, TWO, THREE, QUORUM, ALL, LOCAL_QUORUM, "
+         "EACH_QUORUM, LOCAL_ONE"),
+        ({"ORDERLOG_CASSANDRA_CONSISTENCY": "ANY"},
+         "ORDERLOG_CASSANDRA_CONSISTENCY='ANY': expected one of ONE, TWO, THREE, QUORUM, ALL, LOCAL_QUORUM, "
+         "EACH_QUORUM, LOCAL_ONE"),
     ],
 )
 def test_bad_configuration_names_the_variable(env, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError) as error:
         load_settings(environ=env)
+    assert str(error.value) == message
 
 
 def test_consistency_and_min_insync_replicas_come_from_the_environment():
@@ -96,8 +107,8 @@ def test_consistency_and_min_insync_replicas_come_from_the_environment():
         "ORDERLOG_KAFKA_MIN_INSYNC_REPLICAS": "2",
     }
     settings = load_settings(environ=env)
-    assert settings.cassandra_consistency == "LOCAL_ONE"
-    assert (settings.kafka_replication_factor, settings.kafka_min_insync_replicas) == (3, 2)
+    assert settings.cassandra.consistency == "LOCAL_ONE"
+    assert (settings.kafka.replication_factor, settings.kafka.min_insync_replicas) == (3, 2)
 
 
 def test_the_connector_gets_the_configured_consistency():
@@ -122,8 +133,8 @@ def test_any_value_of_the_variables_is_a_setting_or_a_clear_error(env):
         message = str(exc)  # one line naming the variable
         assert any(message.startswith(name) for name in CONFIG_VARIABLES) and "\n" not in message
     else:
-        assert 1 <= loaded.kafka_min_insync_replicas <= loaded.kafka_replication_factor
-        assert loaded.cassandra_consistency in ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM",
+        assert 1 <= loaded.kafka.min_insync_replicas <= loaded.kafka.replication_factor
+        assert loaded.cassandra.consistency in ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM",
                                                  "EACH_QUORUM", "LOCAL_ONE")
 
 

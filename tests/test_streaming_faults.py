@@ -43,7 +43,7 @@ class Producer(threading.Thread):
 
     def run(self) -> None:
         try:
-            producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap_list, acks="all", linger_ms=5)
+            producer = KafkaProducer(bootstrap_servers=self.settings.kafka.bootstrap_list, acks="all", linger_ms=5)
             started = time.monotonic()
             pending = []
             for i in range(self.first, self.last):
@@ -56,7 +56,7 @@ class Producer(threading.Thread):
                 meta = future.get(timeout=30)
                 event = parse_record(value)
                 order_id = event.order_id or derived_order_id(self.topic, meta.partition, meta.offset)
-                self.expected[order_id] = str(business_date(event.timestamp, self.settings.tz))
+                self.expected[order_id] = str(business_date(event.timestamp, self.settings.business.tz))
             producer.close()
         except BaseException as exc:  # surfaced by the test
             self.error = exc
@@ -138,7 +138,7 @@ def test_cassandra_outage_recovers_or_fails_cleanly_and_resumes(
         assert job.proc.poll() is None, "the job must have recovered, not exited"
         # Which line it logs depends on when the outage hits: during a write ("unavailable",
         # then a retry) or between writes (the health check says "down" before writing).
-        where = f"Cassandra at 127.0.0.1:{target.cassandra_port}"
+        where = f"Cassandra at 127.0.0.1:{target.cassandra.port}"
         assert re.search(rf"batch \d+: {re.escape(where)} (unavailable|down) \(", job.text()), \
             "the job must have noticed the outage, not merely been idle through it"
         assert job.terminate() == 0
@@ -154,7 +154,7 @@ def test_cassandra_outage_recovers_or_fails_cleanly_and_resumes(
         assert job.proc.wait(240) == 1
         errors = [line for line in job.text().splitlines() if line.startswith("streaming: error:")]
         assert errors and errors[-1].startswith(
-            f"streaming: error: cannot write to Cassandra at 127.0.0.1:{target.cassandra_port} for 10 s"
+            f"streaming: error: cannot write to Cassandra at 127.0.0.1:{target.cassandra.port} for 10 s"
         ), errors
         second.join(60)
 

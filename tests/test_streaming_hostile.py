@@ -45,7 +45,7 @@ class Sender:
 
     def __init__(self, settings, topic: str, **config):
         self.topic = topic
-        self.producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list, acks="all",
+        self.producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all",
                                       max_request_size=2_000_000, **config)
         self.good: dict[str, bytes] = {}  # order_id -> value
         self.bad: dict[tuple[int, int], tuple[bytes | None, bytes | None, str]] = {}  # (p, o) -> key, value, reason
@@ -130,10 +130,10 @@ def test_an_order_topic_made_before_the_timestamp_bounds_gets_them_from_make_sch
     from orderlog.schema import create_topic
 
     topic = f"test-old-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list)
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])  # no configs: Kafka's defaults
     try:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list, acks="all")
+        producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all")
         producer.send(topic, value=b"accepted before", timestamp_ms=-9 * 10**18).get(timeout=60)
         assert create_topic(settings.replace(kafka_topic=topic)) is False  # exists: bounds set, nothing else
 
@@ -147,7 +147,7 @@ def test_an_order_topic_made_before_the_timestamp_bounds_gets_them_from_make_sch
         # A configuration change reaches the partition's log a moment after it is acknowledged.
         wait_for(refused, 30, "the broker to refuse the timestamp", interval=0.5)
         producer.close()  # a refused record leaves kafka-python's idempotent producer failed
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list, acks="all")
+        producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all")
         producer.send(topic, value=b"an ordinary record").get(timeout=60)
         producer.close()
     finally:

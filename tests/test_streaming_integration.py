@@ -24,7 +24,7 @@ MENU_ERROR = "menu_type: must be 'japanese' or 'western' (or 和食 / 洋食)"
 
 def produce(settings, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> list[tuple[int, int]]:
     """Sends (key, value) records in order; returns their (partition, offset)."""
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list, acks="all")
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all")
     try:
         futures = [producer.send(topic, key=key, value=value) for key, value in records]
         producer.flush()
@@ -125,7 +125,7 @@ def test_valid_and_malformed_records_land_exactly_and_replay_changes_nothing(
 
     run_available(spark, settings, kafka_topic, str(tmp_path / "checkpoint"))
 
-    tz = settings.tz
+    tz = settings.business.tz
     expected_good = {
         expected_raw(kafka_topic, value, p, o, tz)
         for (key, value, reason), (p, o) in zip(records, coords, strict=True) if reason is None
@@ -159,7 +159,7 @@ def test_restart_resumes_from_the_checkpoint(spark, settings, kafka_topic, clean
     coords += produce(settings, kafka_topic, [(None, v) for v in second])
     run_available(spark, settings, kafka_topic, checkpoint)
 
-    tz = settings.tz
+    tz = settings.business.tz
     expected = {expected_raw(kafka_topic, v, p, o, tz) for v, (p, o) in zip(first + second, coords, strict=True)}
     assert raw_rows(clean_cassandra) == expected
     after = {r.order_id: r.ingested_at for r in clean_cassandra.execute(ingested)}
@@ -203,7 +203,7 @@ def test_the_job_refuses_to_start_on_rejected_events_of_the_older_layout(cassand
         with pytest.raises(CassandraUnavailable) as failure:
             check_cassandra(settings.replace(cassandra_keyspace=keyspace), retry_seconds=0)
         assert str(failure.value) == (
-            f"{keyspace}.rejected_events at 127.0.0.1:{settings.cassandra_port} has the layout of an older version "
+            f"{keyspace}.rejected_events at 127.0.0.1:{settings.cassandra.port} has the layout of an older version "
             "(key ['reject_date', 'kafka_partition'], ['kafka_topic', 'kafka_offset']): run `make schema` "
             "(python -m orderlog.schema apply) to migrate it"
         )
@@ -254,7 +254,7 @@ def test_per_date_totals_are_written_and_a_replayed_batch_does_not_double_them(
     assert {k: n for k, (_, n, _, _) in counts.items()} == table_dates(clean_cassandra)
     assert {k: ids for k, (ids, _, _, _) in counts.items()} == {k: {query_id} for k in counts}
     order_dates = [
-        expected_raw(kafka_topic, v, p, o, settings.tz)[0] for v, (p, o) in zip(good, coords[:60], strict=True)
+        expected_raw(kafka_topic, v, p, o, settings.business.tz)[0] for v, (p, o) in zip(good, coords[:60], strict=True)
     ]
     assert {d: n for (d, kind), (_, n, _, _) in counts.items() if kind == "orders"} == {
         d: order_dates.count(d) for d in set(order_dates)

@@ -15,7 +15,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.stream_io import env, offsets_behind, short_cause
+from jobs.stream_io import offsets_behind, short_cause
 from jobs.stream_transforms import (
     filter_rejected,
     filter_valid,
@@ -274,13 +274,22 @@ def test_offsets_behind_sums_latest_minus_processed_per_partition():
     assert offsets_behind(None, end) is None
 
 
-def test_a_bad_stream_variable_names_itself(monkeypatch):
+def test_a_bad_stream_variable_names_itself(monkeypatch, capsys):
+    from jobs.streaming import main
+
     monkeypatch.setenv("ORDERLOG_STREAM_MAX_OFFSETS_PER_TRIGGER", "lots")
-    with pytest.raises(SystemExit, match="^streaming: error: ORDERLOG_STREAM_MAX_OFFSETS_PER_TRIGGER='lots' "
-                                         "is not a valid int$"):
-        env("MAX_OFFSETS_PER_TRIGGER", "50000", int)
-    monkeypatch.delenv("ORDERLOG_STREAM_MAX_OFFSETS_PER_TRIGGER")
-    assert env("MAX_OFFSETS_PER_TRIGGER", "50000", int) == 50000
+    with pytest.raises(SystemExit) as stopped:
+        main([])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == (
+        "streaming: error: ORDERLOG_STREAM_MAX_OFFSETS_PER_TRIGGER='lots': expected a whole number of at least 1\n"
+    )
+    monkeypatch.setenv("ORDERLOG_STREAM_MAX_OFFSETS_PER_TRIGGER", "7")
+    from jobs.streaming import parse_args
+    from orderlog.config import load_settings
+
+    assert parse_args([], load_settings()).max_offsets_per_trigger == 7
+    assert parse_args(["--max-offsets-per-trigger", "9"], load_settings()).max_offsets_per_trigger == 9
 
 
 def test_short_cause_picks_the_java_exception_out_of_a_py4j_error():

@@ -38,12 +38,12 @@ def server(cassandra: object, settings: object, tmp_path_factory: pytest.TempPat
     """The viewer under gunicorn on a free port, on the test keyspace with the standard data."""
     load_standard(cassandra)
     env = {
-        "ORDERLOG_CASSANDRA_KEYSPACE": settings.cassandra_keyspace,  # type: ignore[attr-defined]
-        "VIEWER_WORKERS": "1",
-        "VIEWER_THREADS": "4",
-        "VIEWER_CACHE_SECONDS": "0",
-        "VIEWER_USER": "",
-        "VIEWER_PASSWORD": "",
+        "ORDERLOG_CASSANDRA_KEYSPACE": settings.cassandra.keyspace,  # type: ignore[attr-defined]
+        "ORDERLOG_VIEWER_WORKERS": "1",
+        "ORDERLOG_VIEWER_THREADS": "4",
+        "ORDERLOG_VIEWER_CACHE_SECONDS": "0",
+        "ORDERLOG_VIEWER_USER": "",
+        "ORDERLOG_VIEWER_PASSWORD": "",
     }
     log = tmp_path_factory.mktemp("viewer") / "gunicorn.log"
     with gunicorn_server("viewer", env, log, "/api/status", timeout=30) as (_, url):

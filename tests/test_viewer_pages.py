@@ -321,7 +321,7 @@ def test_any_dates_get_an_answer_not_a_5xx(app: object, path: str, query: dict[s
 
 @pytest.fixture(scope="module")
 def locked(app: object, settings: object) -> Iterator[object]:
-    locked = viewer_app(settings, VIEWER_USER="analyst", VIEWER_PASSWORD="s3cret")
+    locked = viewer_app(settings, viewer_user="analyst", viewer_password="s3cret")
     yield locked.test_client()  # type: ignore[attr-defined]
     close_app(locked)  # type: ignore[arg-type]
 
@@ -358,8 +358,8 @@ def test_without_auth_config_no_credentials_are_needed(client: object) -> None:
 def test_auth_needs_both_user_and_password(settings: object) -> None:
     from orderlog.config import ConfigError
 
-    with pytest.raises(ConfigError, match="set both VIEWER_USER and VIEWER_PASSWORD"):
-        viewer_app(settings, VIEWER_USER="analyst")
+    with pytest.raises(ConfigError, match="ORDERLOG_VIEWER_USER='analyst': expected ORDERLOG_VIEWER_PASSWORD too"):
+        viewer_app(settings, viewer_user="analyst")
 
 
 # -- empty states: last, because they empty the tables ------------------------------------

@@ -252,9 +252,9 @@ def japanese_ids() -> list[str]:
 
 def viewer_app(settings: object, **config: object) -> object:
     """The viewer app on the test keyspace: no cache (tests change data), no auth
-    unless asked."""
+    unless asked (``viewer_user=``, ``viewer_password=``: the settings' names)."""
     from viewer import create_app
 
     return create_app(
-        {"SETTINGS": settings, "CACHE_SECONDS": 0, "VIEWER_USER": "", "VIEWER_PASSWORD": "", **config}
+        settings.replace(**{"viewer_cache_seconds": 0, "viewer_user": "", "viewer_password": "", **config})  # type: ignore[attr-defined]
     )

@@ -37,7 +37,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from orderlog.config import ENV_PREFIX, Settings, load_settings
+from orderlog.config import Settings, child_environment, load_or_exit
 from orderlog.layout import RAW_ORDER_BUCKETS
 from orderlog.menu import SEGMENTS
 from viewer.csv_export import original_cell
@@ -55,18 +55,8 @@ class DemoError(RuntimeError):
 # --- configuration and state --------------------------------------------------------
 
 
-def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment that gives a child process exactly these settings."""
-    env = dict(os.environ if base is None else base)
-    for f in dataclasses.fields(Settings):
-        if f.name != "extra":
-            env[ENV_PREFIX + f.name.upper()] = str(getattr(settings, f.name))
-    return env
-
-
 def demo_dir(settings: Settings) -> Path:
-    var = Path(settings.var_dir)
-    return (var if var.is_absolute() else ROOT / var) / "demo"
+    return settings.paths.var_path / "demo"
 
 
 def load_state(folder: Path) -> dict[str, Any]:
@@ -222,7 +212,7 @@ def wait_for_raw_orders(
             extra = {d: counts[d] - expected[d] for d in expected if counts[d] > expected[d]}
             raise DemoError(
                 f"raw_orders has more orders than this replay sent {extra}: keyspace "
-                f"{settings.cassandra_keyspace} also holds other orders on these dates (orders added after "
+                f"{settings.cassandra.keyspace} also holds other orders on these dates (orders added after "
                 "an earlier demo, say). The demo checks the viewer against exactly what it sent: "
                 "`make demo-reset` empties the keyspace, then run `make demo` again "
                 "(or give the demo a keyspace of its own with ORDERLOG_CASSANDRA_KEYSPACE)"
@@ -329,7 +319,7 @@ def start(settings: Settings, options: DemoOptions, log: Callable[[str], None] =
 
     log("[1/6] local Kafka and Cassandra")
     step = time.monotonic()
-    config = StackConfig.from_env(settings)
+    config = StackConfig.from_settings(settings)
     started = up(config, log=lambda line: log(f"  {line}"))
     state["stack_started"] = sorted(set(state.get("stack_started", [])) | set(started))
     state["stack_dir"] = str(config.root)
@@ -343,14 +333,14 @@ def start(settings: Settings, options: DemoOptions, log: Callable[[str], None] =
 
     log("[2/6] streaming job, ingest API, viewer (background; logs in " + str(folder) + ")")
     step = time.monotonic()
-    env = settings_env(settings)
+    env = child_environment(settings)
     for name, command in service_commands(settings).items():
         entry = start_process(name, command, env, folder / f"{name}.log")
         state["processes"][name] = entry
         save_state(folder, state)
         log(f"  {name}: pid {entry['pid']}")
-    ingest_url = f"http://{settings.ingest_host}:{settings.ingest_port}"
-    viewer_url = f"http://{settings.viewer_host}:{settings.viewer_port}"
+    ingest_url = f"http://{settings.ingest.host}:{settings.ingest.port}"
+    viewer_url = f"http://{settings.viewer.host}:{settings.viewer.port}"
     wait_http(f"{ingest_url}/healthz", state["processes"]["ingest"])
     wait_http(f"{viewer_url}/api/status", state["processes"]["viewer"])
     timings["services"] = time.monotonic() - step
@@ -401,7 +391,7 @@ def run_aggregate(settings: Settings, first: date, last: date, log_file: Path) -
     command = ["./spark-submit.sh", "aggregate", "--from", first.isoformat(), "--to", last.isoformat()]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as out:
-        result = subprocess.run(command, cwd=ROOT, env=settings_env(settings), stdout=out,
+        result = subprocess.run(command, cwd=ROOT, env=child_environment(settings), stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
     if result.returncode != 0:
         raise DemoError(f"aggregate failed (exit {result.returncode}); {log_file} ends with:\n{tail(log_file)}")
@@ -424,7 +414,7 @@ def stop(settings: Settings, log: Callable[[str], None] = print) -> None:
     state["processes"] = {}
     started = state.get("stack_started", [])
     if started:
-        down(StackConfig.from_env(settings), started, log=lambda line: log(f"  {line}"))
+        down(StackConfig.from_settings(settings), started, log=lambda line: log(f"  {line}"))
     elif (folder / "state.json").exists():
         log("  Kafka and Cassandra were running before the demo: left running (`make down` stops them)")
     state["stack_started"] = []
@@ -448,13 +438,13 @@ def reset(settings: Settings, log: Callable[[str], None] = print) -> None:
     try:
         session = connect(settings)
     except Exception as exc:  # the driver's NoHostAvailable and friends
-        raise DemoError(f"Cassandra at {settings.cassandra_hosts}:{settings.cassandra_port} does not answer "
+        raise DemoError(f"Cassandra at {settings.cassandra.hosts}:{settings.cassandra.port} does not answer "
                         f"({exc.__class__.__name__}); start it with `make up`, then reset again") from exc
     try:
         truncate_tables(session)
     finally:
         shutdown(session)
-    log(f"  keyspace {settings.cassandra_keyspace}: {len(table_names())} tables emptied; `make demo` starts over")
+    log(f"  keyspace {settings.cassandra.keyspace}: {len(table_names())} tables emptied; `make demo` starts over")
 
 
 def print_ready(result: Mapping[str, Any], options: DemoOptions) -> None:
@@ -496,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="what the demo runs")
     sub.add_parser("reset", help="stop the demo's processes and empty every table of the keyspace")
     args = parser.parse_args(argv)
-    settings = load_settings()
+    settings = load_or_exit("demo")
     if args.command == "stop":
         stop(settings)
         return 0

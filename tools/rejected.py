@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NoReturn
 
-from orderlog.config import ConfigError, Settings, load_settings
+from orderlog.config import Settings, load_or_exit
 from orderlog.events import printable
 from orderlog.layout import REJECTED_BUCKETS
 from orderlog.rejected import (
@@ -274,13 +274,13 @@ class Replayer:
 
         try:
             self.producer = KafkaProducer(
-                bootstrap_servers=self.settings.kafka_bootstrap_list, acks="all", enable_idempotence=True,
+                bootstrap_servers=self.settings.kafka.bootstrap_list, acks="all", enable_idempotence=True,
                 bootstrap_timeout_ms=10_000, max_block_ms=10_000, request_timeout_ms=10_000,
                 delivery_timeout_ms=int(ACK_TIMEOUT_S * 1000), client_id="orderlog-rejected-replay",
             )
         except KafkaError as exc:
             raise Failure(
-                f"Kafka is unreachable at {self.settings.kafka_bootstrap_servers} ({type(exc).__name__})"
+                f"Kafka is unreachable at {self.settings.kafka.bootstrap_servers} ({type(exc).__name__})"
             ) from None
         self.mark = self.session.prepare(MARK_REPLAYED)
 
@@ -324,7 +324,7 @@ def connect_cassandra(settings: Settings) -> Any:
     try:
         return connect(settings, keyspace="", timeout=5.0)
     except NoHostAvailable:
-        raise Failure(f"Cassandra is unreachable at {settings.cassandra_hosts}:{settings.cassandra_port}") from None
+        raise Failure(f"Cassandra is unreachable at {settings.cassandra.hosts}:{settings.cassandra.port}") from None
 
 
 def run(args: argparse.Namespace, settings: Settings, out: Callable[[str], None]) -> int:
@@ -333,11 +333,11 @@ def run(args: argparse.Namespace, settings: Settings, out: Callable[[str], None]
     from cassandra import DriverException, InvalidRequest, RequestExecutionException
     from orderlog.cassandra_session import shutdown
 
-    topic = args.topic or settings.kafka_topic
+    topic = args.topic or settings.kafka.topic
     session = connect_cassandra(settings)
-    table = f"{settings.cassandra_keyspace}.rejected_events"
+    table = f"{settings.cassandra.keyspace}.rejected_events"
     try:
-        session.set_keyspace(settings.cassandra_keyspace)
+        session.set_keyspace(settings.cassandra.keyspace)
         records = read_rejected(session, args.date, topic, args.reason)
         scope = f"of {args.date} in topic {topic}" + (f" with reason containing {args.reason!r}" if args.reason else "")
         if args.command == "list":
@@ -355,7 +355,7 @@ def run(args: argparse.Namespace, settings: Settings, out: Callable[[str], None]
     except InvalidRequest as exc:
         raise Failure(f"cannot read {table}: {exc.args[0] if exc.args else exc}") from None
     except (NoHostAvailable, RequestExecutionException, DriverException) as exc:
-        raise Failure(f"Cassandra at {settings.cassandra_hosts}:{settings.cassandra_port} failed "
+        raise Failure(f"Cassandra at {settings.cassandra.hosts}:{settings.cassandra.port} failed "
                       f"({type(exc).__name__})") from None
     finally:
         shutdown(session)
@@ -366,11 +366,7 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     # The drivers' own reconnection chatter is not for this tool's user: it says one line.
     for name in ("cassandra", "kafka"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_or_exit(PROG)
     try:
         return run(args, settings, out)
     except Failure as exc:

@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from orderlog.config import ConfigError, load_settings
+from orderlog.config import Settings, load_or_exit
 from orderlog.events import InvalidEvent, validate_event
 from tools.generator import Replay, ReplayParams, generate
 from tools.sender import Sender, SendError, SendResult
 from tools.truth import compute_truth
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tools.replay", description=__doc__.splitlines()[0])
     parser.add_argument("date", type=_date, help="the last business date of the replay (YYYY-MM-DD)")
     parser.add_argument("--days", type=int, default=7, help="number of days ending on DATE (default 7)")
@@ -38,8 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--truth", type=Path, help="write the expected counts and preferences here (JSON)")
     parser.add_argument("--events", type=Path, help="write the events, in sending order, here (NDJSON)")
     parser.add_argument("--url", help="ingest API base URL (default http://ORDERLOG_INGEST_HOST:PORT)")
-    parser.add_argument("--token", default=os.environ.get("INGEST_API_TOKEN"),
-                        help="bearer token of the ingest API (default $INGEST_API_TOKEN)")
+    parser.add_argument("--token", default=settings.ingest.api_token or None,
+                        help="bearer token of the ingest API (default $ORDERLOG_INGEST_API_TOKEN)")
     parser.add_argument("--batch", type=int, default=200, help="events per request (default 200)")
     parser.add_argument("--max-wait", type=float, default=300, help="seconds to keep retrying a batch (default 300)")
     parser.add_argument("--dry-run", action="store_true", help="generate (and write files) without sending")
@@ -86,19 +85,19 @@ def truth_of(replay: Replay, acknowledged: set[int], result: SendResult | None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    settings = load_or_exit("replay")
+    args = parse_args(argv, settings)
     try:
-        settings = load_settings()
         params = ReplayParams(
             end_date=args.date, days=args.days, users=args.users, orders=args.orders,
-            seed=args.seed, dirty=args.dirty, business_timezone=settings.business_timezone,
+            seed=args.seed, dirty=args.dirty, business_timezone=settings.business.timezone,
         )
-    except (ConfigError, ValueError) as exc:
+    except ValueError as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
     replay = generate(params)
     check_valid(replay)
-    url = args.url or f"http://{settings.ingest_host}:{settings.ingest_port}"
+    url = args.url or f"http://{settings.ingest.host}:{settings.ingest.port}"
     valid = sum(1 for e in replay.events if e.valid)
     late = sum(1 for e in replay.events if e.late)
     print(

@@ -3,39 +3,26 @@ job wrote to Cassandra.
 
     gunicorn -c viewer/gunicorn.conf.py 'viewer:create_app()'     # make viewer
 
-Configuration: the ORDERLOG_* variables of orderlog.config (Cassandra hosts, keyspace,
-business time zone, viewer host and port), plus VIEWER_USER / VIEWER_PASSWORD (HTTP
-basic auth for everything when both are set) and VIEWER_CACHE_SECONDS (how long the
-"latest aggregated date" is remembered, default 5).
+Configuration: the ORDERLOG_* settings of orderlog.config (Cassandra, the business time
+zone, and the viewer's section: bind address, basic auth, cache), kept whole in
+``app.config["SETTINGS"]``.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from typing import Any
-
 from flask import Flask, request
 
-from orderlog.config import ConfigError, load_settings
+from orderlog.config import Settings, load_settings
 
 
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+def create_app(settings: Settings | None = None) -> Flask:
+    """The app on ``settings`` (the process's own by default)."""
     app = Flask(__name__)
     app.config.from_mapping(
-        SETTINGS=None,
-        CACHE_SECONDS=float(os.environ.get("VIEWER_CACHE_SECONDS", "5")),
-        VIEWER_USER=os.environ.get("VIEWER_USER", ""),
-        VIEWER_PASSWORD=os.environ.get("VIEWER_PASSWORD", ""),
+        SETTINGS=settings or load_settings(),
         # The viewer only reads; nothing it serves takes a body.
         MAX_CONTENT_LENGTH=16 * 1024,
     )
-    if test_config:
-        app.config.update(test_config)
-    if app.config["SETTINGS"] is None:
-        app.config["SETTINGS"] = load_settings()
-    if bool(app.config["VIEWER_USER"]) != bool(app.config["VIEWER_PASSWORD"]):
-        raise ConfigError("set both VIEWER_USER and VIEWER_PASSWORD for basic auth, or neither")
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 

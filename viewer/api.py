@@ -30,7 +30,7 @@ from viewer.params import (
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 def _tz() -> Any:
-    return current_app.config["SETTINGS"].tz
+    return current_app.config["SETTINGS"].business.tz
 
 
 def not_aggregated(day: date, latest: date | None) -> str:
@@ -53,7 +53,7 @@ def unknown_segment(segment: str) -> Any:
 
 @bp.get("/openapi.json")
 def openapi() -> Any:
-    return openapi_document(auth=bool(current_app.config["VIEWER_USER"]))
+    return openapi_document(auth=bool(current_app.config["SETTINGS"].viewer.user))
 
 
 @bp.get("/status")

@@ -1,5 +1,5 @@
 """Optional HTTP basic auth for the whole viewer: segment lists are customer data. When
-VIEWER_USER and VIEWER_PASSWORD are set, every page, API call and asset requires them."""
+ORDERLOG_VIEWER_USER and ORDERLOG_VIEWER_PASSWORD are set, every page, API call and asset requires them."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def _credentials_ok(user: str, password: str) -> bool:
 
 
 def _require_auth() -> Response | None:
-    user, password = current_app.config["VIEWER_USER"], current_app.config["VIEWER_PASSWORD"]
+    viewer = current_app.config["SETTINGS"].viewer
+    user, password = viewer.user, viewer.password
     if not user or _credentials_ok(user, password):
         return None
     response = current_app.json.response({"error": "authentication required"})

@@ -164,7 +164,8 @@ class _Holder:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions[EXTENSION] = _Holder(app.config["SETTINGS"], float(app.config["CACHE_SECONDS"]))
+    settings = app.config["SETTINGS"]
+    app.extensions[EXTENSION] = _Holder(settings, settings.viewer.cache_seconds)
 
 
 def get_store() -> Store:

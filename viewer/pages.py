@@ -24,7 +24,7 @@ PAGE_REJECTED_SAMPLES = 5
 
 
 def _tz() -> Any:
-    return current_app.config["SETTINGS"].tz
+    return current_app.config["SETTINGS"].business.tz
 
 
 @bp.app_template_filter("local_time")
@@ -55,7 +55,7 @@ def common() -> dict[str, Any]:
         "JAPANESE": JAPANESE,
         "WESTERN": WESTERN,
         "EVEN": EVEN,
-        "timezone": current_app.config["SETTINGS"].business_timezone,
+        "timezone": current_app.config["SETTINGS"].business.timezone,
     }
 
 
@@ -90,7 +90,7 @@ def daily() -> Any:
         rows=rows,
         rejected_by_date=rejected_by_date,
         rejected=queries.rejected_of(store, chosen, PAGE_REJECTED_SAMPLES) if chosen else None,
-        rejected_ttl_days=current_app.config["SETTINGS"].rejected_ttl_days,
+        rejected_ttl_days=current_app.config["SETTINGS"].rejected.ttl_days,
         figure=charts.daily_figure(days) if days else None,
     )
 
