@@ -531,7 +531,7 @@ def test_a_parameter_given_twice_is_a_400_naming_it(client: object, query: str, 
 
 @pytest.mark.parametrize("user_id", ["x" * 129, "x" * 70_000])
 def test_a_cursor_of_an_id_no_user_can_have_is_a_400(client: object, user_id: str) -> None:
-    from viewer.queries import encode_cursor
+    from viewer.params import encode_cursor
 
     body = get_json(client, f"/api/user_segments/japanese?after={encode_cursor(user_id)}", 400)
     assert body == {"error": "invalid parameter 'after': not a cursor returned by this API (use 'next_after')",

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.viewer_data import XSS_USER, japanese_ids, load_standard, truncate, viewer_app
 from viewer.db import close_app
-from viewer.queries import encode_cursor
+from viewer.params import encode_cursor
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from viewer import charts, queries
+from viewer import charts, params, queries
 from viewer.csv_export import BOM, csv_rows, original_cell, spreadsheet_safe
 from viewer.params import BadParameter, check_single, parse_date, parse_int, parse_prefix, parse_range
 
@@ -37,15 +37,15 @@ def test_prefix_upper_bounds_every_string_with_the_prefix(prefix: str, upper: st
 
 @pytest.mark.parametrize("user_id", ["alice", "<script>", "ユーザー1", "a/b c", "x" * 128])
 def test_cursor_round_trips_and_is_url_safe(user_id: str) -> None:
-    cursor = queries.encode_cursor(user_id)
-    assert queries.decode_cursor(cursor) == user_id
+    cursor = params.encode_cursor(user_id)
+    assert params.decode_cursor(cursor) == user_id
     assert set(cursor) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 @pytest.mark.parametrize("cursor", ["%%%", "YWJj", "////", "gA"])
 def test_foreign_cursor_is_refused(cursor: str) -> None:
-    with pytest.raises(queries.BadCursor, match="not a cursor returned by this API"):
-        queries.decode_cursor(cursor)
+    with pytest.raises(params.BadCursor, match="not a cursor returned by this API"):
+        params.decode_cursor(cursor)
 
 
 @pytest.mark.parametrize(
@@ -111,12 +111,12 @@ def test_cursors_no_user_id_can_have_are_refused() -> None:
     from orderlog.events import USER_ID_MAX_LENGTH
 
     longest = "\U0010ffff" * USER_ID_MAX_LENGTH
-    assert queries.decode_cursor(queries.encode_cursor(longest)) == longest
+    assert params.decode_cursor(params.encode_cursor(longest)) == longest
     for user_id in ("x" * (USER_ID_MAX_LENGTH + 1), ""):
-        with pytest.raises(queries.BadCursor):
-            queries.decode_cursor(queries.encode_cursor(user_id))
-    with pytest.raises(queries.BadCursor):
-        queries.decode_cursor("A" * 1_000_000)
+        with pytest.raises(params.BadCursor):
+            params.decode_cursor(params.encode_cursor(user_id))
+    with pytest.raises(params.BadCursor):
+        params.decode_cursor("A" * 1_000_000)
 
 
 def test_parse_int_and_prefix() -> None:

@@ -17,10 +17,10 @@ from viewer.errors import error_response
 from viewer.openapi import openapi_document
 from viewer.params import (
     DEFAULT_PER_PAGE,
-    MAX_PAGE,
     MAX_PER_PAGE,
-    BadParameter,
+    check_exclusive,
     check_user_id,
+    page_args,
     parse_date,
     parse_int,
     parse_prefix,
@@ -29,6 +29,7 @@ from viewer.params import (
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
+
 def _tz() -> Any:
     return current_app.config["SETTINGS"].business.tz
 
@@ -36,11 +37,6 @@ def _tz() -> Any:
 def not_aggregated(day: date, latest: date | None) -> str:
     tail = f"the latest aggregated date is {latest.isoformat()}" if latest else "nothing is aggregated yet"
     return f"{day.isoformat()} has not been aggregated yet ({tail})"
-
-
-def _exclusive(*, single: str, ranged: tuple[str, ...]) -> None:
-    if request.args.get(single) and any(request.args.get(r) for r in ranged):
-        raise BadParameter(single, f"use either '{single}' or {' and '.join(repr(r) for r in ranged)}")
 
 
 def check_segment(segment: str) -> str | None:
@@ -72,7 +68,7 @@ def status() -> Any:
 
 @bp.get("/daily_order_summaries")
 def daily_order_summaries() -> Any:
-    _exclusive(single="date", ranged=("from", "to"))
+    check_exclusive(request.args, "date", ("from", "to"))
     store = get_store()
     day = parse_date(request.args, "date")
     if day is None and not (request.args.get("from") or request.args.get("to")):
@@ -101,7 +97,7 @@ def daily_order_summaries() -> Any:
 def rejected_events() -> Any:
     """A date's rejected count and a few of its records, or the counts of each date of a
     range (default: the 30 days up to the latest aggregated date, or up to today)."""
-    _exclusive(single="date", ranged=("from", "to"))
+    check_exclusive(request.args, "date", ("from", "to"))
     store = get_store()
     day = parse_date(request.args, "date")
     if day is not None:
@@ -120,7 +116,7 @@ def rejected_events() -> Any:
 
 @bp.get("/segment_sizes")
 def segment_sizes() -> Any:
-    _exclusive(single="date", ranged=("from", "to"))
+    check_exclusive(request.args, "date", ("from", "to"))
     store = get_store()
     day = parse_date(request.args, "date")
     if day is None and not (request.args.get("from") or request.args.get("to")):
@@ -168,31 +164,13 @@ def user_segments() -> Any:
     return body
 
 
-def page_args() -> dict[str, Any]:
-    """page, per_page, prefix and after of a segment page, checked."""
-    per_page = parse_int(request.args, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
-    page = parse_int(request.args, "page", 1, 1, MAX_PAGE)
-    after = request.args.get("after") or None
-    if after is not None and request.args.get("page"):
-        raise BadParameter("page", "use either 'page' or 'after' (the cursor of the next page)")
-    if (page - 1) * per_page > queries.MAX_PAGE_OFFSET:
-        raise BadParameter(
-            "page",
-            f"pages deeper than {queries.MAX_PAGE_OFFSET} users are reached with the 'after' "
-            "cursor: follow 'next_after' from page to page",
-        )
-    if after is not None:
-        queries.decode_cursor(after)  # a bad cursor is a 400 before any query
-    return {"per_page": per_page, "page": page, "prefix": parse_prefix(request.args), "after": after}
-
-
 @bp.get("/user_segments/<segment>")
 def segment_members(segment: str) -> Any:
     if segment.endswith(".csv"):
         return segment_csv(segment[: -len(".csv")])
     if check_segment(segment) is None:
         return unknown_segment(segment)
-    args = page_args()
+    args = page_args(request.args)
     store = get_store()
     as_of = queries.last_aggregated(store, _tz()).segments_as_of
     size = queries.sizes_of(store, as_of).get(segment) if as_of else None

@@ -13,8 +13,7 @@ from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from cassandra import DriverException, OperationTimedOut, RequestExecutionException
-from viewer.params import BadParameter
-from viewer.queries import BadCursor
+from viewer.params import BadCursor, BadParameter
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,15 @@ from typing import Any
 
 from orderlog.events import USER_ID_MAX_LENGTH
 from orderlog.menu import SEGMENT_LABELS, SEGMENTS
-from viewer.params import DEFAULT_PER_PAGE, DEFAULT_RANGE_DAYS, MAX_PAGE, MAX_PER_PAGE, MAX_RANGE_DAYS
-from viewer.queries import MAX_PAGE_OFFSET, REJECTED_SAMPLES
+from viewer.params import (
+    DEFAULT_PER_PAGE,
+    DEFAULT_RANGE_DAYS,
+    MAX_PAGE,
+    MAX_PAGE_OFFSET,
+    MAX_PER_PAGE,
+    MAX_RANGE_DAYS,
+)
+from viewer.queries import REJECTED_SAMPLES
 
 _REF = "#/components/schemas/"
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "string"}}}

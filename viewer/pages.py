@@ -11,11 +11,10 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from orderlog.business_day import date_range
 from orderlog.menu import EVEN, JAPANESE, MENU_LABELS, SEGMENT_LABELS, SEGMENTS, WESTERN
 from viewer import charts, queries
-from viewer.api import page_args
 from viewer.assets import plotly_js_url
 from viewer.db import get_store
 from viewer.errors import CASSANDRA_ERRORS, error_response
-from viewer.params import MAX_PAGE, BadParameter, check_user_id, parse_date, parse_int, parse_range
+from viewer.params import MAX_PAGE, BadParameter, check_user_id, page_args, parse_date, parse_int, parse_range
 
 bp = Blueprint("pages", __name__)
 
@@ -112,7 +111,7 @@ def segments() -> Any:
     sizes = queries.sizes_of(store, chosen) if chosen else {}
     span = parse_range(request.args, chosen)
     history = queries.sizes_between(store, *span) if span else {}
-    args = page_args()
+    args = page_args(request.args)
     page = queries.members_page(store, segment, **args)
     current = queries.sizes_of(store, last.segments_as_of) if last.segments_as_of else {}
     # With a cursor the page number is only shown (page_no rides along in the links).

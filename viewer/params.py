@@ -1,10 +1,15 @@
-"""Request parameters, checked: a bad one raises BadParameter naming it and saying why."""
+"""Request parameters, checked: a bad one raises BadParameter naming it and saying why
+(BadCursor for an ``after`` cursor no page of this API produced). The pages and the JSON
+API read their parameters through these functions only."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Mapping
 from datetime import date
+from typing import Any
 
 from werkzeug.routing import PathConverter
 
@@ -18,6 +23,11 @@ MAX_RANGE_DAYS = 3660  # ten years: eleven year partitions at most
 DEFAULT_PER_PAGE = 100
 MAX_PER_PAGE = 1000
 MAX_PAGE = 100_000
+# How deep `page=` may go (rows skipped); deeper pages follow the `after` cursor.
+MAX_PAGE_OFFSET = 10_000
+_CURSOR_TAG = "u:"
+# The base64 length of the tag and the longest id (4 UTF-8 bytes a character).
+_MAX_CURSOR_CHARS = 4 * -(-(len(_CURSOR_TAG) + 4 * USER_ID_MAX_LENGTH) // 3)
 # Every query parameter the viewer reads. Each may be given once: with two values, which
 # one was meant is a guess (the first, silently), so it is a 400.
 PARAMETERS = ("date", "from", "to", "segment", "page", "per_page", "page_no", "prefix", "after", "user_id")
@@ -30,12 +40,22 @@ class BadParameter(ValueError):
         self.reason = reason
 
 
+class BadCursor(ValueError):
+    """An `after` value that no page of this API produced."""
+
+
 def check_single(args: Mapping[str, str]) -> None:
     """BadParameter for a parameter of PARAMETERS given more than once."""
     getlist = getattr(args, "getlist", None)  # a MultiDict (request.args); plain dicts in tests
     for name in PARAMETERS if getlist else ():
         if len(getlist(name)) > 1:  # type: ignore[misc]
             raise BadParameter(name, "is given more than once")
+
+
+def check_exclusive(args: Mapping[str, str], single: str, ranged: tuple[str, ...]) -> None:
+    """BadParameter when ``single`` is given together with any of ``ranged``."""
+    if args.get(single) and any(args.get(r) for r in ranged):
+        raise BadParameter(single, f"use either '{single}' or {' and '.join(repr(r) for r in ranged)}")
 
 
 def parse_date(args: Mapping[str, str], name: str) -> date | None:
@@ -98,6 +118,46 @@ def check_user_id(user_id: str) -> str:
         raise BadParameter("user_id", f"must be 1 to {USER_ID_MAX_LENGTH} characters")
     if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in user_id):
         raise BadParameter("user_id", "must not contain control characters")
+    return user_id
+
+
+def page_args(args: Mapping[str, str]) -> dict[str, Any]:
+    """page, per_page, prefix and after of a segment page, checked (a bad cursor is a 400
+    before any query)."""
+    per_page = parse_int(args, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
+    page = parse_int(args, "page", 1, 1, MAX_PAGE)
+    after = args.get("after") or None
+    if after is not None and args.get("page"):
+        raise BadParameter("page", "use either 'page' or 'after' (the cursor of the next page)")
+    if (page - 1) * per_page > MAX_PAGE_OFFSET:
+        raise BadParameter(
+            "page",
+            f"pages deeper than {MAX_PAGE_OFFSET} users are reached with the 'after' "
+            "cursor: follow 'next_after' from page to page",
+        )
+    if after is not None:
+        decode_cursor(after)
+    return {"per_page": per_page, "page": page, "prefix": parse_prefix(args), "after": after}
+
+
+def encode_cursor(user_id: str) -> str:
+    raw = (_CURSOR_TAG + user_id).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The user id a cursor of encode_cursor holds; BadCursor for anything else, including
+    ids no user can have (Cassandra refuses a key over 64 KiB: that would be a 5xx)."""
+    foreign = BadCursor("not a cursor returned by this API (use 'next_after')")
+    if len(cursor) > _MAX_CURSOR_CHARS:
+        raise foreign
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise foreign from None
+    user_id = raw[len(_CURSOR_TAG) :]
+    if not raw.startswith(_CURSOR_TAG) or not 0 < len(user_id) <= USER_ID_MAX_LENGTH:
+        raise foreign
     return user_id
 
 

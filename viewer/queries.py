@@ -10,8 +10,6 @@ from a few of their date's bucket partitions, with LIMIT.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import heapq
 import itertools
 import math
@@ -22,17 +20,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from orderlog.business_day import date_range
-from orderlog.events import USER_ID_MAX_LENGTH, printable
+from orderlog.events import printable
 from orderlog.late_orders import ORDERS, REJECTED, late_orders
 from orderlog.layout import REJECTED_BUCKETS, SEGMENT_BUCKETS
 from orderlog.menu import SEGMENTS
 from orderlog.rejected import payload_preview
 from viewer.db import Store
+from viewer.params import decode_cursor, encode_cursor
 
 # Years searched for the latest aggregated date: from next year back to this one.
 MIN_YEAR = 2000
-# How deep `page=` may go (rows skipped); deeper pages follow the `after` cursor.
-MAX_PAGE_OFFSET = 10_000
 # Rows per bucket partition per round trip when streaming a whole segment.
 EXPORT_FETCH_SIZE = 1000
 _YEAR_BATCH = 4
@@ -44,15 +41,6 @@ REJECTED_SAMPLES = 10
 REJECTED_BUCKET_WAVE = 8
 # The streaming job cuts a reason to 2,000 characters; rows of other origins are cut here.
 MAX_REASON_CHARS = 2000
-_CURSOR_TAG = "u:"
-# The base64 length of the tag and the longest id (4 UTF-8 bytes a character).
-_MAX_CURSOR_CHARS = 4 * -(-(len(_CURSOR_TAG) + 4 * USER_ID_MAX_LENGTH) // 3)
-
-
-class BadCursor(ValueError):
-    """An `after` value that no page of this API produced."""
-
-
 @dataclass(frozen=True)
 class DaySummary:
     date: date
@@ -383,27 +371,6 @@ def prefix_upper(prefix: str) -> str | None:
         if nxt <= 0x10FFFF:
             return "".join(chars) + chr(nxt)
     return None
-
-
-def encode_cursor(user_id: str) -> str:
-    raw = (_CURSOR_TAG + user_id).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    """The user id a cursor of encode_cursor holds; BadCursor for anything else, including
-    ids no user can have (Cassandra refuses a key over 64 KiB: that would be a 5xx)."""
-    foreign = BadCursor("not a cursor returned by this API (use 'next_after')")
-    if len(cursor) > _MAX_CURSOR_CHARS:
-        raise foreign
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise foreign from None
-    user_id = raw[len(_CURSOR_TAG) :]
-    if not raw.startswith(_CURSOR_TAG) or not 0 < len(user_id) <= USER_ID_MAX_LENGTH:
-        raise foreign
-    return user_id
 
 
 def _bounds(prefix: str | None, after: str | None) -> tuple[str, tuple[Any, ...]] | None:
