@@ -254,6 +254,18 @@ def validate_event(
 _USER_ID_BAD_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
+def user_id_character_problem(text: str) -> str | None:
+    """What is wrong with the characters of a user id (or of a prefix of one), or None:
+    the rule every part applies, the ingest API, the streaming job and the viewer alike."""
+    bad = _USER_ID_BAD_CHARACTER.search(text)
+    if bad is None:
+        return None
+    # JSON can spell a lone surrogate ("\\ud800"); it cannot be encoded as UTF-8 for Kafka.
+    if bad.group() >= "\ud800":
+        return "must be valid Unicode (no lone surrogates)"
+    return "must not contain control characters"
+
+
 def _user_id_problem(value: Any) -> str | None:
     if not isinstance(value, str):
         return "must be a string"
@@ -261,13 +273,7 @@ def _user_id_problem(value: Any) -> str | None:
         return "must not be empty"
     if len(value) > USER_ID_MAX_LENGTH:
         return f"must be at most {USER_ID_MAX_LENGTH} characters"
-    bad = _USER_ID_BAD_CHARACTER.search(value)
-    if bad is None:
-        return None
-    # JSON can spell a lone surrogate ("\\ud800"); it cannot be encoded as UTF-8 for Kafka.
-    if bad.group() >= "\ud800":
-        return "must be valid Unicode (no lone surrogates)"
-    return "must not contain control characters"
+    return user_id_character_problem(value)
 
 
 def _order_id_problem(value: Any) -> str | None:

@@ -11,7 +11,7 @@ import pytest
 
 from viewer import charts, params, queries
 from viewer.csv_export import BOM, csv_rows, original_cell, spreadsheet_safe
-from viewer.params import BadParameter, check_single, parse_date, parse_int, parse_prefix, parse_range
+from viewer.params import BadParameter, check_single, check_user_id, parse_date, parse_int, parse_prefix, parse_range
 
 
 @pytest.mark.parametrize(
@@ -129,6 +129,19 @@ def test_parse_int_and_prefix() -> None:
     assert parse_prefix({"prefix": "ユ"}) == "ユ"
     with pytest.raises(BadParameter, match="control characters"):
         parse_prefix({"prefix": "a\tb"})
+
+
+@pytest.mark.parametrize("text", ["a\x85b", "\x80", "a\x9f", "\x7f", "a\nb"])
+def test_the_viewer_refuses_the_user_ids_the_ingest_api_refuses(text: str) -> None:
+    """C1 controls (U+0080..U+009F) too: the viewer's copy of the rule had drifted and let them through."""
+    from orderlog.events import InvalidEvent, validate_event
+
+    with pytest.raises(InvalidEvent, match="control characters"):
+        validate_event({"user_id": text, "timestamp": "2025-05-31T12:00:00+09:00", "menu_type": "japanese"})
+    with pytest.raises(BadParameter, match="must not contain control characters"):
+        check_user_id(text)
+    with pytest.raises(BadParameter, match="must not contain control characters"):
+        parse_prefix({"prefix": text})
 
 
 def test_csv_rows_quote_and_chunk() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from werkzeug.routing import PathConverter
 
 from orderlog.business_day import shift_days
-from orderlog.events import USER_ID_MAX_LENGTH
+from orderlog.events import USER_ID_MAX_LENGTH, user_id_character_problem
 
 # ASCII digits only (\d alone also matches other scripts' digits), and no trailing newline.
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
@@ -108,16 +108,18 @@ def parse_prefix(args: Mapping[str, str]) -> str | None:
         return None
     if len(raw) > USER_ID_MAX_LENGTH:
         raise BadParameter("prefix", f"must be at most {USER_ID_MAX_LENGTH} characters")
-    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in raw):
-        raise BadParameter("prefix", "must not contain control characters")
+    problem = user_id_character_problem(raw)
+    if problem:
+        raise BadParameter("prefix", problem)
     return raw
 
 
 def check_user_id(user_id: str) -> str:
     if not user_id.strip() or len(user_id) > USER_ID_MAX_LENGTH:
         raise BadParameter("user_id", f"must be 1 to {USER_ID_MAX_LENGTH} characters")
-    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in user_id):
-        raise BadParameter("user_id", "must not contain control characters")
+    problem = user_id_character_problem(user_id)
+    if problem:
+        raise BadParameter("user_id", problem)
     return user_id
 
 
