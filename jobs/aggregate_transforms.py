@@ -10,18 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import date
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from orderlog.layout import SEGMENT_BUCKETS, USER_DAY_BUCKETS, bucket_col
-from orderlog.menu import EVEN, JAPANESE, MENU_TYPES, SEGMENTS, WESTERN
-
-
-def preference_col(japanese: Column, western: Column) -> Column:
-    """orderlog.menu.preference as a column: the segment of cumulative counts."""
-    return F.when(japanese > western, F.lit(JAPANESE)).when(western > japanese, F.lit(WESTERN)).otherwise(
-        F.lit(EVEN)
-    )
+from orderlog.menu import JAPANESE, MENU_TYPES, SEGMENTS, WESTERN, preference_col
 
 
 def filter_valid_orders(orders: DataFrame) -> DataFrame:

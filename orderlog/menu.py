@@ -1,6 +1,14 @@
-"""The two menu types, their aliases and their labels, and the preference segments."""
+"""The two menu types, their aliases and their labels, and the preference segments.
+
+``preference`` is the segment rule; ``preference_col`` is the same rule as a Spark column
+(pyspark is imported only there: the ingest API and the viewer do not need it)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column
 
 JAPANESE = "japanese"
 WESTERN = "western"
@@ -42,3 +50,10 @@ def preference(japanese: int, western: int) -> str:
     if western > japanese:
         return WESTERN
     return EVEN
+
+
+def preference_col(japanese: Column, western: Column) -> Column:
+    """``preference`` as a Spark column: the segment of cumulative counts."""
+    from pyspark.sql import functions as F
+
+    return F.when(japanese > western, F.lit(JAPANESE)).when(western > japanese, F.lit(WESTERN)).otherwise(F.lit(EVEN))

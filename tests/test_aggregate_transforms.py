@@ -9,7 +9,7 @@ from chispa import assert_df_equality
 
 from jobs import aggregate_transforms as t
 from orderlog.layout import SEGMENT_BUCKETS, bucket_of
-from orderlog.menu import EVEN, JAPANESE, WESTERN, preference
+from orderlog.menu import EVEN, JAPANESE, WESTERN, preference, preference_col
 
 D1, D2, D3 = date(2025, 5, 29), date(2025, 5, 30), date(2025, 5, 31)
 COUNTS = "user_id string, japanese int, western int"
@@ -50,7 +50,7 @@ def test_daily_summary_of_a_day_without_orders_is_a_row_of_zeros(spark) -> None:
 def test_preference_col_agrees_with_orderlog_menu(spark) -> None:
     pairs = [(3, 1), (1, 3), (2, 2), (0, 0), (0, 1)]
     df = spark.createDataFrame(pairs, "j int, w int").select(
-        "j", "w", t.preference_col(t.F.col("j"), t.F.col("w")).alias("p")
+        "j", "w", preference_col(t.F.col("j"), t.F.col("w")).alias("p")
     )
     assert {(r.j, r.w): r.p for r in df.collect()} == {p: preference(*p) for p in pairs}
 
