@@ -26,6 +26,7 @@ from jobs.aggregate_lock import MAX_TTL_SECONDS, MIN_TTL_SECONDS, LockHeld, Lock
 from orderlog import late_orders as late
 from orderlog.business_day import date_range, yesterday
 from orderlog.config import Settings, load_or_exit
+from orderlog.menu import SEGMENTS
 
 DEFAULT_LOCK_TTL_SECONDS = 300
 
@@ -113,7 +114,7 @@ def _rewrite_segment_sizes(spark, settings, state, transitions, day: date) -> No
     for r in t.segment_movements(io.read_transitions(spark, settings, changed)).collect():
         movements[(r["order_date"], r["segment"])] = (r["entered"], r["exited"])
     for d in changed:  # a date with nobody moving has no movement rows: zeros
-        for segment in ("japanese", "western", "even"):
+        for segment in SEGMENTS:
             movements.setdefault((d, segment), (0, 0))
     state.write_segment_sizes(t.segment_size_rows(state.sizes_before(day), later, movements))
 

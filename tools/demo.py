@@ -39,7 +39,7 @@ from typing import Any
 
 from orderlog.config import Settings, child_environment, load_or_exit
 from orderlog.layout import RAW_ORDER_BUCKETS
-from orderlog.menu import SEGMENTS
+from orderlog.menu import EVEN, SEGMENTS
 from viewer.csv_export import original_cell
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -278,7 +278,7 @@ def check_viewer(base_url: str, truth: Mapping[str, Any], sample_users: int = 25
             wrong = sorted(set(got.items()) ^ set(want.items()))[:5]
             problems.append(f"segment {segment}: {len(got)} members shown, {len(want)} expected; e.g. {wrong}")
 
-    ties = [u for u, v in users.items() if v["preference"] == "even"][: sample_users // 5]
+    ties = [u for u, v in users.items() if v["preference"] == EVEN][: sample_users // 5]
     for user_id in ties + list(users)[:: max(1, len(users) // sample_users)][:sample_users]:
         got = get_json(f"{base_url}/api/users/{urllib.parse.quote(user_id, safe='')}")
         want = users[user_id]

@@ -13,10 +13,12 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from orderlog.business_day import shift_days
-from orderlog.menu import JAPANESE, MENU_LABELS, SEGMENT_LABELS, SEGMENTS, WESTERN
+from orderlog.menu import EVEN, JAPANESE, MENU_LABELS, SEGMENT_LABELS, SEGMENTS, WESTERN
 from viewer.queries import DaySummary, SegmentSize, UserDay
 
-COLORS = {JAPANESE: "#c0392b", WESTERN: "#2e6da4", "even": "#7f8c8d", "share": "#e67e22"}
+# The line of the Japanese share is drawn in a colour of its own.
+SHARE = "share"
+COLORS = {JAPANESE: "#c0392b", WESTERN: "#2e6da4", EVEN: "#7f8c8d", SHARE: "#e67e22"}
 _LAYOUT = {
     "margin": {"l": 60, "r": 60, "t": 30, "b": 50},
     "legend": {"orientation": "h", "y": -0.18},
@@ -61,7 +63,7 @@ def daily_figure(days: list[DaySummary]) -> dict[str, Any]:
         data=[
             *_menu_bars(x, days),
             go.Scatter(name="和食率 Japanese share (%)", x=x, y=share, yaxis="y2",
-                       mode="lines+markers", line={"color": COLORS["share"], "width": 2}),
+                       mode="lines+markers", line={"color": COLORS[SHARE], "width": 2}),
         ],
         layout={
             **_LAYOUT,
