@@ -92,16 +92,19 @@ def truncate(settings: Settings) -> None:
 def drain(settings: Settings, topic: str, max_offsets: int, conf: dict[str, str]) -> tuple[float, float, int]:
     """(wall seconds, seconds inside non-empty batches, batches) to write the whole topic."""
     from jobs.session import local_session
-    from jobs.stream_io import BatchWriter, StreamOptions, quiet_logs, read_kafka
+    from jobs.stream_lifecycle import quiet_logs
+    from jobs.stream_sink import BatchWriter
+    from jobs.stream_source import read_kafka
 
     spark = local_session(settings, "bench-streaming", extra=conf)
     quiet_logs()
     checkpoint = f"/tmp/bench-streaming-{uuid.uuid4().hex[:8]}"  # noqa: S108  (a throwaway checkpoint)
-    options = StreamOptions(topic=topic, checkpoint=checkpoint, max_offsets_per_trigger=max_offsets)
-    writer = BatchWriter(settings, options)
+    settings = settings.replace(kafka_topic=topic, stream_checkpoint_location=checkpoint,
+                                stream_max_offsets_per_trigger=max_offsets)
+    writer = BatchWriter(settings)
     started = time.monotonic()
     query = (
-        read_kafka(spark, settings, options).writeStream.foreachBatch(writer)
+        read_kafka(spark, settings).writeStream.foreachBatch(writer)
         .option("checkpointLocation", checkpoint).trigger(availableNow=True).start()
     )
     query.awaitTermination()

@@ -15,9 +15,13 @@ import logging
 import sys
 import threading
 
-from jobs import stream_io
+from jobs.cassandra_io import short_cause
 from jobs.session import build_session
-from jobs.stream_io import CassandraUnavailable
+from jobs.stream_lifecycle import StreamingRun, install_stop_signals, quiet_logs
+from jobs.stream_preflight import check_cassandra
+from jobs.stream_sink import BatchWriter
+from jobs.stream_source import read_kafka
+from orderlog.cassandra_session import CassandraUnavailable
 from orderlog.config import NON_EMPTY, POSITIVE, STARTING_OFFSETS, TOPIC, TRIGGER, Settings, flag, load_or_exit, seconds
 
 
@@ -34,31 +38,30 @@ def parse_args(argv: list[str], settings: Settings) -> argparse.Namespace:
     p.add_argument("--write-retry-seconds", type=flag(seconds(0)), default=stream.write_retry_seconds,
                    help="how long a batch retries an unreachable Cassandra before the job exits 1")
     p.add_argument("--master", default=None, help="Spark master (default: spark-submit's)")
-    return p.parse_args(argv)
+    return p.parse_args(argv, argparse.Namespace(settings=settings))
 
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s streaming %(levelname)s %(message)s")
-    stream_io.quiet_logs()
-    settings = load_or_exit("streaming")
-    args = parse_args(argv, settings)
-    options = stream_io.StreamOptions(
-        args.topic, args.checkpoint, args.trigger, args.max_offsets_per_trigger,
-        args.starting_offsets, args.write_retry_seconds,
+    quiet_logs()
+    args = parse_args(argv, load_or_exit("streaming"))
+    settings = args.settings.replace(
+        kafka_topic=args.topic, stream_checkpoint_location=args.checkpoint, stream_trigger=args.trigger,
+        stream_max_offsets_per_trigger=args.max_offsets_per_trigger, stream_starting_offsets=args.starting_offsets,
+        stream_write_retry_seconds=args.write_retry_seconds,
     )
-    writer = stream_io.BatchWriter(settings, options)
+    writer = BatchWriter(settings)
     try:
-        stream_io.check_cassandra(settings, options.write_retry_seconds)
+        check_cassandra(settings, settings.stream.write_retry_seconds)
         spark = build_session(settings, "orderlog-streaming", master=args.master)
         stop = threading.Event()
-        _handler = stream_io.install_stop_signals(spark, stop)  # noqa: F841  (keeps the JVM callback alive)
-        query = stream_io.start_query(spark, stream_io.read_kafka(spark, settings, options), writer)
-        stream_io.run_until_stopped(spark, query, writer, stop)
+        _handler = install_stop_signals(spark, stop)  # noqa: F841  (keeps the JVM callback alive)
+        StreamingRun(spark, read_kafka(spark, settings), writer).run_until_stopped(stop)
     except CassandraUnavailable as exc:
         print(f"streaming: error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # the query failed: one line, the cause first
-        print(f"streaming: error: {writer.failure or stream_io.short_cause(exc)}", file=sys.stderr)
+        print(f"streaming: error: {writer.failure or short_cause(exc)}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,16 +1,28 @@
-"""The Cassandra connection of a Python process (ingest tools, viewer, jobs, tests): one
-Cluster and one Session per process, built from the configuration."""
+"""Cassandra sessions of our Python code (the jobs' bookkeeping, the viewer, the tools,
+the tests), built from the configuration, and the pre-flight check of every command that
+needs Cassandra. Each ``connect`` makes a Cluster of its own: a long-lived process keeps
+the one it made (the viewer: one per worker process), a command closes it with ``shutdown``."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable
+
 from cassandra.auth import PlainTextAuthProvider
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
-from cassandra import ConsistencyLevel
+from cassandra import ConsistencyLevel, InvalidRequest, OperationTimedOut
 from orderlog.config import Settings
 
 REQUEST_TIMEOUT_SECONDS = 30.0
+# How long a pre-flight connection attempt waits, and between attempts.
+PREFLIGHT_TIMEOUT_SECONDS = 5.0
+PREFLIGHT_PAUSE_SECONDS = 2.0
+
+
+class CassandraUnavailable(RuntimeError):
+    """Cassandra cannot be used: one line saying where, and what to do."""
 
 
 def execution_profile(settings: Settings) -> ExecutionProfile:
@@ -47,3 +59,40 @@ def connect(settings: Settings, *, keyspace: str | None = None, timeout: float =
 
 def shutdown(session: Session) -> None:
     session.cluster.shutdown()
+
+
+def connect_checked(
+    settings: Settings, *, keyspace: str | None = "", retry_seconds: float = 0.0,
+    warn: Callable[[str], None] | None = None,
+) -> Session:
+    """The pre-flight check of the jobs and tools: a session (on ``keyspace`` as ``connect``
+    takes it; none by default), or CassandraUnavailable with one line. An unreachable
+    cluster is tried again for ``retry_seconds`` (in a compose file a job may start before
+    Cassandra), saying so through ``warn``."""
+    where = settings.cassandra.address
+    deadline = time.monotonic() + retry_seconds
+    while True:
+        try:
+            return connect(settings, keyspace=keyspace, timeout=PREFLIGHT_TIMEOUT_SECONDS)
+        except (NoHostAvailable, OperationTimedOut):
+            if time.monotonic() >= deadline:
+                raise CassandraUnavailable(f"Cassandra is unreachable at {where}") from None
+        except InvalidRequest:  # the keyspace does not exist
+            raise CassandraUnavailable(
+                f"keyspace {settings.cassandra.keyspace} does not exist at {where}: "
+                "run `python -m orderlog.schema apply`"
+            ) from None
+        if warn is not None:
+            warn(f"Cassandra at {where} unreachable; retrying")
+        time.sleep(PREFLIGHT_PAUSE_SECONDS)
+
+
+def require_tables(session: Session, settings: Settings, tables: Iterable[str]) -> None:
+    """CassandraUnavailable naming the first of ``tables`` the keyspace lacks."""
+    keyspace = session.cluster.metadata.keyspaces.get(settings.cassandra.keyspace)
+    missing = [t for t in tables if keyspace is None or t not in keyspace.tables]
+    if missing:
+        raise CassandraUnavailable(
+            f"{settings.cassandra.keyspace}.{missing[0]} does not exist at {settings.cassandra.address}: "
+            "run `python -m orderlog.schema apply`"
+        )

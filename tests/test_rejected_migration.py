@@ -200,7 +200,8 @@ def test_an_old_row_converts_to_the_new_columns(key) -> None:
 def test_make_schema_migrates_the_old_rows_to_exactly_the_new_ones(old_keyspace, expected, earlier_alters) -> None:
     """python -m orderlog.schema apply, as `make schema` runs it: one line per step, then the
     streaming job's start-up check passes."""
-    from jobs.stream_io import CassandraUnavailable, check_cassandra
+    from jobs.stream_preflight import check_cassandra
+    from orderlog.cassandra_session import CassandraUnavailable
 
     ks_settings, session = old_keyspace
     keyspace = ks_settings.cassandra.keyspace
@@ -285,7 +286,8 @@ STATE_AFTER = {
 
 @pytest.mark.parametrize("event", [*STEPS, "copy-old:page", "copy-staging:page"])
 def test_a_migration_stopped_anywhere_and_run_again_converges(old_keyspace, expected, event) -> None:
-    from jobs.stream_io import CassandraUnavailable, check_cassandra
+    from jobs.stream_preflight import check_cassandra
+    from orderlog.cassandra_session import CassandraUnavailable
 
     ks_settings, session = old_keyspace
     keyspace = ks_settings.cassandra.keyspace

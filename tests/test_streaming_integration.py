@@ -12,7 +12,8 @@ from datetime import UTC
 import pytest
 from kafka import KafkaProducer
 
-from jobs.stream_io import BatchWriter, StreamOptions, read_kafka
+from jobs.stream_sink import BatchWriter
+from jobs.stream_source import read_kafka
 from orderlog.business_day import business_date
 from orderlog.events import derived_order_id, parse_record
 from orderlog.layout import RAW_ORDER_BUCKETS, bucket_of
@@ -35,10 +36,11 @@ def produce(settings, topic: str, records: list[tuple[bytes | None, bytes | None
 
 def run_available(spark, settings, topic: str, checkpoint: str) -> None:
     """The job's own source and foreachBatch writer, run over what the topic holds now."""
-    options = StreamOptions(topic=topic, checkpoint=checkpoint, max_offsets_per_trigger=40)
+    run_settings = settings.replace(kafka_topic=topic, stream_checkpoint_location=checkpoint,
+                                    stream_max_offsets_per_trigger=40)
     query = (
-        read_kafka(spark, settings, options)
-        .writeStream.foreachBatch(BatchWriter(settings, options))
+        read_kafka(spark, run_settings)
+        .writeStream.foreachBatch(BatchWriter(run_settings))
         .option("checkpointLocation", checkpoint)
         .trigger(availableNow=True)
         .start()
@@ -187,7 +189,8 @@ OLD_REJECTED_EVENTS = """CREATE TABLE rejected_events (reject_date date, kafka_p
 def test_the_job_refuses_to_start_on_rejected_events_of_the_older_layout(cassandra, settings):
     """A keyspace made before rejected_events was re-keyed keeps the old table (CREATE IF NOT
     EXISTS changes nothing): one clear line at start, not a failed write every batch."""
-    from jobs.stream_io import CassandraUnavailable, check_cassandra
+    from jobs.stream_preflight import check_cassandra
+    from orderlog.cassandra_session import CassandraUnavailable
     from orderlog.schema import create_table_statement
 
     keyspace = f"orderlog_old_{uuid.uuid4().hex[:8]}"

@@ -15,7 +15,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.stream_io import offsets_behind, short_cause
+from jobs.cassandra_io import short_cause
+from jobs.stream_progress import offsets_behind
 from jobs.stream_transforms import (
     filter_rejected,
     filter_valid,
