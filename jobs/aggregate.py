@@ -23,8 +23,10 @@ from pyspark.sql import SparkSession
 from jobs import aggregate_io as io
 from jobs import aggregate_transforms as t
 from jobs.aggregate_lock import MAX_TTL_SECONDS, MIN_TTL_SECONDS, LockHeld, LockLost
+from jobs.cassandra_io import write_table
 from orderlog import late_orders as late
 from orderlog.business_day import date_range, yesterday
+from orderlog.cassandra_session import CassandraUnavailable, connect, connect_checked, shutdown
 from orderlog.config import Settings, load_or_exit
 from orderlog.menu import SEGMENTS
 
@@ -62,17 +64,17 @@ def run_day(
     # Every write below first renews the lock: a run that lost it stops here (LockLost).
     keyed = t.with_user_day_keys(new_counts, day)
     state.check_lock("the daily counts")
-    io.write(keyed.drop("year"), settings, "user_daily_counts")
-    io.write(keyed.drop("bucket"), settings, "user_daily_history")
+    write_table(keyed.drop("year"), settings, "user_daily_counts")
+    write_table(keyed.drop("bucket"), settings, "user_daily_history")
     checkpoint("daily_counts")
     state.check_lock("the segment transitions")
-    io.write(t.transition_rows(transitions, day), settings, "user_segment_transitions")
+    write_table(t.transition_rows(transitions, day), settings, "user_segment_transitions")
     checkpoint("transitions")
 
     preferences = t.user_preferences(transitions).localCheckpoint(eager=True)
     state.check_lock("the preferences and segments")
-    io.write(preferences, settings, "user_preferences")
-    io.write(t.segment_rows(preferences), settings, "user_segments")
+    write_table(preferences, settings, "user_preferences")
+    write_table(t.segment_rows(preferences), settings, "user_segments")
     checkpoint("preferences")
     deletions = t.segment_deletions(preferences, old_counts, new_counts, every_other=recovering)
     state.check_lock("the segment deletions")
@@ -136,7 +138,6 @@ def aggregate(
     Tests: ``after_step(step)`` is called after each step of a date, and ``crash_after``
     raises InjectedCrash after that step. A lost lock raises LockLost, whose message says
     what the next run will do."""
-    from orderlog.cassandra_session import connect, shutdown
 
     def checkpoint(step: str) -> None:
         after_step(step)
@@ -265,11 +266,10 @@ def _iso_date(text: str) -> date:
 def main(argv: list[str] | None = None) -> int:
     settings = load_or_exit("aggregate")
     dates, args = parse_dates(argv, settings)
-    where = f"{settings.cassandra.hosts}:{settings.cassandra.port}"
     try:
-        _check_cassandra(settings)
-    except Exception as exc:  # the driver's errors are long; one line is enough here
-        print(f"aggregate: cannot reach Cassandra at {where}: {type(exc).__name__}", file=sys.stderr)
+        shutdown(connect_checked(settings, keyspace=None))
+    except CassandraUnavailable as exc:
+        print(f"aggregate: error: {exc}", file=sys.stderr)
         return 1
     from jobs.session import build_session
 
@@ -287,11 +287,6 @@ def main(argv: list[str] | None = None) -> int:
         spark.stop()
     return 0
 
-
-def _check_cassandra(settings: Settings) -> None:
-    from orderlog.cassandra_session import connect, shutdown
-
-    shutdown(connect(settings, timeout=5.0))
 
 
 if __name__ == "__main__":

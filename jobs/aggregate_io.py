@@ -15,27 +15,19 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.aggregate_lock import LockLost, RunLock
+from jobs.cassandra_io import read_table
 from orderlog.config import Settings
 from orderlog.late_orders import ORDERS, LastRun
 from orderlog.layout import RAW_ORDER_BUCKETS, USER_DAY_BUCKETS
 
-CASSANDRA_FORMAT = "org.apache.spark.sql.cassandra"
 PENDING_SCOPE = "aggregate"
 DELETE_CHUNK = 5000
-
-
-def table(spark: SparkSession, settings: Settings, name: str, **options: str) -> DataFrame:
-    return (
-        spark.read.format(CASSANDRA_FORMAT)
-        .options(keyspace=settings.cassandra.keyspace, table=name, **options)
-        .load()
-    )
 
 
 def read_day(spark: SparkSession, settings: Settings, name: str, day: date, buckets: int) -> DataFrame:
     """The partitions (day, 0..buckets-1) of a table keyed ((date, bucket), ...): the
     predicates cover the whole partition key, so the connector reads just them."""
-    return table(spark, settings, name).filter(
+    return read_table(spark, settings, name).filter(
         (F.col("order_date") == F.lit(day)) & F.col("bucket").isin(list(range(buckets)))
     )
 
@@ -52,7 +44,7 @@ def read_stored_counts(spark: SparkSession, settings: Settings, day: date) -> Da
 
 def read_transitions(spark: SparkSession, settings: Settings, days: list[date]) -> DataFrame:
     return (
-        table(spark, settings, "user_segment_transitions")
+        read_table(spark, settings, "user_segment_transitions")
         .filter(F.col("order_date").isin(days) & F.col("bucket").isin(list(range(USER_DAY_BUCKETS))))
         .select("order_date", "user_id", "segment_before", "segment_after")
     )
@@ -62,18 +54,9 @@ def read_history(spark: SparkSession, settings: Settings, users: DataFrame, year
     """Every stored daily count of the given users: a direct join on the partition key
     (user_id, year) of user_daily_history, one partition read per user and year."""
     keys = users.select("user_id", F.explode(F.array(*[F.lit(y) for y in years])).alias("year"))
-    history = table(spark, settings, "user_daily_history", directJoinSetting="on")
+    history = read_table(spark, settings, "user_daily_history", directJoinSetting="on")
     return keys.join(history, on=["user_id", "year"], how="inner").select(
         "user_id", "order_date", "japanese", "western"
-    )
-
-
-def write(df: DataFrame, settings: Settings, name: str) -> None:
-    (
-        df.write.format(CASSANDRA_FORMAT)
-        .options(keyspace=settings.cassandra.keyspace, table=name)
-        .mode("append")
-        .save()
     )
 
 

@@ -180,7 +180,7 @@ def test_unreachable_cassandra_exits_with_one_clear_line() -> None:
     (port,) = free_ports(1)
     done = _cli("--date", "2025-05-31", ORDERLOG_CASSANDRA_PORT=str(port))
     assert done.returncode == 1
-    assert done.stderr.strip() == f"aggregate: cannot reach Cassandra at 127.0.0.1:{port}: NoHostAvailable"
+    assert done.stderr.strip() == f"aggregate: error: Cassandra is unreachable at 127.0.0.1:{port}"
 
 
 @pytest.mark.fault

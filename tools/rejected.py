@@ -31,6 +31,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NoReturn
 
+from cassandra.cluster import NoHostAvailable
+
+from cassandra import DriverException, InvalidRequest, RequestExecutionException
+from orderlog.cassandra_session import CassandraUnavailable, connect_checked, shutdown
 from orderlog.config import Settings, load_or_exit
 from orderlog.events import printable
 from orderlog.layout import REJECTED_BUCKETS
@@ -316,25 +320,12 @@ class Replayer:
             self.producer.close(timeout=5)
 
 
-def connect_cassandra(settings: Settings) -> Any:
-    from cassandra.cluster import NoHostAvailable
-
-    from orderlog.cassandra_session import connect
-
-    try:
-        return connect(settings, keyspace="", timeout=5.0)
-    except NoHostAvailable:
-        raise Failure(f"Cassandra is unreachable at {settings.cassandra.hosts}:{settings.cassandra.port}") from None
-
-
 def run(args: argparse.Namespace, settings: Settings, out: Callable[[str], None]) -> int:
-    from cassandra.cluster import NoHostAvailable
-
-    from cassandra import DriverException, InvalidRequest, RequestExecutionException
-    from orderlog.cassandra_session import shutdown
-
     topic = args.topic or settings.kafka.topic
-    session = connect_cassandra(settings)
+    try:
+        session = connect_checked(settings)
+    except CassandraUnavailable as exc:
+        raise Failure(str(exc)) from None
     table = f"{settings.cassandra.keyspace}.rejected_events"
     try:
         session.set_keyspace(settings.cassandra.keyspace)
@@ -355,8 +346,7 @@ def run(args: argparse.Namespace, settings: Settings, out: Callable[[str], None]
     except InvalidRequest as exc:
         raise Failure(f"cannot read {table}: {exc.args[0] if exc.args else exc}") from None
     except (NoHostAvailable, RequestExecutionException, DriverException) as exc:
-        raise Failure(f"Cassandra at {settings.cassandra.hosts}:{settings.cassandra.port} failed "
-                      f"({type(exc).__name__})") from None
+        raise Failure(f"Cassandra at {settings.cassandra.address} failed ({type(exc).__name__})") from None
     finally:
         shutdown(session)
 
