@@ -21,8 +21,9 @@ from datetime import UTC, date, datetime
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import aggregate_io as io
 from jobs.aggregate import aggregate
+from jobs.aggregate_io import read_day
+from jobs.cassandra_io import write_table
 from jobs.session import local_session
 from orderlog.cassandra_session import connect, shutdown
 from orderlog.config import Settings, load_or_exit
@@ -43,7 +44,7 @@ def generate(spark: SparkSession, settings: Settings, orders: int, users: int) -
         F.when(F.rand(11) < 0.55, F.lit(JAPANESE)).otherwise(F.lit(WESTERN)).alias("menu_type"),
         F.lit(datetime(2025, 5, 31, 3, tzinfo=UTC)).alias("ordered_at"),
     )
-    io.write(df.withColumn("bucket", bucket_col(F.col("order_id"), RAW_ORDER_BUCKETS)), settings, "raw_orders")
+    write_table(df.withColumn("bucket", bucket_col(F.col("order_id"), RAW_ORDER_BUCKETS)), settings, "raw_orders")
     return time.perf_counter() - started
 
 
@@ -51,7 +52,7 @@ def bare_scan(spark: SparkSession, settings: Settings) -> tuple[float, int]:
     started = time.perf_counter()
     # Summing a column forces every row to be read and decoded (a plain count might not).
     row = (
-        io.read_day(spark, settings, "raw_orders", DAY, RAW_ORDER_BUCKETS)
+        read_day(spark, settings, "raw_orders", DAY, RAW_ORDER_BUCKETS)
         .agg(F.count("user_id").alias("n"), F.sum(F.length("menu_type")).alias("chars"))
         .first()
     )

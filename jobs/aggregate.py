@@ -14,20 +14,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import uuid
 from collections.abc import Callable
 from datetime import date
 from typing import NoReturn
 
-from pyspark.sql import SparkSession
+from cassandra.cluster import Session
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from jobs import aggregate_io as io
-from jobs import aggregate_transforms as t
+from jobs import aggregate_transforms as transforms
+from jobs.aggregate_io import delete_keys, delete_rows, read_history, read_orders, read_stored_counts, read_transitions
+from jobs.aggregate_ledger import Ledger
 from jobs.aggregate_lock import MAX_TTL_SECONDS, MIN_TTL_SECONDS, LockHeld, LockLost
+from jobs.aggregate_summaries import Summaries
 from jobs.cassandra_io import write_table
+from jobs.session import build_session
 from orderlog import late_orders as late
 from orderlog.business_day import date_range, yesterday
 from orderlog.cassandra_session import CassandraUnavailable, connect, connect_checked, shutdown
 from orderlog.config import Settings, load_or_exit
+from orderlog.events import printable
+from orderlog.layout import USER_DAY_BUCKETS, bucket_of
 from orderlog.menu import SEGMENTS
 
 DEFAULT_LOCK_TTL_SECONDS = 300
@@ -40,85 +48,85 @@ class InjectedCrash(RuntimeError):
 def run_day(
     spark: SparkSession,
     settings: Settings,
-    state: io.AggregateState,
+    ledger: Ledger,
+    summaries: Summaries,
     day: date,
     *,
     recovering: bool = False,
-    checkpoint: Callable[[str], None] = lambda step: None,
+    after_step: Callable[[str], None] = lambda step: None,
 ) -> tuple[int, int]:
-    """Aggregates one date; returns (orders read, users touched)."""
+    """Aggregates one date; returns (orders read, users touched). ``after_step(step)`` is
+    called after each step (tests raise there to simulate a run killed between two)."""
     # Materialized before anything is written: a lazy re-read after the writes below
     # would see the new state instead of the stored one.
-    old_counts = io.read_stored_counts(spark, settings, day).localCheckpoint(eager=True)
-    new_counts = t.user_day_counts(io.read_orders(spark, settings, day)).localCheckpoint(eager=True)
-    summary = t.daily_summary(new_counts, day).first().asDict()
-    state.write_summary(summary)
-    checkpoint("summary")
+    old_counts = read_stored_counts(spark, settings, day).localCheckpoint(eager=True)
+    new_counts = transforms.user_day_counts(read_orders(spark, settings, day)).localCheckpoint(eager=True)
+    summary = transforms.daily_summary(new_counts, day).first().asDict()
+    summaries.write_summary(summary)
+    after_step("summary")
 
-    touched = t.touched_users(old_counts, new_counts).localCheckpoint(eager=True)
-    years = sorted(set(state.aggregated_years()) | {day.year})
-    history = io.read_history(spark, settings, touched, years)
-    transitions = t.with_segment_transitions(t.merge_day_into_history(history, new_counts, day))
+    touched = transforms.touched_users(old_counts, new_counts).localCheckpoint(eager=True)
+    years = sorted(set(summaries.aggregated_years()) | {day.year})
+    history = read_history(spark, settings, touched, years)
+    transitions = transforms.with_segment_transitions(transforms.merge_day_into_history(history, new_counts, day))
     transitions = transitions.localCheckpoint(eager=True)
 
     # Every write below first renews the lock: a run that lost it stops here (LockLost).
-    keyed = t.with_user_day_keys(new_counts, day)
-    state.check_lock("the daily counts")
+    keyed = transforms.with_user_day_keys(new_counts, day)
+    ledger.check_lock("the daily counts")
     write_table(keyed.drop("year"), settings, "user_daily_counts")
     write_table(keyed.drop("bucket"), settings, "user_daily_history")
-    checkpoint("daily_counts")
-    state.check_lock("the segment transitions")
-    write_table(t.transition_rows(transitions, day), settings, "user_segment_transitions")
-    checkpoint("transitions")
+    after_step("daily_counts")
+    ledger.check_lock("the segment transitions")
+    write_table(transforms.transition_rows(transitions, day), settings, "user_segment_transitions")
+    after_step("transitions")
 
-    preferences = t.user_preferences(transitions).localCheckpoint(eager=True)
-    state.check_lock("the preferences and segments")
+    preferences = transforms.user_preferences(transitions).localCheckpoint(eager=True)
+    ledger.check_lock("the preferences and segments")
     write_table(preferences, settings, "user_preferences")
-    write_table(t.segment_rows(preferences), settings, "user_segments")
-    checkpoint("preferences")
-    deletions = t.segment_deletions(preferences, old_counts, new_counts, every_other=recovering)
-    state.check_lock("the segment deletions")
-    io.delete_rows(state.session, deletions, "user_segments", ["segment", "bucket", "user_id"])
-    _delete_stale(state, old_counts, new_counts, touched, preferences, day)
-    checkpoint("segments")
+    write_table(transforms.segment_rows(preferences), settings, "user_segments")
+    after_step("preferences")
+    deletions = transforms.segment_deletions(preferences, old_counts, new_counts, all_but_new_segment=recovering)
+    ledger.check_lock("the segment deletions")
+    delete_rows(ledger.session, deletions, "user_segments", ["segment", "bucket", "user_id"])
+    _delete_stale(ledger.session, old_counts, new_counts, touched, preferences, day)
+    after_step("segments")
 
-    _rewrite_segment_sizes(spark, settings, state, transitions, day)
+    _rewrite_segment_sizes(spark, settings, summaries, transitions, day)
     return int(summary["total"]), touched.count()
 
 
-def _delete_stale(state, old_counts, new_counts, touched, preferences, day: date) -> None:
+def _delete_stale(
+    session: Session, old_counts: DataFrame, new_counts: DataFrame, touched: DataFrame, preferences: DataFrame,
+    day: date,
+) -> None:
     """Rows of users who no longer have an order on day (raw_orders only grows, so this
     is normally empty), and the preferences of users left with no order at all."""
-    from orderlog.layout import USER_DAY_BUCKETS, bucket_of
-
-    stale = [r["user_id"] for r in t.stale_users(old_counts, new_counts).collect()]
+    stale = [r["user_id"] for r in transforms.stale_users(old_counts, new_counts).collect()]
     day_keys = [(day, bucket_of(u, USER_DAY_BUCKETS), u) for u in stale]
-    io.delete_keys(state.session, day_keys, "user_daily_counts", ["order_date", "bucket", "user_id"])
-    io.delete_keys(state.session, day_keys, "user_segment_transitions", ["order_date", "bucket", "user_id"])
+    delete_keys(session, day_keys, "user_daily_counts", ["order_date", "bucket", "user_id"])
+    delete_keys(session, day_keys, "user_segment_transitions", ["order_date", "bucket", "user_id"])
     history_keys = [(u, day.year, day) for u in stale]
-    io.delete_keys(state.session, history_keys, "user_daily_history", ["user_id", "year", "order_date"])
+    delete_keys(session, history_keys, "user_daily_history", ["user_id", "year", "order_date"])
     gone = touched.join(preferences.select("user_id"), on="user_id", how="left_anti")
-    io.delete_rows(state.session, gone, "user_preferences", ["user_id"])
+    delete_rows(session, gone, "user_preferences", ["user_id"])
 
 
-def _rewrite_segment_sizes(spark, settings, state, transitions, day: date) -> None:
+def _rewrite_segment_sizes(
+    spark: SparkSession, settings: Settings, summaries: Summaries, transitions: DataFrame, day: date
+) -> None:
     """segment_sizes of day and every later aggregated date: entered/exited recounted on
     the dates whose transitions this run rewrote, sizes chained from the date before."""
-    from pyspark.sql import functions as F
-
-    changed = sorted(
-        r["order_date"]
-        for r in transitions.filter(F.col("order_date") >= F.lit(day)).select("order_date").distinct().collect()
-    )
-    changed = sorted(set(changed) | {day})
-    later = state.aggregated_dates_from(day)
-    movements = state.stored_movements(d for d in later if d not in changed)
-    for r in t.segment_movements(io.read_transitions(spark, settings, changed)).collect():
+    later_days = transitions.filter(F.col("order_date") >= F.lit(day)).select("order_date").distinct()
+    changed = sorted({r["order_date"] for r in later_days.collect()} | {day})
+    later = summaries.aggregated_dates_from(day)
+    movements = summaries.stored_movements(d for d in later if d not in changed)
+    for r in transforms.segment_movements(read_transitions(spark, settings, changed)).collect():
         movements[(r["order_date"], r["segment"])] = (r["entered"], r["exited"])
     for d in changed:  # a date with nobody moving has no movement rows: zeros
         for segment in SEGMENTS:
             movements.setdefault((d, segment), (0, 0))
-    state.write_segment_sizes(t.segment_size_rows(state.sizes_before(day), later, movements))
+    summaries.write_segment_sizes(transforms.segment_size_rows(summaries.sizes_before(day), later, movements))
 
 
 def aggregate(
@@ -139,38 +147,39 @@ def aggregate(
     raises InjectedCrash after that step. A lost lock raises LockLost, whose message says
     what the next run will do."""
 
-    def checkpoint(step: str) -> None:
+    def step_done(step: str) -> None:
         after_step(step)
         if step == crash_after:
             raise InjectedCrash(f"injected crash after step {step!r}")
 
     session = connect(settings)
-    state = io.AggregateState(session)
+    ledger = Ledger(session)
+    summaries = Summaries(session, guard=ledger.check_lock)
     try:
-        state.acquire_lock(lock_ttl)
+        ledger.acquire_lock(lock_ttl)
         try:
             # Decided under the lock, so no other run changes the ledger meanwhile.
-            pending = state.pending_runs()
-            plan = late.with_recovery(pending, _wanted(state, settings, dates))
+            pending = ledger.pending_runs()
+            plan = late.with_recovery(pending, _wanted(ledger, settings, dates))
             log(f"aggregate: {len(plan)} date{'' if len(plan) == 1 else 's'} to do")
             for p in plan:
                 log(f"  {p.day}: {p.why}")
             for n, p in enumerate(plan):
                 try:
-                    _run_logged(spark, settings, state, p, pending.get(p.day), checkpoint, log)
+                    _run_logged(spark, settings, ledger, summaries, p, pending.get(p.day), step_done, log)
                 except LockLost as exc:
-                    marked = state.unfinished == p.day or p.day in pending
+                    marked = ledger.unfinished == p.day or p.day in pending
                     raise LockLost(_stopped_message(exc, p.day, marked, plan[n + 1 :])) from None
         finally:
-            state.release_lock()
+            ledger.release_lock()
     finally:
         shutdown(session)
 
 
-def _wanted(state: io.AggregateState, settings: Settings, dates: list[date] | None) -> list[late.PlannedDate]:
+def _wanted(ledger: Ledger, settings: Settings, dates: list[date] | None) -> list[late.PlannedDate]:
     if dates is not None:
         return late.requested_dates(dates)
-    return late.nightly_dates(state.stream_totals(), state.last_runs(), yesterday(settings.business.tz))
+    return late.nightly_dates(ledger.stream_totals(), ledger.last_runs(), yesterday(settings.business.tz))
 
 
 def _stopped_message(exc: LockLost, day: date, marked: bool, rest: list[late.PlannedDate]) -> str:
@@ -184,29 +193,32 @@ def _stopped_message(exc: LockLost, day: date, marked: bool, rest: list[late.Pla
     return f"lost the lock{where} of {day}: {exc.reason}. Stopped without writing further; {then}{not_done}"
 
 
-def _run_logged(spark, settings, state, planned, unfinished_run, checkpoint, log) -> None:
+def _run_logged(
+    spark: SparkSession, settings: Settings, ledger: Ledger, summaries: Summaries, planned: late.PlannedDate,
+    unfinished_run: uuid.UUID | None, after_step: Callable[[str], None], log: Callable[[str], None],
+) -> None:
     day = planned.day
     recovering = unfinished_run is not None
-    run_id, started = state.new_run_id()
-    if recovering:
-        state.abandon_run(day, unfinished_run, redone_by=run_id)
+    run_id, started = ledger.new_run_id()
+    if unfinished_run is not None:
+        ledger.abandon_run(day, unfinished_run, redone_by=run_id)
     # Marked unfinished before anything else is written: a run stopped anywhere after this
     # line is redone first by the next one (its ledger row then says 'abandoned').
-    state.mark_pending(day, run_id)
-    state.start_run(day, run_id, started, planned.trigger)
+    ledger.mark_pending(day, run_id)
+    ledger.start_run(day, run_id, started, planned.trigger)
     # What the streaming job had written for the date before this run reads raw_orders.
-    records_seen = state.stream_total(day)
+    records_seen = ledger.stream_total(day)
     try:
-        orders, users = run_day(spark, settings, state, day, recovering=recovering, checkpoint=checkpoint)
+        orders, users = run_day(spark, settings, ledger, summaries, day, recovering=recovering, after_step=after_step)
     except LockLost:
         raise  # the run is no longer ours to record: the next run marks it abandoned
     except BaseException as exc:
         with contextlib.suppress(LockLost):
-            state.finish_run(day, run_id, started, status="failed", error=f"{type(exc).__name__}: {exc}"[:1000])
+            ledger.finish_run(day, run_id, started, status="failed", error=f"{type(exc).__name__}: {exc}"[:1000])
         raise
-    finished = state.finish_run(day, run_id, started, status="succeeded", orders_read=orders, users_touched=users)
-    state.record_aggregated(day, run_id, started, finished, records_seen)
-    state.clear_pending(day)
+    finished = ledger.finish_run(day, run_id, started, status="succeeded", orders_read=orders, users_touched=users)
+    ledger.record_aggregated(day, run_id, started, finished, records_seen)
+    ledger.clear_pending(day)
     note = " (redoing an unfinished run)" if recovering else ""
     log(f"aggregate {day}: {orders} orders, {users} users touched{note}")
 
@@ -239,8 +251,6 @@ def parse_dates(argv: list[str] | None, settings: Settings) -> tuple[list[date] 
 class _OneLineErrors(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # An argument may hold a line break or a control character; the error stays one line.
-        from orderlog.events import printable
-
         super().error(printable(message))
 
 
@@ -271,8 +281,6 @@ def main(argv: list[str] | None = None) -> int:
     except CassandraUnavailable as exc:
         print(f"aggregate: error: {exc}", file=sys.stderr)
         return 1
-    from jobs.session import build_session
-
     spark = build_session(settings, "orderlog-aggregate")
     try:
         aggregate(spark, settings, dates, lock_ttl=args.lock_ttl)

@@ -150,15 +150,15 @@ def segment_rows(preferences: DataFrame) -> DataFrame:
 
 
 def segment_deletions(
-    preferences: DataFrame, old_counts: DataFrame, new_counts: DataFrame, *, every_other: bool
+    preferences: DataFrame, old_counts: DataFrame, new_counts: DataFrame, *, all_but_new_segment: bool
 ) -> DataFrame:
     """user_segments rows (segment, bucket, user_id) that must go.
 
     Normally the stored segment is the preference of the cumulative counts with the day's
     old contribution (new total - new C_D + old C_D): it is deleted when it differs from
     the new one. After a crash the stored rows may be from either state, so
-    ``every_other`` deletes the user from every segment but the new one (tombstones only
-    in that rare case). A user left with no order at all leaves every segment."""
+    ``all_but_new_segment`` deletes the user from every segment but the new one (tombstones
+    only in that rare case). A user left with no order at all leaves every segment."""
     touched = touched_users(old_counts, new_counts)
     old = old_counts.select("user_id", F.col("japanese").alias("old_j"), F.col("western").alias("old_w"))
     new = new_counts.select("user_id", F.col("japanese").alias("new_j"), F.col("western").alias("new_w"))
@@ -169,7 +169,7 @@ def segment_deletions(
         .join(new, on="user_id", how="left")
         .fillna(0, subset=["japanese", "western", "old_j", "old_w", "new_j", "new_w"])
     )
-    if every_other:
+    if all_but_new_segment:
         candidates = joined.select("user_id", "preference", F.explode(F.array(*map(F.lit, SEGMENTS))).alias("segment"))
     else:
         prior_j = F.col("japanese") - F.col("new_j") + F.col("old_j")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs import aggregate_io as io
 from jobs.aggregate import InjectedCrash, aggregate
+from jobs.aggregate_io import read_history, read_orders
 from jobs.aggregate_lock import LockHeld, LockLost
 from orderlog.menu import EVEN, JAPANESE, WESTERN
 from tests.conftest import free_ports
@@ -47,10 +47,10 @@ def ledger(cassandra) -> list[tuple]:
 
 
 def test_reads_only_the_days_partitions(spark, settings, clean_cassandra) -> None:
-    plan = io.read_orders(spark, settings, D3)._jdf.queryExecution().executedPlan().toString()
+    plan = read_orders(spark, settings, D3)._jdf.queryExecution().executedPlan().toString()
     assert f'["order_date" = ?, {D3}]' in plan
     assert '"bucket" IN (' + ", ".join(["?"] * 32) + ")" in plan
-    history = io.read_history(spark, settings, spark.createDataFrame([("alice",)], "user_id string"), [2025])
+    history = read_history(spark, settings, spark.createDataFrame([("alice",)], "user_id string"), [2025])
     assert "Cassandra Direct Join [user_id = user_id" in history._jdf.queryExecution().executedPlan().toString()
 
 
@@ -123,9 +123,10 @@ def test_a_crashed_run_is_redone_first_by_the_next_run(spark, settings, clean_ca
 
 
 def test_a_second_run_waits_for_the_lock(spark, settings, clean_cassandra) -> None:
+    from jobs.aggregate_ledger import Ledger
     from orderlog.cassandra_session import connect, shutdown
 
-    holder = io.AggregateState(connect(settings))
+    holder = Ledger(connect(settings))
     holder.acquire_lock(60)
     try:
         with pytest.raises(LockHeld, match=r"^another aggregate run holds the lock \("):

@@ -6,8 +6,9 @@ from datetime import date
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
-from jobs import aggregate_transforms as t
+from jobs import aggregate_transforms as transforms
 from orderlog.layout import SEGMENT_BUCKETS, bucket_of
 from orderlog.menu import EVEN, JAPANESE, WESTERN, preference, preference_col
 
@@ -31,17 +32,17 @@ def test_user_day_counts_counts_each_menu_and_drops_uncountable_rows(spark) -> N
         "user_id string, menu_type string",
     )
     expected = spark.createDataFrame([("a", 2, 1), ("b", 0, 1)], COUNTS)
-    assert_df_equality(t.user_day_counts(orders), expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(transforms.user_day_counts(orders), expected, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_daily_summary_sums_and_counts_users(spark) -> None:
     counts = spark.createDataFrame([("a", 2, 1), ("b", 0, 1)], COUNTS)
-    row = t.daily_summary(counts, D3).first().asDict()
+    row = transforms.daily_summary(counts, D3).first().asDict()
     assert row == {"year": 2025, "order_date": D3, "japanese": 2, "western": 2, "total": 4, "users": 2}
 
 
 def test_daily_summary_of_a_day_without_orders_is_a_row_of_zeros(spark) -> None:
-    rows = t.daily_summary(spark.createDataFrame([], COUNTS), D3).collect()
+    rows = transforms.daily_summary(spark.createDataFrame([], COUNTS), D3).collect()
     assert [r.asDict() for r in rows] == [
         {"year": 2025, "order_date": D3, "japanese": 0, "western": 0, "total": 0, "users": 0}
     ]
@@ -50,7 +51,7 @@ def test_daily_summary_of_a_day_without_orders_is_a_row_of_zeros(spark) -> None:
 def test_preference_col_agrees_with_orderlog_menu(spark) -> None:
     pairs = [(3, 1), (1, 3), (2, 2), (0, 0), (0, 1)]
     df = spark.createDataFrame(pairs, "j int, w int").select(
-        "j", "w", preference_col(t.F.col("j"), t.F.col("w")).alias("p")
+        "j", "w", preference_col(F.col("j"), F.col("w")).alias("p")
     )
     assert {(r.j, r.w): r.p for r in df.collect()} == {p: preference(*p) for p in pairs}
 
@@ -60,7 +61,7 @@ def test_merge_day_into_history_replaces_the_days_stored_counts(spark) -> None:
     new = spark.createDataFrame([("a", 0, 2), ("c", 1, 0)], COUNTS)
     expected = spark.createDataFrame([("a", D1, 1, 0), ("a", D2, 0, 2), ("c", D2, 1, 0)], TIMELINE)
     assert_df_equality(
-        t.merge_day_into_history(history, new, D2), expected, ignore_row_order=True, ignore_nullable=True
+        transforms.merge_day_into_history(history, new, D2), expected, ignore_row_order=True, ignore_nullable=True
     )
 
 
@@ -77,7 +78,7 @@ def test_segment_transitions_first_order_tie_and_switch(spark) -> None:
     )
     got = {
         (r.user_id, r.order_date): (r.cum_japanese, r.cum_western, r.segment_before, r.segment_after)
-        for r in t.with_segment_transitions(timeline).collect()
+        for r in transforms.with_segment_transitions(timeline).collect()
     }
     assert got == {
         ("first", D3): (1, 0, None, JAPANESE),
@@ -90,7 +91,7 @@ def test_segment_transitions_first_order_tie_and_switch(spark) -> None:
 
 def test_transition_rows_keep_the_day_and_later_dates_only(spark) -> None:
     timeline = spark.createDataFrame([("a", D1, 1, 0), ("a", D2, 0, 1), ("a", D3, 0, 1)], TIMELINE)
-    rows = t.transition_rows(t.with_segment_transitions(timeline), D2).collect()
+    rows = transforms.transition_rows(transforms.with_segment_transitions(timeline), D2).collect()
     assert sorted((r.order_date, r.segment_before, r.segment_after) for r in rows) == [
         (D2, JAPANESE, EVEN),
         (D3, EVEN, WESTERN),
@@ -103,7 +104,7 @@ def test_user_preferences_cumulative_tie_and_dates(spark) -> None:
     )
     got = {
         r.user_id: (r.japanese, r.western, r.preference, r.first_order_date, r.last_order_date)
-        for r in t.user_preferences(t.with_segment_transitions(timeline)).collect()
+        for r in transforms.user_preferences(transforms.with_segment_transitions(timeline)).collect()
     }
     assert got == {
         "a": (1, 1, EVEN, D1, D3),
@@ -124,7 +125,7 @@ def test_segment_deletions_remove_the_old_segment_of_a_user_who_switched(spark) 
     prefs = _prefs(spark, [("switch", 2, 3, WESTERN), ("stay", 3, 1, JAPANESE), ("new", 0, 1, WESTERN)])
     old = spark.createDataFrame([], COUNTS)
     new = spark.createDataFrame([("switch", 0, 3), ("stay", 1, 0), ("new", 0, 1)], COUNTS)
-    got = t.segment_deletions(prefs, old, new, every_other=False)
+    got = transforms.segment_deletions(prefs, old, new, all_but_new_segment=False)
     expected = spark.createDataFrame(
         [(JAPANESE, bucket_of("switch", SEGMENT_BUCKETS), "switch")], "segment string, bucket short, user_id string"
     )
@@ -137,7 +138,7 @@ def test_segment_deletions_on_a_rerun_use_the_stored_contribution(spark) -> None
     prefs = _prefs(spark, [("late", 1, 2, WESTERN)])
     old = spark.createDataFrame([("late", 0, 1)], COUNTS)
     new = spark.createDataFrame([("late", 0, 2)], COUNTS)
-    got = [tuple(r) for r in t.segment_deletions(prefs, old, new, every_other=False).collect()]
+    got = [tuple(r) for r in transforms.segment_deletions(prefs, old, new, all_but_new_segment=False).collect()]
     assert got == [(EVEN, bucket_of("late", SEGMENT_BUCKETS), "late")]
 
 
@@ -145,7 +146,7 @@ def test_segment_deletions_after_a_crash_remove_every_other_segment(spark) -> No
     prefs = _prefs(spark, [("a", 1, 0, JAPANESE)])
     new = spark.createDataFrame([("a", 1, 0)], COUNTS)
     old = spark.createDataFrame([("gone", 1, 0)], COUNTS)  # no order left at all
-    got = sorted(tuple(r) for r in t.segment_deletions(prefs, old, new, every_other=True).collect())
+    got = sorted(tuple(r) for r in transforms.segment_deletions(prefs, old, new, all_but_new_segment=True).collect())
     b = bucket_of("a", SEGMENT_BUCKETS)
     g = bucket_of("gone", SEGMENT_BUCKETS)
     assert got == sorted(
@@ -163,13 +164,14 @@ def test_segment_movements_count_entries_and_exits(spark) -> None:
         ],
         "order_date date, user_id string, segment_before string, segment_after string",
     )
-    got = {(r.order_date, r.segment): (r.entered, r.exited) for r in t.segment_movements(transitions).collect()}
+    movements = transforms.segment_movements(transitions).collect()
+    got = {(r.order_date, r.segment): (r.entered, r.exited) for r in movements}
     assert got == {(D3, JAPANESE): (1, 1), (D3, WESTERN): (1, 1), (D3, EVEN): (1, 0)}
 
 
 def test_segment_size_rows_chain_from_the_previous_date() -> None:
     movements = {(D2, JAPANESE): (2, 0), (D3, JAPANESE): (0, 1), (D3, WESTERN): (1, 0)}
-    rows = t.segment_size_rows({JAPANESE: 5, EVEN: 1}, [D3, D2], movements)
+    rows = transforms.segment_size_rows({JAPANESE: 5, EVEN: 1}, [D3, D2], movements)
     got = {(r["as_of"], r["segment"]): (r["users"], r["entered"], r["exited"]) for r in rows}
     assert got == {
         (D2, JAPANESE): (7, 2, 0),
