@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from local_stack.supervisor import free_ports  # noqa: E402
 from orderlog.config import Settings, child_environment, load_or_exit  # noqa: E402
 from orderlog.events import validate_event  # noqa: E402
 
@@ -47,14 +48,6 @@ def sample_event(n: int) -> dict:
         "timestamp": f"2025-05-31T{n % 24:02d}:{n % 60:02d}:{(n * 7) % 60:02d}+09:00",
         "menu_type": ("japanese", "western")[n % 2],
     }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_gunicorn(settings: Settings, topic: str, port: int, workers: int, threads: int) -> subprocess.Popen:
@@ -207,7 +200,7 @@ def main() -> None:
     singles = [json.dumps(e).encode() for e in events]
     batches = [json.dumps(events[i:i + args.batch_size]).encode() for i in range(0, len(events), args.batch_size)]
 
-    port = free_port()
+    (port,) = free_ports(1)
     server = start_gunicorn(settings, topic, port, args.workers, args.threads)
     try:
         load(port, "/api/log", singles, 1, 4, 2)  # warm up: producers connected, code paths hot

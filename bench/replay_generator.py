@@ -55,7 +55,7 @@ def bench_generation() -> list:
 def bench_sending(settings: Settings, payloads: list, batches: list[int]) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    from tests.conftest import free_ports
+    from local_stack.supervisor import free_ports
 
     topic = f"bench-replay-{uuid.uuid4().hex[:8]}"
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list)

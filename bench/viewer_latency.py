@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from local_stack.supervisor import free_ports  # noqa: E402
 from orderlog.config import Settings, child_environment, load_or_exit  # noqa: E402
 from orderlog.layout import SEGMENT_BUCKETS, bucket_of  # noqa: E402
 from orderlog.menu import SEGMENTS, preference  # noqa: E402
@@ -103,12 +104,6 @@ def _batch(statement: object, rows: list[tuple]) -> object:
     for row in rows:
         batch.add(statement, row)
     return batch
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(settings: Settings, port: int, workers: int, threads: int, cache: float) -> subprocess.Popen:
@@ -264,7 +259,7 @@ def main() -> None:
         "segment prefix search": [f"/api/user_segments/japanese?prefix=u0{rnd.randrange(100):02d}" for _ in range(200)],
     }
 
-    port = free_port()
+    (port,) = free_ports(1)
     server = start_server(settings, port, args.workers, args.threads, args.cache_seconds)
     try:
         print(f"\nviewer: gunicorn {args.workers} workers x {args.threads} threads; "

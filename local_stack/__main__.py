@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from local_stack.stack import StackConfig, StackError, down, servers, status, tail, up
+from local_stack import supervisor
+from local_stack.stack import StackConfig, StackError, down, servers, status, up
 from orderlog.config import load_or_exit
 
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(state.line())
             return 0 if all(s.running and s.answering for s in states) else 3
         elif args.command == "logs":
-            print(tail(servers(config)[args.server].log_file, args.lines))
+            print(supervisor.tail(servers(config)[args.server].log_file, args.lines, indent="    "))
     except StackError as exc:
         print(f"local_stack: {exc}", file=sys.stderr)
         return 1

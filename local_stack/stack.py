@@ -10,10 +10,8 @@ answers (a Kafka metadata request, a CQL query); `down` stops every process it s
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -23,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
+from local_stack import supervisor
 from orderlog.config import Settings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -169,14 +168,8 @@ class Server:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            return None
         # A recycled pid belongs to some other process: only trust our own command line.
-        if self.main_class in cmdline and str(self.home) in cmdline:
-            return pid
-        return None
+        return supervisor.find(pid, [self.main_class, str(self.home)])
 
     def status(self) -> ServerStatus:
         pid = self.pid()
@@ -185,7 +178,7 @@ class Server:
             running=pid is not None,
             pid=pid,
             answering=pid is not None and self.answers(),
-            rss_mb=_rss_mb(pid) if pid else None,
+            rss_mb=supervisor.rss_mb(pid) if pid else None,
             ports=self.ports(),
             log=self.log_file,
         )
@@ -197,65 +190,44 @@ class Server:
                 raise StackError(f"{self.name} runs (pid {self.pid()}) but does not answer; see {self.log_file}")
             return False
         for port in self.ports():
-            if _port_in_use(port):
+            if supervisor.port_in_use(port):
                 raise StackError(
                     f"cannot start {self.name}: port {port} on 127.0.0.1 is already in use by "
-                    f"another process ({_port_owner(port)}). Stop it, or move {self.name} with "
+                    f"another process ({supervisor.port_owner(port)}). Stop it, or move {self.name} with "
                     f"{self.port_variable(port)}."
                 )
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.prepare(java)
         command = [java, *self.jvm_args(), "-cp", self.classpath(), self.main_class, *self.program_args()]
-        with open(self.log_file, "ab") as log:
-            log.write(f"\n==== starting {self.name}: {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n".encode())
-            log.flush()
-            # A session of its own: `down` can signal the whole process group, and the
-            # server is not killed by a Ctrl-C meant for the command that started it.
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.home,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(str(process.pid))
-        alive = lambda: process.poll() is None  # noqa: E731
-        if not _wait_for(self.answers, self.start_timeout(), alive):
-            code = process.poll()
+        with open(self.log_file, "a") as log:
+            log.write(f"\n==== starting {self.name}: {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n")
+        server = supervisor.start(command, log=self.log_file, cwd=self.home)
+        self.pid_file.write_text(str(server.pid))
+        if not _wait_for(self.answers, self.start_timeout(), lambda: server.exit_code() is None):
+            code = server.exit_code()
             if code is None:
                 self.stop()
                 reason = f"did not answer within {self.start_timeout():.0f} s"
             else:
                 self.pid_file.unlink(missing_ok=True)
                 reason = f"exited with code {code} while starting"
-            raise StackError(f"{self.name} {reason}. Last lines of {self.log_file}:\n{tail(self.log_file)}")
+            last_lines = supervisor.tail(self.log_file, indent="    ")
+            raise StackError(f"{self.name} {reason}. Last lines of {self.log_file}:\n{last_lines}")
         return True
 
-    def stop(self, timeout: float = 60.0) -> bool:
+    def stop(self, timeout: float = supervisor.STOP_TIMEOUT_S) -> bool:
         """Stops the server (SIGTERM, then SIGKILL after timeout). True if it was running."""
         pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        if _alive(pid):
-            _signal_group(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.1)
+        if pid is not None:
+            supervisor.stop(pid, timeout)
         self.pid_file.unlink(missing_ok=True)
-        return True
+        return pid is not None
 
     def kill(self) -> None:
         """kill -9, for fault tests: no clean shutdown."""
         pid = self.pid()
         if pid is not None:
-            _signal_group(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.05)
+            supervisor.kill(pid)
 
     def port_variable(self, port: int) -> str:
         return "its ORDERLOG_* port variable"
@@ -480,14 +452,6 @@ def cassandra_answers(host: str, port: int) -> bool:
         cluster.shutdown()
 
 
-def tail(path: Path, lines: int = 25) -> str:
-    try:
-        content = path.read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        return "(no log written)"
-    return "\n".join("    " + line for line in content[-lines:])
-
-
 def _render(template: str, target: Path, **values: object) -> None:
     text = Template((TEMPLATES / template).read_text()).substitute({k: str(v) for k, v in values.items()})
     target.write_text(text)
@@ -524,85 +488,6 @@ def _tcp_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # SO_REUSEADDR: a port in TIME_WAIT after our own clean stop is free to use.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-def _port_owner(port: int) -> str:
-    """Best effort: which process listens on the port (from /proc/net/tcp)."""
-    inode = None
-    hex_port = f"{port:04X}"
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            cols = row.split()
-            if cols[1].endswith(":" + hex_port) and cols[3] == "0A":  # 0A = LISTEN
-                inode = cols[9]
-                break
-        if inode:
-            break
-    if not inode:
-        return "owner unknown"
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            for fd in (proc / "fd").iterdir():
-                if os.readlink(fd) == f"socket:[{inode}]":
-                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                    return f"pid {proc.name}: {cmd[:120].strip()}"
-        except OSError:
-            continue
-    return "owner unknown"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours counts as gone.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        if state == "Z":
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            return False
-    except OSError:
-        return False
-    return True
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(os.getpgid(pid), sig)
-    except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-
-def _rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def _java_major(version_line: str) -> int | None:

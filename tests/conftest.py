@@ -25,6 +25,7 @@ os.environ.setdefault("ORDERLOG_CASSANDRA_KEYSPACE", "orderlog_test")
 # not whatever `python3` is on PATH.
 os.environ.setdefault("PYSPARK_PYTHON", __import__("sys").executable)
 
+from local_stack.supervisor import free_ports  # noqa: E402
 from orderlog.config import Settings, load_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,19 +125,6 @@ def stop_process(process: object, timeout: float = 30) -> None:
     except subprocess.TimeoutExpired:
         process.kill()  # type: ignore[attr-defined]
         process.wait()  # type: ignore[attr-defined]
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports nobody listens on right now (for servers of a test's own)."""
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 @contextlib.contextmanager

@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,19 +40,13 @@ class StreamingJob:
 
     def descendants(self) -> list[int]:
         """Every process under the job (pyspark's daemon starts its own process group)."""
-        children: dict[int, list[int]] = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        found, todo = [], [self.proc.pid] if self.proc else []
-        while todo:
-            pid = todo.pop()
-            found.append(pid)
-            todo.extend(children.get(pid, []))
-        return found
+        if self.proc is None:
+            return []
+        try:
+            job = psutil.Process(self.proc.pid)
+            return [job.pid, *(child.pid for child in job.children(recursive=True))]
+        except psutil.NoSuchProcess:
+            return []
 
     def kill9(self) -> None:
         pids = self.descendants()

@@ -3,7 +3,8 @@ API (gunicorn) -> Kafka -> streaming job (spark-submit) -> Cassandra -> aggregat
 (spark-submit) -> viewer (gunicorn) JSON API, which must equal the generator's truth.
 
 Private everything but the servers: its own keyspace, topic, checkpoint, ports and var
-folder, so neither a running demo nor other tests are disturbed.
+folder, so neither a running demo nor other tests are disturbed. The processes are run as
+the demo runs them (tools/pipeline.py on local_stack/supervisor.py).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from datetime import date, timedelta
 
 import pytest
 
-from orderlog.config import child_environment
+from local_stack import supervisor
+from local_stack.supervisor import free_ports
 from orderlog.schema import apply_cql, truncate_tables
-from tests.conftest import free_ports
-from tools import demo
+from tools import pipeline
 from tools import replay as replay_cli
 
 pytestmark = pytest.mark.integration
@@ -52,24 +53,18 @@ def e2e_settings(settings, stack, kafka_topic, tmp_path):
 
 
 @pytest.fixture
-def pipeline(e2e_settings):
+def running(e2e_settings, tmp_path):
     """streaming, ingest and viewer running in the background; stopped afterwards."""
-    folder = demo.demo_dir(e2e_settings)
-    env = child_environment(e2e_settings)
-    processes = {}
+    processes: dict = {}
     try:
-        for name, command in demo.service_commands(e2e_settings).items():
-            processes[name] = demo.start_process(name, command, env, folder / f"{name}.log")
-        demo.wait_http(f"http://127.0.0.1:{e2e_settings.ingest.port}/healthz", processes["ingest"])
-        demo.wait_http(f"http://127.0.0.1:{e2e_settings.viewer.port}/api/status", processes["viewer"])
+        processes.update(pipeline.start_services(e2e_settings, tmp_path / "logs", processes.__setitem__))
         yield processes
     finally:
-        for entry in processes.values():
-            demo.stop_process(entry)
-        assert not any(demo.is_ours(e) for e in processes.values())
+        pipeline.stop_services(processes)
+        assert not any(supervisor.running(p) for p in processes.values())
 
 
-def test_the_viewer_shows_exactly_what_the_generator_sent(e2e_settings, pipeline, tmp_path, capsys):
+def test_the_viewer_shows_exactly_what_the_generator_sent(e2e_settings, running, tmp_path, capsys):
     settings = e2e_settings
     ingest = f"http://127.0.0.1:{settings.ingest.port}"
     viewer = f"http://127.0.0.1:{settings.viewer.port}"
@@ -83,16 +78,17 @@ def test_the_viewer_shows_exactly_what_the_generator_sent(e2e_settings, pipeline
     truth = json.loads(truth_file.read_text())
     assert truth["orders"] == 2500
 
-    streaming = pipeline["streaming"]
+    streaming = running["streaming"]
     try:
-        counts = demo.wait_for_raw_orders(settings, truth, timeout=600, alive=lambda: demo.is_ours(streaming))
-    except demo.DemoError as exc:
-        pytest.fail(f"{exc}\n{demo.tail(streaming['log'], 60)}")
+        counts = pipeline.wait_for_raw_orders(settings, truth, timeout=600,
+                                              alive=lambda: supervisor.running(streaming))
+    except pipeline.PipelineError as exc:
+        pytest.fail(f"{exc}\n{supervisor.tail(streaming.log, 60)}")
     assert counts == {d: v["total"] for d, v in truth["daily"].items()}
 
-    demo.run_aggregate(settings, END - timedelta(days=DAYS - 1), END, tmp_path / "aggregate.log")
+    pipeline.run_aggregate(settings, END - timedelta(days=DAYS - 1), END, tmp_path / "aggregate.log")
 
-    assert demo.check_viewer(viewer, truth, sample_users=40) == []
+    assert pipeline.check_viewer(viewer, truth, sample_users=40) == []
     # The same, spelled out for the last day and the segments.
     with urllib.request.urlopen(f"{viewer}/api/daily_order_summaries?date={END}") as reply:
         day = json.loads(reply.read())

@@ -14,9 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from orderlog.config import Settings, load_or_exit
 from orderlog.events import InvalidEvent, validate_event
@@ -53,6 +57,10 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+class ReplayError(ValueError):
+    """The replay cannot be made as asked; the message says why."""
+
+
 def check_valid(replay: Replay, now: datetime | None = None) -> None:
     """Every event meant to be valid passes the pipeline's own validation (today's clock
     included: the API refuses timestamps more than a day ahead)."""
@@ -63,7 +71,7 @@ def check_valid(replay: Replay, now: datetime | None = None) -> None:
         try:
             validate_event(event.payload, now=now)
         except InvalidEvent as exc:
-            raise SystemExit(f"replay: cannot replay {replay.params.end_date}: {event.payload} -> {exc}") from None
+            raise ReplayError(f"cannot replay {replay.params.end_date}: {event.payload} -> {exc}") from None
 
 
 def truth_of(replay: Replay, acknowledged: set[int], result: SendResult | None) -> dict[str, Any]:
@@ -84,6 +92,61 @@ def truth_of(replay: Replay, acknowledged: set[int], result: SendResult | None) 
     return compute_truth(payloads, params.business_timezone, params.dates, meta)
 
 
+@dataclass(frozen=True)
+class Sending:
+    """Where and how the events are sent (the flags of the same names)."""
+
+    url: str
+    token: str | None = None
+    rate: float = 2000
+    batch: int = 200
+    max_wait: float = 300
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    replay: Replay
+    result: SendResult | None  # None: a dry run
+    truth: dict[str, Any]  # what the pipeline must then show
+
+    @property
+    def surprises(self) -> int:
+        """3 when the API judged an event otherwise than the generator meant, else 0."""
+        return report_surprises(self.replay, self.result)
+
+
+def replay(params: ReplayParams, sending: Sending | None, *, events: Path | None = None,
+           out: Callable[[str], None] = print) -> ReplayReport:
+    """Generates the replay, sends it (unless ``sending`` is None: a dry run) and computes
+    the truth from the acknowledged valid events. ``events`` gets the events as NDJSON.
+    Raises ReplayError when a valid event fails the pipeline's own validation, SendError
+    when sending stops."""
+    generated = generate(params)
+    check_valid(generated)
+    valid = sum(1 for e in generated.events if e.valid)
+    late = sum(1 for e in generated.events if e.late)
+    out(
+        f"replay {params.first_date}..{params.end_date} ({params.business_timezone}): "
+        f"{params.users} users, {valid} orders, seed {params.seed}"
+        + (f", dirty: {late} late, {len(generated.events) - valid} malformed" if params.dirty else "")
+    )
+    if events:
+        _write(events, generated.to_ndjson())
+    if sending is None:
+        acknowledged = {i for i, e in enumerate(generated.events) if e.valid}
+        result = None
+    else:
+        result = send(generated, sending)
+        acknowledged = set(result.acknowledged)
+        out(
+            f"sent {result.sent}, acknowledged {len(result.acknowledged)}, refused {len(result.refused)} "
+            f"in {result.seconds:.1f}s ({result.sent / max(result.seconds, 1e-9):.0f} events/s, "
+            f"{result.requests} requests, {result.retries} retries)"
+        )
+    return ReplayReport(generated, result, truth_of(generated, acknowledged, result))
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = load_or_exit("replay")
     args = parse_args(argv, settings)
@@ -95,51 +158,29 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
-    replay = generate(params)
-    check_valid(replay)
     url = args.url or f"http://{settings.ingest.host}:{settings.ingest.port}"
-    valid = sum(1 for e in replay.events if e.valid)
-    late = sum(1 for e in replay.events if e.late)
-    print(
-        f"replay {params.first_date}..{params.end_date} ({params.business_timezone}): "
-        f"{params.users} users, {valid} orders, seed {params.seed}"
-        + (f", dirty: {late} late, {len(replay.events) - valid} malformed" if params.dirty else ""),
-        flush=True,
-    )
-    if args.events:
-        _write(args.events, replay.to_ndjson())
-
-    if args.dry_run:
-        acknowledged = {i for i, e in enumerate(replay.events) if e.valid}
-        result = None
-    else:
-        try:
-            result = send(replay, url, args)
-        except SendError as exc:
-            print(f"replay: {exc}", file=sys.stderr)
-            return 1
-        acknowledged = set(result.acknowledged)
-        print(
-            f"sent {result.sent}, acknowledged {len(result.acknowledged)}, refused {len(result.refused)} "
-            f"in {result.seconds:.1f}s ({result.sent / max(result.seconds, 1e-9):.0f} events/s, "
-            f"{result.requests} requests, {result.retries} retries)"
-        )
+    sending = None if args.dry_run else Sending(url, args.token, args.rate, args.batch, args.max_wait, not args.quiet)
+    try:
+        report = replay(params, sending, events=args.events, out=lambda line: print(line, flush=True))
+    except ReplayError as exc:
+        raise SystemExit(f"replay: {exc}") from None  # exit 1, the reason on stderr
+    except SendError as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 1
     if args.truth:
-        truth = truth_of(replay, acknowledged, result)
-        _write(args.truth, (json.dumps(truth, indent=1, sort_keys=True) + "\n").encode())
-        print(f"truth: {truth['orders']} orders on {len(truth['dates'])} days -> {args.truth}")
-    return report_surprises(replay, result)
+        _write(args.truth, (json.dumps(report.truth, indent=1, sort_keys=True) + "\n").encode())
+        print(f"truth: {report.truth['orders']} orders on {len(report.truth['dates'])} days -> {args.truth}")
+    return report.surprises
 
 
-def send(replay: Replay, url: str, args: argparse.Namespace) -> SendResult:
-    from tqdm import tqdm
-
-    with tqdm(total=len(replay.events), unit="ev", disable=args.quiet, desc="replay", file=sys.stderr) as bar:
+def send(generated: Replay, sending: Sending) -> SendResult:
+    with tqdm(total=len(generated.events), unit="ev", disable=not sending.progress, desc="replay",
+              file=sys.stderr) as bar:
         sender = Sender(
-            url, rate=args.rate, batch_size=args.batch, max_wait=args.max_wait, token=args.token,
+            sending.url, rate=sending.rate, batch_size=sending.batch, max_wait=sending.max_wait, token=sending.token,
             progress=bar.update,
         )
-        return sender.send([e.payload for e in replay.events])
+        return sender.send([e.payload for e in generated.events])
 
 
 def report_surprises(replay: Replay, result: SendResult | None) -> int:
