@@ -23,6 +23,8 @@ from flask import Flask, current_app
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from orderlog.kafka_admin import brokers_answer, describe
+
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "orderlog_kafka"
@@ -80,11 +82,15 @@ class OrderProducer:
         self._lock = threading.Lock()
         self._failed_at = 0.0
         self._last_error = ""
+        # A producer a record failed for good on (see _note_failure); replaced on next use.
+        self._broken: KafkaProducer | None = None
 
     def _get(self) -> KafkaProducer:
         producer = self._producer
         if producer is not None and self._pid == os.getpid():
-            return producer
+            if producer is not self._broken:
+                return producer
+            self._discard(producer)
         with self._lock:
             if self._producer is not None and self._pid == os.getpid():
                 return self._producer
@@ -96,7 +102,7 @@ class OrderProducer:
                 self._producer = KafkaProducer(**self.config)
             except Exception as exc:  # NoBrokersAvailable, timeouts, DNS errors...
                 self._failed_at = time.monotonic()
-                self._last_error = _describe(exc)
+                self._last_error = describe(exc)
                 log.warning("cannot create the Kafka producer: %s", self._last_error)
                 raise KafkaUnavailable(f"Kafka is unavailable ({self._last_error})") from exc
             self._pid = os.getpid()
@@ -112,36 +118,35 @@ class OrderProducer:
         try:
             futures = [producer.send(self.topic, key=key, value=value) for key, value in records]
             for future in futures:
+                # Also for records whose request has answered 503 already: a failure that
+                # arrives later still tells that this producer is broken.
+                future.add_errback(self._note_failure, producer)
+            for future in futures:
                 future.get(timeout=max(0.0, deadline - time.monotonic()))
         except (KafkaError, TimeoutError) as exc:
-            if _is_broken(producer, exc):
+            if _is_broken(exc):
                 self._discard(producer)
-            raise KafkaUnavailable(f"Kafka did not acknowledge the records ({_describe(exc)})") from exc
+            raise KafkaUnavailable(f"Kafka did not acknowledge the records ({describe(exc)})") from exc
+
+    def _note_failure(self, producer: KafkaProducer, exc: BaseException) -> None:
+        """An idempotent producer whose record failed for good (a fatal sequence or producer
+        id error) holds every later record back until it times out: it is replaced."""
+        if _is_broken(exc):
+            self._broken = producer
 
     def _discard(self, producer: KafkaProducer) -> None:
         """Drop a producer that will not recover by itself; the next request makes a new one."""
         with self._lock:
-            if self._producer is producer:
-                self._producer = None
+            if self._producer is not producer:
+                return  # another thread did already
+            self._producer = None
         log.warning("discarding the Kafka producer after a non-retriable error")
         producer.close(timeout=0)
 
     def reachable(self, timeout_s: float = 2.0) -> tuple[bool, str]:
         """Whether a broker answers a metadata request now, and why not if it does not."""
-        try:
-            producer = self._get()
-        except KafkaUnavailable as exc:
-            return False, str(exc)
-        # A fresh metadata round trip: cached metadata would say "up" with the broker gone.
-        done = threading.Event()
-        future = producer._metadata.request_update()
-        future.add_both(lambda *_: done.set())
-        producer._sender.wakeup()
-        if not done.wait(timeout_s):
-            return False, f"no metadata answer from Kafka within {timeout_s:g} s"
-        if future.failed():
-            return False, f"metadata request failed ({future.exception})"
-        return True, "ok"
+        client_id = f"{self.config['client_id']}-health"
+        return brokers_answer(self.config["bootstrap_servers"], timeout_s, client_id=client_id)
 
     def close(self, timeout_s: float | None = None) -> None:
         """Flush what is buffered and close (used at worker exit)."""
@@ -151,21 +156,12 @@ class OrderProducer:
             producer.close(timeout=self.ack_timeout_s if timeout_s is None else timeout_s)
 
 
-def _is_broken(producer: KafkaProducer, exc: BaseException) -> bool:
-    """A timeout or a retriable error (broker down or slow) heals by itself; a producer in an
-    idempotence error state does not: it refuses every send until it is replaced."""
-    manager = getattr(producer, "_transaction_manager", None)
-    if manager is not None and manager.has_error():
-        return True
+def _is_broken(exc: BaseException) -> bool:
+    """A timeout or a retriable error (broker down or slow) heals by itself; a non-retriable
+    error (an idempotence error state) does not: the producer is replaced."""
     if isinstance(exc, (KafkaTimeoutError, TimeoutError)):
         return False
     return isinstance(exc, KafkaError) and not exc.retriable
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    name = type(exc).__name__
-    return text if name in text else f"{name}: {text}"
 
 
 def init_app(app: Flask) -> None:

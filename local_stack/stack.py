@@ -23,6 +23,7 @@ from string import Template
 
 from local_stack import supervisor
 from orderlog.config import Settings
+from orderlog.kafka_admin import brokers_answer
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -411,26 +412,7 @@ def status(config: StackConfig) -> list[ServerStatus]:
 
 def kafka_answers(bootstrap: str) -> bool:
     """True when the broker answers a metadata request."""
-    try:
-        from kafka import KafkaAdminClient
-        from kafka.errors import KafkaError
-    except ImportError as exc:  # pragma: no cover - set-up problem
-        raise StackError("kafka-python is missing: run `make setup`") from exc
-    if not _tcp_open(*_host_port(bootstrap)):
-        return False
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=5000, client_id="local-stack-probe"
-        )
-    except (KafkaError, OSError, ValueError):
-        return False
-    try:
-        admin.describe_cluster()
-        return True
-    except (KafkaError, OSError):
-        return False
-    finally:
-        admin.close()
+    return _tcp_open(*_host_port(bootstrap)) and brokers_answer([bootstrap], 5.0, client_id="local-stack-probe")[0]
 
 
 def cassandra_answers(host: str, port: int) -> bool:

@@ -173,6 +173,10 @@ class _FakeFuture:
     def __init__(self, error):
         self.error = error
 
+    def add_errback(self, f, *args):
+        if self.error:
+            f(*args, self.error)
+
     def get(self, timeout):
         if self.error:
             raise self.error
