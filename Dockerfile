@@ -3,8 +3,10 @@
 #
 #   docker compose build      (or: docker build -t orderlog .)
 #
-# Stage 1 runs `make setup` (virtualenv + Maven-resolved connector jars) with a JDK and
-# Maven; stage 2 keeps only the result on a Java 17 *runtime*, as a non-root user.
+# Stage 1 runs `make runtime` (a virtualenv of requirements.txt only, no test tools, and the
+# Maven-resolved connector jars) with a JDK and Maven; stage 2 keeps only the result on a
+# Java 17 *runtime*, as a non-root user, with the code the services run and the package
+# ./spark-submit.sh ships to Spark, built once here.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -13,11 +15,11 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jdk-headless maven make \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-# Only what `make setup` reads, so code changes do not re-resolve packages and jars.
+# Only what `make runtime` reads, so code changes do not re-resolve packages and jars.
 COPY Makefile requirements.txt pyproject.toml ./
 COPY local_stack ./local_stack
 COPY orderlog ./orderlog
-RUN make setup && rm -rf "$HOME/.m2" "$HOME/.cache"
+RUN make runtime && rm -rf "$HOME/.m2" "$HOME/.cache"
 
 FROM ${PYTHON_IMAGE}
 RUN apt-get update \
@@ -35,5 +37,6 @@ ENV PATH=/app/.venv/bin:$PATH \
     ORDERLOG_VAR_DIR=/app/var \
     ORDERLOG_CHECKPOINT_LOCATION=/data/checkpoints/streaming
 USER orderlog
+RUN python -m jobs.shipping
 # Every service of docker-compose.yml sets its own command; this one explains itself.
 CMD ["python", "-m", "orderlog.schema", "cql"]

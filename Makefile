@@ -2,13 +2,19 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+# PYTHON is the interpreter the virtualenv is made with (`PYTHON=python3.11 make setup`);
+# every command then runs the virtualenv's own, PY.
+PYTHON  ?= python3
 VENV    ?= .venv
-PYTHON  := $(VENV)/bin/python
-STAMP   := $(VENV)/.requirements.stamp
+PY      := $(VENV)/bin/python
+RUNTIME := $(VENV)/.runtime.stamp
+DEV     := $(VENV)/.dev.stamp
 JARS    := build/jars/.resolved.stamp
 PYTEST_ARGS ?=
+# pyspark 3.5 with our pins: numpy 1.26.4 has no wheel for 3.13, the code needs 3.11.
+PYTHON_VERSIONS := 3.11 3.12
 
-.PHONY: help system-deps setup up down status schema test test-fast lint ingest viewer streaming aggregate demo demo-reset stop bench clean
+.PHONY: help system-deps setup runtime check-python up down status schema test test-fast lint ingest viewer streaming aggregate demo demo-reset stop bench clean
 
 system-deps: ## install the system packages the project needs (Java 17, Maven; Chromium, docker-compose for tests)
 	@bash tools/install_system_deps.sh
@@ -16,41 +22,56 @@ system-deps: ## install the system packages the project needs (Java 17, Maven; C
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(STAMP) $(JARS) ## create the virtualenv, install Python packages, resolve the jars
+setup: $(DEV) $(JARS) ## create the virtualenv, install the Python packages (runtime and tests), resolve the jars
 
-$(STAMP): requirements.txt
-	@test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -r requirements.txt
-	$(PYTHON) -m local_stack check-versions
+runtime: $(RUNTIME) $(JARS) ## the same with the runtime packages only (what the Docker image carries)
+
+check-python: ## refuse a Python that pyspark 3.5 and our pins do not support, saying which do
+	@python=$(if $(wildcard $(PY)),$(PY),$(PYTHON)); \
+	version=$$($$python -c 'import sys; print("Python %d.%d" % sys.version_info[:2])' 2>/dev/null) || version="not found"; \
+	case " $(PYTHON_VERSIONS) " in *" $${version#Python } "*) ;; *) \
+	  echo "$$python: $$version; this project needs Python 3.11 or 3.12 (pyspark 3.5 and its pinned numpy): install one (Debian/Ubuntu: apt-get install python3.11-venv) and run PYTHON=python3.11 make setup$(if $(wildcard $(PY)), after rm -rf $(VENV))"; \
+	  exit 1;; esac
+
+$(PY): | check-python
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME): requirements.txt | $(PY) check-python
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m local_stack check-versions
+	@touch $@
+
+$(DEV): $(RUNTIME) requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	@touch $@
 
 $(JARS): local_stack/jvm/pom.xml local_stack/jvm/kafka/pom.xml local_stack/jvm/cassandra/pom.xml local_stack/jvm/spark/pom.xml
 	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed to resolve the jars: apt-get install maven"; exit 1; }
-	@test -x $(PYTHON) || $(MAKE) $(STAMP)
-	$(PYTHON) -m local_stack check-versions
+	@test -x $(PY) || $(MAKE) $(RUNTIME)
+	$(PY) -m local_stack check-versions
 	@# Resolve beside the live folder and swap, so running servers never see a half-empty one.
 	rm -rf build/jars.next && mvn -B -q -f local_stack/jvm/pom.xml package -Djars.dir=$(CURDIR)/build/jars.next
 	rm -rf build/jars && mv build/jars.next build/jars
 	@touch $@
 
 up: setup ## start the local Kafka and Cassandra, apply the schema, create the topic
-	$(PYTHON) -m local_stack up
+	$(PY) -m local_stack up
 
 down: ## stop the local Kafka and Cassandra
-	@if [ -x $(PYTHON) ]; then $(PYTHON) -m local_stack down; fi
+	@if [ -x $(PY) ]; then $(PY) -m local_stack down; fi
 
 status: ## show what runs and its memory
-	$(PYTHON) -m local_stack status
+	$(PY) -m local_stack status
 
 schema: setup ## apply the CQL schema and create the topic (on the configured clusters)
-	$(PYTHON) -m orderlog.schema apply
+	$(PY) -m orderlog.schema apply
 
 test: system-deps setup ## run every test (starts the local stack if needed, stops what it started)
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup ## only the unit tests (no servers)
-	$(PYTHON) -m pytest -m "not integration" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
 lint: setup ## ruff
 	$(VENV)/bin/ruff check .
@@ -78,16 +99,16 @@ compose-check: setup ## validate docker-compose.yml with Debian's docker-compose
 	@command -v docker-compose >/dev/null || { S=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq docker-compose; }
 	docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_compose.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_compose.py
 
 demo: setup ## the whole pipeline on this machine: stack, streaming, ingest, viewer, a replayed week, aggregate; prints the viewer's URL
-	$(PYTHON) -m tools.demo start
+	$(PY) -m tools.demo start
 
 demo-reset: setup ## stop the demo's processes and empty every table of the keyspace (after orders were added to the demo's dates)
-	$(PYTHON) -m tools.demo reset
+	$(PY) -m tools.demo reset
 
 stop: ## stop everything `make demo` started (and Kafka and Cassandra if the demo started them)
-	@if [ -x $(PYTHON) ]; then $(PYTHON) -m tools.demo stop; fi
+	@if [ -x $(PY) ]; then $(PY) -m tools.demo stop; fi
 
 streaming: setup ## the streaming job, Kafka -> Cassandra (flags: make streaming ARGS='--trigger "2 seconds"'); Ctrl-C stops it between batches
 	./spark-submit.sh streaming $(ARGS)

@@ -12,9 +12,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PYTHON=${PYTHON:-.venv/bin/python}
-SPARK_SUBMIT=${SPARK_SUBMIT:-.venv/bin/spark-submit}
-[ -x "$PYTHON" ] && [ -x "$SPARK_SUBMIT" ] || { echo "spark-submit.sh: run \`make setup\` first" >&2; exit 2; }
+# The virtualenv of `make setup` (VENV, as in the Makefile); not $PYTHON, which names the
+# interpreter `make setup` builds it with.
+VENV=${VENV:-.venv}
+[ -x "$VENV/bin/python" ] && [ -x "$VENV/bin/spark-submit" ] || { echo "spark-submit.sh: run \`make setup\` first" >&2; exit 2; }
+PY="$(cd "$VENV/bin" && pwd)/python"
+SPARK_SUBMIT="$(dirname "$PY")/spark-submit"
 
 spark_opts=()
 has_master=no
@@ -33,29 +36,27 @@ while [ $# -gt 0 ] && [[ "$1" == --* ]]; do
 done
 
 job=${1:-}
-if [ -z "$job" ] || [ ! -f "jobs/$job.py" ] || [ "$job" = "session" ] || [ "$job" = "submit_args" ]; then
-  echo "usage: ./spark-submit.sh [spark-submit options] <job> [job args]" >&2
-  echo "jobs: streaming, aggregate" >&2
-  exit 2
-fi
+case "$job" in
+  streaming|aggregate|code_origin) ;;
+  *)
+    echo "usage: ./spark-submit.sh [spark-submit options] <job> [job args]" >&2
+    echo "jobs: streaming, aggregate, code_origin (where the driver and executors import the code from)" >&2
+    exit 2 ;;
+esac
 shift
 
-# The code the driver and executors import (orderlog/ and jobs/), as one zip.
-mkdir -p build
-"$PYTHON" - <<'PY'
-import zipfile, pathlib
-with zipfile.ZipFile("build/orderlog-code.zip", "w", zipfile.ZIP_DEFLATED) as z:
-    for package in ("orderlog", "jobs"):
-        for path in sorted(pathlib.Path(package).rglob("*.py")):
-            z.write(path)
-PY
-
+# The master, the connector jars and settings, and the project's package (built into
+# build/py-files/ when the sources changed) as --py-files: the driver and the executors
+# import the code from that package. A bad setting stops here with one line.
 master_flag=()
 [ "$has_master" = yes ] && master_flag=(--master-given)
-generated_text=$("$PYTHON" -m jobs.submit_args build/orderlog-code.zip "${master_flag[@]}") || exit $?
+generated_text=$("$PY" -m jobs.submit_args "${master_flag[@]}") || exit $?
 mapfile -t generated <<< "$generated_text"
 # Spark's logging at WARN (jobs/conf/log4j2.properties) unless you bring your own conf dir.
 export SPARK_CONF_DIR=${SPARK_CONF_DIR:-$(pwd)/jobs/conf}
-export PYSPARK_PYTHON=${PYSPARK_PYTHON:-$(pwd)/$PYTHON}
-export PYSPARK_DRIVER_PYTHON=${PYSPARK_DRIVER_PYTHON:-$(pwd)/$PYTHON}
+export PYSPARK_PYTHON=${PYSPARK_PYTHON:-$PY}
+export PYSPARK_DRIVER_PYTHON=${PYSPARK_DRIVER_PYTHON:-$PY}
+# Python puts neither the script's folder nor the working directory (this checkout, where
+# Spark starts its Python workers) on sys.path: the code comes from the shipped package.
+export PYTHONSAFEPATH=1
 exec "$SPARK_SUBMIT" "${spark_opts[@]}" "${generated[@]}" "jobs/$job.py" "$@"

@@ -29,7 +29,8 @@ from orderlog.cassandra_session import connect, shutdown
 from orderlog.config import Settings, load_or_exit
 from orderlog.layout import RAW_ORDER_BUCKETS, bucket_col
 from orderlog.menu import JAPANESE, WESTERN, preference
-from orderlog.schema import apply_cql, table_names
+from orderlog.schema import apply_cql
+from orderlog.tables import table_names
 
 DAY = date(2025, 5, 31)
 

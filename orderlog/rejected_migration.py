@@ -28,15 +28,14 @@ from typing import Any
 
 from orderlog.layout import rejected_bucket_of
 from orderlog.rejected import kept_bytes
-from orderlog.schema import create_table_statement, table_columns
+from orderlog.tables import create_table_statement, table_columns, table_keys
 
 TABLE = "rejected_events"
 STAGING = "rejected_events_migration"
 OLD_KEY = (["reject_date", "kafka_partition"], ["kafka_topic", "kafka_offset"])
-# The current key, as cassandra/tables.cql defines it (a test holds the two equal). Spelled
-# out because the streaming job checks it at start, and the jobs run from a zip of the
-# Python code alone, without tables.cql.
-NEW_KEY = (["reject_date", "bucket"], ["kafka_topic", "kafka_partition", "kafka_offset"])
+# The current key, as cassandra/tables.cql defines it (the streaming job checks it at start:
+# the package it runs from carries the CQL).
+NEW_KEY = table_keys()[TABLE]
 # The older table's columns (replayed_at only if an earlier `make schema` added it).
 OLD_COLUMNS = ("reject_date", "kafka_partition", "kafka_topic", "kafka_offset", "kafka_key", "kafka_timestamp",
                "raw_value", "reason", "rejected_at")

@@ -183,8 +183,8 @@ def test_published_ports_are_on_localhost_only(config):
 def test_the_dockerfile_builds_our_services_with_java_and_the_resolved_jars_as_non_root():
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", text, re.M)
-    assert "openjdk-17-jdk-headless maven make" in text  # build stage: make setup resolves the jars
-    assert re.search(r"^RUN make setup", text, re.M)
+    assert "openjdk-17-jdk-headless maven make" in text  # build stage: make runtime resolves the jars
+    assert re.search(r"^RUN make runtime", text, re.M)  # the runtime packages only, no test tools
     assert "openjdk-17-jre-headless" in text  # runtime stage: a Java 17 runtime for Spark
     assert "COPY --from=build /app/build/jars/spark /app/build/jars/spark" in text
     users = re.findall(r"^USER (\S+)", text, re.M)

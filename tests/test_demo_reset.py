@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from orderlog.schema import table_names
+from orderlog.tables import table_names
 from tests.conftest import free_ports
 from tests.test_aggregate_model import insert_orders
 from tools import demo

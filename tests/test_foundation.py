@@ -10,7 +10,7 @@ from datetime import date
 import pytest
 
 from local_stack.stack import Kafka, StackConfig, StackError, down, status, up
-from orderlog.schema import table_names
+from orderlog.tables import table_names
 from tests.conftest import free_ports
 
 pytestmark = pytest.mark.integration

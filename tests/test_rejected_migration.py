@@ -18,7 +18,8 @@ import pytest
 
 from orderlog.cassandra_session import connect, shutdown
 from orderlog.rejected_migration import STAGING, STEPS, converted, migrate_rejected_events, pending_steps
-from orderlog.schema import apply_cql, table_columns
+from orderlog.schema import apply_cql
+from orderlog.tables import table_columns
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,8 @@ from cassandra.util import uuid_from_time
 
 from orderlog.cassandra_session import connect, shutdown
 from orderlog.rejected_migration import NEW_KEY
-from orderlog.schema import apply_cql, create_table_statement, table_columns, table_keys, table_names
+from orderlog.schema import apply_cql
+from orderlog.tables import create_table_statement, table_columns, table_keys, table_names
 
 # aggregate_runs as the first release created it: no trigger column.
 OLD_AGGREGATE_RUNS = """

@@ -191,7 +191,7 @@ def test_the_job_refuses_to_start_on_rejected_events_of_the_older_layout(cassand
     EXISTS changes nothing): one clear line at start, not a failed write every batch."""
     from jobs.stream_preflight import check_cassandra
     from orderlog.cassandra_session import CassandraUnavailable
-    from orderlog.schema import create_table_statement
+    from orderlog.tables import create_table_statement
 
     keyspace = f"orderlog_old_{uuid.uuid4().hex[:8]}"
     cassandra.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', "

@@ -37,7 +37,8 @@ from local_stack.supervisor import Started
 from orderlog.cassandra_session import connect, shutdown
 from orderlog.config import Settings, load_or_exit
 from orderlog.rejected_migration import MigrationError
-from orderlog.schema import apply_cql, create_topic, table_names, truncate_tables
+from orderlog.schema import apply_cql, create_topic, truncate_tables
+from orderlog.tables import table_names
 from tools import pipeline
 from tools.generator import ReplayParams
 from tools.pipeline import PipelineError
