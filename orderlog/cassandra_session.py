@@ -8,11 +8,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+from cassandra import ConsistencyLevel, InvalidRequest, OperationTimedOut
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
-from cassandra import ConsistencyLevel, InvalidRequest, OperationTimedOut
 from orderlog.config import Settings
 
 REQUEST_TIMEOUT_SECONDS = 30.0

@@ -11,10 +11,10 @@ import itertools
 
 import hypothesis
 import pytest
+from cassandra import ConsistencyLevel, OperationTimedOut, WriteTimeout, WriteType
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cassandra import ConsistencyLevel, OperationTimedOut, WriteTimeout, WriteType
 from jobs.aggregate import parse_dates
 from jobs.aggregate_lock import LockLost, RunLock
 from orderlog.config import load_settings

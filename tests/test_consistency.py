@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from cassandra import ConsistencyLevel
+
 from orderlog.cassandra_session import connect, shutdown
 from orderlog.schema import create_topic
 

@@ -68,9 +68,8 @@ def stored(session) -> list[tuple[str, str]]:
 
 def count(session) -> int:
     """Rows in raw_orders, or -1 while the test's own driver has not reconnected yet."""
-    from cassandra.cluster import NoHostAvailable
-
     from cassandra import OperationTimedOut
+    from cassandra.cluster import NoHostAvailable
 
     try:
         return session.execute("SELECT count(*) FROM raw_orders", timeout=60).one()[0]

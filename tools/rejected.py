@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NoReturn
 
+from cassandra import DriverException, InvalidRequest, RequestExecutionException
 from cassandra.cluster import NoHostAvailable
 
-from cassandra import DriverException, InvalidRequest, RequestExecutionException
 from orderlog.cassandra_session import CassandraUnavailable, connect_checked, shutdown
 from orderlog.config import Settings, load_or_exit
 from orderlog.events import printable

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 
+from cassandra import DriverException, OperationTimedOut, RequestExecutionException
 from cassandra.cluster import NoHostAvailable
 from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from cassandra import DriverException, OperationTimedOut, RequestExecutionException
 from viewer.params import BadCursor, BadParameter
 
 log = logging.getLogger(__name__)
