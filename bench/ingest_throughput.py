@@ -32,12 +32,15 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
 
-from local_stack.supervisor import free_ports  # noqa: E402
-from orderlog.config import Settings, child_environment, load_or_exit  # noqa: E402
-from orderlog.events import validate_event  # noqa: E402
+from ingest_api.producer import producer_config
+from local_stack.supervisor import free_ports
+from orderlog.config import Settings, child_environment, load_or_exit
+from orderlog.events import validate_event
+
+ROOT = Path(__file__).resolve().parent.parent
 
 USERS = 1000
 
@@ -158,10 +161,6 @@ def producer_performance(settings, topic: str, payload_file: Path, records: int)
 
 def kafka_python_alone(settings, topic: str, records: list[tuple[bytes, bytes]], count: int) -> dict:
     """The same producer settings as the API, sending in a loop: the ceiling of kafka-python."""
-    from kafka import KafkaProducer
-
-    from ingest_api.producer import producer_config
-
     producer = KafkaProducer(**producer_config(settings.kafka.bootstrap_list, 30_000))
     producer.send(topic, key=records[0][0], value=records[0][1]).get(30)
     started = time.monotonic()
@@ -184,7 +183,6 @@ def main() -> None:
     parser.add_argument("--perf-records", type=int, default=1_000_000)
     args = parser.parse_args()
 
-    from kafka.admin import KafkaAdminClient, NewTopic
 
     settings = load_or_exit("bench.ingest_throughput")
     topic = f"bench-ingest-{uuid.uuid4().hex[:8]}"

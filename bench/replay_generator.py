@@ -16,17 +16,20 @@ import argparse
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from kafka.admin import KafkaAdminClient, NewTopic
 
-from orderlog.config import Settings, child_environment, load_or_exit  # noqa: E402
-from tools.generator import ReplayParams, generate  # noqa: E402
-from tools.sender import Sender  # noqa: E402
-from tools.truth import compute_truth  # noqa: E402
+from local_stack.supervisor import free_ports
+from orderlog.config import Settings, child_environment, load_or_exit
+from tools.generator import ReplayParams, generate
+from tools.sender import Sender
+from tools.truth import compute_truth
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PARAMS = ReplayParams(date(2025, 5, 31), days=7, users=2000, orders=20000, seed=42, dirty=True)
 
@@ -53,10 +56,6 @@ def bench_generation() -> list:
 
 
 def bench_sending(settings: Settings, payloads: list, batches: list[int]) -> None:
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    from local_stack.supervisor import free_ports
-
     topic = f"bench-replay-{uuid.uuid4().hex[:8]}"
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list)
     admin.create_topics([NewTopic(topic, num_partitions=settings.kafka.topic_partitions, replication_factor=1)])
@@ -68,8 +67,6 @@ def bench_sending(settings: Settings, payloads: list, batches: list[int]) -> Non
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        import urllib.request
-
         for _ in range(120):
             try:
                 urllib.request.urlopen(url + "/healthz", timeout=2)

@@ -27,17 +27,24 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
+from cassandra.query import BatchStatement, BatchType
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from jobs.session import local_session
+from jobs.stream_lifecycle import quiet_logs
+from jobs.stream_sink import BatchWriter
+from jobs.stream_source import read_kafka
+from jobs.stream_transforms import parse_one
+from orderlog.business_day import business_date
+from orderlog.cassandra_session import connect, shutdown
+from orderlog.config import Settings, child_environment, load_or_exit
+from orderlog.events import parse_record
+from orderlog.layout import RAW_ORDER_BUCKETS, bucket_of
+from orderlog.schema import apply_cql
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-
-from kafka import KafkaProducer  # noqa: E402
-from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
-
-from orderlog.business_day import business_date  # noqa: E402
-from orderlog.config import Settings, child_environment, load_or_exit  # noqa: E402
-from orderlog.events import parse_record  # noqa: E402
-from orderlog.layout import RAW_ORDER_BUCKETS, bucket_of  # noqa: E402
 
 KEYSPACE = "orderlog_bench_streaming"
 INSERT = (
@@ -79,8 +86,6 @@ def preload(settings: Settings, topic: str, values: list[bytes]) -> float:
 
 
 def truncate(settings: Settings) -> None:
-    from orderlog.cassandra_session import connect, shutdown
-
     session = connect(settings)
     session.execute("TRUNCATE raw_orders", timeout=120)
     shutdown(session)
@@ -91,11 +96,6 @@ def truncate(settings: Settings) -> None:
 
 def drain(settings: Settings, topic: str, max_offsets: int, conf: dict[str, str]) -> tuple[float, float, int]:
     """(wall seconds, seconds inside non-empty batches, batches) to write the whole topic."""
-    from jobs.session import local_session
-    from jobs.stream_lifecycle import quiet_logs
-    from jobs.stream_sink import BatchWriter
-    from jobs.stream_source import read_kafka
-
     spark = local_session(settings, "bench-streaming", extra=conf)
     quiet_logs()
     checkpoint = f"/tmp/bench-streaming-{uuid.uuid4().hex[:8]}"  # noqa: S108  (a throwaway checkpoint)
@@ -123,11 +123,6 @@ def drain(settings: Settings, topic: str, max_offsets: int, conf: dict[str, str]
 
 
 def _writer_process(args: tuple[dict, list[tuple], int, int]) -> int:
-    from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
-    from cassandra.query import BatchStatement, BatchType
-
-    from orderlog.cassandra_session import connect, shutdown
-
     settings_dict, rows, concurrency, batch_rows = args
     session = connect(Settings(**settings_dict))
     prepared = session.prepare(INSERT)
@@ -183,8 +178,6 @@ def latency(
     """Seconds from send to readable in Cassandra, per event: (warm-up, measured). Each second
     of production gets its own business date, so the poller reads only partitions in flight.
     The first `warmup` seconds (JIT, Python workers, connector sessions) are reported apart."""
-    from orderlog.cassandra_session import connect, shutdown
-
     topic = new_topic(settings, "bench-latency")
     log = Path(f"/tmp/{topic}.log")  # noqa: S108
     env = child_environment(settings)
@@ -256,6 +249,8 @@ def latency(
 
 
 def main() -> None:
+    # Spark's Python workers run this interpreter (it has pandas and pyarrow), not python3.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--max-offsets-per-trigger", type=int, default=50_000)
@@ -271,7 +266,6 @@ def main() -> None:
     args = p.parse_args()
     conf = dict(c.split("=", 1) for c in args.conf)
 
-    from orderlog.schema import apply_cql
 
     settings = load_or_exit("bench.streaming_throughput").replace(cassandra_keyspace=KEYSPACE)
     apply_cql(settings)
@@ -281,7 +275,6 @@ def main() -> None:
     values = [event(i, run, stamps[i % 3]) for i in range(args.events)]
 
     # The validation's own cost: the shared rule, per record, in one Python process.
-    from jobs.stream_transforms import parse_one
 
     kafka_ts = datetime.now(UTC)
     sample = values[:50_000]

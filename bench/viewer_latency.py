@@ -25,23 +25,22 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
+from cassandra.query import BatchStatement, BatchType
 
-from local_stack.supervisor import free_ports  # noqa: E402
-from orderlog.config import Settings, child_environment, load_or_exit  # noqa: E402
-from orderlog.layout import SEGMENT_BUCKETS, bucket_of  # noqa: E402
-from orderlog.menu import SEGMENTS, preference  # noqa: E402
+from local_stack.supervisor import free_ports
+from orderlog.cassandra_session import connect, shutdown
+from orderlog.config import Settings, child_environment, load_or_exit
+from orderlog.layout import SEGMENT_BUCKETS, bucket_of
+from orderlog.menu import SEGMENTS, preference
+from orderlog.schema import apply_cql
+
+ROOT = Path(__file__).resolve().parent.parent
 
 LATEST = date(2025, 5, 31)
 
 
 def load(settings: Settings, users: int, days: int) -> None:
-    from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
-
-    from orderlog.cassandra_session import connect, shutdown
-    from orderlog.schema import apply_cql
-
     apply_cql(settings)
     session = connect(settings)
     for table in ("daily_order_summaries", "segment_sizes", "user_segments"):
@@ -98,8 +97,6 @@ def load(settings: Settings, users: int, days: int) -> None:
 
 
 def _batch(statement: object, rows: list[tuple]) -> object:
-    from cassandra.query import BatchStatement, BatchType
-
     batch = BatchStatement(batch_type=BatchType.UNLOGGED)
     for row in rows:
         batch.add(statement, row)
@@ -182,8 +179,6 @@ def summarize(latencies: list[float], seconds: float, errors: int = 0) -> dict:
 
 def measure_driver(settings: Settings, clients: int, seconds: float) -> dict:
     """The bare prepared query of the summary call from one process at the same concurrency."""
-    from orderlog.cassandra_session import connect, shutdown
-
     session = connect(settings)
     stmt = session.prepare(
         "SELECT order_date, japanese, western, total, users, aggregated_at "

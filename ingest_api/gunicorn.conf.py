@@ -6,6 +6,7 @@ share one producer, whose batching (linger_ms) then sends their records together
 Command-line flags override these.
 """
 
+from ingest_api.producer import close_app_producer
 from orderlog.config import load_or_exit
 
 _ingest = load_or_exit("gunicorn (ingest API)").ingest
@@ -26,8 +27,6 @@ preload_app = False
 
 def worker_exit(server, worker):
     """On SIGTERM/SIGINT: send what is buffered and close the producer of this worker."""
-    from ingest_api.producer import close_app_producer
-
     app = getattr(worker, "wsgi", None)
     if app is not None and hasattr(app, "extensions"):
         close_app_producer(app)

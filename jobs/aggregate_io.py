@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import date
 
 from cassandra.cluster import Session
+from cassandra.concurrent import execute_concurrent_with_args
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -62,8 +63,6 @@ def delete_rows(session: Session, df: DataFrame, name: str, key_columns: list[st
 
 
 def delete_keys(session: Session, keys: list[tuple], name: str, key_columns: list[str]) -> int:
-    from cassandra.concurrent import execute_concurrent_with_args
-
     if not keys:
         return 0
     where = " AND ".join(f"{c} = ?" for c in key_columns)

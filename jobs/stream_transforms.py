@@ -14,6 +14,7 @@ Spark expressions around it are total.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -102,8 +103,6 @@ def parse_one(
 
 
 def _timestamp_as_sent(value: bytes | None) -> str:
-    import json
-
     raw = json.loads(value.decode("utf-8"))["timestamp"]  # type: ignore[union-attr]  # parse_record accepted it
     return raw if isinstance(raw, str) else json.dumps(raw)
 

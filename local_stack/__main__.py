@@ -10,19 +10,20 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from importlib.metadata import version
+from pathlib import Path
 
 from local_stack import supervisor
 from local_stack.stack import StackConfig, StackError, down, servers, status, up
 from orderlog.config import load_or_exit
+from orderlog.rejected_migration import MigrationError
+from orderlog.schema import apply_cql, create_topic
 
 
 def check_versions() -> None:
     """The Kafka source jar is built for one Spark version: it must be pyspark's."""
-    import re
-    from importlib.metadata import version
-    from pathlib import Path
-
     pom = (Path(__file__).parent / "jvm" / "pom.xml").read_text()
     match = re.search(r"<spark.version>([^<]+)</spark.version>", pom)
     pom_version = match.group(1) if match else "?"
@@ -63,9 +64,6 @@ def main(argv: list[str] | None = None) -> int:
             names = [args.only] if args.only else None
             up(config, names)
             if not args.no_schema and not args.only:
-                from orderlog.rejected_migration import MigrationError
-                from orderlog.schema import apply_cql, create_topic
-
                 try:
                     # A keyspace of an older version is migrated here: one line per step.
                     apply_cql(settings, log=lambda line: print(line, flush=True))

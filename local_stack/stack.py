@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
+
+from cassandra.cluster import Cluster, NoHostAvailable
 
 from local_stack import supervisor
 from orderlog.config import Settings
@@ -380,8 +383,9 @@ def find_java() -> str:
 
 
 def up(config: StackConfig, names: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, float]:
-    """Starts the servers that are not running and waits for them; applies the schema and
-    creates the topic. Returns seconds spent starting each server that was started."""
+    """Starts the servers that are not running and waits until they answer (the schema and
+    the topic are `python -m local_stack up`'s next step). Returns seconds spent starting
+    each server that was started."""
     java = find_java()
     config.root.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -417,10 +421,6 @@ def kafka_answers(bootstrap: str) -> bool:
 
 def cassandra_answers(host: str, port: int) -> bool:
     """True when the node answers a CQL query."""
-    try:
-        from cassandra.cluster import Cluster, NoHostAvailable
-    except ImportError as exc:  # pragma: no cover - set-up problem
-        raise StackError("cassandra-driver is missing: run `make setup`") from exc
     if not _tcp_open(host, port):
         return False
     cluster = Cluster([host], port=port, protocol_version=5, connect_timeout=5, control_connection_timeout=5)
@@ -473,8 +473,6 @@ def _tcp_open(host: str, port: int) -> bool:
 
 
 def _java_major(version_line: str) -> int | None:
-    import re
-
     match = re.search(r'version "(\d+)(?:\.(\d+))?', version_line)
     if not match:
         return None

@@ -23,9 +23,10 @@ def business_date(instant: datetime, tz: ZoneInfo | str) -> date:
 def business_date_col(timestamp_col: Column, tz: str) -> Column:
     """The same rule as a Spark column: the date of a timestamp (an instant) in tz.
 
-    Spark timestamps are instants; ``from_utc_timestamp`` shifts the instant to the
-    wall-clock time of ``tz`` regardless of the session time zone only when the session
-    time zone is UTC, so the jobs pin ``spark.sql.session.timeZone`` to UTC.
+    ``from_utc_timestamp`` shifts the instant by tz's offset, and ``to_date`` then takes the
+    date of the result in the session time zone: that is the date in tz only when the
+    session time zone is UTC, which is why every session pins ``spark.sql.session.timeZone``
+    to UTC (jobs/session.py).
     """
     from pyspark.sql import functions as F
 

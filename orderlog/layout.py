@@ -12,7 +12,7 @@ from __future__ import annotations
 import zlib
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pyspark is imported only by the Spark versions of the rules, in the jobs
     from pyspark.sql import Column
 
 # raw_orders: orders of one business date, by order_id. 1,000,000 orders a day is

@@ -26,6 +26,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.query import UNSET_VALUE, SimpleStatement
+
 from orderlog.layout import rejected_bucket_of
 from orderlog.rejected import kept_bytes
 from orderlog.tables import create_table_statement, table_columns, table_keys
@@ -224,8 +227,6 @@ class _Migration:
     def _pages(self, query: str) -> Iterator[list[Any]]:
         """The rows of a whole-table query, a page at a time; the next page is already being
         fetched while the caller writes this one (two pages in memory at most)."""
-        from cassandra.query import SimpleStatement
-
         # The whole table, token range after token range: a one-off copy has to read it all.
         statement = SimpleStatement(query, fetch_size=self.page_rows)
         future = self.session.execute_async(statement, timeout=DDL_TIMEOUT_S)
@@ -238,15 +239,11 @@ class _Migration:
                 yield page
 
     def _write(self, insert: Any, params: Sequence[tuple[Any, ...]]) -> None:
-        from cassandra.concurrent import execute_concurrent_with_args
-
         execute_concurrent_with_args(self.session, insert, params, concurrency=WRITE_CONCURRENCY)
 
 
 def _unset_nulls(values: tuple[Any, ...]) -> tuple[Any, ...]:
     """None as "not set": no tombstone is written for an empty cell (the row reads the same)."""
-    from cassandra.query import UNSET_VALUE
-
     return tuple(UNSET_VALUE if v is None else v for v in values)
 
 

@@ -33,6 +33,8 @@ from typing import Any, NoReturn
 
 from cassandra import DriverException, InvalidRequest, RequestExecutionException
 from cassandra.cluster import NoHostAvailable
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from orderlog.cassandra_session import CassandraUnavailable, connect_checked, shutdown
 from orderlog.config import Settings, load_or_exit
@@ -273,9 +275,6 @@ class Replayer:
         self.mark = None
 
     def _connect(self) -> None:
-        from kafka import KafkaProducer
-        from kafka.errors import KafkaError
-
         try:
             self.producer = KafkaProducer(
                 bootstrap_servers=self.settings.kafka.bootstrap_list, acks="all", enable_idempotence=True,
@@ -290,8 +289,6 @@ class Replayer:
 
     def send(self, records: list[RejectedRecord]) -> tuple[int, list[tuple[RejectedRecord, str]]]:
         """Returns how many were acknowledged (and marked), and the others with why."""
-        from kafka.errors import KafkaError
-
         if self.producer is None:
             self._connect()
         futures, acknowledged, failed = [], [], []

@@ -26,6 +26,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
+    # Here, not at the top: `import viewer.params` (tests, tools) must not load every
+    # blueprint and Plotly with it.
     from viewer import api, assets, auth, db, errors, pages
     from viewer.params import UserIdConverter, check_single
 

@@ -6,6 +6,7 @@ draws them with the Plotly served by the app.
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from typing import Any
 
@@ -42,7 +43,6 @@ def _date_axis(x: list[str], title: str) -> dict[str, Any]:
 
 def _plain(fig: go.Figure) -> dict[str, Any]:
     # Round-trip through plotly's encoder: validated, and only JSON types left.
-    import json
 
     return json.loads(pio.to_json(fig, validate=True))
 

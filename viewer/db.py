@@ -173,7 +173,7 @@ def get_store() -> Store:
 
 
 def close_app(app: Flask) -> None:
-    """Shut the process's session down (tests, and the gunicorn worker_exit hook)."""
+    """Shut the process's session down (tests; a gunicorn worker's session ends with its process)."""
     holder = app.extensions.get(EXTENSION)
     if holder is not None:
         holder.close()

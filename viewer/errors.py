@@ -10,7 +10,7 @@ import logging
 
 from cassandra import DriverException, OperationTimedOut, RequestExecutionException
 from cassandra.cluster import NoHostAvailable
-from flask import Flask, Response, render_template, request
+from flask import Flask, Response, current_app, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from viewer.params import BadCursor, BadParameter
@@ -34,8 +34,6 @@ def wants_json() -> bool:
 
 def error_response(status: int, message: str, **extra: object) -> Response | tuple[str, int]:
     if wants_json():
-        from flask import current_app
-
         response = current_app.json.response({"error": message, **extra})
         response.status_code = status
         return response
@@ -62,8 +60,6 @@ def _cassandra(e: Exception) -> Response | tuple[str, int]:
     log.warning("Cassandra unavailable: %s", e)
     response = error_response(503, "the data store (Cassandra) is unavailable; retry shortly")
     if isinstance(response, tuple):
-        from flask import make_response
-
         response = make_response(response)
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
