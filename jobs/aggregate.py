@@ -31,7 +31,7 @@ from jobs.aggregate_summaries import Summaries
 from jobs.cassandra_io import write_table
 from jobs.session import build_session
 from orderlog import late_orders as late
-from orderlog.business_day import date_range, yesterday
+from orderlog.business_day import date_argument, date_range, yesterday
 from orderlog.cassandra_session import CassandraUnavailable, connect, connect_checked, shutdown
 from orderlog.config import Settings, load_or_exit
 from orderlog.events import printable
@@ -227,11 +227,11 @@ def parse_dates(argv: list[str] | None, settings: Settings) -> tuple[list[date] 
     """The dates asked for, or None for the nightly run (no --date, --from or --to)."""
     parser = _OneLineErrors(prog="aggregate", description="The nightly aggregate of one or more dates.")
     parser.add_argument(
-        "--date", type=_iso_date,
+        "--date", type=date_argument,
         help="business date YYYY-MM-DD (default: yesterday and every earlier date with late orders)",
     )  # fmt: skip
-    parser.add_argument("--from", dest="first", type=_iso_date, help="first date of a range")
-    parser.add_argument("--to", dest="last", type=_iso_date, help="last date of a range")
+    parser.add_argument("--from", dest="first", type=date_argument, help="first date of a range")
+    parser.add_argument("--to", dest="last", type=date_argument, help="last date of a range")
     parser.add_argument(
         "--lock-ttl", type=_lock_ttl, default=DEFAULT_LOCK_TTL_SECONDS,
         help=f"seconds a dead run keeps the lock ({MIN_TTL_SECONDS}..{MAX_TTL_SECONDS}, default %(default)s)",
@@ -266,13 +266,6 @@ def _lock_ttl(text: str) -> int:
     return seconds
 
 
-def _iso_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     settings = load_or_exit("aggregate")
     dates, args = parse_dates(argv, settings)
@@ -294,7 +287,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         spark.stop()
     return 0
-
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@ business time zone (default Asia/Tokyo). 2025-05-31T23:30:00+09:00 is 2025-05-31
 
 from __future__ import annotations
 
+import argparse
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
+
+from orderlog.events import printable
 
 if TYPE_CHECKING:  # pyspark is only needed by the Spark jobs
     from pyspark.sql import Column
@@ -50,3 +53,12 @@ def shift_days(day: date, days: int) -> date:
     of raising OverflowError: a default range next to year 1 or 9999 is cut short."""
     ordinal = min(max(day.toordinal() + days, date.min.toordinal()), date.max.toordinal())
     return date.fromordinal(ordinal)
+
+
+def date_argument(text: str) -> date:
+    """A date given on a command line (argparse's ``type=``): YYYY-MM-DD, or an error that
+    quotes what was given as one printable line (a flag may hold any bytes)."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{printable(text, 40)}' is not a date (YYYY-MM-DD)") from None

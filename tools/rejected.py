@@ -36,6 +36,7 @@ from cassandra.cluster import NoHostAvailable
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from orderlog.business_day import date_argument
 from orderlog.cassandra_session import CassandraUnavailable, connect_checked, shutdown
 from orderlog.config import Settings, load_or_exit
 from orderlog.events import printable
@@ -84,7 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name, text in (("list", "show the rejected records of a date"),
                        ("replay", "send the rejected records of a date back through the topic")):
         command = commands.add_parser(name, help=text, description=text)
-        command.add_argument("--date", required=True, type=_date, help="business date of the records (YYYY-MM-DD)")
+        command.add_argument("--date", required=True, type=date_argument,
+                             help="business date of the records (YYYY-MM-DD)")
         command.add_argument("--reason", help="only records whose reason contains this text (any case)")
         command.add_argument("--topic", type=_topic,
                              help="the records' topic, where a replay sends them (default: configured)")
@@ -93,13 +95,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         else:
             command.add_argument("--dry-run", action="store_true", help="print what would be sent; send nothing")
     return parser.parse_args(argv)
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{printable(text, 40)}' is not a date (YYYY-MM-DD)") from None
 
 
 def _topic(text: str) -> str:

@@ -16,12 +16,13 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from orderlog.business_day import date_argument
 from orderlog.config import Settings, load_or_exit
 from orderlog.events import InvalidEvent, validate_event
 from tools.generator import Replay, ReplayParams, generate
@@ -31,7 +32,7 @@ from tools.truth import compute_truth
 
 def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tools.replay", description=__doc__.splitlines()[0])
-    parser.add_argument("date", type=_date, help="the last business date of the replay (YYYY-MM-DD)")
+    parser.add_argument("date", type=date_argument, help="the last business date of the replay (YYYY-MM-DD)")
     parser.add_argument("--days", type=int, default=7, help="number of days ending on DATE (default 7)")
     parser.add_argument("--users", type=int, default=2000, help="number of users (default 2000)")
     parser.add_argument("--orders", type=int, default=20000, help="orders over all days (default 20000)")
@@ -48,13 +49,6 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
     parser.add_argument("--dry-run", action="store_true", help="generate (and write files) without sending")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 class ReplayError(ValueError):
