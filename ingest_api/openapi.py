@@ -10,19 +10,7 @@ from orderlog.events import (
     ORDER_ID_PATTERN,
     USER_ID_MAX_LENGTH,
 )
-
-_REF = "#/components/schemas/"
-_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "string"}}}
-
-
-def _json(schema: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    response: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": _REF + schema}}},
-    }
-    if headers:
-        response["headers"] = headers
-    return response
+from orderlog.openapi import RETRY_AFTER, json_response, ref
 
 
 def _schemas(max_batch: int) -> dict[str, Any]:
@@ -63,7 +51,7 @@ def _schemas(max_batch: int) -> dict[str, Any]:
     }
     return {
         "OrderEvent": event,
-        "Batch": {"type": "array", "minItems": 1, "maxItems": max_batch, "items": {"$ref": _REF + "OrderEvent"}},
+        "Batch": {"type": "array", "minItems": 1, "maxItems": max_batch, "items": ref("OrderEvent")},
         "Accepted": {
             "type": "object", "required": ["status", "order_id"],
             "properties": {"status": {"type": "string", "enum": ["accepted"]}, "order_id": {"type": "string"}},
@@ -80,7 +68,7 @@ def _schemas(max_batch: int) -> dict[str, Any]:
             "type": "object", "required": ["error"],
             "properties": {
                 "error": {"type": "string"},
-                "errors": {"type": "array", "items": {"$ref": _REF + "FieldError"}},
+                "errors": {"type": "array", "items": ref("FieldError")},
                 "error_count": {"type": "integer", "description": "set when only the first errors are listed"},
                 "order_ids": {
                     "type": "array", "items": {"type": "string"},
@@ -105,19 +93,19 @@ def _post(
     summary: str, request_content: dict[str, Any], accepted: str, auth: bool, body_limit: int, body_description: str
 ) -> dict:
     responses = {
-        "202": _json(accepted, "Kafka acknowledged every event (acks=all)"),
-        "400": _json("Error", "malformed JSON (with where), or invalid events (each bad field and why)"),
-        "413": _json("Error", f"body over {body_limit} bytes, or more events than a batch may have"),
-        "415": _json("Error", "wrong Content-Type"),
-        "503": _json(
-            "Error",
+        "202": json_response(ref(accepted), "Kafka acknowledged every event (acks=all)"),
+        "400": json_response(ref("Error"), "malformed JSON (with where), or invalid events (each bad field and why)"),
+        "413": json_response(ref("Error"), f"body over {body_limit} bytes, or more events than a batch may have"),
+        "415": json_response(ref("Error"), "wrong Content-Type"),
+        "503": json_response(
+            ref("Error"),
             "Kafka did not acknowledge in time; nothing was acknowledged, but some events may still reach "
             "Kafka: retry with the order_ids of this answer, which is idempotent",
-            _RETRY_AFTER,
+            RETRY_AFTER,
         ),
     }
     if auth:
-        responses["401"] = _json("Error", "missing or wrong bearer token")
+        responses["401"] = json_response(ref("Error"), "missing or wrong bearer token")
     return {
         "summary": summary,
         "requestBody": {"required": True, "description": body_description, "content": request_content},
@@ -127,7 +115,7 @@ def _post(
 
 def openapi_document(*, max_batch: int, max_body_bytes: int, auth: bool) -> dict[str, Any]:
     """The document served at /openapi.json."""
-    batch = {"$ref": _REF + "Batch"}
+    batch = ref("Batch")
     document: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {
@@ -140,7 +128,7 @@ def openapi_document(*, max_batch: int, max_body_bytes: int, auth: bool) -> dict
             "/api/log": {
                 "post": _post(
                     "one order event",
-                    {"application/json": {"schema": {"$ref": _REF + "OrderEvent"}}},
+                    {"application/json": {"schema": ref("OrderEvent")}},
                     "Accepted", auth, min(MAX_EVENT_BYTES, max_body_bytes),
                     f"one event, at most {min(MAX_EVENT_BYTES, max_body_bytes)} bytes",
                 )
@@ -159,8 +147,8 @@ def openapi_document(*, max_batch: int, max_body_bytes: int, auth: bool) -> dict
                 "get": {
                     "summary": "whether Kafka answers",
                     "responses": {
-                        "200": _json("Health", "Kafka is reachable"),
-                        "503": _json("Health", "Kafka is unreachable", _RETRY_AFTER),
+                        "200": json_response(ref("Health"), "Kafka is reachable"),
+                        "503": json_response(ref("Health"), "Kafka is unreachable", RETRY_AFTER),
                     },
                 }
             },

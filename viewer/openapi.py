@@ -7,6 +7,7 @@ from typing import Any
 
 from orderlog.events import USER_ID_MAX_LENGTH
 from orderlog.menu import SEGMENT_LABELS, SEGMENTS
+from orderlog.openapi import RETRY_AFTER, json_response, ref
 from viewer.params import (
     DEFAULT_PER_PAGE,
     DEFAULT_RANGE_DAYS,
@@ -16,13 +17,6 @@ from viewer.params import (
     MAX_RANGE_DAYS,
 )
 from viewer.queries import REJECTED_SAMPLES
-
-_REF = "#/components/schemas/"
-_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "string"}}}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF + name}
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -43,7 +37,7 @@ def _object(properties: dict[str, Any], description: str = "") -> dict[str, Any]
 
 def _schemas() -> dict[str, Any]:
     size = _object({"users": _COUNT, "entered": _COUNT, "exited": _COUNT})
-    by_segment = _object({s: _ref("SegmentSize") for s in SEGMENTS})
+    by_segment = _object({s: ref("SegmentSize") for s in SEGMENTS})
     member = _object({"user_id": {"type": "string"}, "japanese": _COUNT, "western": _COUNT})
     return {
         "DaySummary": _object(
@@ -62,7 +56,7 @@ def _schemas() -> dict[str, Any]:
             {
                 "from": _DATE,
                 "to": _DATE,
-                "days": {"type": "array", "items": _ref("DaySummary"), "description": "oldest first"},
+                "days": {"type": "array", "items": ref("DaySummary"), "description": "oldest first"},
                 "missing": {"type": "array", "items": _DATE, "description": "dates of the range not aggregated"},
             }
         ),
@@ -85,7 +79,7 @@ def _schemas() -> dict[str, Any]:
             {
                 "date": _DATE,
                 "rejected": {**_COUNT, "description": "records of the date the streaming job rejected"},
-                "samples": {"type": "array", "items": _ref("RejectedSample"), "maxItems": REJECTED_SAMPLES,
+                "samples": {"type": "array", "items": ref("RejectedSample"), "maxItems": REJECTED_SAMPLES,
                             "description": "a few of them (`python -m tools.rejected list --date D` shows all)"},
             }
         ),
@@ -101,14 +95,14 @@ def _schemas() -> dict[str, Any]:
         "SegmentSize": size,
         "SizesOfDate": _object({"as_of": _DATE, "segments": by_segment}),
         "SizesRange": _object(
-            {"from": _DATE, "to": _DATE, "days": {"type": "array", "items": _ref("SizesOfDate")}}
+            {"from": _DATE, "to": _DATE, "days": {"type": "array", "items": ref("SizesOfDate")}}
         ),
         "SegmentsOverview": {
             "type": "object",
             "required": ["as_of", "segments"],
             "properties": {
                 "as_of": _nullable(_DATE),
-                "segments": _object({s: _ref("SegmentFirstPage") for s in SEGMENTS}),
+                "segments": _object({s: ref("SegmentFirstPage") for s in SEGMENTS}),
                 "message": {"type": "string", "description": "set when nothing is aggregated yet"},
             },
         },
@@ -133,7 +127,7 @@ def _schemas() -> dict[str, Any]:
                 "prefix": _nullable({"type": "string"}),
                 "after": _nullable({"type": "string"}),
                 "user_ids": {"type": "array", "items": {"type": "string"}},
-                "users": {"type": "array", "items": _ref("Member")},
+                "users": {"type": "array", "items": ref("Member")},
                 "has_more": {"type": "boolean"},
                 "next_after": _nullable({"type": "string"}),
             }
@@ -194,13 +188,6 @@ def _schemas() -> dict[str, Any]:
     }
 
 
-def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
-    if headers:
-        response["headers"] = headers
-    return response
-
-
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
@@ -236,8 +223,8 @@ _USER_ID = _path(
 
 def _get(summary: str, ok: dict[str, Any], parameters: list[dict[str, Any]], errors: dict[str, str]) -> dict:
     responses = {"200": ok}
-    responses.update({status: _json(_ref("Error"), why) for status, why in errors.items()})
-    responses["503"] = _json(_ref("Error"), "Cassandra is unreachable or timed out", _RETRY_AFTER)
+    responses.update({status: json_response(ref("Error"), why) for status, why in errors.items()})
+    responses["503"] = json_response(ref("Error"), "Cassandra is unreachable or timed out", RETRY_AFTER)
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if parameters:
         operation["parameters"] = parameters
@@ -253,7 +240,7 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         "/api/daily_order_summaries": {
             "get": _get(
                 "Japanese and Western orders of one date, or of each date of a range",
-                _json({"oneOf": [_ref("DaySummary"), _ref("DayRange")]}, "one date, or the range"),
+                json_response({"oneOf": [ref("DaySummary"), ref("DayRange")]}, "one date, or the range"),
                 _DATE_PARAMETERS,
                 {"400": _BAD, "404": "the date is not aggregated yet (or nothing is)"},
             )
@@ -262,7 +249,7 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
             "get": _get(
                 "records the streaming job rejected: a date's count and a few samples, or the count of each date "
                 "of a range",
-                _json({"oneOf": [_ref("RejectedOfDate"), _ref("RejectedRange")]}, "one date, or the range"),
+                json_response({"oneOf": [ref("RejectedOfDate"), ref("RejectedRange")]}, "one date, or the range"),
                 [
                     _query("date", _DATE, "one date (YYYY-MM-DD); not with from/to"),
                     _query("from", _DATE, _RANGE + "; default: the 30 days up to the latest aggregated date "
@@ -275,7 +262,7 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         "/api/segment_sizes": {
             "get": _get(
                 "segment sizes (users, entered, exited) of one date, or of each date of a range",
-                _json({"oneOf": [_ref("SizesOfDate"), _ref("SizesRange")]}, "one date, or the range"),
+                json_response({"oneOf": [ref("SizesOfDate"), ref("SizesRange")]}, "one date, or the range"),
                 _DATE_PARAMETERS,
                 {"400": _BAD, "404": "the date is not aggregated yet (or nothing is)"},
             )
@@ -283,7 +270,7 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         "/api/user_segments": {
             "get": _get(
                 "every segment: its size and the first page of its members",
-                _json(_ref("SegmentsOverview"), "the three segments"),
+                json_response(ref("SegmentsOverview"), "the three segments"),
                 [_PAGE_PARAMETERS[0]],
                 {"400": _BAD},
             )
@@ -291,7 +278,7 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         "/api/user_segments/{segment}": {
             "get": _get(
                 "a page of a segment's members, in user_id order",
-                _json(_ref("SegmentPage"), "the page"),
+                json_response(ref("SegmentPage"), "the page"),
                 [_SEGMENT, *_PAGE_PARAMETERS],
                 {"400": _BAD, "404": "no such segment"},
             )
@@ -311,14 +298,14 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         "/api/users/{user_id}": {
             "get": _get(
                 "one user's cumulative counts, preference and daily history",
-                _json(_ref("User"), "the user"),
+                json_response(ref("User"), "the user"),
                 [_USER_ID],
                 {"400": _BAD, "404": "no aggregated orders for this user"},
             )
         },
         "/api/status": {
             "get": _get("the latest aggregated dates and the newest aggregate run",
-                        _json(_ref("Status"), "the status"), [], {})
+                        json_response(ref("Status"), "the status"), [], {})
         },
         "/api/openapi.json": {
             "get": {
@@ -342,5 +329,5 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         document["components"]["securitySchemes"] = {"basic": {"type": "http", "scheme": "basic"}}
         document["security"] = [{"basic": []}]
         for item in paths.values():
-            item["get"]["responses"]["401"] = _json(_ref("Error"), "missing or wrong credentials")
+            item["get"]["responses"]["401"] = json_response(ref("Error"), "missing or wrong credentials")
     return document
