@@ -3,6 +3,7 @@ segment (written by viewer/csv_export.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -47,6 +48,28 @@ def unknown_segment(segment: str) -> Any:
     return error_response(404, f"unknown segment {segment!r}; the segments are {', '.join(SEGMENTS)}")
 
 
+# Which "latest date" a single-date route falls back to: the daily summary's or the sizes'.
+_LATEST_SUMMARY: Callable[[queries.LastAggregated], date | None] = lambda last: last.date  # noqa: E731
+_LATEST_SIZES: Callable[[queries.LastAggregated], date | None] = lambda last: last.segments_as_of  # noqa: E731
+
+
+def _one_date(store: Any, latest_of: Callable[[queries.LastAggregated], date | None], nothing_yet: str) -> Any:
+    """The date a request asks about: ``date``, or the latest one when it gives neither
+    ``date`` nor a range; None for a range; a 404 response when there is no latest yet."""
+    check_exclusive(request.args, "date", ("from", "to"))
+    day = parse_date(request.args, "date")
+    if day is None and not (request.args.get("from") or request.args.get("to")):
+        day = latest_of(queries.last_aggregated(store, _tz()))
+        if day is None:
+            return error_response(404, nothing_yet)
+    return day
+
+
+def _not_aggregated_response(store: Any, day: date, latest_of: Callable[[queries.LastAggregated], date | None]) -> Any:
+    latest = latest_of(queries.last_aggregated(store, _tz()))
+    return error_response(404, not_aggregated(day, latest), date=day.isoformat())
+
+
 @bp.get("/openapi.json")
 def openapi() -> Any:
     return openapi_document(auth=bool(current_app.config["SETTINGS"].viewer.user))
@@ -68,18 +91,14 @@ def status() -> Any:
 
 @bp.get("/daily_order_summaries")
 def daily_order_summaries() -> Any:
-    check_exclusive(request.args, "date", ("from", "to"))
     store = get_store()
-    day = parse_date(request.args, "date")
-    if day is None and not (request.args.get("from") or request.args.get("to")):
-        day = queries.last_aggregated(store, _tz()).date
-        if day is None:
-            return error_response(404, "nothing has been aggregated yet")
+    day = _one_date(store, _LATEST_SUMMARY, "nothing has been aggregated yet")
+    if not isinstance(day, date | None):  # the 404 answer
+        return day
     if day is not None:
         summary = queries.summary_of(store, day)
         if summary is None:
-            latest = queries.last_aggregated(store, _tz()).date
-            return error_response(404, not_aggregated(day, latest), date=day.isoformat())
+            return _not_aggregated_response(store, day, _LATEST_SUMMARY)
         # Orders that arrived after the date's last run: not in these numbers until the next run.
         return {**summary.to_json(), "late_orders": queries.late_orders_of(store, day).count}
     first, last = parse_range(request.args, None)  # type: ignore[misc]
@@ -116,18 +135,14 @@ def rejected_events() -> Any:
 
 @bp.get("/segment_sizes")
 def segment_sizes() -> Any:
-    check_exclusive(request.args, "date", ("from", "to"))
     store = get_store()
-    day = parse_date(request.args, "date")
-    if day is None and not (request.args.get("from") or request.args.get("to")):
-        day = queries.last_aggregated(store, _tz()).segments_as_of
-        if day is None:
-            return error_response(404, "no segment sizes yet: nothing has been aggregated")
+    day = _one_date(store, _LATEST_SIZES, "no segment sizes yet: nothing has been aggregated")
+    if not isinstance(day, date | None):  # the 404 answer
+        return day
     if day is not None:
         sizes = queries.sizes_of(store, day)
         if not sizes:
-            latest = queries.last_aggregated(store, _tz()).segments_as_of
-            return error_response(404, not_aggregated(day, latest), date=day.isoformat())
+            return _not_aggregated_response(store, day, _LATEST_SIZES)
         return {"as_of": day.isoformat(), "segments": {s: v.to_json() for s, v in sizes.items()}}
     first, last = parse_range(request.args, None)  # type: ignore[misc]
     by_date = queries.sizes_between(store, first, last)
