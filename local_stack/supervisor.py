@@ -24,6 +24,9 @@ STOP_TIMEOUT_S = 60.0
 # After SIGKILL the kernel frees a process quickly; this only bounds a wait that cannot hang.
 KILL_WAIT_S = 30.0
 
+# The Popen of each process this process started and has not stopped yet (see _reap).
+_POPEN_OF: dict[int, subprocess.Popen] = {}
+
 
 @dataclass(frozen=True)
 class Started:
@@ -57,6 +60,7 @@ def start(command: Sequence[str], *, log: Path, cwd: Path, env: Mapping[str, str
             list(command), cwd=cwd, env=None if env is None else dict(env), stdin=subprocess.DEVNULL,
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
+    _POPEN_OF[process.pid] = process
     return Started(process.pid, _create_time(process.pid), tuple(command), str(log), process)
 
 
@@ -86,6 +90,7 @@ def stop(pid: int, timeout: float = STOP_TIMEOUT_S) -> None:
         os.kill(pid, signal.SIGTERM)
     if not _wait_gone(pid, group, timeout):
         kill(pid, group)
+    _reap(pid)
 
 
 def kill(pid: int, group: int | None = None) -> None:
@@ -100,6 +105,7 @@ def kill(pid: int, group: int | None = None) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     _wait_gone(pid, group, KILL_WAIT_S)
+    _reap(pid)
 
 
 def tail(path: str | Path, lines: int = 25, indent: str = "") -> str:
@@ -167,6 +173,18 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def _reap(pid: int) -> None:
+    """Collects the exit status of a child of this process that has ended, so that no zombie
+    keeps its pid taken (a process that started a server and stops it is its parent). Through
+    its Popen when we have it, which keeps the status for ``Started.exit_code``."""
+    process = _POPEN_OF.pop(pid, None)
+    if process is not None:
+        process.poll()
+        return
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def _group_of(pid: int) -> int | None:
