@@ -7,6 +7,7 @@ import copy
 import os
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,10 +46,10 @@ def test_statements_run_at_the_configured_consistency(stack, settings, configure
         shutdown(session)
 
 
-def test_spark_submit_passes_the_level_to_the_connector(tmp_path) -> None:
+def test_spark_submit_passes_the_level_to_the_connector() -> None:
     env = {**os.environ, "ORDERLOG_CASSANDRA_CONSISTENCY": "local_one"}
     done = subprocess.run(
-        [sys.executable, "-m", "jobs.submit_args", str(tmp_path / "code.zip")],
+        [sys.executable, "-m", "jobs.submit_args"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -67,9 +68,16 @@ def _topic_config(settings, topic: str) -> dict:
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list)
     try:
-        # "all": effective values too (the default filter lists only modified keys).
-        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
-        return described["topic"][topic]
+        # A topic just created may not be described by every broker yet (seen under load: an
+        # answer without its configs), so ask again for a while.
+        deadline = time.monotonic() + 30
+        while True:
+            # "all": effective values too (the default filter lists only modified keys).
+            described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
+            config = described.get("topic", {}).get(topic, {})
+            if "min.insync.replicas" in config or time.monotonic() > deadline:
+                return config
+            time.sleep(0.5)
     finally:
         admin.delete_topics([topic])
         admin.close()
