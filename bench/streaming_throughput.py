@@ -10,6 +10,8 @@
     .venv/bin/python -m bench.streaming_throughput [--events 200000] [--rate 1000] [--seconds 30]
 
 Uses its own keyspace (orderlog_bench_streaming) and fresh topics; the demo is untouched.
+The last line of the output is one JSON object: {"bench": "streaming", "ratios": {...},
+"figures": {...}} (a figure not measured in the run is null).
 """
 
 from __future__ import annotations
@@ -285,6 +287,7 @@ def main() -> None:
     print(f"validation (parse_one = parse_record + row fields): {per_record * 1e6:.1f} us/record "
           f"= {1 / per_record:,.0f} records/s per Python worker")
 
+    figures: dict[str, float | None] = {"validation_us_per_record": round(per_record * 1e6, 2)}
     job_rate = raw_rate = None
     if "throughput" not in args.skip:
         topic = new_topic(settings, "bench-streaming")
@@ -293,6 +296,8 @@ def main() -> None:
         truncate(settings)
         wall, busy, batches = drain(settings, topic, args.max_offsets_per_trigger, conf)
         job_rate = len(values) / busy
+        figures.update(events=len(values), stream_events_per_s=round(job_rate),
+                       stream_us_per_event=round(busy / len(values) * 1e6, 2))
         print(f"streaming job: {len(values):,} events in {batches} batches, {busy:.1f} s in batches "
               f"({job_rate:,.0f} events/s), {wall:.1f} s wall with session start ({len(values) / wall:,.0f}/s)")
         delete_topic(settings, topic)
@@ -306,6 +311,7 @@ def main() -> None:
             how = "single-row INSERTs" if batch_rows == 1 else f"unlogged batches of <= {batch_rows} rows per partition"
             print(f"raw cassandra-driver writer ({how}): {len(rows):,} rows in {seconds:.1f} s ({rate:,.0f} rows/s, "
                   f"{args.writer_processes} processes x {args.writer_concurrency} in flight)")
+    figures["raw_writer_rows_per_s"] = round(raw_rate) if raw_rate else None
     if job_rate and raw_rate:
         print(f"ratio streaming / best raw writer: {job_rate / raw_rate:.0%}")
     if "latency" not in args.skip:
@@ -315,7 +321,12 @@ def main() -> None:
             print(f"latency {name} at {args.rate}/s for {n} s (trigger {args.trigger}): "
                   f"{len(values_):,}/{args.rate * n:,} arrived; p50 {q[49]:.2f} s, p99 {q[98]:.2f} s, "
                   f"max {max(values_, default=float('nan')):.2f} s")
-    print(f"load average {os.getloadavg()[0]:.1f} at end")
+            if name == "steady" and len(values_) >= 2:
+                figures.update(p50_s_at_1000=round(q[49], 3), p99_s_at_1000=round(q[98], 3), latency_rate=args.rate)
+    load = os.getloadavg()[0]
+    print(f"load average {load:.1f} at end")
+    ratios = {"stream_vs_raw_writer": round(job_rate / raw_rate, 3) if job_rate and raw_rate else None}
+    print(json.dumps({"bench": "streaming", "ratios": ratios, "figures": {**figures, "load_average_end": load}}))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,10 @@ from orderlog.layout import USER_DAY_BUCKETS, bucket_of
 from orderlog.menu import SEGMENTS
 
 DEFAULT_LOCK_TTL_SECONDS = 300
+# Connector batches in flight per write task. Tables keyed by user_id get one single-row
+# batch per user, and a small day's frame is one task: with the connector's default of 5
+# in flight, writing them waited on round trips (measured: 2x faster at 64, docs/benchmarks.md).
+WRITE_CONCURRENCY = 64
 
 
 class InjectedCrash(RuntimeError):
@@ -57,58 +61,60 @@ def run_day(
 ) -> tuple[int, int]:
     """Aggregates one date; returns (orders read, users touched). ``after_step(step)`` is
     called after each step (tests raise there to simulate a run killed between two)."""
-    # Materialized before anything is written: a lazy re-read after the writes below
-    # would see the new state instead of the stored one.
-    old_counts = read_stored_counts(spark, settings, day).localCheckpoint(eager=True)
-    new_counts = transforms.user_day_counts(read_orders(spark, settings, day)).localCheckpoint(eager=True)
-    summary = transforms.daily_summary(new_counts, day).first().asDict()
-    summaries.write_summary(summary)
+    # The stored and the new counts of the day in one frame, materialized before anything
+    # is written: a lazy re-read after the writes below would see the new state instead of
+    # the stored one. Everything else reads this frame (one Spark job, not one per use).
+    day_counts = transforms.old_and_new_counts(
+        read_stored_counts(spark, settings, day), transforms.user_day_counts(read_orders(spark, settings, day))
+    ).localCheckpoint(eager=True)
+    new_counts = transforms.new_counts_of(day_counts)
+    figures = transforms.day_figures(day_counts, day).first().asDict()
+    summaries.write_summary(figures)
     after_step("summary")
 
-    touched = transforms.touched_users(old_counts, new_counts).localCheckpoint(eager=True)
     years = sorted(set(summaries.aggregated_years()) | {day.year})
-    history = read_history(spark, settings, touched, years)
+    history = read_history(spark, settings, day_counts.select("user_id"), years)
     transitions = transforms.with_segment_transitions(transforms.merge_day_into_history(history, new_counts, day))
     transitions = transitions.localCheckpoint(eager=True)
 
     # Every write below first renews the lock: a run that lost it stops here (LockLost).
     keyed = transforms.with_user_day_keys(new_counts, day)
     ledger.check_lock("the daily counts")
-    write_table(keyed.drop("year"), settings, "user_daily_counts")
-    write_table(keyed.drop("bucket"), settings, "user_daily_history")
+    write_table(keyed.drop("year"), settings, "user_daily_counts", concurrent_writes=WRITE_CONCURRENCY)
+    write_table(keyed.drop("bucket"), settings, "user_daily_history", concurrent_writes=WRITE_CONCURRENCY)
     after_step("daily_counts")
     ledger.check_lock("the segment transitions")
-    write_table(transforms.transition_rows(transitions, day), settings, "user_segment_transitions")
+    write_table(transforms.transition_rows(transitions, day), settings, "user_segment_transitions",
+                concurrent_writes=WRITE_CONCURRENCY)
     after_step("transitions")
 
-    preferences = transforms.user_preferences(transitions).localCheckpoint(eager=True)
+    # A filter of the materialized transitions (the row of each user's last date).
+    preferences = transforms.user_preferences(transitions)
     ledger.check_lock("the preferences and segments")
-    write_table(preferences, settings, "user_preferences")
-    write_table(transforms.segment_rows(preferences), settings, "user_segments")
+    write_table(preferences, settings, "user_preferences", concurrent_writes=WRITE_CONCURRENCY)
+    write_table(transforms.segment_rows(preferences), settings, "user_segments", concurrent_writes=WRITE_CONCURRENCY)
     after_step("preferences")
-    deletions = transforms.segment_deletions(preferences, old_counts, new_counts, all_but_new_segment=recovering)
+    deletions = transforms.segment_deletions(preferences, day_counts, all_but_new_segment=recovering)
     ledger.check_lock("the segment deletions")
     delete_rows(ledger.session, deletions, "user_segments", ["segment", "bucket", "user_id"])
-    _delete_stale(ledger.session, old_counts, new_counts, touched, preferences, day)
+    if figures["stale"]:  # raw_orders only grows: normally no user lost its orders of the day
+        _delete_stale(ledger.session, day_counts, preferences, day)
     after_step("segments")
 
     _rewrite_segment_sizes(spark, settings, summaries, transitions, day)
-    return int(summary["total"]), touched.count()
+    return int(figures["total"]), int(figures["touched"])
 
 
-def _delete_stale(
-    session: Session, old_counts: DataFrame, new_counts: DataFrame, touched: DataFrame, preferences: DataFrame,
-    day: date,
-) -> None:
-    """Rows of users who no longer have an order on day (raw_orders only grows, so this
-    is normally empty), and the preferences of users left with no order at all."""
-    stale = [r["user_id"] for r in transforms.stale_users(old_counts, new_counts).collect()]
+def _delete_stale(session: Session, day_counts: DataFrame, preferences: DataFrame, day: date) -> None:
+    """Rows of users who no longer have an order on day, and the preferences of users left
+    with no order at all (only a stale user can be: every other touched user ordered on day)."""
+    stale = [r["user_id"] for r in transforms.stale_users(day_counts).collect()]
     day_keys = [(day, bucket_of(u, USER_DAY_BUCKETS), u) for u in stale]
     delete_keys(session, day_keys, "user_daily_counts", ["order_date", "bucket", "user_id"])
     delete_keys(session, day_keys, "user_segment_transitions", ["order_date", "bucket", "user_id"])
     history_keys = [(u, day.year, day) for u in stale]
     delete_keys(session, history_keys, "user_daily_history", ["user_id", "year", "order_date"])
-    gone = touched.join(preferences.select("user_id"), on="user_id", how="left_anti")
+    gone = day_counts.select("user_id").join(preferences.select("user_id"), on="user_id", how="left_anti")
     delete_rows(session, gone, "user_preferences", ["user_id"])
 
 

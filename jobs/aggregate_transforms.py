@@ -35,12 +35,36 @@ def user_day_counts(orders: DataFrame) -> DataFrame:
     )
 
 
-def daily_summary(counts: DataFrame, day: date) -> DataFrame:
-    """One row for the day, zeros when nobody ordered (a global aggregate always yields a row)."""
-    return counts.agg(
-        F.coalesce(F.sum("japanese"), F.lit(0)).cast("long").alias("japanese"),
-        F.coalesce(F.sum("western"), F.lit(0)).cast("long").alias("western"),
-        F.count("user_id").cast("long").alias("users"),
+def old_and_new_counts(old_counts: DataFrame, new_counts: DataFrame) -> DataFrame:
+    """One row per touched user (stored for the day, or ordering on it): its stored counts
+    of the day (old_*, null when none) and its new ones (new_*, null when none). The job
+    materializes this one frame, so old, new and touched users come from one Spark job."""
+    old = old_counts.select(
+        "user_id", F.col("japanese").alias("old_japanese"), F.col("western").alias("old_western")
+    )
+    new = new_counts.select(
+        "user_id", F.col("japanese").alias("new_japanese"), F.col("western").alias("new_western")
+    )
+    return old.join(new, on="user_id", how="full")
+
+
+def new_counts_of(day_counts: DataFrame) -> DataFrame:
+    """The day's counts from its orders (user_id, japanese, western)."""
+    return day_counts.filter(F.col("new_japanese").isNotNull()).select(
+        "user_id", F.col("new_japanese").alias("japanese"), F.col("new_western").alias("western")
+    )
+
+
+def day_figures(day_counts: DataFrame, day: date) -> DataFrame:
+    """One row for the day: the summary (zeros when nobody ordered: a global aggregate
+    always yields a row), the touched users and the stale ones (stored, no order left)."""
+    ordered = F.col("new_japanese").isNotNull()
+    return day_counts.agg(
+        F.coalesce(F.sum("new_japanese"), F.lit(0)).cast("long").alias("japanese"),
+        F.coalesce(F.sum("new_western"), F.lit(0)).cast("long").alias("western"),
+        F.count(F.when(ordered, 1)).cast("long").alias("users"),
+        F.count("user_id").cast("long").alias("touched"),
+        F.count(F.when(~ordered, 1)).cast("long").alias("stale"),
     ).select(
         F.lit(day.year).alias("year"),
         F.lit(day).alias("order_date"),
@@ -48,6 +72,8 @@ def daily_summary(counts: DataFrame, day: date) -> DataFrame:
         "western",
         (F.col("japanese") + F.col("western")).alias("total"),
         "users",
+        "touched",
+        "stale",
     )
 
 
@@ -63,14 +89,9 @@ def with_user_day_keys(counts: DataFrame, day: date) -> DataFrame:
     )
 
 
-def touched_users(old_counts: DataFrame, new_counts: DataFrame) -> DataFrame:
-    """Users whose contribution of the day may change: in the stored or the new counts."""
-    return old_counts.select("user_id").unionByName(new_counts.select("user_id")).distinct()
-
-
-def stale_users(old_counts: DataFrame, new_counts: DataFrame) -> DataFrame:
+def stale_users(day_counts: DataFrame) -> DataFrame:
     """Users stored for the day who no longer have an order on it."""
-    return old_counts.select("user_id").join(new_counts.select("user_id"), on="user_id", how="left_anti")
+    return day_counts.filter(F.col("new_japanese").isNull()).select("user_id")
 
 
 def merge_day_into_history(history: DataFrame, new_counts: DataFrame, day: date) -> DataFrame:
@@ -85,12 +106,18 @@ def merge_day_into_history(history: DataFrame, new_counts: DataFrame, day: date)
 def with_segment_transitions(timeline: DataFrame) -> DataFrame:
     """Cumulative counts after each of a user's dates and the segment before and after it
     (before is null on the user's first date: the user enters a segment)."""
-    running = (
-        Window.partitionBy("user_id").orderBy("order_date").rowsBetween(Window.unboundedPreceding, 0)
-    )
+    by_user = Window.partitionBy("user_id").orderBy("order_date")
+    running = by_user.rowsBetween(Window.unboundedPreceding, 0)
+    whole = by_user.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     cum_j = F.sum("japanese").over(running).cast("long")
     cum_w = F.sum("western").over(running).cast("long")
-    staged = timeline.withColumn("cum_japanese", cum_j).withColumn("cum_western", cum_w)
+    staged = (
+        timeline.withColumn("cum_japanese", cum_j)
+        .withColumn("cum_western", cum_w)
+        # In the same window pass: user_preferences is then a filter, not another shuffle.
+        .withColumn("first_order_date", F.min("order_date").over(whole))
+        .withColumn("last_order_date", F.max("order_date").over(whole))
+    )
     before_j = F.col("cum_japanese") - F.col("japanese")
     before_w = F.col("cum_western") - F.col("western")
     return staged.select(
@@ -102,6 +129,8 @@ def with_segment_transitions(timeline: DataFrame) -> DataFrame:
         "cum_western",
         F.when(before_j + before_w > 0, preference_col(before_j, before_w)).alias("segment_before"),
         preference_col(F.col("cum_japanese"), F.col("cum_western")).alias("segment_after"),
+        "first_order_date",
+        "last_order_date",
     )
 
 
@@ -117,24 +146,16 @@ def transition_rows(transitions: DataFrame, day: date) -> DataFrame:
 
 
 def user_preferences(transitions: DataFrame) -> DataFrame:
-    """Cumulative counts, preference and first/last order date of each touched user."""
-    return (
-        transitions.groupBy("user_id")
-        .agg(
-            F.sum("japanese").cast("long").alias("japanese"),
-            F.sum("western").cast("long").alias("western"),
-            F.min("order_date").alias("first_order_date"),
-            F.max("order_date").alias("last_order_date"),
-        )
-        .select(
-            "user_id",
-            "japanese",
-            "western",
-            preference_col(F.col("japanese"), F.col("western")).alias("preference"),
-            "first_order_date",
-            "last_order_date",
-            F.current_timestamp().alias("updated_at"),
-        )
+    """Cumulative counts, preference and first/last order date of each touched user: the
+    row of its last date, whose cumulative counts are the totals (no shuffle)."""
+    return transitions.filter(F.col("order_date") == F.col("last_order_date")).select(
+        "user_id",
+        F.col("cum_japanese").alias("japanese"),
+        F.col("cum_western").alias("western"),
+        F.col("segment_after").alias("preference"),
+        "first_order_date",
+        "last_order_date",
+        F.current_timestamp().alias("updated_at"),
     )
 
 
@@ -149,9 +170,7 @@ def segment_rows(preferences: DataFrame) -> DataFrame:
     )
 
 
-def segment_deletions(
-    preferences: DataFrame, old_counts: DataFrame, new_counts: DataFrame, *, all_but_new_segment: bool
-) -> DataFrame:
+def segment_deletions(preferences: DataFrame, day_counts: DataFrame, *, all_but_new_segment: bool) -> DataFrame:
     """user_segments rows (segment, bucket, user_id) that must go.
 
     Normally the stored segment is the preference of the cumulative counts with the day's
@@ -159,15 +178,16 @@ def segment_deletions(
     the new one. After a crash the stored rows may be from either state, so
     ``all_but_new_segment`` deletes the user from every segment but the new one (tombstones
     only in that rare case). A user left with no order at all leaves every segment."""
-    touched = touched_users(old_counts, new_counts)
-    old = old_counts.select("user_id", F.col("japanese").alias("old_j"), F.col("western").alias("old_w"))
-    new = new_counts.select("user_id", F.col("japanese").alias("new_j"), F.col("western").alias("new_w"))
+    counts = day_counts.select(
+        "user_id",
+        F.col("old_japanese").alias("old_j"),
+        F.col("old_western").alias("old_w"),
+        F.col("new_japanese").alias("new_j"),
+        F.col("new_western").alias("new_w"),
+    )
     prefs = preferences.select("user_id", "japanese", "western", "preference")
-    joined = (
-        touched.join(prefs, on="user_id", how="left")
-        .join(old, on="user_id", how="left")
-        .join(new, on="user_id", how="left")
-        .fillna(0, subset=["japanese", "western", "old_j", "old_w", "new_j", "new_w"])
+    joined = counts.join(prefs, on="user_id", how="left").fillna(
+        0, subset=["japanese", "western", "old_j", "old_w", "new_j", "new_w"]
     )
     if all_but_new_segment:
         candidates = joined.select("user_id", "preference", F.explode(F.array(*map(F.lit, SEGMENTS))).alias("segment"))

@@ -35,17 +35,29 @@ def test_user_day_counts_counts_each_menu_and_drops_uncountable_rows(spark) -> N
     assert_df_equality(transforms.user_day_counts(orders), expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_daily_summary_sums_and_counts_users(spark) -> None:
-    counts = spark.createDataFrame([("a", 2, 1), ("b", 0, 1)], COUNTS)
-    row = transforms.daily_summary(counts, D3).first().asDict()
-    assert row == {"year": 2025, "order_date": D3, "japanese": 2, "western": 2, "total": 4, "users": 2}
+def test_day_figures_sum_the_new_counts_and_count_touched_and_stale_users(spark) -> None:
+    old = spark.createDataFrame([("a", 1, 0), ("stale", 0, 3)], COUNTS)
+    new = spark.createDataFrame([("a", 2, 1), ("b", 0, 1)], COUNTS)
+    row = transforms.day_figures(transforms.old_and_new_counts(old, new), D3).first().asDict()
+    assert row == {
+        "year": 2025, "order_date": D3, "japanese": 2, "western": 2, "total": 4, "users": 2, "touched": 3, "stale": 1,
+    }
 
 
-def test_daily_summary_of_a_day_without_orders_is_a_row_of_zeros(spark) -> None:
-    rows = transforms.daily_summary(spark.createDataFrame([], COUNTS), D3).collect()
+def test_day_figures_of_a_day_without_orders_is_a_row_of_zeros(spark) -> None:
+    empty = spark.createDataFrame([], COUNTS)
+    rows = transforms.day_figures(transforms.old_and_new_counts(empty, empty), D3).collect()
     assert [r.asDict() for r in rows] == [
-        {"year": 2025, "order_date": D3, "japanese": 0, "western": 0, "total": 0, "users": 0}
+        {"year": 2025, "order_date": D3, "japanese": 0, "western": 0, "total": 0, "users": 0, "touched": 0, "stale": 0}
     ]
+
+
+def test_old_and_new_counts_give_back_the_new_counts_and_the_stale_users(spark) -> None:
+    old = spark.createDataFrame([("a", 1, 0), ("stale", 0, 3)], COUNTS)
+    new = spark.createDataFrame([("a", 2, 1), ("b", 0, 1)], COUNTS)
+    day_counts = transforms.old_and_new_counts(old, new)
+    assert_df_equality(transforms.new_counts_of(day_counts), new, ignore_row_order=True, ignore_nullable=True)
+    assert [r.user_id for r in transforms.stale_users(day_counts).collect()] == ["stale"]
 
 
 def test_preference_col_agrees_with_orderlog_menu(spark) -> None:
@@ -125,7 +137,7 @@ def test_segment_deletions_remove_the_old_segment_of_a_user_who_switched(spark) 
     prefs = _prefs(spark, [("switch", 2, 3, WESTERN), ("stay", 3, 1, JAPANESE), ("new", 0, 1, WESTERN)])
     old = spark.createDataFrame([], COUNTS)
     new = spark.createDataFrame([("switch", 0, 3), ("stay", 1, 0), ("new", 0, 1)], COUNTS)
-    got = transforms.segment_deletions(prefs, old, new, all_but_new_segment=False)
+    got = transforms.segment_deletions(prefs, transforms.old_and_new_counts(old, new), all_but_new_segment=False)
     expected = spark.createDataFrame(
         [(JAPANESE, bucket_of("switch", SEGMENT_BUCKETS), "switch")], "segment string, bucket short, user_id string"
     )
@@ -138,7 +150,8 @@ def test_segment_deletions_on_a_rerun_use_the_stored_contribution(spark) -> None
     prefs = _prefs(spark, [("late", 1, 2, WESTERN)])
     old = spark.createDataFrame([("late", 0, 1)], COUNTS)
     new = spark.createDataFrame([("late", 0, 2)], COUNTS)
-    got = [tuple(r) for r in transforms.segment_deletions(prefs, old, new, all_but_new_segment=False).collect()]
+    day_counts = transforms.old_and_new_counts(old, new)
+    got = [tuple(r) for r in transforms.segment_deletions(prefs, day_counts, all_but_new_segment=False).collect()]
     assert got == [(EVEN, bucket_of("late", SEGMENT_BUCKETS), "late")]
 
 
@@ -146,7 +159,8 @@ def test_segment_deletions_after_a_crash_remove_every_other_segment(spark) -> No
     prefs = _prefs(spark, [("a", 1, 0, JAPANESE)])
     new = spark.createDataFrame([("a", 1, 0)], COUNTS)
     old = spark.createDataFrame([("gone", 1, 0)], COUNTS)  # no order left at all
-    got = sorted(tuple(r) for r in transforms.segment_deletions(prefs, old, new, all_but_new_segment=True).collect())
+    day_counts = transforms.old_and_new_counts(old, new)
+    got = sorted(tuple(r) for r in transforms.segment_deletions(prefs, day_counts, all_but_new_segment=True).collect())
     b = bucket_of("a", SEGMENT_BUCKETS)
     g = bucket_of("gone", SEGMENT_BUCKETS)
     assert got == sorted(
