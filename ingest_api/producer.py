@@ -7,7 +7,8 @@ into ``503`` with ``Retry-After``.
 
 The producer is created lazily, per process (gunicorn forks workers: a producer's
 sockets and sender thread must not cross a fork), and re-created after a failure to
-connect, so the API recovers by itself when Kafka comes back.
+connect or a request whose records were not all acknowledged, so the API recovers by itself
+when Kafka comes back.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from flask import Flask, current_app
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaError
 
 from orderlog.kafka_admin import brokers_answer, describe
 
@@ -82,15 +83,11 @@ class OrderProducer:
         self._lock = threading.Lock()
         self._failed_at = 0.0
         self._last_error = ""
-        # A producer a record failed for good on (see _note_failure); replaced on next use.
-        self._broken: KafkaProducer | None = None
 
     def _get(self) -> KafkaProducer:
         producer = self._producer
         if producer is not None and self._pid == os.getpid():
-            if producer is not self._broken:
-                return producer
-            self._discard(producer)
+            return producer
         with self._lock:
             if self._producer is not None and self._pid == os.getpid():
                 return self._producer
@@ -118,30 +115,32 @@ class OrderProducer:
         try:
             futures = [producer.send(self.topic, key=key, value=value) for key, value in records]
             for future in futures:
-                # Also for records whose request has answered 503 already: a failure that
-                # arrives later still tells that this producer is broken.
-                future.add_errback(self._note_failure, producer)
-            for future in futures:
                 future.get(timeout=max(0.0, deadline - time.monotonic()))
         except (KafkaError, TimeoutError) as exc:
-            if _is_broken(exc):
-                self._discard(producer)
+            # kafka-python 3.0.12's idempotent producer can be stuck for good after such a
+            # failure (a batch already sent expires: its producer id is reset to -1 and never
+            # asked for again, and nothing public tells), so it is replaced every time.
+            self._replace(producer)
             raise KafkaUnavailable(f"Kafka did not acknowledge the records ({describe(exc)})") from exc
 
-    def _note_failure(self, producer: KafkaProducer, exc: BaseException) -> None:
-        """An idempotent producer whose record failed for good (a fatal sequence or producer
-        id error) holds every later record back until it times out: it is replaced."""
-        if _is_broken(exc):
-            self._broken = producer
-
-    def _discard(self, producer: KafkaProducer) -> None:
-        """Drop a producer that will not recover by itself; the next request makes a new one."""
+    def _replace(self, producer: KafkaProducer) -> None:
+        """The next request makes a new producer; the old one is closed in the background."""
         with self._lock:
             if self._producer is not producer:
                 return  # another thread did already
             self._producer = None
-        log.warning("discarding the Kafka producer after a non-retriable error")
-        producer.close(timeout=0)
+        log.warning("replacing the Kafka producer after a request whose records were not all acknowledged")
+        threading.Thread(target=self._close_quietly, args=(producer,), name="close-replaced-producer",
+                         daemon=True).start()
+
+    def _close_quietly(self, producer: KafkaProducer) -> None:
+        """Give the old producer's records (other requests' too) their own deadline, then close.
+        kafka-python's close() raises instead of closing while a record is pending (the stuck
+        producer's never complete): then only its sender thread is left, idle."""
+        try:
+            producer.close(timeout=self.ack_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - a replaced producer must not hurt anyone
+            log.warning("the replaced Kafka producer did not close: %s", describe(exc))
 
     def reachable(self, timeout_s: float = 2.0) -> tuple[bool, str]:
         """Whether a broker answers a metadata request now, and why not if it does not."""
@@ -154,14 +153,6 @@ class OrderProducer:
             producer, self._producer = self._producer, None
         if producer is not None and self._pid == os.getpid():
             producer.close(timeout=self.ack_timeout_s if timeout_s is None else timeout_s)
-
-
-def _is_broken(exc: BaseException) -> bool:
-    """A timeout or a retriable error (broker down or slow) heals by itself; a non-retriable
-    error (an idempotence error state) does not: the producer is replaced."""
-    if isinstance(exc, (KafkaTimeoutError, TimeoutError)):
-        return False
-    return isinstance(exc, KafkaError) and not exc.retriable
 
 
 def init_app(app: Flask) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -195,6 +196,19 @@ class PrivateServer:
 
     def kill(self) -> None:
         self.server.kill()
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its sockets but answers nothing (a broker that hangs:
+        requests already sent stay in flight until the client gives up on them)."""
+        os.kill(self._pid(), signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self._pid(), signal.SIGCONT)
+
+    def _pid(self) -> int:
+        pid = self.server.pid()
+        assert pid is not None, f"the private {self.name} does not run"
+        return pid
 
 
 @pytest.fixture

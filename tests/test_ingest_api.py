@@ -7,9 +7,10 @@ app points at a port where nothing listens and never opens a connection.
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from ingest_api import create_app
 from ingest_api.producer import producer_config
@@ -173,44 +174,58 @@ class _FakeFuture:
     def __init__(self, error):
         self.error = error
 
-    def add_errback(self, f, *args):
-        if self.error:
-            f(*args, self.error)
-
     def get(self, timeout):
         if self.error:
             raise self.error
 
 
 class _FakeProducer:
-    """Stands in for KafkaProducer (this is a unit test): the first one is broken for good."""
+    """Stands in for KafkaProducer (this is a unit test): the first one fails with ``error``,
+    and its close() raises as kafka-python 3.0.12's does while records are pending."""
 
     made: list[_FakeProducer] = []
+    error: Exception | None = None
 
     def __init__(self, **config):
-        self.closed = False
-        self.error = KafkaError("Cannot perform send because at least one previous idempotent request has failed")
-        self.error = self.error if not _FakeProducer.made else None
+        self.close_called = threading.Event()
+        self.error = _FakeProducer.error if not _FakeProducer.made else None
         _FakeProducer.made.append(self)
 
     def send(self, topic, key, value):
         return _FakeFuture(self.error)
 
     def close(self, timeout=None):
-        self.closed = True
+        self.close_called.set()
+        if self.error:
+            raise KafkaTimeoutError("Timeout waiting for future")
 
 
-def test_a_producer_that_cannot_recover_is_replaced(settings, monkeypatch):
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (KafkaError("Cannot perform send because at least one previous idempotent request has failed"),
+         "KafkaError: Cannot perform send"),
+        # what a producer stuck without a producer id gives (a timeout, retriable): replaced too
+        (KafkaTimeoutError("Timeout after waiting for 10 secs."), "KafkaTimeoutError: Timeout after waiting"),
+    ],
+    ids=["non-retriable", "timeout"],
+)
+def test_a_producer_is_replaced_after_a_request_it_did_not_acknowledge(settings, monkeypatch, error, reason):
     import ingest_api.producer as module
 
-    _FakeProducer.made = []
+    monkeypatch.setattr(_FakeProducer, "made", [])
+    monkeypatch.setattr(_FakeProducer, "error", error)
     monkeypatch.setattr(module, "KafkaProducer", _FakeProducer)
     client = create_app(settings.replace(kafka_topic="t")).test_client()
-    broken = client.post("/api/log", json=GOOD)
-    assert broken.status_code == 503 and broken.headers["Retry-After"] == "5"
-    assert broken.json["error"].startswith("Kafka did not acknowledge the records (KafkaError: Cannot perform send")
+    failed = client.post("/api/log", json=GOOD)
+    assert failed.status_code == 503 and failed.headers["Retry-After"] == "5"
+    assert failed.json["error"].startswith(f"Kafka did not acknowledge the records ({reason}")
     assert client.post("/api/log", json=GOOD).status_code == 202
-    assert [p.closed for p in _FakeProducer.made] == [True, False]
+    assert len(_FakeProducer.made) == 2
+    # the old one is closed in the background, and its close() raising harms nobody
+    assert _FakeProducer.made[0].close_called.wait(timeout=10)
+    assert not _FakeProducer.made[1].close_called.is_set()
+    assert client.post("/api/log", json=GOOD).status_code == 202 and len(_FakeProducer.made) == 2
 
 
 # --- a batch is counted and bounded before it is decoded ---------------------------------------
