@@ -143,9 +143,9 @@ class OrderProducer:
             log.warning("the replaced Kafka producer did not close: %s", describe(exc))
 
     def reachable(self, timeout_s: float = 2.0) -> tuple[bool, str]:
-        """Whether a broker answers a metadata request now, and why not if it does not."""
+        """Whether a broker answers a metadata request now and has the topic, and why not."""
         client_id = f"{self.config['client_id']}-health"
-        return brokers_answer(self.config["bootstrap_servers"], timeout_s, client_id=client_id)
+        return brokers_answer(self.config["bootstrap_servers"], timeout_s, client_id=client_id, topic=self.topic)
 
     def close(self, timeout_s: float | None = None) -> None:
         """Flush what is buffered and close (used at worker exit)."""

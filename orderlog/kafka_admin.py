@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kafka import KafkaAdminClient
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, for_code
 
 
 def brokers_answer(bootstrap_servers: Sequence[str], timeout_s: float = 2.0,
-                   client_id: str = "orderlog-probe") -> tuple[bool, str]:
+                   client_id: str = "orderlog-probe", topic: str | None = None) -> tuple[bool, str]:
     """Whether a broker answers a metadata request now (a fresh round trip with a client of
-    its own: cached metadata would say "up" with the broker gone), and why not. Returns
-    within about twice ``timeout_s``."""
+    its own: cached metadata would say "up" with the broker gone), and, given a ``topic``,
+    whether the cluster has it; why not otherwise. Returns within about twice ``timeout_s``."""
     timeout_ms = max(1, int(timeout_s * 1000))
     try:
         admin = KafkaAdminClient(bootstrap_servers=list(bootstrap_servers), request_timeout_ms=timeout_ms,
@@ -21,7 +21,12 @@ def brokers_answer(bootstrap_servers: Sequence[str], timeout_s: float = 2.0,
     except (KafkaError, OSError, ValueError) as exc:
         return False, describe(exc)
     try:
-        admin.describe_cluster()
+        if topic is None:
+            admin.describe_cluster()
+            return True, "ok"
+        [described] = admin.describe_topics([topic])
+        if described["error_code"]:
+            raise for_code(described["error_code"])(topic)
         return True, "ok"
     except (KafkaError, OSError) as exc:
         return False, f"metadata request failed ({describe(exc)})"
