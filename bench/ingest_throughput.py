@@ -35,7 +35,7 @@ from pathlib import Path
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from ingest_api.producer import producer_config
+from ingest_api.kafka_python_backend import kafka_python_config
 from local_stack.supervisor import free_ports
 from orderlog.config import Settings, child_environment, load_or_exit
 from orderlog.events import validate_event
@@ -161,7 +161,7 @@ def producer_performance(settings, topic: str, payload_file: Path, records: int)
 
 def kafka_python_alone(settings, topic: str, records: list[tuple[bytes, bytes]], count: int) -> dict:
     """The same producer settings as the API, sending in a loop: the ceiling of kafka-python."""
-    producer = KafkaProducer(**producer_config(settings.kafka.bootstrap_list, 30_000))
+    producer = KafkaProducer(**kafka_python_config(settings.kafka.bootstrap_list, 30_000))
     producer.send(topic, key=records[0][0], value=records[0][1]).get(30)
     started = time.monotonic()
     futures = [producer.send(topic, key=k, value=v) for k, v in (records[i % len(records)] for i in range(count))]

@@ -106,6 +106,13 @@ def kafka_topic(stack: object, settings: Settings) -> Iterator[str]:
         admin.close()
 
 
+@pytest.fixture(params=["confluent-kafka", "kafka-python"])
+def kafka_client(request: pytest.FixtureRequest) -> str:
+    """Each Kafka client the ingest API can produce with (ORDERLOG_KAFKA_CLIENT): a test that
+    takes this fixture runs once per client."""
+    return request.param
+
+
 @pytest.fixture
 def streaming_jobs() -> Iterator[list]:
     """Append each tests.streaming_job.StreamingJob a test starts: any still running at the

@@ -13,7 +13,8 @@ import pytest
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from ingest_api import create_app
-from ingest_api.producer import producer_config
+from ingest_api.confluent_backend import confluent_config
+from ingest_api.kafka_python_backend import kafka_python_config
 from tests.conftest import free_ports
 
 GOOD = {"user_id": "u-1", "timestamp": "2025-05-31T12:34:56+09:00", "menu_type": "japanese"}
@@ -163,11 +164,29 @@ def test_limits_come_from_orderlog_settings(monkeypatch):
 
 
 def test_the_producer_is_durable_and_batched():
-    config = producer_config(["127.0.0.1:9092"], 10_000)
+    config = kafka_python_config(["127.0.0.1:9092"], 10_000)
     assert (config["acks"], config["enable_idempotence"]) == ("all", True)
     assert config["retries"] > 1_000_000 and config["linger_ms"] > 0 and config["compression_type"] == "lz4"
     # Kafka gives up on a record no later than the request that waits for it.
     assert config["delivery_timeout_ms"] == 10_000
+
+
+def test_the_confluent_producer_has_the_same_guarantees():
+    config = confluent_config(["127.0.0.1:9092", "127.0.0.1:9093"], 10_000)
+    assert config["bootstrap.servers"] == "127.0.0.1:9092,127.0.0.1:9093"
+    assert (config["acks"], config["enable.idempotence"], config["compression.type"]) == ("all", True, "lz4")
+    assert 0 < config["linger.ms"] <= 10_000
+    # librdkafka gives up on a record no later than the request that waits for it.
+    assert config["message.timeout.ms"] == 10_000 and config["request.timeout.ms"] < 10_000
+
+
+@pytest.mark.parametrize("client", ["confluent-kafka", "kafka-python"])
+def test_the_client_setting_chooses_the_producer(settings, client):
+    from ingest_api.producer import get_producer
+
+    app = create_app(settings.replace(kafka_client=client, kafka_topic="t"))
+    assert type(get_producer(app)).__name__ == {"confluent-kafka": "ConfluentProducer",
+                                                "kafka-python": "KafkaPythonProducer"}[client]
 
 
 class _FakeFuture:
@@ -211,12 +230,12 @@ class _FakeProducer:
     ids=["non-retriable", "timeout"],
 )
 def test_a_producer_is_replaced_after_a_request_it_did_not_acknowledge(settings, monkeypatch, error, reason):
-    import ingest_api.producer as module
+    import ingest_api.kafka_python_backend as module
 
     monkeypatch.setattr(_FakeProducer, "made", [])
     monkeypatch.setattr(_FakeProducer, "error", error)
     monkeypatch.setattr(module, "KafkaProducer", _FakeProducer)
-    client = create_app(settings.replace(kafka_topic="t")).test_client()
+    client = create_app(settings.replace(kafka_topic="t", kafka_client="kafka-python")).test_client()
     failed = client.post("/api/log", json=GOOD)
     assert failed.status_code == 503 and failed.headers["Retry-After"] == "5"
     assert failed.json["error"].startswith(f"Kafka did not acknowledge the records ({reason}")
