@@ -297,7 +297,8 @@ class ViewerSettings(_Section):
     password: str = setting("ORDERLOG_VIEWER_PASSWORD", "", TEXT, "the basic auth password", secret=True)
     cache_seconds: float = setting(
         "ORDERLOG_VIEWER_CACHE_SECONDS", 5.0, seconds(0),
-        "how long each worker remembers the latest aggregated date and each segment's first page; 0 turns it off")
+        "0 turns the viewer's cache off; otherwise each worker keeps its answers until the next aggregate run "
+        "finishes, and those that show what the stream writes (late orders, rejected counts) at most this long")
     workers: int = setting("ORDERLOG_VIEWER_WORKERS", 2, POSITIVE, "gunicorn worker processes")
     threads: int = setting("ORDERLOG_VIEWER_THREADS", 8, POSITIVE, "threads per gunicorn worker")
     timeout: int = setting("ORDERLOG_VIEWER_TIMEOUT", 300, POSITIVE,
