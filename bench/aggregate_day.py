@@ -14,6 +14,7 @@ and prints the times and the ratios job/scan and python/job. Not a test: nothing
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections import defaultdict
 from datetime import UTC, date, datetime
@@ -21,6 +22,7 @@ from datetime import UTC, date, datetime
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from bench.wrk import result_line
 from jobs.aggregate import aggregate
 from jobs.aggregate_io import read_day
 from jobs.cassandra_io import write_table
@@ -135,6 +137,14 @@ def main() -> None:
             f"| {orders:,} | {users:,} | {scan:.1f} s | {job:.1f} s | {python:.1f} s | "
             f"{job / scan:.1f}x | {python / job:.1f}x |"
         )
+    largest = max(results)
+    orders, users, _, scan, job, python = largest
+    print(result_line(
+        "aggregate",
+        ratios={"job_vs_bare_scan": job / scan, "python_vs_job": python / job},
+        figures={"orders": orders, "users": users, "job_s": job, "bare_scan_s": scan, "python_s": python,
+                 "load_average_1m": os.getloadavg()[0]},
+    ))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from cassandra.query import BatchStatement, BatchType
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from bench.wrk import result_line
 from jobs.session import local_session
 from jobs.stream_lifecycle import quiet_logs
 from jobs.stream_sink import BatchWriter
@@ -308,6 +309,7 @@ def main() -> None:
                   f"{args.writer_processes} processes x {args.writer_concurrency} in flight)")
     if job_rate and raw_rate:
         print(f"ratio streaming / best raw writer: {job_rate / raw_rate:.0%}")
+    steady_p50 = steady_p99 = None
     if "latency" not in args.skip:
         warm, lat = latency(settings, args.rate, args.seconds, args.trigger, conf, args.warmup)
         for name, values_, n in (("warm-up", warm, args.warmup), ("steady", lat, args.seconds)):
@@ -315,7 +317,17 @@ def main() -> None:
             print(f"latency {name} at {args.rate}/s for {n} s (trigger {args.trigger}): "
                   f"{len(values_):,}/{args.rate * n:,} arrived; p50 {q[49]:.2f} s, p99 {q[98]:.2f} s, "
                   f"max {max(values_, default=float('nan')):.2f} s")
-    print(f"load average {os.getloadavg()[0]:.1f} at end")
+            if name == "steady":
+                steady_p50, steady_p99 = q[49], q[98]
+    load_average = os.getloadavg()[0]
+    print(f"load average {load_average:.1f} at end")
+    print(result_line(
+        "streaming",
+        ratios={"job_vs_raw_writer": job_rate / raw_rate if job_rate and raw_rate else None},
+        figures={"job_events_per_s": job_rate, "raw_writer_rows_per_s": raw_rate,
+                 "validation_records_per_s": 1 / per_record, "latency_p50_s": steady_p50,
+                 "latency_p99_s": steady_p99, "load_average_1m": load_average},
+    ))
 
 
 if __name__ == "__main__":
