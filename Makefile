@@ -16,7 +16,7 @@ PYTHON_VERSIONS := 3.11 3.12
 
 .PHONY: help system-deps setup runtime check-python up down status schema test test-fast lint ingest viewer streaming aggregate demo demo-reset stop bench clean
 
-system-deps: ## install the system packages the project needs (Java 17, Maven; Chromium, docker-compose for tests)
+system-deps: ## install the system packages the project needs (Java 17, Maven; Chromium, docker-compose for tests; wrk for the benchmarks)
 	@bash tools/install_system_deps.sh
 
 help: ## list the commands

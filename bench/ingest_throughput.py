@@ -3,15 +3,20 @@
     .venv/bin/python -m bench.ingest_throughput [--seconds 15] [--workers 2] [--threads 16]
 
 Runs the real gunicorn server (ingest_api/gunicorn.conf.py) on a spare port, producing to
-a bench-only topic that is deleted afterwards, and measures:
+a bench-only topic that is deleted afterwards, once per Kafka client (ORDERLOG_KAFKA_CLIENT),
+and measures:
 
-1. single-event POST /api/log from many concurrent keep-alive clients;
-2. POST /api/logs with 1,000 events per request;
-3. org.apache.kafka.tools.ProducerPerformance with the same records (the API's normalized
+1. single-event POST /api/log from ``--clients`` keep-alive connections of wrk (bench/wrk.py);
+2. the framework's floor: a constant-JSON Flask endpoint under the same gunicorn
+   configuration, loaded the same way;
+3. POST /api/logs with 1,000 events per request, from Python clients (and the same clients
+   against the floor app, to show they are not the limit);
+4. org.apache.kafka.tools.ProducerPerformance with the same records (the API's normalized
    JSON, as a payload file), the same key spread, acks=all, lz4, idempotence.
 
-It prints events/s, latencies and the ratio of each to ProducerPerformance. Needs the
-local stack (make up) and the jars (make setup).
+It prints events/s, latencies and the ratio of each to ProducerPerformance, then one JSON
+line (bench/wrk.py: result_line). Needs the local stack (make up), the jars (make setup)
+and wrk (make system-deps).
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from pathlib import Path
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from ingest_api.producer import producer_config
+from bench.wrk import floor_app, gunicorn, result_line, wrk
+from ingest_api.kafka_python_backend import kafka_python_config
 from local_stack.supervisor import free_ports
 from orderlog.config import Settings, child_environment, load_or_exit
 from orderlog.events import validate_event
@@ -53,9 +59,10 @@ def sample_event(n: int) -> dict:
     }
 
 
-def start_gunicorn(settings: Settings, topic: str, port: int, workers: int, threads: int) -> subprocess.Popen:
+def start_gunicorn(settings: Settings, topic: str, port: int, workers: int, threads: int,
+                   kafka_client: str) -> subprocess.Popen:
     env = child_environment(settings.replace(kafka_topic=topic, ingest_workers=workers, ingest_threads=threads,
-                                             ingest_log_level="warning"))
+                                             ingest_log_level="warning", kafka_client=kafka_client))
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "ingest_api/gunicorn.conf.py", "-b", f"127.0.0.1:{port}",
          "ingest_api:create_app()"],
@@ -161,7 +168,7 @@ def producer_performance(settings, topic: str, payload_file: Path, records: int)
 
 def kafka_python_alone(settings, topic: str, records: list[tuple[bytes, bytes]], count: int) -> dict:
     """The same producer settings as the API, sending in a loop: the ceiling of kafka-python."""
-    producer = KafkaProducer(**producer_config(settings.kafka.bootstrap_list, 30_000))
+    producer = KafkaProducer(**kafka_python_config(settings.kafka.bootstrap_list, 30_000))
     producer.send(topic, key=records[0][0], value=records[0][1]).get(30)
     started = time.monotonic()
     futures = [producer.send(topic, key=k, value=v) for k, v in (records[i % len(records)] for i in range(count))]
@@ -198,15 +205,31 @@ def main() -> None:
     singles = [json.dumps(e).encode() for e in events]
     batches = [json.dumps(events[i:i + args.batch_size]).encode() for i in range(0, len(events), args.batch_size)]
 
+    single_bodies = [b.decode() for b in singles]
+    by_client: dict[str, tuple[dict, dict]] = {}
+    for kafka_client in ("confluent-kafka", "kafka-python"):
+        (port,) = free_ports(1)
+        server = start_gunicorn(settings, topic, port, args.workers, args.threads, kafka_client)
+        try:
+            load(port, "/api/log", singles, 1, 4, 2)  # warm up: producers connected, code paths hot
+            single = wrk(f"http://127.0.0.1:{port}/api/log", single_bodies, method="POST", seconds=args.seconds,
+                         connections=args.clients)
+            single["events_per_s"] = single["requests_per_s"]
+            batch = load(port, "/api/logs", batches, args.batch_size, args.batch_clients, args.seconds)
+        finally:
+            server.terminate()
+            server.wait(60)
+        by_client[kafka_client] = (single, batch)
+
+    # The framework's floor: the same gunicorn configuration, workers and threads, no work.
     (port,) = free_ports(1)
-    server = start_gunicorn(settings, topic, port, args.workers, args.threads)
-    try:
-        load(port, "/api/log", singles, 1, 4, 2)  # warm up: producers connected, code paths hot
-        single = load(port, "/api/log", singles, 1, args.clients, args.seconds)
-        batch = load(port, "/api/logs", batches, args.batch_size, args.batch_clients, args.seconds)
-    finally:
-        server.terminate()
-        server.wait(60)
+    floor_env = child_environment(settings.replace(ingest_workers=args.workers, ingest_threads=args.threads,
+                                                   ingest_log_level="warning"))
+    accepted_bytes = len(b'{"status": "accepted", "order_id": "' + b"0" * 32 + b'"}')
+    with gunicorn("ingest_api/gunicorn.conf.py", floor_app(accepted_bytes), port, floor_env, "/floor") as base:
+        floor = wrk(base + "/floor", single_bodies, method="POST", seconds=args.seconds, connections=args.clients)
+        # The batch clients against a server that does nothing: their own ceiling.
+        batch_clients_ceiling = load(port, "/floor", batches, args.batch_size, args.batch_clients, args.seconds)
 
     with tempfile.NamedTemporaryFile("wb", suffix=".ndjson", delete=False) as payload:
         payload.write(b"\n".join(records))
@@ -219,22 +242,53 @@ def main() -> None:
         admin.delete_topics([topic, perf_topic])
         admin.close()
 
-    print(f"machine: {os.cpu_count()} cores; record: {record_bytes:.0f} bytes (normalized JSON), key = user_id "
-          f"({USERS} users); acks=all, idempotent, lz4")
-    print(f"gunicorn: {args.workers} workers x {args.threads} threads; {args.seconds:g} s per run")
-    print(f"{'':34}{'events/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'vs Kafka':>10}")
-    rows = [
-        (f"POST /api/log ({args.clients} clients)", single),
-        (f"POST /api/logs ({args.batch_size}/req, {args.batch_clients} clients)", batch),
+    load_average = os.getloadavg()[0]
+    print(f"machine: {os.cpu_count()} cores, load average {load_average:.2f} at the end; record: "
+          f"{record_bytes:.0f} bytes (normalized JSON), key = user_id ({USERS} users); acks=all, idempotent, lz4")
+    print(f"gunicorn: {args.workers} workers x {args.threads} threads; {args.seconds:g} s per run; "
+          f"single events from wrk, {args.clients} connections")
+    print(f"{'':46}{'events/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'vs Kafka':>10}")
+    rows = []
+    for kafka_client, (single, batch) in by_client.items():
+        rows += [
+            (f"POST /api/log, {kafka_client}", single),
+            (f"POST /api/logs ({args.batch_size}/req), {kafka_client}", batch),
+        ]
+    rows += [
+        ("constant JSON, same gunicorn (req/s)", {**floor, "events_per_s": floor["requests_per_s"]}),
+        (f"batch clients vs constant JSON ({args.batch_size}/req)", batch_clients_ceiling),
         ("kafka-python alone (1 thread)", alone),
         ("Kafka ProducerPerformance", perf),
     ]
     for name, r in rows:
         ratio = r["events_per_s"] / perf["events_per_s"]
-        print(f"{name:34}{r['events_per_s']:>12,.0f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{ratio:>10.2f}")
-    failed = single["failed"] + batch["failed"]
+        print(f"{name:46}{r['events_per_s']:>12,.0f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{ratio:>10.2f}")
+    failed = sum(single["failed"] + batch["failed"] for single, batch in by_client.values())
     print(f"non-202 answers: {failed}")
     print(f"ProducerPerformance: {perf['summary']}")
+    single, batch = by_client["confluent-kafka"]
+    single_kp, batch_kp = by_client["kafka-python"]
+    print(result_line(
+        "ingest",
+        ratios={
+            "batch_vs_producer_perf": batch["events_per_s"] / perf["events_per_s"],
+            "single_vs_framework_floor": single["requests_per_s"] / floor["requests_per_s"],
+            "batch_vs_producer_perf_kafka_python": batch_kp["events_per_s"] / perf["events_per_s"],
+            "single_vs_framework_floor_kafka_python": single_kp["requests_per_s"] / floor["requests_per_s"],
+            "batch_vs_batch_clients_ceiling": batch["events_per_s"] / batch_clients_ceiling["events_per_s"],
+        },
+        figures={
+            "batch_events_per_s": batch["events_per_s"],
+            "single_requests_per_s": single["requests_per_s"],
+            "single_p95_ms": single["p95_ms"],
+            "framework_floor_requests_per_s": floor["requests_per_s"],
+            "batch_clients_ceiling_events_per_s": batch_clients_ceiling["events_per_s"],
+            "producer_perf_events_per_s": perf["events_per_s"],
+            "kafka_python_alone_events_per_s": alone["events_per_s"],
+            "non_202": failed,
+            "load_average_1m": load_average,
+        },
+    ))
 
 
 if __name__ == "__main__":

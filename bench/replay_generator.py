@@ -23,6 +23,7 @@ from pathlib import Path
 
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from bench.wrk import result_line
 from local_stack.supervisor import free_ports
 from orderlog.config import Settings, child_environment, load_or_exit
 from tools.generator import ReplayParams, generate
@@ -43,7 +44,7 @@ def best_of(n: int, fn) -> tuple[float, object]:
     return best, value
 
 
-def bench_generation() -> list:
+def bench_generation() -> tuple[list, dict[str, float]]:
     gen_s, replay = best_of(3, lambda: generate(PARAMS))
     payloads = [e.payload for e in replay.valid_events]
     truth_s, _ = best_of(3, lambda: compute_truth(payloads, PARAMS.business_timezone, PARAMS.dates))
@@ -52,10 +53,12 @@ def bench_generation() -> list:
     print(f"generate: {n} events in {gen_s:.2f}s = {n / gen_s:,.0f} events/s")
     print(f"truth:    {len(payloads)} events in {truth_s:.2f}s = {len(payloads) / truth_s:,.0f} events/s")
     print(f"ndjson:   {len(data):,} bytes in {ndjson_s:.3f}s")
-    return [e.payload for e in replay.events]
+    figures = {"generate_events_per_s": n / gen_s, "truth_events_per_s": len(payloads) / truth_s,
+               "ndjson_s": ndjson_s}
+    return [e.payload for e in replay.events], figures
 
 
-def bench_sending(settings: Settings, payloads: list, batches: list[int]) -> None:
+def bench_sending(settings: Settings, payloads: list, batches: list[int]) -> dict[int, float]:
     topic = f"bench-replay-{uuid.uuid4().hex[:8]}"
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list)
     admin.create_topics([NewTopic(topic, num_partitions=settings.kafka.topic_partitions, replication_factor=1)])
@@ -83,6 +86,7 @@ def bench_sending(settings: Settings, payloads: list, batches: list[int]) -> Non
         top = max(batches)
         for batch in batches:
             print(f"  batch {batch}: {rates[batch] / rates[top]:.2f} of batch {top}")
+        return rates
     finally:
         server.terminate()
         server.wait(30)
@@ -96,9 +100,14 @@ def main() -> None:
     parser.add_argument("--batches", default="50,200,1000")
     args = parser.parse_args()
     settings = load_or_exit("bench.replay_generator")
-    payloads = bench_generation()
+    payloads, figures = bench_generation()
+    ratios: dict[str, float | None] = {}
     if args.send:
-        bench_sending(settings, payloads, [int(b) for b in args.batches.split(",")])
+        rates = bench_sending(settings, payloads, [int(b) for b in args.batches.split(",")])
+        top = max(rates)
+        figures.update({f"send_batch_{batch}_events_per_s": rate for batch, rate in rates.items()})
+        ratios.update({f"send_batch_{batch}_vs_batch_{top}": rate / rates[top] for batch, rate in rates.items()})
+    print(result_line("replay", ratios=ratios, figures=figures))
 
 
 if __name__ == "__main__":

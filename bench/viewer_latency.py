@@ -1,7 +1,9 @@
-"""Viewer API latency and throughput at N concurrent clients, against the real gunicorn
-server and the real Cassandra, with a year of daily summaries and a million users in
-segments. Prints p50/p95/p99 and requests/s per call, and the same figures for the bare
-driver query under the same concurrency (the floor the viewer adds its cost to).
+"""Viewer API latency and throughput at N concurrent connections of wrk (bench/wrk.py),
+against the real gunicorn server and the real Cassandra, with a year of daily summaries and
+a million users in segments. Prints p50/p95/p99 and requests/s per call, the same figures
+for the bare driver query under the same concurrency, and for the framework's floor: a
+constant-JSON Flask endpoint of the summary answer's size under the viewer's gunicorn
+configuration. Ends with one JSON line (bench/wrk.py: result_line).
 
     .venv/bin/python -m bench.viewer_latency                 # load (once) and measure
     .venv/bin/python -m bench.viewer_latency --skip-load     # measure only
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import multiprocessing as mp
 import os
 import random
 import socket
@@ -28,6 +29,7 @@ from pathlib import Path
 from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 from cassandra.query import BatchStatement, BatchType
 
+from bench.wrk import floor_app, gunicorn, result_line, wrk
 from local_stack.supervisor import free_ports
 from orderlog.cassandra_session import connect, shutdown
 from orderlog.config import Settings, child_environment, load_or_exit
@@ -124,51 +126,16 @@ def start_server(settings: Settings, port: int, workers: int, threads: int, cach
     raise RuntimeError("the viewer did not start")
 
 
-# -- load generator: processes of threads, each with a keep-alive connection ---------------
+def measure_wrk(port: int, paths: list[str], clients: int, seconds: float) -> dict:
+    r = wrk(f"http://127.0.0.1:{port}", paths, seconds=seconds, connections=clients)
+    return {"n": r["requests"], "p50": r["p50_ms"], "p95": r["p95_ms"], "p99": r["p99_ms"],
+            "rps": r["requests_per_s"], "errors": r["failed"]}
 
 
-def _client_proc(port: int, paths: list[str], threads: int, seconds: float, out: mp.Queue) -> None:
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    stop_at = time.monotonic() + seconds
-
-    def run(seed: int) -> None:
-        rnd = random.Random(seed)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        mine = []
-        while time.monotonic() < stop_at:
-            path = rnd.choice(paths)
-            t0 = time.perf_counter()
-            conn.request("GET", path)
-            response = conn.getresponse()
-            response.read()
-            mine.append(time.perf_counter() - t0)
-            if response.status != 200:
-                errors[0] += 1
-        with lock:
-            latencies.extend(mine)
-
-    workers = [threading.Thread(target=run, args=(os.getpid() * 100 + i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    out.put((latencies, errors[0]))
-
-
-def measure_http(port: int, paths: list[str], clients: int, seconds: float, procs: int = 4) -> dict:
-    queue: mp.Queue = mp.Queue()
-    per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
-    workers = [mp.Process(target=_client_proc, args=(port, paths, n, seconds, queue)) for n in per if n]
-    for w in workers:
-        w.start()
-    results = [queue.get() for _ in workers]
-    for w in workers:
-        w.join()
-    latencies = [x for lat, _ in results for x in lat]
-    errors = sum(e for _, e in results)
-    return summarize(latencies, seconds, errors)
+def answer_size(port: int, path: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", path)
+    return len(conn.getresponse().read())
 
 
 def summarize(latencies: list[float], seconds: float, errors: int = 0) -> dict:
@@ -259,24 +226,57 @@ def main() -> None:
     try:
         print(f"\nviewer: gunicorn {args.workers} workers x {args.threads} threads; "
               f"cache {args.cache_seconds:g} s; {args.clients} concurrent clients, {args.seconds:.0f} s per call\n")
-        measure_http(port, calls["summary of a date"], args.clients, 3)  # warm-up
+        measure_wrk(port, calls["summary of a date"], args.clients, 3)  # warm-up
         print(f"{'call':34} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}")
         results = {}
         for name, paths in calls.items():
-            r = measure_http(port, paths, args.clients, args.seconds)
+            r = measure_wrk(port, paths, args.clients, args.seconds)
             results[name] = r
             print(f"{name:34} {r['n']:>9,} {r['rps']:>8.0f} {r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f} "
                   f"{r['errors']:>6}")
-        if args.skip_baseline:
-            return
-        base = measure_driver(settings, args.clients, args.seconds)
-        print(f"{'bare driver: summary query':34} {base['n']:>9,} {base['rps']:>8.0f} {base['p50']:>8.1f} "
-              f"{base['p95']:>8.1f} {base['p99']:>8.1f}")
+        summary_bytes = answer_size(port, calls["summary of a date"][0])
+        (floor_port,) = free_ports(1)
+        floor_env = child_environment(settings.replace(viewer_workers=args.workers, viewer_threads=args.threads,
+                                                       viewer_log_level="warning"))
+        with gunicorn("viewer/gunicorn.conf.py", floor_app(summary_bytes), floor_port, floor_env,
+                      "/floor") as floor_base:
+            floor_url = floor_base.removeprefix("http://127.0.0.1:")
+            floor = measure_wrk(int(floor_url), ["/floor"], args.clients, args.seconds)
+        print(f"{f'constant JSON ({summary_bytes} bytes)':34} {floor['n']:>9,} {floor['rps']:>8.0f} "
+              f"{floor['p50']:>8.1f} {floor['p95']:>8.1f} {floor['p99']:>8.1f} {floor['errors']:>6}")
         s = results["summary of a date"]
-        print(f"\nratio summary call / bare query: throughput {s['rps'] / base['rps']:.2f}, "
-              f"p95 {s['p95'] / base['p95']:.1f}x")
-        rows, secs = measure_csv(port, "japanese")
-        print(f"CSV export of the japanese segment: {rows:,} rows in {secs:.1f} s ({rows / secs:,.0f} rows/s)")
+        base = csv_rate = None
+        if not args.skip_baseline:
+            base = measure_driver(settings, args.clients, args.seconds)
+            print(f"{'bare driver: summary query':34} {base['n']:>9,} {base['rps']:>8.0f} {base['p50']:>8.1f} "
+                  f"{base['p95']:>8.1f} {base['p99']:>8.1f}")
+            print(f"\nratio summary call / bare query: throughput {s['rps'] / base['rps']:.2f}, "
+                  f"p95 {s['p95'] / base['p95']:.1f}x")
+            rows, secs = measure_csv(port, "japanese")
+            csv_rate = rows / secs
+            print(f"CSV export of the japanese segment: {rows:,} rows in {secs:.1f} s ({csv_rate:,.0f} rows/s)")
+        load_average = os.getloadavg()[0]
+        print(f"load average at the end: {load_average:.2f} ({os.cpu_count()} cores)")
+        p95 = {name: r["p95"] for name, r in results.items()}
+        print(result_line(
+            "viewer",
+            ratios={
+                "summary_vs_framework_floor": s["rps"] / floor["rps"],
+                "summary_vs_bare_driver": None if base is None else s["rps"] / base["rps"],
+            },
+            figures={
+                "summary_p95_ms": p95["summary of a date"],
+                "range_p95_ms": p95["range of 30 days"],
+                "segment_first_page_p95_ms": p95["segment first page (100)"],
+                "user_segments_p95_ms": p95["user_segments (3 first pages)"],
+                "segment_page_50_p95_ms": p95["segment page 50 (by number)"],
+                "prefix_search_p95_ms": p95["segment prefix search"],
+                "summary_requests_per_s": s["rps"],
+                "framework_floor_requests_per_s": floor["rps"],
+                "csv_rows_per_s": csv_rate,
+                "load_average_1m": load_average,
+            },
+        ))
     finally:
         server.terminate()
         server.wait(timeout=30)

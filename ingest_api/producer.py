@@ -1,178 +1,43 @@
-"""The one owner of the ingest API's Kafka producer.
+"""The one owner of the ingest API's Kafka producer: which client library is behind it
+(``ORDERLOG_KAFKA_CLIENT``), made once per worker process, closed at worker exit.
 
-A request is acknowledged only when Kafka has acknowledged every one of its records
-(acks=all, idempotent producer). Anything else - the broker is down, slow, or the
-producer cannot even be created - becomes ``KafkaUnavailable``, which the routes turn
-into ``503`` with ``Retry-After``.
-
-The producer is created lazily, per process (gunicorn forks workers: a producer's
-sockets and sender thread must not cross a fork), and re-created after a failure to
-connect, so the API recovers by itself when Kafka comes back.
+Both backends keep one contract (``producer_interface.Producer``): a request is
+acknowledged only when Kafka has acknowledged every one of its records (acks=all,
+idempotence); anything else is ``KafkaUnavailable``, which the routes turn into ``503``.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
-import time
-from collections.abc import Sequence
-from typing import Any
-
 from flask import Flask, current_app
-from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
 
-from orderlog.kafka_admin import brokers_answer, describe
+from ingest_api.confluent_backend import ConfluentProducer, confluent_config
+from ingest_api.kafka_python_backend import KafkaPythonProducer, kafka_python_config
+from ingest_api.producer_interface import KafkaUnavailable, Producer, Record
+from orderlog.config import Settings
 
-log = logging.getLogger(__name__)
+__all__ = ["KafkaUnavailable", "Producer", "Record", "close_app_producer", "get_producer", "init_app",
+           "make_producer"]
 
 EXTENSION_KEY = "orderlog_kafka"
-# After a failed attempt to create the producer, answer 503 at once for this long rather
-# than making every request wait for another bootstrap timeout.
-CREATE_BACKOFF_S = 1.0
 
 
-class KafkaUnavailable(RuntimeError):
-    """Kafka did not acknowledge the records (down, slow, or misconfigured)."""
-
-
-def producer_config(bootstrap_servers: list[str], ack_timeout_ms: int, **overrides: Any) -> dict[str, Any]:
-    """The producer settings: durable (acks=all, idempotent, retries) and batched."""
-    # The producer gives up on a record (delivery_timeout_ms) about when the request does,
-    # so it does not go on retrying a record for long after its request got a 503. A record
-    # already sent may still be written (its answer lost or late): the 503 says to retry
-    # with the same order_ids, which is idempotent.
-    request_timeout_ms = max(1000, ack_timeout_ms // 2)
-    config: dict[str, Any] = {
-        "bootstrap_servers": bootstrap_servers,
-        "acks": "all",
-        "enable_idempotence": True,
-        "retries": 2**31 - 1,
-        "max_in_flight_requests_per_connection": 5,
-        "compression_type": "lz4",
-        "linger_ms": 5,
-        "batch_size": 256 * 1024,
-        "request_timeout_ms": request_timeout_ms,
-        "delivery_timeout_ms": ack_timeout_ms,
-        "max_block_ms": ack_timeout_ms // 2,
-        "bootstrap_timeout_ms": min(5000, ack_timeout_ms),
-        # Reconnect quickly once the broker is back (the default backs off to 30 s).
-        "reconnect_backoff_ms": 50,
-        "reconnect_backoff_max_ms": 1000,
-        "client_id": f"orderlog-ingest-{os.getpid()}",
-    }
-    config.update(overrides)
-    config["linger_ms"] = min(config["linger_ms"], ack_timeout_ms)
-    config["delivery_timeout_ms"] = max(
-        config["delivery_timeout_ms"], config["linger_ms"] + config["request_timeout_ms"]
-    )
-    return config
-
-
-class OrderProducer:
-    """Sends records to one topic and waits until Kafka has every one of them."""
-
-    def __init__(self, topic: str, config: dict[str, Any], ack_timeout_s: float):
-        self.topic = topic
-        self.config = config
-        self.ack_timeout_s = ack_timeout_s
-        self._producer: KafkaProducer | None = None
-        self._pid: int | None = None
-        self._lock = threading.Lock()
-        self._failed_at = 0.0
-        self._last_error = ""
-        # A producer a record failed for good on (see _note_failure); replaced on next use.
-        self._broken: KafkaProducer | None = None
-
-    def _get(self) -> KafkaProducer:
-        producer = self._producer
-        if producer is not None and self._pid == os.getpid():
-            if producer is not self._broken:
-                return producer
-            self._discard(producer)
-        with self._lock:
-            if self._producer is not None and self._pid == os.getpid():
-                return self._producer
-            # A producer inherited through fork() belongs to the parent: never use it.
-            self._producer = None
-            if time.monotonic() - self._failed_at < CREATE_BACKOFF_S:
-                raise KafkaUnavailable(f"Kafka is unavailable ({self._last_error})")
-            try:
-                self._producer = KafkaProducer(**self.config)
-            except Exception as exc:  # NoBrokersAvailable, timeouts, DNS errors...
-                self._failed_at = time.monotonic()
-                self._last_error = describe(exc)
-                log.warning("cannot create the Kafka producer: %s", self._last_error)
-                raise KafkaUnavailable(f"Kafka is unavailable ({self._last_error})") from exc
-            self._pid = os.getpid()
-            return self._producer
-
-    def send_all(self, records: Sequence[tuple[bytes, bytes]]) -> None:
-        """Produce (key, value) records; return only when Kafka acknowledged all of them.
-
-        Raises KafkaUnavailable when any record is not acknowledged within the timeout.
-        """
-        producer = self._get()
-        deadline = time.monotonic() + self.ack_timeout_s
-        try:
-            futures = [producer.send(self.topic, key=key, value=value) for key, value in records]
-            for future in futures:
-                # Also for records whose request has answered 503 already: a failure that
-                # arrives later still tells that this producer is broken.
-                future.add_errback(self._note_failure, producer)
-            for future in futures:
-                future.get(timeout=max(0.0, deadline - time.monotonic()))
-        except (KafkaError, TimeoutError) as exc:
-            if _is_broken(exc):
-                self._discard(producer)
-            raise KafkaUnavailable(f"Kafka did not acknowledge the records ({describe(exc)})") from exc
-
-    def _note_failure(self, producer: KafkaProducer, exc: BaseException) -> None:
-        """An idempotent producer whose record failed for good (a fatal sequence or producer
-        id error) holds every later record back until it times out: it is replaced."""
-        if _is_broken(exc):
-            self._broken = producer
-
-    def _discard(self, producer: KafkaProducer) -> None:
-        """Drop a producer that will not recover by itself; the next request makes a new one."""
-        with self._lock:
-            if self._producer is not producer:
-                return  # another thread did already
-            self._producer = None
-        log.warning("discarding the Kafka producer after a non-retriable error")
-        producer.close(timeout=0)
-
-    def reachable(self, timeout_s: float = 2.0) -> tuple[bool, str]:
-        """Whether a broker answers a metadata request now and has the topic, and why not."""
-        client_id = f"{self.config['client_id']}-health"
-        return brokers_answer(self.config["bootstrap_servers"], timeout_s, client_id=client_id, topic=self.topic)
-
-    def close(self, timeout_s: float | None = None) -> None:
-        """Flush what is buffered and close (used at worker exit)."""
-        with self._lock:
-            producer, self._producer = self._producer, None
-        if producer is not None and self._pid == os.getpid():
-            producer.close(timeout=self.ack_timeout_s if timeout_s is None else timeout_s)
-
-
-def _is_broken(exc: BaseException) -> bool:
-    """A timeout or a retriable error (broker down or slow) heals by itself; a non-retriable
-    error (an idempotence error state) does not: the producer is replaced."""
-    if isinstance(exc, (KafkaTimeoutError, TimeoutError)):
-        return False
-    return isinstance(exc, KafkaError) and not exc.retriable
+def make_producer(settings: Settings, **overrides: object) -> Producer:
+    """The configured client's producer (unconnected: it connects on first use).
+    ``overrides`` are extra settings in that client's own names."""
+    ack_timeout_ms = settings.ingest.ack_timeout_ms
+    bootstrap, topic = settings.kafka.bootstrap_list, settings.kafka.topic
+    if settings.kafka.client == "kafka-python":
+        return KafkaPythonProducer(topic, kafka_python_config(bootstrap, ack_timeout_ms, **overrides),
+                                   ack_timeout_ms / 1000)
+    return ConfluentProducer(topic, confluent_config(bootstrap, ack_timeout_ms, **overrides), ack_timeout_ms / 1000)
 
 
 def init_app(app: Flask) -> None:
     """Attach an (unconnected) producer to the app; it connects on first use."""
-    settings = app.config["SETTINGS"]
-    ack_timeout_ms = settings.ingest.ack_timeout_ms
-    config = producer_config(settings.kafka.bootstrap_list, ack_timeout_ms, **app.config["KAFKA_PRODUCER_CONFIG"])
-    app.extensions[EXTENSION_KEY] = OrderProducer(settings.kafka.topic, config, ack_timeout_ms / 1000)
+    app.extensions[EXTENSION_KEY] = make_producer(app.config["SETTINGS"], **app.config["KAFKA_PRODUCER_CONFIG"])
 
 
-def get_producer(app: Flask | None = None) -> OrderProducer:
+def get_producer(app: Flask | None = None) -> Producer:
     return (app or current_app).extensions[EXTENSION_KEY]
 
 

@@ -31,6 +31,9 @@ STATEMENTS = {
         "UPDATE aggregate_runs SET status = ?, orders_read = ?, users_touched = ?, finished_at = ?, "
         "duration_ms = ?, error = ? WHERE year = ? AND order_date = ? AND run_id = ?"
     ),
+    "note_latest_run": (
+        "INSERT INTO latest_aggregate_run (scope, run_id, order_date, status, finished_at) VALUES (?, ?, ?, ?, ?)"
+    ),
     "stream_total": "SELECT records FROM stream_day_counts WHERE year = ? AND day = ? AND kind = ?",
     "stream_totals_of_year": "SELECT day, kind, records FROM stream_day_counts WHERE year = ?",
     # DISTINCT over the partition key of a table with one partition per year: tiny.
@@ -127,6 +130,8 @@ class Ledger:
         self._execute(
             "finish_run", (status, orders_read, users_touched, finished, duration_ms, error, day.year, day, run_id)
         )
+        # After the run's row: the viewer drops its caches when this row changes.
+        self._execute("note_latest_run", (PENDING_SCOPE, run_id, day, status, finished))
         return finished
 
     # -- late orders --------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -105,6 +106,13 @@ def kafka_topic(stack: object, settings: Settings) -> Iterator[str]:
         admin.close()
 
 
+@pytest.fixture(params=["confluent-kafka", "kafka-python"])
+def kafka_client(request: pytest.FixtureRequest) -> str:
+    """Each Kafka client the ingest API can produce with (ORDERLOG_KAFKA_CLIENT): a test that
+    takes this fixture runs once per client."""
+    return request.param
+
+
 @pytest.fixture
 def streaming_jobs() -> Iterator[list]:
     """Append each tests.streaming_job.StreamingJob a test starts: any still running at the
@@ -195,6 +203,19 @@ class PrivateServer:
 
     def kill(self) -> None:
         self.server.kill()
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its sockets but answers nothing (a broker that hangs:
+        requests already sent stay in flight until the client gives up on them)."""
+        os.kill(self._pid(), signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self._pid(), signal.SIGCONT)
+
+    def _pid(self) -> int:
+        pid = self.server.pid()
+        assert pid is not None, f"the private {self.name} does not run"
+        return pid
 
 
 @pytest.fixture

@@ -105,6 +105,8 @@ def test_viewer_bind_sets_host_and_port_and_no_longer_overrides_them():
          "ORDERLOG_STREAM_STARTING_OFFSETS='[1]': expected earliest, latest or Kafka's JSON form of offsets"),
         ({"ORDERLOG_VIEWER_CACHE_SECONDS": "-1"},
          "ORDERLOG_VIEWER_CACHE_SECONDS='-1': expected a number of seconds of at least 0"),
+        ({"ORDERLOG_KAFKA_CLIENT": "librdkafka"},
+         "ORDERLOG_KAFKA_CLIENT='librdkafka': expected one of confluent-kafka, kafka-python"),
         ({"ORDERLOG_INGEST_LOG_LEVEL": "loud"},
          "ORDERLOG_INGEST_LOG_LEVEL='loud': expected one of debug, info, warning, error, critical"),
         ({"ORDERLOG_STACK_KAFKA_HEAP": "lots"}, "ORDERLOG_STACK_KAFKA_HEAP='lots': expected a JVM heap size such as "

@@ -7,12 +7,14 @@ app points at a port where nothing listens and never opens a connection.
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from ingest_api import create_app
-from ingest_api.producer import producer_config
+from ingest_api.confluent_backend import confluent_config
+from ingest_api.kafka_python_backend import kafka_python_config
 from tests.conftest import free_ports
 
 GOOD = {"user_id": "u-1", "timestamp": "2025-05-31T12:34:56+09:00", "menu_type": "japanese"}
@@ -162,20 +164,34 @@ def test_limits_come_from_orderlog_settings(monkeypatch):
 
 
 def test_the_producer_is_durable_and_batched():
-    config = producer_config(["127.0.0.1:9092"], 10_000)
+    config = kafka_python_config(["127.0.0.1:9092"], 10_000)
     assert (config["acks"], config["enable_idempotence"]) == ("all", True)
     assert config["retries"] > 1_000_000 and config["linger_ms"] > 0 and config["compression_type"] == "lz4"
     # Kafka gives up on a record no later than the request that waits for it.
     assert config["delivery_timeout_ms"] == 10_000
 
 
+def test_the_confluent_producer_has_the_same_guarantees():
+    config = confluent_config(["127.0.0.1:9092", "127.0.0.1:9093"], 10_000)
+    assert config["bootstrap.servers"] == "127.0.0.1:9092,127.0.0.1:9093"
+    assert (config["acks"], config["enable.idempotence"], config["compression.type"]) == ("all", True, "lz4")
+    assert 0 < config["linger.ms"] <= 10_000
+    # librdkafka gives up on a record no later than the request that waits for it.
+    assert config["message.timeout.ms"] == 10_000 and config["request.timeout.ms"] < 10_000
+
+
+@pytest.mark.parametrize("client", ["confluent-kafka", "kafka-python"])
+def test_the_client_setting_chooses_the_producer(settings, client):
+    from ingest_api.producer import get_producer
+
+    app = create_app(settings.replace(kafka_client=client, kafka_topic="t"))
+    assert type(get_producer(app)).__name__ == {"confluent-kafka": "ConfluentProducer",
+                                                "kafka-python": "KafkaPythonProducer"}[client]
+
+
 class _FakeFuture:
     def __init__(self, error):
         self.error = error
-
-    def add_errback(self, f, *args):
-        if self.error:
-            f(*args, self.error)
 
     def get(self, timeout):
         if self.error:
@@ -183,34 +199,52 @@ class _FakeFuture:
 
 
 class _FakeProducer:
-    """Stands in for KafkaProducer (this is a unit test): the first one is broken for good."""
+    """Stands in for KafkaProducer (this is a unit test): the first one fails with ``error``,
+    and its close() raises as kafka-python 3.0.12's does while records are pending."""
 
     made: list[_FakeProducer] = []
+    error: Exception | None = None
 
     def __init__(self, **config):
-        self.closed = False
-        self.error = KafkaError("Cannot perform send because at least one previous idempotent request has failed")
-        self.error = self.error if not _FakeProducer.made else None
+        self.close_called = threading.Event()
+        self.error = _FakeProducer.error if not _FakeProducer.made else None
         _FakeProducer.made.append(self)
 
     def send(self, topic, key, value):
         return _FakeFuture(self.error)
 
     def close(self, timeout=None):
-        self.closed = True
+        self.close_called.set()
+        if self.error:
+            raise KafkaTimeoutError("Timeout waiting for future")
 
 
-def test_a_producer_that_cannot_recover_is_replaced(settings, monkeypatch):
-    import ingest_api.producer as module
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (KafkaError("Cannot perform send because at least one previous idempotent request has failed"),
+         "KafkaError: Cannot perform send"),
+        # what a producer stuck without a producer id gives (a timeout, retriable): replaced too
+        (KafkaTimeoutError("Timeout after waiting for 10 secs."), "KafkaTimeoutError: Timeout after waiting"),
+    ],
+    ids=["non-retriable", "timeout"],
+)
+def test_a_producer_is_replaced_after_a_request_it_did_not_acknowledge(settings, monkeypatch, error, reason):
+    import ingest_api.kafka_python_backend as module
 
-    _FakeProducer.made = []
+    monkeypatch.setattr(_FakeProducer, "made", [])
+    monkeypatch.setattr(_FakeProducer, "error", error)
     monkeypatch.setattr(module, "KafkaProducer", _FakeProducer)
-    client = create_app(settings.replace(kafka_topic="t")).test_client()
-    broken = client.post("/api/log", json=GOOD)
-    assert broken.status_code == 503 and broken.headers["Retry-After"] == "5"
-    assert broken.json["error"].startswith("Kafka did not acknowledge the records (KafkaError: Cannot perform send")
+    client = create_app(settings.replace(kafka_topic="t", kafka_client="kafka-python")).test_client()
+    failed = client.post("/api/log", json=GOOD)
+    assert failed.status_code == 503 and failed.headers["Retry-After"] == "5"
+    assert failed.json["error"].startswith(f"Kafka did not acknowledge the records ({reason}")
     assert client.post("/api/log", json=GOOD).status_code == 202
-    assert [p.closed for p in _FakeProducer.made] == [True, False]
+    assert len(_FakeProducer.made) == 2
+    # the old one is closed in the background, and its close() raising harms nobody
+    assert _FakeProducer.made[0].close_called.wait(timeout=10)
+    assert not _FakeProducer.made[1].close_called.is_set()
+    assert client.post("/api/log", json=GOOD).status_code == 202 and len(_FakeProducer.made) == 2
 
 
 # --- a batch is counted and bounded before it is decoded ---------------------------------------

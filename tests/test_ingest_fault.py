@@ -19,8 +19,8 @@ GOOD = {"user_id": "u-1", "timestamp": "2025-05-31T12:34:56+09:00", "menu_type":
 ACK_TIMEOUT_MS = 4000
 
 
-def make_client(server):
-    app = create_app(server.settings.replace(ingest_ack_timeout_ms=ACK_TIMEOUT_MS))
+def make_client(server, kafka_client):
+    app = create_app(server.settings.replace(ingest_ack_timeout_ms=ACK_TIMEOUT_MS, kafka_client=kafka_client))
     return app.test_client()
 
 
@@ -54,8 +54,8 @@ def topic_order_ids(server) -> list[str]:
         consumer.close()
 
 
-def test_kafka_down_gives_503_and_the_same_app_recovers(private_kafka):
-    client = make_client(private_kafka)
+def test_kafka_down_gives_503_and_the_same_app_recovers(private_kafka, kafka_client):
+    client = make_client(private_kafka, kafka_client)
     first = client.post("/api/log", json=GOOD)
     assert first.status_code == 202
 
@@ -88,13 +88,18 @@ def test_kafka_down_gives_503_and_the_same_app_recovers(private_kafka):
     assert not set(refused) & set(in_kafka)
 
 
-def test_kafka_down_at_start_then_up_without_restarting_the_app(private_kafka):
+# kafka-python cannot create a producer without a broker; librdkafka creates one and waits
+FIRST_REFUSAL = {"kafka-python": "Kafka is unavailable (",
+                 "confluent-kafka": "Kafka did not acknowledge the records (KafkaTimeoutError: 1 of 1 not acknowledged"}
+
+
+def test_kafka_down_at_start_then_up_without_restarting_the_app(private_kafka, kafka_client):
     private_kafka.stop()
-    client = make_client(private_kafka)
+    client = make_client(private_kafka, kafka_client)
     started = time.monotonic()
     response = client.post("/api/log", json=GOOD)
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
-    assert response.json["error"].startswith("Kafka is unavailable (")
+    assert response.json["error"].startswith(FIRST_REFUSAL[kafka_client])
     # while Kafka stays down the API answers at once instead of re-trying to connect each time
     again = client.post("/api/log", json=GOOD)
     assert again.status_code == 503
@@ -104,3 +109,57 @@ def test_kafka_down_at_start_then_up_without_restarting_the_app(private_kafka):
     private_kafka.start()
     accepted, _ = post_until_accepted(client)
     assert topic_order_ids(private_kafka) == [accepted.json["order_id"]]
+
+
+def produce_probe(server, timeout_s: float = 120) -> None:
+    """Return once a fresh producer of its own gets a record acknowledged: Kafka is back."""
+    from kafka import KafkaProducer
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        producer = None
+        try:
+            producer = KafkaProducer(bootstrap_servers=server.settings.kafka.bootstrap_list, acks="all",
+                                     bootstrap_timeout_ms=2000)
+            producer.send(server.settings.kafka.topic, value=PROBE).get(timeout=5)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+        finally:
+            if producer is not None:
+                producer.close(timeout=1)
+
+
+PROBE = json.dumps({"order_id": "probe"}).encode()
+
+
+def test_after_records_expired_in_flight_the_next_requests_are_accepted(private_kafka, kafka_client):
+    """A broker that hangs (SIGSTOP) longer than the ack timeout: the record already sent
+    expires in flight. kafka-python 3.0.12's idempotent producer is stuck for good after
+    that, so the API must not keep it: once Kafka answers again, the next requests get 202."""
+    client = make_client(private_kafka, kafka_client)
+    first = client.post("/api/log", json=GOOD)
+    assert first.status_code == 202
+
+    private_kafka.pause()
+    try:
+        hung = client.post("/api/logs", json=[GOOD, GOOD])
+        assert hung.status_code == 503 and hung.headers["Retry-After"] == "5"
+        # past the producer's delivery timeout: the batch in flight has expired by now
+        time.sleep(ACK_TIMEOUT_MS / 1000 + 1)
+    finally:
+        private_kafka.resume()
+
+    produce_probe(private_kafka)
+    after = [client.post("/api/log", json=GOOD) for _ in range(3)]
+    assert [r.status_code for r in after] == [202, 202, 202], [r.json for r in after]
+
+    in_kafka = [i for i in topic_order_ids(private_kafka) if i != "probe"]
+    acknowledged = [first.json["order_id"], *(r.json["order_id"] for r in after)]
+    # every acknowledged event exactly once; a refused one may have been written (it was in
+    # flight when the broker hung), but never twice
+    assert sorted(i for i in in_kafka if i in acknowledged) == sorted(acknowledged)
+    assert set(in_kafka) <= set(acknowledged) | set(hung.json["order_ids"])
+    assert len(in_kafka) == len(set(in_kafka))

@@ -33,8 +33,9 @@ def request(url: str, body: object | None = None, timeout: float = 15) -> tuple[
 
 
 @pytest.fixture
-def gunicorn(settings, kafka_topic, tmp_path):
+def gunicorn(settings, kafka_topic, kafka_client, tmp_path):
     env = {
+        "ORDERLOG_KAFKA_CLIENT": kafka_client,
         "ORDERLOG_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "ORDERLOG_KAFKA_TOPIC": kafka_topic,
         "ORDERLOG_INGEST_WORKERS": "2",

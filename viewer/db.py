@@ -63,6 +63,7 @@ STATEMENTS: dict[str, str] = {
     "last_run_of_date": (
         "SELECT run_id, started_at, finished_at, records_seen FROM aggregated_dates WHERE year = ? AND order_date = ?"
     ),
+    "latest_finished_run": "SELECT run_id, status, finished_at FROM latest_aggregate_run WHERE scope = ?",
     "latest_run_of_year": (
         "SELECT order_date, run_id, status, trigger, orders_read, users_touched, started_at, finished_at, "
         "duration_ms, error FROM aggregate_runs WHERE year = ? LIMIT 1"
@@ -96,9 +97,15 @@ STATEMENTS: dict[str, str] = {
 }
 
 
+# The one row of latest_aggregate_run (jobs/aggregate_ledger.py writes it).
+LATEST_RUN_SCOPE = "aggregate"
+# How long the latest run is remembered: a finished run shows within about this long.
+GENERATION_MEMO_S = 1.0
+
+
 class Store:
-    """A driver session with the viewer's prepared statements, and a small TTL cache for
-    the "latest aggregated date" lookups that every page makes."""
+    """A driver session with the viewer's prepared statements, and the per-process cache of
+    what the aggregate job wrote, kept until the next aggregate run finishes."""
 
     def __init__(self, session: Session, cache_seconds: float = 5.0):
         self.session = session
@@ -106,8 +113,9 @@ class Store:
         self.statements: dict[str, PreparedStatement] = {
             name: session.prepare(cql) for name, cql in STATEMENTS.items()
         }
-        self._cache: dict[str, tuple[float, Any]] = {}
+        self._cache: dict[str, tuple[str, Any]] = {}
         self._cache_lock = threading.Lock()
+        self._generation: tuple[float, str] | None = None
 
     def execute(self, name: str, params: Sequence[Any]) -> ResultSet:
         return self.session.execute(self.statements[name].bind(params))
@@ -118,18 +126,35 @@ class Store:
             bound.fetch_size = fetch_size
         return self.session.execute_async(bound)
 
-    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
-        """compute(), remembered for cache_seconds (0 turns the cache off)."""
-        if self.cache_seconds <= 0:
-            return compute()
+    @property
+    def caching(self) -> bool:
+        return self.cache_seconds > 0
+
+    def generation(self) -> str:
+        """Which aggregate run the data is from: the newest finished run (its id, status and
+        end), read at most once per GENERATION_MEMO_S. It changes when a run finishes."""
         now = time.monotonic()
+        memo = self._generation
+        if memo is not None and now - memo[0] < GENERATION_MEMO_S:
+            return memo[1]
+        row = self.execute("latest_finished_run", (LATEST_RUN_SCOPE,)).one()
+        generation = "none" if row is None else f"{row.run_id}:{row.status}:{row.finished_at.isoformat()}"
+        self._generation = (now, generation)
+        return generation
+
+    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        """compute(), remembered until the next aggregate run finishes (a cache_seconds of
+        0 turns the cache off). Only for what the aggregate job alone writes."""
+        if not self.caching:
+            return compute()
+        generation = self.generation()
         with self._cache_lock:
             hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self.cache_seconds:
+        if hit is not None and hit[0] == generation:
             return hit[1]
         value = compute()
         with self._cache_lock:
-            self._cache[key] = (now, value)
+            self._cache[key] = (generation, value)
         return value
 
     def close(self) -> None:

@@ -75,7 +75,8 @@ def _headers(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     if request.path.startswith("/api/") or response.mimetype == "text/html":
-        # Customer data: never kept by shared caches.
+        # Customer data: never kept by shared caches. Answers with an ETag (response_cache)
+        # say `private, no-cache` instead: a browser may keep them but must revalidate.
         response.headers.setdefault("Cache-Control", "no-store")
     return response
 

@@ -1,0 +1,166 @@
+"""The viewer answers from memory between aggregate runs, with ETag and 304, and shows a
+run's new numbers right after it finishes: on the real Cassandra, and with the real
+aggregate job for the freshness test."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+import pytest
+
+from jobs.aggregate import aggregate
+from orderlog.menu import JAPANESE, WESTERN
+from tests.test_aggregate_model import insert_orders, order
+from tests.viewer_data import LATEST, load_standard, viewer_app
+from viewer.db import GENERATION_MEMO_S, LATEST_RUN_SCOPE, close_app
+
+pytestmark = pytest.mark.integration
+
+
+def note_finished_run(session: object, day: date) -> None:
+    """What jobs/aggregate_ledger.py writes when a run finishes."""
+    import uuid
+
+    statement = session.prepare(  # type: ignore[attr-defined]
+        "INSERT INTO latest_aggregate_run (scope, run_id, order_date, status, finished_at) VALUES (?, ?, ?, ?, ?)"
+    )
+    session.execute(statement, (LATEST_RUN_SCOPE, uuid.uuid1(), day, "succeeded", datetime.now(UTC)))  # type: ignore[attr-defined]
+
+
+def set_japanese_size(session: object, day: date, users: int) -> None:
+    statement = session.prepare(  # type: ignore[attr-defined]
+        "UPDATE segment_sizes SET users = ? WHERE year = ? AND as_of = ? AND segment = ?"
+    )
+    session.execute(statement, (users, day.year, day, JAPANESE))  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def cached(clean_cassandra: object, settings: object) -> Iterator[object]:
+    """The viewer with its cache on, over the standard dataset and one finished run."""
+    load_standard(clean_cassandra)
+    note_finished_run(clean_cassandra, LATEST)
+    app = viewer_app(settings, viewer_cache_seconds=5)
+    yield app.test_client()  # type: ignore[attr-defined]
+    close_app(app)  # type: ignore[arg-type]
+
+
+def japanese_count(response: object) -> int:
+    return response.get_json()["segments"][JAPANESE]["count"]  # type: ignore[attr-defined]
+
+
+def test_answers_are_kept_until_a_run_finishes_and_revalidated_with_etags(cached, clean_cassandra) -> None:
+    first = cached.get("/api/user_segments")
+    assert first.status_code == 200
+    etag = first.headers["ETag"]
+    assert first.headers["Cache-Control"] == "private, no-cache"
+    before = japanese_count(first)
+
+    revalidated = cached.get("/api/user_segments", headers={"If-None-Match": etag})
+    assert revalidated.status_code == 304 and revalidated.get_data() == b""
+    assert revalidated.headers["ETag"] == etag and revalidated.headers["Cache-Control"] == "private, no-cache"
+
+    # A write that no finished run announces (a run in progress) is not served yet.
+    set_japanese_size(clean_cassandra, LATEST, before + 1000)
+    time.sleep(GENERATION_MEMO_S + 0.2)
+    kept = cached.get("/api/user_segments")
+    assert japanese_count(kept) == before and kept.headers["ETag"] == etag
+
+    note_finished_run(clean_cassandra, LATEST)
+    time.sleep(GENERATION_MEMO_S + 0.2)
+    fresh = cached.get("/api/user_segments", headers={"If-None-Match": etag})
+    assert fresh.status_code == 200 and japanese_count(fresh) == before + 1000
+    assert fresh.headers["ETag"] != etag
+
+
+def test_the_query_is_part_of_the_key_and_errors_and_csv_are_not_kept(cached) -> None:
+    page_1 = cached.get("/api/user_segments/japanese?per_page=2")
+    page_2 = cached.get("/api/user_segments/japanese?per_page=2&page=2")
+    assert page_1.headers["ETag"] != page_2.headers["ETag"]
+    assert page_1.get_json()["user_ids"] != page_2.get_json()["user_ids"]
+    assert cached.get("/api/user_segments/japanese?per_page=2").get_json() == page_1.get_json()
+
+    missing = cached.get("/api/users/nobody-at-all")
+    assert missing.status_code == 404 and "ETag" not in missing.headers
+    assert missing.headers["Cache-Control"] == "no-store"
+    export = cached.get("/api/user_segments/japanese.csv")
+    assert export.status_code == 200 and "ETag" not in export.headers
+    assert export.headers["Cache-Control"] == "no-store"
+
+
+def test_what_the_stream_writes_is_at_most_cache_seconds_old(clean_cassandra, settings) -> None:
+    load_standard(clean_cassandra)
+    note_finished_run(clean_cassandra, LATEST)
+    app = viewer_app(settings, viewer_cache_seconds=1)
+    client = app.test_client()  # type: ignore[attr-defined]
+    try:
+        before = client.get(f"/api/rejected_events?date={LATEST}").get_json()["rejected"]
+        statement = clean_cassandra.prepare(  # type: ignore[attr-defined]
+            "UPDATE stream_day_counts SET records = ? WHERE year = ? AND day = ? AND kind = ? AND query_id = ?"
+        )
+        clean_cassandra.execute(statement, (100, LATEST.year, LATEST, "rejected", "query-c"))  # type: ignore[attr-defined]
+        time.sleep(1.2)
+        assert client.get(f"/api/rejected_events?date={LATEST}").get_json()["rejected"] == before + 100
+    finally:
+        close_app(app)  # type: ignore[arg-type]
+
+
+# -- freshness with the real aggregate job ---------------------------------------------------
+
+DAY = date(2025, 5, 31)
+J, W = JAPANESE, WESTERN
+
+
+def every_answer(client: object) -> dict[str, str]:
+    """Every page and API call that shows DAY's numbers, as text."""
+    urls = [
+        f"/api/daily_order_summaries?date={DAY}",
+        f"/api/daily_order_summaries?from={DAY}&to={DAY}",
+        "/api/daily_order_summaries",
+        "/api/user_segments",
+        f"/api/user_segments/{J}",
+        f"/api/user_segments/{W}",
+        f"/api/segment_sizes?date={DAY}",
+        "/api/users/alice",
+        "/api/status",
+        f"/daily?date={DAY}",
+        f"/segments?segment={J}",
+        "/users/alice",
+    ]
+    answers = {}
+    for url in urls:
+        response = client.get(url)  # type: ignore[attr-defined]
+        assert response.status_code == 200, (url, response.get_data(as_text=True))
+        answers[url] = response.get_data(as_text=True)
+    return answers
+
+
+def test_right_after_an_aggregate_run_every_page_and_call_shows_the_new_numbers(
+    spark, settings, clean_cassandra
+) -> None:
+    insert_orders(clean_cassandra, [order(DAY, "alice", J), order(DAY, "bob", W)])
+    aggregate(spark, settings, [DAY], log=lambda line: None)
+    app = viewer_app(settings, viewer_cache_seconds=300)
+    client = app.test_client()  # type: ignore[attr-defined]
+    try:
+        old = every_answer(client)
+        assert old == every_answer(client)  # now from memory
+        assert client.get(f"/api/daily_order_summaries?date={DAY}").get_json()["total"] == 2
+
+        # Late orders: alice turns western, zoe appears; the job runs the date again.
+        insert_orders(clean_cassandra, [order(DAY, "alice", W), order(DAY, "alice", W), order(DAY, "zoe", J)])
+        aggregate(spark, settings, [DAY], log=lambda line: None)
+        time.sleep(GENERATION_MEMO_S + 0.2)
+
+        new = every_answer(client)
+        changed = [url for url in new if new[url] != old[url]]
+        assert sorted(changed) == sorted(new), f"unchanged after the run: {set(new) - set(changed)}"
+        summary = client.get(f"/api/daily_order_summaries?date={DAY}").get_json()
+        assert (summary["japanese"], summary["western"], summary["total"]) == (2, 3, 5)
+        assert client.get("/api/users/alice").get_json()["preference"] == W
+        assert client.get("/api/users/zoe").get_json()["preference"] == J
+        segments = client.get("/api/user_segments").get_json()["segments"]
+        assert {s: segments[s]["count"] for s in (J, W)} == {J: 1, W: 2}
+    finally:
+        close_app(app)  # type: ignore[arg-type]
