@@ -373,8 +373,8 @@ class ClusterSettings(_Section):
                                   "each of the 3 cluster Cassandra nodes' JVM heap")
     spark_daemon_heap: str = setting("ORDERLOG_CLUSTER_SPARK_DAEMON_HEAP", "256m", HEAP,
                                      "the cluster's Spark master's and workers' JVM heap")
-    spark_worker_memory: str = setting("ORDERLOG_CLUSTER_SPARK_WORKER_MEMORY", "1g", HEAP,
-                                       "memory each of the 2 Spark workers offers its executors")
+    spark_worker_memory: str = setting("ORDERLOG_CLUSTER_SPARK_WORKER_MEMORY", "2g", HEAP,
+                                       "memory each of the 2 Spark workers offers executors (1g each by default)")
 
 
 @dataclass(frozen=True)
