@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # pyspark 3.5 with our pins: numpy 1.26.4 has no wheel for 3.13, the code needs 3.11.
 PYTHON_VERSIONS := 3.11 3.12
 
-.PHONY: help system-deps setup runtime check-python up down status schema test test-fast lint ingest viewer streaming aggregate demo demo-reset stop bench clean
+.PHONY: help system-deps setup runtime check-python up down status schema test test-fast test-cluster lint cluster-up cluster-down cluster-status cluster-env ingest viewer streaming aggregate demo demo-reset stop bench clean
 
 system-deps: ## install the system packages the project needs (Java 17, Maven; Chromium, docker-compose for tests; wrk for the benchmarks)
 	@bash tools/install_system_deps.sh
@@ -64,11 +64,26 @@ down: ## stop the local Kafka and Cassandra
 status: ## show what runs and its memory
 	$(PY) -m local_stack status
 
+cluster-up: setup ## start the local cluster (3 Kafka, 3 Cassandra, Spark master + 2 workers; what is missing) and apply the schema
+	$(PY) -m local_stack cluster-up
+
+cluster-down: ## stop the local cluster
+	@if [ -x $(PY) ]; then $(PY) -m local_stack cluster-down; fi
+
+cluster-status: ## show what of the local cluster runs, and its memory
+	$(PY) -m local_stack cluster-status
+
+cluster-env: ## print the export lines that point every command at the local cluster: eval "$(make -s cluster-env)"
+	@$(PY) -m local_stack cluster-env
+
 schema: setup ## apply the CQL schema and create the topic (on the configured clusters)
 	$(PY) -m orderlog.schema apply
 
 test: system-deps setup ## run every test (starts the local stack if needed, stops what it started)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-cluster: setup ## the tests on the local cluster (marked cluster; starts it if needed, stops what it started)
+	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
 
 test-fast: setup ## only the unit tests (no servers)
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)

@@ -56,6 +56,11 @@ mapfile -t generated <<< "$generated_text"
 export SPARK_CONF_DIR=${SPARK_CONF_DIR:-$(pwd)/jobs/conf}
 export PYSPARK_PYTHON=${PYSPARK_PYTHON:-$PY}
 export PYSPARK_DRIVER_PYTHON=${PYSPARK_DRIVER_PYTHON:-$PY}
+# Spark binds the driver's RPC, block manager and UI (and, through the workers, the
+# executors') to the machine's first non-loopback address, the UI to every address, unless
+# SPARK_LOCAL_IP names one; spark.ui.host does nothing in 3.5. Loopback unless you say
+# otherwise (a driver that executors on other machines must reach needs a routable one).
+export SPARK_LOCAL_IP=${SPARK_LOCAL_IP:-127.0.0.1}
 # Python puts neither the script's folder nor the working directory (this checkout, where
 # Spark starts its Python workers) on sys.path: the code comes from the shipped package.
 export PYTHONSAFEPATH=1

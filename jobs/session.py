@@ -4,6 +4,7 @@ explicitly in the business time zone, never from the session's)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -12,6 +13,9 @@ from orderlog.config import Settings
 
 # Spark's logging for every job and test session (spark-submit.sh uses it as SPARK_CONF_DIR).
 SPARK_LOG_CONFIG = Path(__file__).resolve().parent / "conf" / "log4j2.properties"
+
+# Where the project's own Spark drivers listen unless SPARK_LOCAL_IP says otherwise.
+LOOPBACK = "127.0.0.1"
 
 
 def connector_jars(settings: Settings) -> list[str]:
@@ -58,6 +62,9 @@ def local_session(settings: Settings, app_name: str, extra: dict[str, str] | Non
     jars = connector_jars(settings)
     if not jars:
         raise RuntimeError(f"no connector jars in {settings.paths.jars_path / 'spark'}: run `make setup`")
+    # The driver JVM pyspark starts inherits this process's environment, and only
+    # SPARK_LOCAL_IP keeps all its ports on loopback (as spark-submit.sh does for the jobs).
+    os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
     conf = {
         "spark.jars": ",".join(jars),
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={SPARK_LOG_CONFIG.as_uri()}",

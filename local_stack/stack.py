@@ -82,6 +82,18 @@ class StackConfig:
     kafka_start_timeout: float = 90.0
     cassandra_start_timeout: float = 240.0
     settings: Settings = field(default_factory=Settings, compare=False)
+    # A node of the local cluster (local_stack/cluster.py) differs from the single-node
+    # stack only in these: which node it is, whom it votes with and where it listens.
+    node_id: int = 1
+    kafka_voters: str = ""  # default: this node alone
+    kafka_cluster_id: str = ""  # default: a random one at the first format
+    kafka_session_timeout_ms: int = 9000  # Kafka's defaults
+    kafka_heartbeat_ms: int = 2000
+    replication: int = 1
+    min_insync: int = 1
+    address: str = "127.0.0.1"  # Cassandra's listen and CQL address
+    cassandra_cluster_name: str = "orderlog-local"
+    node_suffix: str = ""  # after the server's name in status and errors: "kafka2"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StackConfig:
@@ -118,6 +130,7 @@ class ServerStatus:
     rss_mb: float | None
     ports: list[int]
     log: Path
+    address: str = "127.0.0.1"
 
     def line(self) -> str:
         if not self.running:
@@ -125,7 +138,7 @@ class ServerStatus:
         state = "ready" if self.answering else "not answering"
         rss = f"{self.rss_mb:.0f} MiB RSS" if self.rss_mb is not None else "?"
         ports = ",".join(str(p) for p in self.ports)
-        return f"{self.name:<10} {state:<13} pid {self.pid:<8} 127.0.0.1:{ports:<12} {rss}  log {self.log}"
+        return f"{self.name:<10} {state:<13} pid {self.pid:<8} {self.address}:{ports:<12} {rss}  log {self.log}"
 
 
 class Server:
@@ -159,7 +172,22 @@ class Server:
     def start_timeout(self) -> float:
         raise NotImplementedError
 
+    def command(self, java: str) -> list[str]:
+        return [java, *self.jvm_args(), "-cp", self.classpath(), self.main_class, *self.program_args()]
+
+    def environment(self, java: str) -> dict[str, str] | None:
+        """The server's environment; None: ours."""
+        return None
+
+    def bind_address(self, port: int) -> str:
+        """Where the server listens on ``port``."""
+        return "127.0.0.1"
+
     # Shared behaviour
+    @property
+    def label(self) -> str:
+        return f"{self.name}{self.config.node_suffix}"
+
     def classpath(self) -> str:
         jars = self.config.jars_dir / self.name
         if not jars.is_dir() or not any(jars.glob("*.jar")):
@@ -178,35 +206,47 @@ class Server:
     def status(self) -> ServerStatus:
         pid = self.pid()
         return ServerStatus(
-            name=self.name,
+            name=self.label,
             running=pid is not None,
             pid=pid,
             answering=pid is not None and self.answers(),
             rss_mb=supervisor.rss_mb(pid) if pid else None,
             ports=self.ports(),
             log=self.log_file,
+            address=self.bind_address(self.ports()[0]),
         )
 
     def start(self, java: str) -> bool:
         """Starts the server unless it runs; waits until it answers. True if started."""
+        return self.wait_ready(self.launch(java))
+
+    def launch(self, java: str) -> supervisor.Started | None:
+        """Starts the server unless it runs, without waiting; None if it was running. (A
+        Kafka node of the cluster only answers once a quorum of its peers runs too.)"""
         if self.pid() is not None:
-            if not _wait_for(self.answers, self.start_timeout(), lambda: self.pid() is not None):
-                raise StackError(f"{self.name} runs (pid {self.pid()}) but does not answer; see {self.log_file}")
-            return False
+            return None
         for port in self.ports():
-            if supervisor.port_in_use(port):
+            if supervisor.port_in_use(port, self.bind_address(port)):
                 raise StackError(
-                    f"cannot start {self.name}: port {port} on 127.0.0.1 is already in use by "
+                    f"cannot start {self.label}: port {port} on {self.bind_address(port)} is already in use by "
                     f"another process ({supervisor.port_owner(port)}). Stop it, or move {self.name} with "
                     f"{self.port_variable(port)}."
                 )
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.prepare(java)
-        command = [java, *self.jvm_args(), "-cp", self.classpath(), self.main_class, *self.program_args()]
         with open(self.log_file, "a") as log:
-            log.write(f"\n==== starting {self.name}: {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n")
-        server = supervisor.start(command, log=self.log_file, cwd=self.home)
+            log.write(f"\n==== starting {self.label}: {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n")
+        server = supervisor.start(self.command(java), log=self.log_file, cwd=self.home, env=self.environment(java))
         self.pid_file.write_text(str(server.pid))
+        return server
+
+    def wait_ready(self, server: supervisor.Started | None) -> bool:
+        """Waits until the server ``launch`` started (or found running: None) answers.
+        True if it was started."""
+        if server is None:
+            if not _wait_for(self.answers, self.start_timeout(), lambda: self.pid() is not None):
+                raise StackError(f"{self.label} runs (pid {self.pid()}) but does not answer; see {self.log_file}")
+            return False
         if not _wait_for(self.answers, self.start_timeout(), lambda: server.exit_code() is None):
             code = server.exit_code()
             if code is None:
@@ -216,7 +256,7 @@ class Server:
                 self.pid_file.unlink(missing_ok=True)
                 reason = f"exited with code {code} while starting"
             last_lines = supervisor.tail(self.log_file, indent="    ")
-            raise StackError(f"{self.name} {reason}. Last lines of {self.log_file}:\n{last_lines}")
+            raise StackError(f"{self.label} {reason}. Last lines of {self.log_file}:\n{last_lines}")
         return True
 
     def stop(self, timeout: float = supervisor.STOP_TIMEOUT_S) -> bool:
@@ -257,13 +297,20 @@ class Kafka(Server):
         data = self.home / "data"
         data.mkdir(parents=True, exist_ok=True)
         self.properties_file.parent.mkdir(parents=True, exist_ok=True)
+        c = self.config
         _render(
             "kafka-server.properties",
             self.properties_file,
-            kafka_port=self.config.kafka_port,
-            controller_port=self.config.kafka_controller_port,
+            node_id=c.node_id,
+            voters=c.kafka_voters or f"{c.node_id}@127.0.0.1:{c.kafka_controller_port}",
+            kafka_port=c.kafka_port,
+            controller_port=c.kafka_controller_port,
             log_dirs=data,
-            partitions=self.config.kafka_partitions,
+            partitions=c.kafka_partitions,
+            replication=c.replication,
+            min_insync=c.min_insync,
+            session_timeout_ms=c.kafka_session_timeout_ms,
+            heartbeat_ms=c.kafka_heartbeat_ms,
         )
         shutil.copyfile(TEMPLATES / "kafka-log4j2.xml", self.home / "config" / "log4j2.xml")
         if (data / "meta.properties").exists():
@@ -272,7 +319,7 @@ class Kafka(Server):
         result = subprocess.run(
             [java, "-Xmx256m", f"-Dlog4j2.configurationFile={self.home / 'config' / 'log4j2.xml'}",
              "-cp", self.classpath(), "kafka.tools.StorageTool",
-             "format", "-t", _kafka_cluster_id(), "-c", str(self.properties_file)],
+             "format", "-t", self.config.kafka_cluster_id or _kafka_cluster_id(), "-c", str(self.properties_file)],
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
@@ -325,6 +372,9 @@ class Cassandra(Server):
         _render(
             "cassandra.yaml",
             self.yaml_file,
+            cluster_name=self.config.cassandra_cluster_name,
+            replication=self.config.replication,
+            address=self.config.address,
             storage_port=self.config.cassandra_storage_port,
             native_port=self.config.cassandra_port,
             data_dir=data,
@@ -347,7 +397,7 @@ class Cassandra(Server):
             f"-Dlogback.configurationFile={self.home / 'config' / 'logback.xml'}",
             "-Dcassandra-foreground=yes",
             f"-Dcassandra.jmx.local.port={self.config.cassandra_jmx_port}",
-            # One node: nothing to wait for in gossip or ring settling.
+            # Nothing to wait for in gossip or ring settling: one node, or a few on loopback.
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
             "-Dcassandra.ring_delay_ms=1000",
             "-Dcassandra.superuser_setup_delay_ms=0",
@@ -355,7 +405,11 @@ class Cassandra(Server):
         ]
 
     def answers(self) -> bool:
-        return cassandra_answers("127.0.0.1", self.config.cassandra_port)
+        return cassandra_answers(self.config.address, self.config.cassandra_port)
+
+    def bind_address(self, port: int) -> str:
+        # Local JMX always binds 127.0.0.1, whatever the node's address.
+        return "127.0.0.1" if port == self.config.cassandra_jmx_port else self.config.address
 
     def start_timeout(self) -> float:
         return self.config.cassandra_start_timeout

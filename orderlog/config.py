@@ -370,6 +370,22 @@ class StackSettings(_Section):
 
 
 @dataclass(frozen=True)
+class ClusterSettings(_Section):
+    # The cluster's ports are fixed (local_stack/cluster.py): it is a stand-in for real
+    # clusters on one machine, never run twice on it.
+    dir: str = setting("ORDERLOG_CLUSTER_DIR", "", TEXT,
+                       "the local cluster's data, logs and configuration (default: `cluster/` in ORDERLOG_VAR_DIR)")
+    kafka_heap: str = setting("ORDERLOG_CLUSTER_KAFKA_HEAP", "256m", HEAP,
+                              "each of the 3 cluster Kafka nodes' JVM heap")
+    cassandra_heap: str = setting("ORDERLOG_CLUSTER_CASSANDRA_HEAP", "512m", HEAP,
+                                  "each of the 3 cluster Cassandra nodes' JVM heap")
+    spark_daemon_heap: str = setting("ORDERLOG_CLUSTER_SPARK_DAEMON_HEAP", "256m", HEAP,
+                                     "the cluster's Spark master's and workers' JVM heap")
+    spark_worker_memory: str = setting("ORDERLOG_CLUSTER_SPARK_WORKER_MEMORY", "2g", HEAP,
+                                       "memory each of the 2 Spark workers offers executors (1g each by default)")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting of the pipeline, by section: ``settings.cassandra.port``."""
 
@@ -383,6 +399,7 @@ class Settings:
     rejected: RejectedSettings = field(default_factory=RejectedSettings)
     paths: PathSettings = field(default_factory=PathSettings)
     stack: StackSettings = field(default_factory=StackSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     def __post_init__(self) -> None:
         kafka = self.kafka
@@ -403,6 +420,10 @@ class Settings:
     @property
     def stack_dir(self) -> Path:
         return Path(self.stack.dir) if self.stack.dir else self.paths.var_path / "stack"
+
+    @property
+    def cluster_dir(self) -> Path:
+        return Path(self.cluster.dir) if self.cluster.dir else self.paths.var_path / "cluster"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some values changed, named ``<section>_<field>``:

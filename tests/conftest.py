@@ -59,6 +59,24 @@ def stack(settings: Settings) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
+def local_cluster() -> Iterator[object]:
+    """The local cluster (local_stack/cluster.py), up and answering, with the schema applied
+    on the test keyspace: reused when it runs, else started and, at the end, stopped (unless
+    ORDERLOG_KEEP_CLUSTER is set)."""
+    from local_stack.cluster import Cluster, cluster_settings
+    from orderlog.schema import apply_cql, create_topic
+
+    settings = cluster_settings()
+    servers = Cluster(settings)
+    started = servers.up(log=lambda line: print(f"[cluster] {line}"))
+    apply_cql(settings)
+    create_topic(settings)
+    yield servers
+    if started and not os.environ.get("ORDERLOG_KEEP_CLUSTER"):
+        servers.down(log=lambda line: print(f"[cluster] {line}"))
+
+
+@pytest.fixture(scope="session")
 def cassandra(stack: object, settings: Settings) -> Iterator[object]:
     """A cassandra-driver session on the test keyspace."""
     from orderlog.cassandra_session import connect, shutdown

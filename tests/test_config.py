@@ -166,6 +166,7 @@ def test_a_child_process_gets_exactly_these_settings():
 NOT_SETTINGS = {
     "JAVA_HOME": "which Java the local stack runs (the JDK's own convention)",
     "PYSPARK_PYTHON": "which Python Spark's workers run (Spark's own variable)",
+    "SPARK_LOCAL_IP": "the address Spark binds (Spark's own variable): loopback unless set",
 }
 
 
