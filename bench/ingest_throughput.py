@@ -15,7 +15,7 @@ and measures:
    JSON, as a payload file), the same key spread, acks=all, lz4, idempotence.
 
 It prints events/s, latencies and the ratio of each to ProducerPerformance, then one JSON
-line (bench/wrk.py: result_line). Needs the local stack (make up), the jars (make setup)
+line (`{"bench": ..., "ratios": ..., "figures": ...}`). Needs the local stack (make up), the jars (make setup)
 and wrk (make system-deps).
 """
 
@@ -40,7 +40,7 @@ from pathlib import Path
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from bench.wrk import floor_app, gunicorn, result_line, wrk
+from bench.wrk import floor_app, gunicorn, rounded, wrk
 from ingest_api.kafka_python_backend import kafka_python_config
 from local_stack.supervisor import free_ports
 from orderlog.config import Settings, child_environment, load_or_exit
@@ -268,27 +268,25 @@ def main() -> None:
     print(f"ProducerPerformance: {perf['summary']}")
     single, batch = by_client["confluent-kafka"]
     single_kp, batch_kp = by_client["kafka-python"]
-    print(result_line(
-        "ingest",
-        ratios={
-            "batch_vs_producer_perf": batch["events_per_s"] / perf["events_per_s"],
-            "single_vs_framework_floor": single["requests_per_s"] / floor["requests_per_s"],
-            "batch_vs_producer_perf_kafka_python": batch_kp["events_per_s"] / perf["events_per_s"],
-            "single_vs_framework_floor_kafka_python": single_kp["requests_per_s"] / floor["requests_per_s"],
-            "batch_vs_batch_clients_ceiling": batch["events_per_s"] / batch_clients_ceiling["events_per_s"],
-        },
-        figures={
-            "batch_events_per_s": batch["events_per_s"],
-            "single_requests_per_s": single["requests_per_s"],
-            "single_p95_ms": single["p95_ms"],
-            "framework_floor_requests_per_s": floor["requests_per_s"],
-            "batch_clients_ceiling_events_per_s": batch_clients_ceiling["events_per_s"],
-            "producer_perf_events_per_s": perf["events_per_s"],
-            "kafka_python_alone_events_per_s": alone["events_per_s"],
-            "non_202": failed,
-            "load_average_1m": load_average,
-        },
-    ))
+    ratios = {
+        "batch_vs_producer_perf": batch["events_per_s"] / perf["events_per_s"],
+        "single_vs_framework_floor": single["requests_per_s"] / floor["requests_per_s"],
+        "batch_vs_producer_perf_kafka_python": batch_kp["events_per_s"] / perf["events_per_s"],
+        "single_vs_framework_floor_kafka_python": single_kp["requests_per_s"] / floor["requests_per_s"],
+        "batch_vs_batch_clients_ceiling": batch["events_per_s"] / batch_clients_ceiling["events_per_s"],
+    }
+    figures = {
+        "batch_events_per_s": batch["events_per_s"],
+        "single_requests_per_s": single["requests_per_s"],
+        "single_p95_ms": single["p95_ms"],
+        "framework_floor_requests_per_s": floor["requests_per_s"],
+        "batch_clients_ceiling_events_per_s": batch_clients_ceiling["events_per_s"],
+        "producer_perf_events_per_s": perf["events_per_s"],
+        "kafka_python_alone_events_per_s": alone["events_per_s"],
+        "non_202": failed,
+        "load_average_1m": load_average,
+    }
+    print(json.dumps({"bench": "ingest", "ratios": rounded(ratios), "figures": rounded(figures)}))
 
 
 if __name__ == "__main__":

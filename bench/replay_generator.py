@@ -13,6 +13,7 @@ own rate (the ceiling of the tool) and against one-batch-of-1000 HTTP.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from bench.wrk import result_line
+from bench.wrk import rounded
 from local_stack.supervisor import free_ports
 from orderlog.config import Settings, child_environment, load_or_exit
 from tools.generator import ReplayParams, generate
@@ -107,7 +108,7 @@ def main() -> None:
         top = max(rates)
         figures.update({f"send_batch_{batch}_events_per_s": rate for batch, rate in rates.items()})
         ratios.update({f"send_batch_{batch}_vs_batch_{top}": rate / rates[top] for batch, rate in rates.items()})
-    print(result_line("replay", ratios=ratios, figures=figures))
+    print(json.dumps({"bench": "replay", "ratios": rounded(ratios), "figures": rounded(figures)}))
 
 
 if __name__ == "__main__":

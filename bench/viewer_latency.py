@@ -3,7 +3,7 @@ against the real gunicorn server and the real Cassandra, with a year of daily su
 a million users in segments. Prints p50/p95/p99 and requests/s per call, the same figures
 for the bare driver query under the same concurrency, and for the framework's floor: a
 constant-JSON Flask endpoint of the summary answer's size under the viewer's gunicorn
-configuration. Ends with one JSON line (bench/wrk.py: result_line).
+configuration. Ends with one JSON line (`{"bench": ..., "ratios": ..., "figures": ...}`).
 
     .venv/bin/python -m bench.viewer_latency                 # load (once) and measure
     .venv/bin/python -m bench.viewer_latency --skip-load     # measure only
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import random
 import socket
@@ -29,7 +30,7 @@ from pathlib import Path
 from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 from cassandra.query import BatchStatement, BatchType
 
-from bench.wrk import floor_app, gunicorn, result_line, wrk
+from bench.wrk import floor_app, gunicorn, rounded, wrk
 from local_stack.supervisor import free_ports
 from orderlog.cassandra_session import connect, shutdown
 from orderlog.config import Settings, child_environment, load_or_exit
@@ -258,25 +259,23 @@ def main() -> None:
         load_average = os.getloadavg()[0]
         print(f"load average at the end: {load_average:.2f} ({os.cpu_count()} cores)")
         p95 = {name: r["p95"] for name, r in results.items()}
-        print(result_line(
-            "viewer",
-            ratios={
-                "summary_vs_framework_floor": s["rps"] / floor["rps"],
-                "summary_vs_bare_driver": None if base is None else s["rps"] / base["rps"],
-            },
-            figures={
-                "summary_p95_ms": p95["summary of a date"],
-                "range_p95_ms": p95["range of 30 days"],
-                "segment_first_page_p95_ms": p95["segment first page (100)"],
-                "user_segments_p95_ms": p95["user_segments (3 first pages)"],
-                "segment_page_50_p95_ms": p95["segment page 50 (by number)"],
-                "prefix_search_p95_ms": p95["segment prefix search"],
-                "summary_requests_per_s": s["rps"],
-                "framework_floor_requests_per_s": floor["rps"],
-                "csv_rows_per_s": csv_rate,
-                "load_average_1m": load_average,
-            },
-        ))
+        ratios = {
+            "summary_vs_framework_floor": s["rps"] / floor["rps"],
+            "summary_vs_bare_driver": None if base is None else s["rps"] / base["rps"],
+        }
+        figures = {
+            "summary_p95_ms": p95["summary of a date"],
+            "range_p95_ms": p95["range of 30 days"],
+            "segment_first_page_p95_ms": p95["segment first page (100)"],
+            "user_segments_p95_ms": p95["user_segments (3 first pages)"],
+            "segment_page_50_p95_ms": p95["segment page 50 (by number)"],
+            "prefix_search_p95_ms": p95["segment prefix search"],
+            "summary_requests_per_s": s["rps"],
+            "framework_floor_requests_per_s": floor["rps"],
+            "csv_rows_per_s": csv_rate,
+            "load_average_1m": load_average,
+        }
+        print(json.dumps({"bench": "viewer", "ratios": rounded(ratios), "figures": rounded(figures)}))
     finally:
         server.terminate()
         server.wait(timeout=30)

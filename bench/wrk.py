@@ -117,9 +117,6 @@ def gunicorn(config: str, app: str, port: int, env: dict[str, str], ready_path: 
             process.wait()
 
 
-def result_line(bench: str, ratios: dict[str, float | None], figures: dict[str, float | None]) -> str:
-    """The last line every bench prints: {"bench": NAME, "ratios": {...}, "figures": {...}}."""
-    def rounded(values: dict[str, float | None]) -> dict[str, float | None]:
-        return {k: None if v is None else round(v, 3) for k, v in values.items()}
-
-    return json.dumps({"bench": bench, "ratios": rounded(ratios), "figures": rounded(figures)})
+def rounded(values: dict[str, float | None]) -> dict[str, float | None]:
+    """Figures and ratios as the bench's last line shows them: three decimals, None kept."""
+    return {k: None if v is None else round(v, 3) for k, v in values.items()}
