@@ -181,10 +181,19 @@ def _reap(pid: int) -> None:
     its Popen when we have it, which keeps the status for ``Started.exit_code``."""
     process = _POPEN_OF.pop(pid, None)
     if process is not None:
-        process.poll()
+        # Not poll(): a JVM's main thread shows as a zombie while its other threads still
+        # unmap the heap, and the kernel hands out the status only after the last one.
+        try:
+            process.wait(timeout=KILL_WAIT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            process.wait(timeout=KILL_WAIT_S)
         return
+    deadline = time.monotonic() + KILL_WAIT_S
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+        while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _group_of(pid: int) -> int | None:
