@@ -37,6 +37,25 @@ def settings() -> Settings:
     return load_settings()
 
 
+@pytest.fixture(autouse=True)
+def close_ingest_producers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Closes every producer an in-process ingest app made during the test: a producer left
+    open keeps reconnecting to a broker the test has stopped (or never had) until exit."""
+    from ingest_api import producer
+
+    made: list[producer.Producer] = []
+    make_producer = producer.make_producer
+
+    def tracked(*args: object, **kwargs: object) -> producer.Producer:
+        made.append(make_producer(*args, **kwargs))  # type: ignore[arg-type]
+        return made[-1]
+
+    monkeypatch.setattr(producer, "make_producer", tracked)
+    yield
+    for each in made:
+        each.close(timeout_s=0)
+
+
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[object]:
     """The local Kafka and Cassandra, up and answering, with the schema applied."""
