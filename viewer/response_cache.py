@@ -80,14 +80,17 @@ def _answer_from_cache() -> Response | None:
         return None
     g.response_cache = found
     generation, etag = found
-    if etag in request.if_none_match:
+    # Weak comparison, as RFC 9110 asks for If-None-Match. "*" means "any current answer":
+    # a kept one is, else only the answer itself says whether there is one (_keep; a 404 is not).
+    wanted = request.if_none_match
+    if not wanted.star_tag and wanted.contains_weak(etag):
         response = Response(status=304)
     else:
         hit = _cache().get(etag)
         if hit is None:
             return None
         body, status, content_type = hit
-        response = Response(body, status=status, content_type=content_type)
+        response = Response(status=304) if wanted.star_tag else Response(body, status=status, content_type=content_type)
     g.response_cache_hit = True
     response.set_etag(etag)
     response.headers["Cache-Control"] = CACHE_CONTROL
@@ -105,6 +108,8 @@ def _keep(response: Response) -> Response:
         return response
     generation, etag = found
     _cache().put(generation, etag, (body, response.status_code, response.content_type or "application/octet-stream"))
+    if request.if_none_match.star_tag:
+        response = Response(status=304)
     response.set_etag(etag)
     response.headers["Cache-Control"] = CACHE_CONTROL
     return response
