@@ -247,6 +247,25 @@ def test_a_producer_is_replaced_after_a_request_it_did_not_acknowledge(settings,
     assert client.post("/api/log", json=GOOD).status_code == 202 and len(_FakeProducer.made) == 2
 
 
+
+def test_a_confluent_producer_is_replaced_after_a_fatal_error(caplog):
+    """librdkafka reports a fatal error (an idempotence violation it cannot repair) through
+    error_cb; that producer will never send again, so the next request gets a new one."""
+    from confluent_kafka import KafkaError as LibrdkafkaError
+
+    from ingest_api.confluent_backend import ConfluentProducer
+
+    (port,) = free_ports(1)
+    backend = ConfluentProducer("t", confluent_config([f"127.0.0.1:{port}"], 2_000), 2.0)
+    first = backend._get()
+    backend._on_error(LibrdkafkaError(LibrdkafkaError._ALL_BROKERS_DOWN, "all down"))  # not fatal: kept
+    assert backend._get() is first
+    backend._on_error(LibrdkafkaError(LibrdkafkaError._FATAL, "idempotence broken", fatal=True))
+    replacement = backend._get()
+    assert replacement is not first and backend._get() is replacement
+    assert "replacing the Kafka producer after a fatal error" in caplog.text
+    backend.close(timeout_s=0)
+
 # --- a batch is counted and bounded before it is decoded ---------------------------------------
 
 SIXTEEN_MIB = 16 * 1024 * 1024
