@@ -381,7 +381,11 @@ class ClusterSettings(_Section):
                                   "each of the 3 cluster Cassandra nodes' JVM heap")
     spark_daemon_heap: str = setting("ORDERLOG_CLUSTER_SPARK_DAEMON_HEAP", "256m", HEAP,
                                      "the cluster's Spark master's and workers' JVM heap")
-    spark_worker_memory: str = setting("ORDERLOG_CLUSTER_SPARK_WORKER_MEMORY", "2g", HEAP,
+    # Slots, not CPUs: enough that, with one worker dead, the streaming job (its lost
+    # executor started again on the survivor) and an aggregate still fit on the other.
+    spark_worker_cores: int = setting("ORDERLOG_CLUSTER_SPARK_WORKER_CORES", 4, POSITIVE,
+                                      "cores (task slots) each of the 2 Spark workers offers executors")
+    spark_worker_memory: str = setting("ORDERLOG_CLUSTER_SPARK_WORKER_MEMORY", "4g", HEAP,
                                        "memory each of the 2 Spark workers offers executors (1g each by default)")
 
 

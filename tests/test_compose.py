@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,11 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
-LONG_RUNNING = {"kafka", "cassandra", "ingest", "streaming", "viewer"}
+LONG_RUNNING = {"kafka", "cassandra", "spark-master", "spark-worker", "ingest", "streaming", "viewer"}
+SPARK = {"spark-master", "spark-worker"}
+# How the jobs' drivers start in their containers: spark-submit.sh, telling the executors on
+# the worker the container's address.
+DRIVER = "exec ./spark-submit.sh --conf spark.driver.host=$(hostname -i) --conf spark.driver.bindAddress=0.0.0.0"
 JOBS = {"aggregate", "replay"}
 
 
@@ -92,8 +97,11 @@ def test_the_start_is_ordered_by_healthchecks(config):
         return {dep: spec["condition"] for dep, spec in services[name].get("depends_on", {}).items()}
 
     assert after("schema") == {"kafka": "service_healthy", "cassandra": "service_healthy"}
-    for name in ("ingest", "streaming", "viewer", "aggregate"):
+    for name in ("ingest", "viewer"):
         assert after(name) == {"schema": "service_completed_successfully"}, name
+    for name in ("streaming", "aggregate"):  # the Spark jobs also wait for a worker
+        assert after(name) == {"schema": "service_completed_successfully", "spark-worker": "service_healthy"}, name
+    assert after("spark-worker") == {"spark-master": "service_healthy"}
     assert after("replay") == {"ingest": "service_healthy"}
     assert services["schema"]["restart"] == "no"  # one-shot
     assert services["schema"]["command"] == ["python", "-m", "orderlog.schema", "apply"]
@@ -105,8 +113,10 @@ def test_the_services_run_the_projects_commands(config):
         "gunicorn", "-c", "ingest_api/gunicorn.conf.py", "ingest_api:create_app()"
     ]
     assert services["viewer"]["command"] == ["gunicorn", "-c", "viewer/gunicorn.conf.py", "viewer:create_app()"]
-    assert services["streaming"]["command"] == ["./spark-submit.sh", "streaming"]
-    assert services["aggregate"]["entrypoint"] == ["./spark-submit.sh", "aggregate"]
+    # Compose prints a command's $ escaped as $$.
+    assert services["streaming"]["command"] == ["sh", "-c", f"{DRIVER} streaming".replace("$", "$$")]
+    assert services["aggregate"]["entrypoint"] == ["sh", "-c", f'{DRIVER} aggregate "$@"'.replace("$", "$$"),
+                                                   "aggregate"]
     assert services["replay"]["entrypoint"] == ["python", "-m", "tools.replay", "--url", "http://ingest:8080"]
     for path in ("spark-submit.sh", "jobs/streaming.py", "jobs/aggregate.py", "ingest_api/gunicorn.conf.py",
                  "viewer/gunicorn.conf.py", "tools/replay.py", "orderlog/schema.py"):
@@ -122,7 +132,7 @@ def test_aggregate_and_replay_run_only_on_demand(config):
 
 def test_configuration_is_the_orderlog_variables_and_flows_from_the_shell(config):
     fields = {declaration.env for _, _, declaration, _ in declarations()}
-    ours = {n: s for n, s in config["services"].items() if n not in ("kafka", "cassandra")}
+    ours = {n: s for n, s in config["services"].items() if n not in {"kafka", "cassandra"} | SPARK}
     for name, service in ours.items():
         env = service["environment"]
         assert set(env) <= fields, (name, set(env) - fields)  # no misspelt variable
@@ -191,3 +201,20 @@ def test_the_dockerfile_builds_our_services_with_java_and_the_resolved_jars_as_n
     assert users and users[-1] == "orderlog"
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", "build", "var"} <= ignored
+
+
+def test_the_jobs_run_on_a_spark_master_and_worker_of_the_pinned_spark(config):
+    services = config["services"]
+    spark_version = version("pyspark")
+    assert services["spark-master"]["image"] == f"apache/spark:{spark_version}"
+    assert services["spark-master"]["command"][:2] == ["/opt/spark/bin/spark-class",
+                                                       "org.apache.spark.deploy.master.Master"]
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(rf"^ARG SPARK_IMAGE=apache/spark:{re.escape(spark_version)}$", text, re.M)
+    # The worker: that image's Spark, with the driver's Python and its pandas and pyarrow.
+    assert services["spark-worker"]["build"]["target"] == "spark-worker"
+    assert "FROM app AS spark-worker" in text and "COPY --from=spark-dist /opt/spark /opt/spark" in text
+    assert "pandas" in (ROOT / "requirements.txt").read_text() and "pyarrow" in (ROOT / "requirements.txt").read_text()
+    for name in ("schema", "ingest", "streaming", "viewer", "aggregate", "replay"):
+        assert services[name]["build"]["target"] == "app", name
+        assert services[name]["environment"]["ORDERLOG_SPARK_MASTER"] == "spark://spark-master:7077", name
