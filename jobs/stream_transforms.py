@@ -133,11 +133,17 @@ def parse_records(
         parse_kafka_record(v, t, int(p), int(o), _int_or_none(us), h)
         for v, t, p, o, us, h in zip(value, topic, partition, offset, timestamp_us, replay_header, strict=True)
     ]
-    frame = pd.DataFrame.from_records(rows, columns=PARSED_FIELDS)
-    # Nullable ints: a column of all-None must not turn into float or object.
-    for name in ("ordered_at_us", "received_at_us", "replay_partition", "replay_offset", "replay_timestamp_us"):
-        frame[name] = frame[name].astype("Int64")
-    return frame
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(PARSED_FIELDS)
+    # Nullable ints built as such: ints mixed with None would pass through float64 and lose
+    # the last digits of a time far from 1970 (a received_at in the year 321, a replay's
+    # Kafka time in 9999), and a column of all-None must not turn into float or object.
+    return pd.DataFrame({
+        name: pd.array(column, dtype="Int64") if name in _INT_FIELDS else pd.Series(column, dtype=object)
+        for name, column in zip(PARSED_FIELDS, columns, strict=True)
+    })
+
+
+_INT_FIELDS = frozenset(f.name for f in PARSED_TYPE.fields if isinstance(f.dataType, (T.IntegerType, T.LongType)))
 
 
 def with_parsed(df: DataFrame) -> DataFrame:
