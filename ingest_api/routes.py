@@ -1,4 +1,4 @@
-"""The HTTP routes: one event, a batch, health, and the OpenAPI document.
+"""The HTTP routes: one event, a batch, liveness and readiness, and the OpenAPI document.
 
 Every request is fully parsed and validated before anything is produced, so an invalid
 batch produces nothing; a 202 is sent only after Kafka acknowledged every record. A batch
@@ -194,13 +194,23 @@ def _body_limit() -> int:
 
 
 @bp.get("/healthz")
-def healthz() -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
+def healthz() -> tuple[Response, int]:
+    """Liveness: the process answers. Nothing outside it is asked, so a Kafka outage never
+    gets a healthy worker restarted (that is what /readyz is for)."""
+    return jsonify({"status": "ok"}), 200
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
+    """Readiness: Kafka answers a fresh metadata request for the topic, so events sent now
+    can be acknowledged."""
     ok, reason = get_producer().reachable()
     topic = _settings().kafka.topic
     if ok:
         return jsonify({"status": "ok", "kafka": "reachable", "topic": topic}), 200
     retry_after = str(current_app.config["INGEST_RETRY_AFTER_S"])
-    body = {"status": "unavailable", "kafka": "unreachable", "topic": topic, "error": reason}
+    where = _settings().kafka.bootstrap_servers
+    body = {"status": "unavailable", "kafka": "unreachable", "topic": topic, "error": f"Kafka at {where}: {reason}"}
     return jsonify(body), 503, {"Retry-After": retry_after}
 
 

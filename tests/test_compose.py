@@ -80,8 +80,8 @@ def test_every_long_running_service_has_a_healthcheck(config):
     kafka_check = services["kafka"]["healthcheck"]["test"][1]
     assert "kafka-broker-api-versions.sh --bootstrap-server localhost:9092" in kafka_check
     assert "cqlsh -e" in services["cassandra"]["healthcheck"]["test"][1]
-    assert "http://127.0.0.1:8080/healthz" in services["ingest"]["healthcheck"]["test"][-1]
-    assert "http://127.0.0.1:8081/api/status" in services["viewer"]["healthcheck"]["test"][-1]
+    assert "http://127.0.0.1:8080/readyz" in services["ingest"]["healthcheck"]["test"][-1]
+    assert "http://127.0.0.1:8081/readyz" in services["viewer"]["healthcheck"]["test"][-1]
     assert "http://127.0.0.1:4040/api/v1/applications" in services["streaming"]["healthcheck"]["test"][-1]
 
 

@@ -143,6 +143,38 @@ def test_bearer_token_is_required_when_configured(settings, authorization, statu
     assert document["paths"]["/api/log"]["post"]["security"] == [{"bearer": []}]
 
 
+def test_liveness_and_readiness_answer_without_the_token(settings):
+    (port,) = free_ports(1)
+    app = create_app(settings.replace(kafka_bootstrap_servers=f"127.0.0.1:{port}", ingest_api_token="s3cret"))
+    client = app.test_client()
+    live = client.get("/healthz")
+    assert (live.status_code, live.json) == (200, {"status": "ok"})
+    # past auth: readiness asks Kafka, which nothing answers on that port
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.headers["Retry-After"] == "5"
+    assert "WWW-Authenticate" not in ready.headers
+    document = client.get("/openapi.json").json
+    assert "security" not in document["paths"]["/healthz"]["get"]
+    assert "security" not in document["paths"]["/readyz"]["get"]
+
+
+def test_readiness_is_503_naming_kafka_when_nothing_listens(settings, kafka_client):
+    (port,) = free_ports(1)
+    app = create_app(settings.replace(kafka_bootstrap_servers=f"127.0.0.1:{port}", kafka_topic="never-used",
+                                      kafka_client=kafka_client))
+    client = app.test_client()
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    body = response.json
+    assert {k: body[k] for k in ("status", "kafka", "topic")} == {
+        "status": "unavailable", "kafka": "unreachable", "topic": "never-used"}
+    # where, then the client's own words for what failed
+    where = f"Kafka at 127.0.0.1:{port}: "
+    assert body["error"].startswith(where) and len(body["error"]) > len(where)
+    # the process itself is fine: liveness does not depend on Kafka
+    assert client.get("/healthz").status_code == 200
+
+
 def test_the_token_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("ORDERLOG_INGEST_API_TOKEN", "from-env")
     (port,) = free_ports(1)

@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     # Here, not at the top: `import viewer.params` (tests, tools) must not load every
     # blueprint and Plotly with it.
-    from viewer import api, assets, auth, db, errors, pages, response_cache
+    from viewer import api, assets, auth, db, errors, health, pages, response_cache
     from viewer.params import UserIdConverter, check_single
 
     # User ids may hold slashes, doubled or leading ones too: they are matched whole, and
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(lambda: check_single(request.args))
     errors.init_app(app)
     response_cache.init_app(app)
+    app.register_blueprint(health.bp)
     app.register_blueprint(assets.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
