@@ -7,9 +7,13 @@ Command-line flags override these.
 """
 
 from ingest_api.producer import close_app_producer
-from orderlog.config import load_or_exit
+from orderlog.config import exit_if_exposed, load_or_exit
 
-_ingest = load_or_exit("gunicorn (ingest API)").ingest
+PROG = "gunicorn (ingest API)"
+_settings = load_or_exit(PROG)
+_ingest = _settings.ingest
+# No token, no listening beyond loopback (unless ORDERLOG_ALLOW_UNAUTHENTICATED=1).
+exit_if_exposed(PROG, _settings, "ingest", [_ingest.host])
 
 bind = f"{_ingest.host}:{_ingest.port}"
 workers = _ingest.workers
@@ -31,3 +35,10 @@ def worker_exit(server, worker):
     if app is not None and hasattr(app, "extensions"):
         close_app_producer(app)
         server.log.info("worker %s: Kafka producer flushed and closed", worker.pid)
+
+
+def on_starting(server):
+    """A `-b` flag overrides the bind above: check the addresses gunicorn will really use
+    (a unix socket or a file descriptor is local)."""
+    hosts = [address[0] for address in server.cfg.address if isinstance(address, tuple)]
+    exit_if_exposed(PROG, _settings, "ingest", hosts, source="bind")

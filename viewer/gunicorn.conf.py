@@ -6,9 +6,13 @@ by default); a bad value stops gunicorn with one line. Threads serve the I/O-bou
 fork (viewer.db creates it lazily).
 """
 
-from orderlog.config import load_or_exit
+from orderlog.config import exit_if_exposed, load_or_exit
 
-_viewer = load_or_exit("gunicorn (viewer)").viewer
+PROG = "gunicorn (viewer)"
+_settings = load_or_exit(PROG)
+_viewer = _settings.viewer
+# No basic auth, no listening beyond loopback (unless ORDERLOG_ALLOW_UNAUTHENTICATED=1).
+exit_if_exposed(PROG, _settings, "viewer", [_viewer.host])
 
 bind = f"{_viewer.host}:{_viewer.port}"
 workers = _viewer.workers
@@ -23,3 +27,10 @@ errorlog = "-"
 loglevel = _viewer.log_level
 # No preload: a Cassandra session must never be shared across a fork.
 preload_app = False
+
+
+def on_starting(server):
+    """A `-b` flag overrides the bind above: check the addresses gunicorn will really use
+    (a unix socket or a file descriptor is local)."""
+    hosts = [address[0] for address in server.cfg.address if isinstance(address, tuple)]
+    exit_if_exposed(PROG, _settings, "viewer", hosts, source="bind")
