@@ -8,6 +8,7 @@ Command-line flags override these.
 
 from ingest_api.producer import close_app_producer
 from orderlog.config import exit_if_exposed, load_or_exit
+from orderlog.logs import gunicorn_logconfig
 
 PROG = "gunicorn (ingest API)"
 _settings = load_or_exit(PROG)
@@ -25,6 +26,8 @@ graceful_timeout = 30
 accesslog = _ingest.access_log or None
 errorlog = "-"
 loglevel = _ingest.log_level
+# ORDERLOG_LOG_FORMAT=json: gunicorn's lines and the app's, one JSON object each.
+logconfig_dict = gunicorn_logconfig("ingest", _settings.log.format, loglevel, accesslog)
 # Each worker creates its own producer after the fork (never share sockets across fork).
 preload_app = False
 

@@ -11,7 +11,6 @@ a batch boundary (exit 0); a failure exits 1 with one line; a bad setting or fla
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import threading
 
@@ -23,6 +22,7 @@ from jobs.stream_sink import BatchWriter
 from jobs.stream_source import read_kafka
 from orderlog.cassandra_session import CassandraUnavailable
 from orderlog.config import NON_EMPTY, POSITIVE, STARTING_OFFSETS, TOPIC, TRIGGER, Settings, flag, load_or_exit, seconds
+from orderlog.logs import configure, report
 
 
 def parse_args(argv: list[str], settings: Settings) -> argparse.Namespace:
@@ -42,9 +42,9 @@ def parse_args(argv: list[str], settings: Settings) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s streaming %(levelname)s %(message)s")
-    quiet_logs()
     args = parse_args(argv, load_or_exit("streaming"))
+    configure("streaming", args.settings.log.format, text_format="%(asctime)s streaming %(levelname)s %(message)s")
+    quiet_logs()
     settings = args.settings.replace(
         kafka_topic=args.topic, stream_checkpoint_location=args.checkpoint, stream_trigger=args.trigger,
         stream_max_offsets_per_trigger=args.max_offsets_per_trigger, stream_starting_offsets=args.starting_offsets,
@@ -58,10 +58,10 @@ def main(argv: list[str]) -> int:
         _handler = install_stop_signals(spark, stop)  # noqa: F841  (keeps the JVM callback alive)
         StreamingRun(spark, read_kafka(spark, settings), writer).run_until_stopped(stop)
     except CassandraUnavailable as exc:
-        print(f"streaming: error: {exc}", file=sys.stderr)
+        report("streaming", f"error: {exc}", log_format=settings.log.format)
         return 1
     except Exception as exc:  # the query failed: one line, the cause first
-        print(f"streaming: error: {writer.failure or short_cause(exc)}", file=sys.stderr)
+        report("streaming", f"error: {writer.failure or short_cause(exc)}", log_format=settings.log.format)
         return 1
     return 0
 

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from orderlog.logs import report
+
 ENV_PREFIX = "ORDERLOG_"
 # Where relative paths of the configuration (var, jars) are resolved: the checkout.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -342,6 +344,14 @@ class StreamSettings(_Section):
 
 
 @dataclass(frozen=True)
+class LogSettings(_Section):
+    format: str = setting(
+        "ORDERLOG_LOG_FORMAT", "text", choice(("text", "json"), str.lower),
+        "`json`: every process (the APIs, the jobs' own lines, the tools) logs one JSON object per line; "
+        "Spark's JVM logs stay text")
+
+
+@dataclass(frozen=True)
 class AccessSettings(_Section):
     allow_unauthenticated: bool = setting(
         "ORDERLOG_ALLOW_UNAUTHENTICATED", False, FLAG,
@@ -423,6 +433,7 @@ class Settings:
     viewer: ViewerSettings = field(default_factory=ViewerSettings)
     stream: StreamSettings = field(default_factory=StreamSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
+    log: LogSettings = field(default_factory=LogSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
     rejected: RejectedSettings = field(default_factory=RejectedSettings)
     paths: PathSettings = field(default_factory=PathSettings)
@@ -503,8 +514,16 @@ VIEWER_BIND = "VIEWER_BIND"
 _warned: set[str] = set()
 
 
+def log_format_of(environ: Mapping[str, str] | None = None) -> str:
+    """The log format ORDERLOG_LOG_FORMAT asks for, read directly: a line about the
+    configuration itself is written before (or instead of) the settings being loaded; a
+    value that is not `json` (a bad one too) means text."""
+    value = (os.environ if environ is None else environ).get("ORDERLOG_LOG_FORMAT", "")
+    return "json" if value.strip().lower() == "json" else "text"
+
+
 def _warn(line: str) -> None:
-    print(f"orderlog: warning: {line}", file=sys.stderr, flush=True)
+    report("orderlog", f"warning: {line}", level="warning", log_format=log_format_of())
 
 
 def _with_aliases(environ: Mapping[str, str], warn: Callable[[str], None]) -> dict[str, str]:
@@ -598,7 +617,7 @@ def load_or_exit(prog: str, environ: Mapping[str, str] | None = None) -> Setting
 
 
 def _exit(prog: str, exc: ConfigError) -> NoReturn:
-    print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+    report(prog, f"error: {exc}", log_format=log_format_of())
     raise SystemExit(2)
 
 

@@ -7,6 +7,7 @@ fork (viewer.db creates it lazily).
 """
 
 from orderlog.config import exit_if_exposed, load_or_exit
+from orderlog.logs import gunicorn_logconfig
 
 PROG = "gunicorn (viewer)"
 _settings = load_or_exit(PROG)
@@ -25,6 +26,8 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = _viewer.log_level
+# ORDERLOG_LOG_FORMAT=json: gunicorn's lines and the app's, one JSON object each.
+logconfig_dict = gunicorn_logconfig("viewer", _settings.log.format, loglevel, accesslog)
 # No preload: a Cassandra session must never be shared across a fork.
 preload_app = False
 
