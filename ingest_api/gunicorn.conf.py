@@ -6,15 +6,19 @@ share one producer, whose batching (linger_ms) then sends their records together
 Command-line flags override these.
 """
 
-from ingest_api.producer import close_app_producer
 from orderlog.config import exit_if_exposed, load_or_exit
 from orderlog.logs import gunicorn_logconfig
+from orderlog.metrics import start_multiprocess, stop_multiprocess, worker_exited
 
 PROG = "gunicorn (ingest API)"
 _settings = load_or_exit(PROG)
 _ingest = _settings.ingest
 # No token, no listening beyond loopback (unless ORDERLOG_ALLOW_UNAUTHENTICATED=1).
 exit_if_exposed(PROG, _settings, "ingest", [_ingest.host])
+# Prometheus' multiprocess mode: each worker writes its figures to files in one fresh folder
+# per start, which must be set before anything imports prometheus_client (so this file
+# imports nothing that does); /metrics adds them up.
+_metrics_dir = start_multiprocess("ingest")
 
 bind = f"{_ingest.host}:{_ingest.port}"
 workers = _ingest.workers
@@ -34,6 +38,8 @@ preload_app = False
 
 def worker_exit(server, worker):
     """On SIGTERM/SIGINT: send what is buffered and close the producer of this worker."""
+    from ingest_api.producer import close_app_producer
+
     app = getattr(worker, "wsgi", None)
     if app is not None and hasattr(app, "extensions"):
         close_app_producer(app)
@@ -44,4 +50,16 @@ def on_starting(server):
     """A `-b` flag overrides the bind above: check the addresses gunicorn will really use
     (a unix socket or a file descriptor is local)."""
     hosts = [address[0] for address in server.cfg.address if isinstance(address, tuple)]
-    exit_if_exposed(PROG, _settings, "ingest", hosts, source="bind")
+    try:
+        exit_if_exposed(PROG, _settings, "ingest", hosts, source="bind")
+    except SystemExit:
+        stop_multiprocess(_metrics_dir)
+        raise
+
+
+def child_exit(server, worker):
+    worker_exited(worker.pid)
+
+
+def on_exit(server):
+    stop_multiprocess(_metrics_dir)

@@ -162,6 +162,13 @@ def openapi_document(*, max_batch: int, max_body_bytes: int, auth: bool) -> dict
                     },
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics, summed over the server's workers (never needs the token)",
+                    "responses": {"200": {"description": "the Prometheus text format",
+                                          "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "summary": "this document",

@@ -15,6 +15,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from ingest_api import create_app
 from ingest_api.confluent_backend import confluent_config
 from ingest_api.kafka_python_backend import kafka_python_config
+from ingest_api.producer import close_app_producer
 from tests.conftest import free_ports
 
 GOOD = {"user_id": "u-1", "timestamp": "2025-05-31T12:34:56+09:00", "menu_type": "japanese"}
@@ -382,3 +383,27 @@ def test_a_content_length_that_lies_is_a_400_saying_so(client):
     assert (response.status_code, response.json["error"]) == (
         400, "malformed JSON: Unterminated string starting at: line 1 column 3 (byte 2)"
     )
+
+
+def _sample(client, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics").get_data(as_text=True)
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name and s.labels == labels)
+
+
+def test_kafka_unacknowledged_requests_are_counted_as_failures_and_refused_events(settings, kafka_client):
+    (port,) = free_ports(1)
+    app = create_app(settings.replace(kafka_bootstrap_servers=f"127.0.0.1:{port}", ingest_ack_timeout_ms=1000,
+                                      kafka_client=kafka_client))
+    client = app.test_client()
+    # one process, no gunicorn: the default registry, shared by the apps of this test run
+    failures = _sample(client, "orderlog_ingest_kafka_failures_total")
+    refused = _sample(client, "orderlog_ingest_events_refused_total", reason="kafka_unavailable")
+    requests = _sample(client, "orderlog_ingest_requests_refused_total", reason="kafka_unavailable")
+    assert client.post("/api/logs", json=[GOOD, GOOD]).status_code == 503
+    assert _sample(client, "orderlog_ingest_kafka_failures_total") == failures + 1
+    assert _sample(client, "orderlog_ingest_events_refused_total", reason="kafka_unavailable") == refused + 2
+    assert _sample(client, "orderlog_ingest_requests_refused_total", reason="kafka_unavailable") == requests + 1
+    close_app_producer(app)

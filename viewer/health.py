@@ -17,8 +17,9 @@ from viewer.errors import CASSANDRA_ERRORS, RETRY_AFTER_SECONDS
 
 bp = Blueprint("health", __name__)
 
-# Endpoints that answer without credentials and are never cached.
-PUBLIC_ENDPOINTS = frozenset({"health.healthz", "health.readyz"})
+# Endpoints that answer without credentials and are never cached: the probes, and the
+# metrics (counts and dates, for Prometheus; viewer/metrics.py).
+PUBLIC_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "metrics"})
 # A reason is one line a probe's log can show whole.
 MAX_REASON_CHARS = 300
 

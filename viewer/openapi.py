@@ -349,6 +349,15 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
                 },
             }
         },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics, summed over the server's workers (never needs credentials, never "
+                "cached)",
+                "security": [],
+                "responses": {"200": {"description": "the Prometheus text format",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            }
+        },
         "/api/openapi.json": {
             "get": {
                 "summary": "this document",
