@@ -17,6 +17,7 @@ import threading
 from jobs.cassandra_io import short_cause
 from jobs.session import build_session
 from jobs.stream_lifecycle import StreamingRun, install_stop_signals, quiet_logs
+from jobs.stream_metrics import serve as serve_metrics
 from jobs.stream_preflight import check_cassandra
 from jobs.stream_sink import BatchWriter
 from jobs.stream_source import read_kafka
@@ -54,6 +55,7 @@ def main(argv: list[str]) -> int:
     try:
         check_cassandra(settings, settings.stream.write_retry_seconds)
         spark = build_session(settings, "orderlog-streaming", master=args.master)
+        serve_metrics(settings.stream.metrics_port)
         stop = threading.Event()
         _handler = install_stop_signals(spark, stop)  # noqa: F841  (keeps the JVM callback alive)
         StreamingRun(spark, read_kafka(spark, settings), writer).run_until_stopped(stop)

@@ -341,6 +341,10 @@ class StreamSettings(_Section):
     write_retry_seconds: float = setting(
         "ORDERLOG_STREAM_WRITE_RETRY_SECONDS", 120.0, seconds(0),
         "how long a batch retries an unreachable Cassandra before the job exits 1")
+    metrics_port: int = setting(
+        "ORDERLOG_STREAM_METRICS_PORT", 8082, whole(0, 65535),
+        "the streaming job's Prometheus /metrics, served by its driver on 127.0.0.1; 0 turns it off "
+        "(a port in use costs the metrics, not the job)")
 
 
 @dataclass(frozen=True)
