@@ -6,10 +6,19 @@ share one producer, whose batching (linger_ms) then sends their records together
 Command-line flags override these.
 """
 
-from ingest_api.producer import close_app_producer
-from orderlog.config import load_or_exit
+from orderlog.config import exit_if_exposed, load_or_exit
+from orderlog.logs import gunicorn_logconfig
+from orderlog.metrics import start_multiprocess, stop_multiprocess, worker_exited
 
-_ingest = load_or_exit("gunicorn (ingest API)").ingest
+PROG = "gunicorn (ingest API)"
+_settings = load_or_exit(PROG)
+_ingest = _settings.ingest
+# No token, no listening beyond loopback (unless ORDERLOG_ALLOW_UNAUTHENTICATED=1).
+exit_if_exposed(PROG, _settings, "ingest", [_ingest.host])
+# Prometheus' multiprocess mode: each worker writes its figures to files in one fresh folder
+# per start, which must be set before anything imports prometheus_client (so this file
+# imports nothing that does); /metrics adds them up.
+_metrics_dir = start_multiprocess("ingest")
 
 bind = f"{_ingest.host}:{_ingest.port}"
 workers = _ingest.workers
@@ -21,13 +30,36 @@ graceful_timeout = 30
 accesslog = _ingest.access_log or None
 errorlog = "-"
 loglevel = _ingest.log_level
+# ORDERLOG_LOG_FORMAT=json: gunicorn's lines and the app's, one JSON object each.
+logconfig_dict = gunicorn_logconfig("ingest", _settings.log.format, loglevel, accesslog)
 # Each worker creates its own producer after the fork (never share sockets across fork).
 preload_app = False
 
 
 def worker_exit(server, worker):
     """On SIGTERM/SIGINT: send what is buffered and close the producer of this worker."""
+    from ingest_api.producer import close_app_producer
+
     app = getattr(worker, "wsgi", None)
     if app is not None and hasattr(app, "extensions"):
         close_app_producer(app)
         server.log.info("worker %s: Kafka producer flushed and closed", worker.pid)
+
+
+def on_starting(server):
+    """A `-b` flag overrides the bind above: check the addresses gunicorn will really use
+    (a unix socket or a file descriptor is local)."""
+    hosts = [address[0] for address in server.cfg.address if isinstance(address, tuple)]
+    try:
+        exit_if_exposed(PROG, _settings, "ingest", hosts, source="bind")
+    except SystemExit:
+        stop_multiprocess(_metrics_dir)
+        raise
+
+
+def child_exit(server, worker):
+    worker_exited(worker.pid)
+
+
+def on_exit(server):
+    stop_multiprocess(_metrics_dir)

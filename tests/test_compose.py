@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orderlog.config import ENV_PREFIX, declarations
+from orderlog.config import ENV_PREFIX, ConfigError, check_exposure, declarations, load_settings
 
 # Needs the docker-compose tool (make system-deps / make compose-check install it).
 pytestmark = pytest.mark.integration
@@ -33,7 +33,9 @@ JOBS = {"aggregate", "replay"}
 def compose_config(path: Path = COMPOSE, **env: str) -> subprocess.CompletedProcess:
     tool = shutil.which("docker-compose")
     assert tool, "docker-compose is not installed: run `make compose-check` (apt-get install docker-compose)"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX) and k != "KAFKA_VERSION"}
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(ENV_PREFIX) and k not in ("KAFKA_VERSION", "INGEST_API_TOKEN", "VIEWER_USER",
+                                                           "VIEWER_PASSWORD")}
     return subprocess.run(
         [tool, "-f", str(path), "config"], cwd=path.parent, env={**clean, **env},
         capture_output=True, text=True, timeout=120,
@@ -85,8 +87,8 @@ def test_every_long_running_service_has_a_healthcheck(config):
     kafka_check = services["kafka"]["healthcheck"]["test"][1]
     assert "kafka-broker-api-versions.sh --bootstrap-server localhost:9092" in kafka_check
     assert "cqlsh -e" in services["cassandra"]["healthcheck"]["test"][1]
-    assert "http://127.0.0.1:8080/healthz" in services["ingest"]["healthcheck"]["test"][-1]
-    assert "http://127.0.0.1:8081/api/status" in services["viewer"]["healthcheck"]["test"][-1]
+    assert "http://127.0.0.1:8080/readyz" in services["ingest"]["healthcheck"]["test"][-1]
+    assert "http://127.0.0.1:8081/readyz" in services["viewer"]["healthcheck"]["test"][-1]
     assert "http://127.0.0.1:4040/api/v1/applications" in services["streaming"]["healthcheck"]["test"][-1]
 
 
@@ -150,6 +152,59 @@ def test_configuration_is_the_orderlog_variables_and_flows_from_the_shell(config
         assert overridden[name]["environment"]["ORDERLOG_CASSANDRA_KEYSPACE"] == "shop2"
 
 
+def _refusal(service: dict, server: str) -> str | None:
+    """What the app of a resolved service says when it starts: None, or why it refuses."""
+    env = service["environment"]
+    try:
+        check_exposure(load_settings(env), server, [env[f"ORDERLOG_{server.upper()}_HOST"]])
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def test_without_credentials_the_exposed_apps_refuse_to_start(config):
+    services = config["services"]
+    for server in ("ingest", "viewer"):
+        env = services[server]["environment"]
+        assert env["ORDERLOG_ALLOW_UNAUTHENTICATED"] == "0"
+        assert "ORDERLOG_ALLOW_UNAUTHENTICATED=1" in (_refusal(services[server], server) or "")
+    assert services["ingest"]["environment"]["ORDERLOG_INGEST_API_TOKEN"] == ""
+    assert services["viewer"]["environment"]["ORDERLOG_VIEWER_PASSWORD"] == ""
+
+
+def test_the_credentials_flow_from_the_env_file(tmp_path):
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE.read_text())
+    example = (ROOT / ".env.example").read_text()
+    # every variable the example names is a setting, or a publish address of the compose file
+    named = set(re.findall(r"^#? ?([A-Z_]+)=", example, re.M))
+    settings = {declaration.env for _, _, declaration, _ in declarations()}
+    assert named - settings == {"ORDERLOG_INGEST_PUBLISH", "ORDERLOG_VIEWER_PUBLISH"}
+    assert {"ORDERLOG_INGEST_API_TOKEN", "ORDERLOG_VIEWER_USER", "ORDERLOG_VIEWER_PASSWORD"} <= named
+    filled = (example.replace("ORDERLOG_INGEST_API_TOKEN=\n", "ORDERLOG_INGEST_API_TOKEN=t0ken-from-env\n")
+              .replace("ORDERLOG_VIEWER_USER=\n", "ORDERLOG_VIEWER_USER=analyst\n")
+              .replace("ORDERLOG_VIEWER_PASSWORD=\n", "ORDERLOG_VIEWER_PASSWORD=s3cret from env\n"))
+    (tmp_path / ".env").write_text(filled)
+    result = compose_config(tmp_path / "docker-compose.yml")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    for name in ("ingest", "viewer", "replay"):
+        env = services[name]["environment"]
+        assert env["ORDERLOG_INGEST_API_TOKEN"] == "t0ken-from-env", name
+        assert (env["ORDERLOG_VIEWER_USER"], env["ORDERLOG_VIEWER_PASSWORD"]) == ("analyst", "s3cret from env")
+    assert _refusal(services["ingest"], "ingest") is None
+    assert _refusal(services["viewer"], "viewer") is None
+    # the explicit override, from the shell this time
+    result = compose_config(ORDERLOG_ALLOW_UNAUTHENTICATED="1")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert _refusal(services["viewer"], "viewer") is None
+
+
+def test_secrets_stay_out_of_git_and_the_image():
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+    assert ".env" in (ROOT / ".dockerignore").read_text().splitlines()
+
+
 def test_data_and_the_streaming_checkpoint_live_on_named_volumes(config):
     services = config["services"]
 
@@ -167,7 +222,7 @@ def test_data_and_the_streaming_checkpoint_live_on_named_volumes(config):
 def test_kafka_is_a_single_kraft_node_and_the_versions_match_the_local_stack(config):
     pom = (ROOT / "local_stack/jvm/pom.xml").read_text()
     kafka_version = re.search(r"<kafka.version>([^<]+)<", pom).group(1)
-    cassandra_version = re.search(r"<cassandra.version>(\d+\.\d+)", pom).group(1)
+    cassandra_version = re.search(r"<cassandra.version>([^<]+)<", pom).group(1)
     kafka = config["services"]["kafka"]
     assert kafka["image"] == f"apache/kafka:{kafka_version}"
     assert config["services"]["cassandra"]["image"] == f"cassandra:{cassandra_version}"

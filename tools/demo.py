@@ -42,6 +42,7 @@ from local_stack.stack import StackConfig, down, up
 from local_stack.supervisor import Started
 from orderlog.cassandra_session import connect, shutdown
 from orderlog.config import Settings, load_or_exit
+from orderlog.logs import report
 from orderlog.rejected_migration import MigrationError
 from orderlog.schema import apply_cql, create_topic, truncate_tables
 from orderlog.tables import table_names
@@ -306,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             reset(settings)
         except DemoError as exc:
-            print(f"demo: {exc}", file=sys.stderr)
+            report("demo", str(exc), log_format=settings.log.format)
             return 1
         return 0
     if args.command == "status":
@@ -318,9 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = start(settings, options)
     except PipelineError as exc:
-        print(f"demo: {exc}", file=sys.stderr)
-        print(f"demo: the processes keep running for inspection; `{stop_command(settings)}` stops them",
-              file=sys.stderr)
+        report("demo", str(exc), log_format=settings.log.format)
+        report("demo", f"the processes keep running for inspection; `{stop_command(settings)}` stops them",
+               level="info", log_format=settings.log.format)
         return 1
     print_ready(result, options, settings)
     return 0

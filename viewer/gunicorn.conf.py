@@ -6,9 +6,19 @@ by default); a bad value stops gunicorn with one line. Threads serve the I/O-bou
 fork (viewer.db creates it lazily).
 """
 
-from orderlog.config import load_or_exit
+from orderlog.config import exit_if_exposed, load_or_exit
+from orderlog.logs import gunicorn_logconfig
+from orderlog.metrics import start_multiprocess, stop_multiprocess, worker_exited
 
-_viewer = load_or_exit("gunicorn (viewer)").viewer
+PROG = "gunicorn (viewer)"
+_settings = load_or_exit(PROG)
+_viewer = _settings.viewer
+# No basic auth, no listening beyond loopback (unless ORDERLOG_ALLOW_UNAUTHENTICATED=1).
+exit_if_exposed(PROG, _settings, "viewer", [_viewer.host])
+# Prometheus' multiprocess mode: each worker writes its figures to files in one fresh folder
+# per start, which must be set before anything imports prometheus_client (so this file
+# imports nothing that does); /metrics adds them up.
+_metrics_dir = start_multiprocess("viewer")
 
 bind = f"{_viewer.host}:{_viewer.port}"
 workers = _viewer.workers
@@ -21,5 +31,26 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = _viewer.log_level
+# ORDERLOG_LOG_FORMAT=json: gunicorn's lines and the app's, one JSON object each.
+logconfig_dict = gunicorn_logconfig("viewer", _settings.log.format, loglevel, accesslog)
 # No preload: a Cassandra session must never be shared across a fork.
 preload_app = False
+
+
+def on_starting(server):
+    """A `-b` flag overrides the bind above: check the addresses gunicorn will really use
+    (a unix socket or a file descriptor is local)."""
+    hosts = [address[0] for address in server.cfg.address if isinstance(address, tuple)]
+    try:
+        exit_if_exposed(PROG, _settings, "viewer", hosts, source="bind")
+    except SystemExit:
+        stop_multiprocess(_metrics_dir)
+        raise
+
+
+def child_exit(server, worker):
+    worker_exited(worker.pid)
+
+
+def on_exit(server):
+    stop_multiprocess(_metrics_dir)

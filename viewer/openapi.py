@@ -151,6 +151,16 @@ def _schemas() -> dict[str, Any]:
                 },
             }
         ),
+        "Alive": _object({"status": {"enum": ["ok"]}}),
+        "Ready": {
+            "type": "object", "required": ["status", "cassandra", "keyspace"],
+            "properties": {
+                "status": {"enum": ["ok", "unavailable"]},
+                "cassandra": {"enum": ["reachable", "unreachable"]},
+                "keyspace": {"type": "string"},
+                "error": {"type": "string", "description": "why not, one line (only when unavailable)"},
+            },
+        },
         "Status": _object(
             {
                 "latest_summary_date": _nullable(_DATE),
@@ -320,6 +330,34 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
             "get": _get("the latest aggregated dates and the newest aggregate run",
                         json_response(ref("Status"), "the status"), [], {})
         },
+        "/healthz": {
+            "get": {
+                "summary": "liveness: the process answers (asks nothing of Cassandra; never needs credentials)",
+                "security": [],
+                "responses": {"200": json_response(ref("Alive"), "the process is alive")},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "readiness: whether Cassandra answers a query of the keyspace (never needs credentials, "
+                "never cached)",
+                "security": [],
+                "responses": {
+                    "200": json_response(ref("Ready"), "Cassandra is reachable"),
+                    "503": json_response(ref("Ready"), "Cassandra is unreachable, or the keyspace is missing",
+                                         RETRY_AFTER),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics, summed over the server's workers (never needs credentials, never "
+                "cached)",
+                "security": [],
+                "responses": {"200": {"description": "the Prometheus text format",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            }
+        },
         "/api/openapi.json": {
             "get": {
                 "summary": "this document",
@@ -342,5 +380,7 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         document["components"]["securitySchemes"] = {"basic": {"type": "http", "scheme": "basic"}}
         document["security"] = [{"basic": []}]
         for item in paths.values():
+            if item["get"].get("security") == []:  # the probes stay open
+                continue
             item["get"]["responses"]["401"] = json_response(ref("Error"), "missing or wrong credentials")
     return document

@@ -8,7 +8,8 @@ writes, the late-order note and the rejected counts, appear in a few answers
 (``STREAM_FED``): those are kept at most ``ORDERLOG_VIEWER_CACHE_SECONDS`` as well.
 
 Not cached: the CSV export (streamed, any size), errors, redirects, the assets (they have
-their own long-lived caching). ``ORDERLOG_VIEWER_CACHE_SECONDS=0`` turns all of it off.
+their own long-lived caching), the probes (/healthz, /readyz: they tell the present state).
+``ORDERLOG_VIEWER_CACHE_SECONDS=0`` turns all of it off.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from collections import OrderedDict
 from flask import Flask, Response, current_app, g, request
 
 from viewer.db import get_store
+from viewer.health import PUBLIC_ENDPOINTS
 
 # Endpoints whose answer includes what the streaming job writes.
 STREAM_FED = {"api.daily_order_summaries", "api.rejected_events", "pages.daily"}
-NOT_CACHED = ("assets.plotly_js", "api.openapi")
+NOT_CACHED = ("assets.plotly_js", "api.openapi", *PUBLIC_ENDPOINTS)
 MAX_ENTRIES = 4096
 MAX_BODY_BYTES = 1024 * 1024
 # Browsers may keep an answer but must ask again (with its ETag) before showing it; shared
