@@ -7,8 +7,9 @@ Command-line flags override these.
 """
 
 from orderlog.config import exit_if_exposed, load_or_exit
+from orderlog.gunicorn_hooks import server_hooks
 from orderlog.logs import gunicorn_logconfig
-from orderlog.metrics import start_multiprocess, stop_multiprocess, worker_exited
+from orderlog.metrics import start_multiprocess
 
 PROG = "gunicorn (ingest API)"
 _settings = load_or_exit(PROG)
@@ -46,20 +47,4 @@ def worker_exit(server, worker):
         server.log.info("worker %s: Kafka producer flushed and closed", worker.pid)
 
 
-def on_starting(server):
-    """A `-b` flag overrides the bind above: check the addresses gunicorn will really use
-    (a unix socket or a file descriptor is local)."""
-    hosts = [address[0] for address in server.cfg.address if isinstance(address, tuple)]
-    try:
-        exit_if_exposed(PROG, _settings, "ingest", hosts, source="bind")
-    except SystemExit:
-        stop_multiprocess(_metrics_dir)
-        raise
-
-
-def child_exit(server, worker):
-    worker_exited(worker.pid)
-
-
-def on_exit(server):
-    stop_multiprocess(_metrics_dir)
+on_starting, child_exit, on_exit = server_hooks(PROG, _settings, "ingest", _metrics_dir)

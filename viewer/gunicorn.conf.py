@@ -7,8 +7,9 @@ fork (viewer.db creates it lazily).
 """
 
 from orderlog.config import exit_if_exposed, load_or_exit
+from orderlog.gunicorn_hooks import server_hooks
 from orderlog.logs import gunicorn_logconfig
-from orderlog.metrics import start_multiprocess, stop_multiprocess, worker_exited
+from orderlog.metrics import start_multiprocess
 
 PROG = "gunicorn (viewer)"
 _settings = load_or_exit(PROG)
@@ -37,20 +38,4 @@ logconfig_dict = gunicorn_logconfig("viewer", _settings.log.format, loglevel, ac
 preload_app = False
 
 
-def on_starting(server):
-    """A `-b` flag overrides the bind above: check the addresses gunicorn will really use
-    (a unix socket or a file descriptor is local)."""
-    hosts = [address[0] for address in server.cfg.address if isinstance(address, tuple)]
-    try:
-        exit_if_exposed(PROG, _settings, "viewer", hosts, source="bind")
-    except SystemExit:
-        stop_multiprocess(_metrics_dir)
-        raise
-
-
-def child_exit(server, worker):
-    worker_exited(worker.pid)
-
-
-def on_exit(server):
-    stop_multiprocess(_metrics_dir)
+on_starting, child_exit, on_exit = server_hooks(PROG, _settings, "viewer", _metrics_dir)
