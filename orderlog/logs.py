@@ -51,6 +51,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class StderrHandler(logging.StreamHandler):
+    """A handler on whatever ``sys.stderr`` is when a record is emitted, not the one that was
+    current when it was made: a library's background thread (librdkafka's, the Cassandra
+    driver's) may log after the stream it saw was closed and replaced (a test's capture)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:  # type: ignore[override]
+        return sys.stderr
+
+
 def json_line(process: str, level: str, message: str) -> str:
     record = logging.LogRecord(process, logging.getLevelName(level.upper()), "", 0, message, None, None)
     return JsonFormatter(process).format(record)
@@ -72,7 +85,7 @@ def configure(process: str, log_format: str, level: int = logging.INFO,
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(formatter(process, log_format, text_format))
     root.addHandler(handler)
     root.setLevel(level)

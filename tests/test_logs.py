@@ -4,6 +4,7 @@ as subprocesses; plain text stays the default."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from orderlog.config import Settings, child_environment
-from orderlog.logs import JsonFormatter, gunicorn_logconfig, json_line, report
+from orderlog.logs import JsonFormatter, configure, gunicorn_logconfig, json_line, report
 from tests.conftest import free_ports, gunicorn_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +55,25 @@ def test_text_is_the_default_and_gunicorn_keeps_its_own_formats(capsys):
 def _run(*command: str, **env: str) -> subprocess.CompletedProcess:
     environment = {**child_environment(Settings()), "ORDERLOG_LOG_FORMAT": "json", **env}
     return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+
+
+def test_a_line_logged_after_stderr_was_replaced_goes_to_the_new_stderr(monkeypatch):
+    """A library thread that logs after the stderr of configure() time was closed (pytest's
+    capture of an earlier test) must not print "--- Logging error ---"."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        monkeypatch.setattr(sys, "stderr", first)
+        configure("tool", "text", text_format="%(message)s")
+        logging.getLogger("lib").warning("before")
+        first.close()
+        monkeypatch.setattr(sys, "stderr", second)
+        logging.getLogger("lib").warning("after")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    assert second.getvalue() == "after\n"
 
 
 def test_a_bad_setting_is_one_json_line_too():
