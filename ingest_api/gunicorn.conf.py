@@ -6,33 +6,15 @@ share one producer, whose batching (linger_ms) then sends their records together
 Command-line flags override these.
 """
 
-from orderlog.config import exit_if_exposed, load_or_exit
-from orderlog.gunicorn_hooks import server_hooks
-from orderlog.logs import gunicorn_logconfig
-from orderlog.metrics import start_multiprocess
+from orderlog.gunicorn_hooks import server_hooks, start_server
 
 PROG = "gunicorn (ingest API)"
-_settings = load_or_exit(PROG)
-_ingest = _settings.ingest
-# No token, no listening beyond loopback (unless ORDERLOG_ALLOW_UNAUTHENTICATED=1).
-exit_if_exposed(PROG, _settings, "ingest", [_ingest.host])
-# Prometheus' multiprocess mode: each worker writes its figures to files in one fresh folder
-# per start, which must be set before anything imports prometheus_client (so this file
-# imports nothing that does); /metrics adds them up.
-_metrics_dir = start_multiprocess("ingest")
+_settings, _metrics_dir, _common = start_server(PROG, "ingest")
+globals().update(_common)  # bind, workers, worker_class, threads, accesslog, errorlog, loglevel, logconfig_dict
 
-bind = f"{_ingest.host}:{_ingest.port}"
-workers = _ingest.workers
-worker_class = "gthread"
-threads = _ingest.threads
 # A request may wait this long for Kafka (ORDERLOG_INGEST_ACK_TIMEOUT_MS) plus parsing.
-timeout = max(30, _ingest.ack_timeout_ms // 1000 * 3)
+timeout = max(30, _settings.ingest.ack_timeout_ms // 1000 * 3)
 graceful_timeout = 30
-accesslog = _ingest.access_log or None
-errorlog = "-"
-loglevel = _ingest.log_level
-# ORDERLOG_LOG_FORMAT=json: gunicorn's lines and the app's, one JSON object each.
-logconfig_dict = gunicorn_logconfig("ingest", _settings.log.format, loglevel, accesslog)
 # Each worker creates its own producer after the fork (never share sockets across fork).
 preload_app = False
 

@@ -1,16 +1,48 @@
-"""The server hooks both apps' gunicorn configuration files share: the refusal to serve
-unauthenticated beyond loopback, checked again on the addresses gunicorn really binds, and
-the life of the Prometheus multiprocess folder."""
+"""What both apps' gunicorn configuration files share: the settings taken from the one
+configuration, the refusal to serve unauthenticated beyond loopback (checked on the
+configured address, then again on the addresses gunicorn really binds), and the life of the
+Prometheus multiprocess folder.
+
+Imports nothing that imports prometheus_client: the multiprocess folder must be set first."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from orderlog.config import Settings, exit_if_exposed
-from orderlog.metrics import stop_multiprocess, worker_exited
+from orderlog.config import Settings, exit_if_exposed, load_or_exit
+from orderlog.logs import gunicorn_logconfig
+from orderlog.metrics import start_multiprocess, stop_multiprocess, worker_exited
 
 Hook = Callable[..., None]
+
+
+def start_server(prog: str, app: str) -> tuple[Settings, str, dict[str, Any]]:
+    """For ``app`` ("ingest" or "viewer"): its settings (a bad value stops gunicorn with one
+    line), its fresh Prometheus multiprocess folder, and the gunicorn settings both apps take
+    alike from their section: bind, workers and threads (gthread), the access log (the
+    viewer's on stdout; the ingest API's where ORDERLOG_INGEST_ACCESS_LOG says, none by
+    default: a line per event request costs throughput), the error log on stderr, the log
+    level, and with ORDERLOG_LOG_FORMAT=json gunicorn's lines and the app's as JSON."""
+    settings = load_or_exit(prog)
+    section = getattr(settings, app)
+    accesslog = getattr(section, "access_log", "-") or None
+    # No credentials, no listening beyond loopback (unless ORDERLOG_ALLOW_UNAUTHENTICATED=1).
+    exit_if_exposed(prog, settings, app, [section.host])
+    # Prometheus' multiprocess mode: each worker writes its figures to files in one fresh
+    # folder per start, set before anything imports prometheus_client; /metrics adds them up.
+    metrics_dir = start_multiprocess(app)
+    common = {
+        "bind": f"{section.host}:{section.port}",
+        "workers": section.workers,
+        "worker_class": "gthread",
+        "threads": section.threads,
+        "accesslog": accesslog,
+        "errorlog": "-",
+        "loglevel": section.log_level,
+        "logconfig_dict": gunicorn_logconfig(app, settings.log.format, section.log_level, accesslog),
+    }
+    return settings, metrics_dir, common
 
 
 def server_hooks(prog: str, settings: Settings, app: str, metrics_dir: str) -> tuple[Hook, Hook, Hook]:

@@ -6,34 +6,16 @@ by default); a bad value stops gunicorn with one line. Threads serve the I/O-bou
 fork (viewer.db creates it lazily).
 """
 
-from orderlog.config import exit_if_exposed, load_or_exit
-from orderlog.gunicorn_hooks import server_hooks
-from orderlog.logs import gunicorn_logconfig
-from orderlog.metrics import start_multiprocess
+from orderlog.gunicorn_hooks import server_hooks, start_server
 
 PROG = "gunicorn (viewer)"
-_settings = load_or_exit(PROG)
-_viewer = _settings.viewer
-# No basic auth, no listening beyond loopback (unless ORDERLOG_ALLOW_UNAUTHENTICATED=1).
-exit_if_exposed(PROG, _settings, "viewer", [_viewer.host])
-# Prometheus' multiprocess mode: each worker writes its figures to files in one fresh folder
-# per start, which must be set before anything imports prometheus_client (so this file
-# imports nothing that does); /metrics adds them up.
-_metrics_dir = start_multiprocess("viewer")
+_settings, _metrics_dir, _common = start_server(PROG, "viewer")
+globals().update(_common)  # bind, workers, worker_class, threads, accesslog, errorlog, loglevel, logconfig_dict
 
-bind = f"{_viewer.host}:{_viewer.port}"
-workers = _viewer.workers
-worker_class = "gthread"
-threads = _viewer.threads
 # A whole-segment CSV export streams for a while; let it.
-timeout = _viewer.timeout
+timeout = _settings.viewer.timeout
 graceful_timeout = 20
 keepalive = 5
-accesslog = "-"
-errorlog = "-"
-loglevel = _viewer.log_level
-# ORDERLOG_LOG_FORMAT=json: gunicorn's lines and the app's, one JSON object each.
-logconfig_dict = gunicorn_logconfig("viewer", _settings.log.format, loglevel, accesslog)
 # No preload: a Cassandra session must never be shared across a fork.
 preload_app = False
 
