@@ -286,6 +286,67 @@ def test_segment_sizes_over_a_range(client: object) -> None:
     ]
 
 
+def read_csv(response: object) -> list[list[str]]:
+    """The rows of a CSV download, checked to be spreadsheet-ready (BOM, CRLF lines)."""
+    assert response.status_code == 200, response.get_data(as_text=True)  # type: ignore[attr-defined]
+    assert response.mimetype == "text/csv"  # type: ignore[attr-defined]
+    data = response.get_data()  # type: ignore[attr-defined]
+    assert data.startswith(b"\xef\xbb\xbf") and data.endswith(b"\r\n")
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+
+
+def test_daily_summaries_csv_has_every_aggregated_day_of_the_range(client: object) -> None:
+    response = client.get("/api/daily_order_summaries.csv?from=2025-05-13&to=2025-05-16")  # type: ignore[attr-defined]
+    assert response.headers["Content-Disposition"] == (
+        'attachment; filename="daily_order_summaries_2025-05-13_2025-05-16.csv"'
+    )
+    # 2025-05-15 was never aggregated: no row (the JSON range lists it under "missing").
+    assert read_csv(response) == [
+        ["date", "japanese", "western", "total", "japanese_share", "users"],
+        ["2025-05-13", "113", "109", "222", "0.509", "63"],
+        ["2025-05-14", "114", "92", "206", "0.5534", "64"],
+        ["2025-05-16", "116", "98", "214", "0.5421", "66"],
+    ]
+
+
+def test_daily_summaries_csv_defaults_to_the_30_days_up_to_the_latest(client: object) -> None:
+    response = client.get("/api/daily_order_summaries.csv")  # type: ignore[attr-defined]
+    assert 'filename="daily_order_summaries_2025-05-02_2025-05-31.csv"' in response.headers["Content-Disposition"]
+    rows = read_csv(response)
+    assert len(rows) == 1 + 29  # 30 days without the 15th
+    assert rows[-1] == ["2025-05-31", "120", "95", "215", "0.5581", "150"]
+
+
+def test_segment_sizes_csv_has_a_row_per_date_and_segment(client: object) -> None:
+    response = client.get("/api/segment_sizes.csv?from=2025-05-28&to=2025-05-31")  # type: ignore[attr-defined]
+    assert response.headers["Content-Disposition"] == 'attachment; filename="segment_sizes_2025-05-28_2025-05-31.csv"'
+    assert read_csv(response) == [
+        ["as_of", "segment", "users", "entered", "exited"],
+        ["2025-05-29", "japanese", "241", "3", "1"],
+        ["2025-05-29", "western", "1", "0", "0"],
+        ["2025-05-29", "even", "2", "1", "0"],
+        ["2025-05-30", "japanese", "246", "5", "0"],
+        ["2025-05-30", "western", "1", "0", "0"],
+        ["2025-05-30", "even", "2", "0", "0"],
+        ["2025-05-31", "japanese", "255", "12", "3"],
+        ["2025-05-31", "western", "2", "1", "0"],
+        ["2025-05-31", "even", "1", "0", "1"],
+    ]
+    assert read_csv(client.get("/api/segment_sizes.csv?to=2025-05-01")) == [  # type: ignore[attr-defined]
+        ["as_of", "segment", "users", "entered", "exited"]
+    ]
+
+
+@pytest.mark.parametrize("url", ["/api/daily_order_summaries.csv", "/api/segment_sizes.csv"])
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [("from=2025-05-31&to=2025-05-01", "from"), ("from=yesterday", "from"), ("from=2000-01-01&to=2025-01-01", "to"),
+     ("to=2025-05-01&to=2025-05-02", "to")],
+)
+def test_bad_range_of_a_csv_export_is_400_naming_it(client: object, url: str, query: str, parameter: str) -> None:
+    assert get_json(client, f"{url}?{query}", 400)["parameter"] == parameter
+
+
 # -- user segments ---------------------------------------------------------------------
 
 
@@ -657,6 +718,7 @@ def test_schemathesis_valid_requests_match_the_document_and_never_get_5xx(app: o
     # least once: the fuzzing reached the data. (Schemathesis leaves out the document itself.)
     answered = {label for label, status in statuses if status == 200}
     assert answered >= {"GET /api/daily_order_summaries", "GET /api/segment_sizes", "GET /api/user_segments",
+                        "GET /api/daily_order_summaries.csv", "GET /api/segment_sizes.csv",
                         "GET /api/user_segments/{segment}", "GET /api/user_segments/{segment}.csv",
                         "GET /api/status", "GET /api/rejected_events"}, statuses
     assert statuses[("GET /api/users/{user_id}", 404)] > 0

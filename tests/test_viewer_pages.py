@@ -73,6 +73,7 @@ def test_daily_page_defaults_to_latest_date_and_30_day_range(client: object) -> 
     assert 'data-date="2025-05-15" class="missing"' in html
     assert "<td class=\"num\">120</td><td class=\"num\">95</td><td class=\"num\">215</td>" in html
     assert '<script src="/assets/plotly-' in html and "cdn" not in html.lower()
+    assert 'id="daily-csv-link" href="/api/daily_order_summaries.csv?from=2025-05-02&amp;to=2025-05-31"' in html
 
 
 def test_daily_page_says_when_orders_arrived_after_the_last_run(client: object) -> None:
@@ -158,6 +159,7 @@ def test_segments_page_sizes_chart_and_first_page(client: object) -> None:
     assert 'href="/users/%3Cscript%3Ealert(%22x%22)%3C/script%3E"' in html
     assert 'id="csv-link" href="/api/user_segments/japanese.csv"' in html
     assert "255 users in 和食派 Japanese-leaning" in html
+    assert 'id="sizes-csv-link" href="/api/segment_sizes.csv?from=2025-05-02&amp;to=2025-05-31"' in html
     assert 'id="next-page"' in html and 'id="prev-page"' not in html
 
 
@@ -272,6 +274,7 @@ page_paths = st.one_of(
 api_calls = st.sampled_from([
     "/api/daily_order_summaries", "/api/segment_sizes", "/api/rejected_events", "/api/user_segments",
     "/api/user_segments/japanese", "/api/user_segments/even.csv", "/api/users/alice", "/api/status",
+    "/api/daily_order_summaries.csv", "/api/segment_sizes.csv",
 ])
 any_paths = page_paths | api_calls | st.text(max_size=140).map(lambda t: "/api/users/" + quote(t, safe="/"))
 
@@ -304,7 +307,7 @@ def test_any_request_gets_no_5xx_and_a_4xx_says_what_is_wrong(app: object, path:
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(
     path=st.sampled_from(["/daily", "/segments", "/api/daily_order_summaries", "/api/segment_sizes",
-                          "/api/rejected_events"]),
+                          "/api/rejected_events", "/api/daily_order_summaries.csv", "/api/segment_sizes.csv"]),
     query=st.fixed_dictionaries({}, optional={"date": dates, "from": dates, "to": dates}),
 )
 def test_any_dates_get_an_answer_not_a_5xx(app: object, path: str, query: dict[str, str]) -> None:
@@ -399,6 +402,11 @@ def test_empty_states_read_well(app: object, cassandra: object) -> None:
     assert missing.status_code == 404
     assert missing.get_json()["error"] == "2025-05-31 has not been aggregated yet (nothing is aggregated yet)"
     assert client.get("/api/user_segments/japanese.csv").get_data(as_text=True) == "\ufeffuser_id,japanese,western\r\n"
+    for export in ("/api/daily_order_summaries.csv", "/api/segment_sizes.csv"):
+        assert client.get(export).get_json() == {"error": "nothing has been aggregated yet"}
+    assert client.get("/api/segment_sizes.csv?to=2025-05-31").get_data(as_text=True) == (
+        "\ufeffas_of,segment,users,entered,exited\r\n"
+    )
     assert client.get("/api/status").get_json() == {
         "latest_summary_date": None, "aggregated_at": None, "segments_as_of": None, "last_run": None
     }

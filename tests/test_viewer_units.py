@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from viewer import charts, params, queries
-from viewer.csv_export import BOM, csv_rows, original_cell, spreadsheet_safe
+from viewer.csv_export import BOM, csv_rows, original_cell, sizes_csv, spreadsheet_safe, summaries_csv
 from viewer.params import BadParameter, check_single, check_user_id, parse_date, parse_int, parse_prefix, parse_range
 
 
@@ -153,6 +153,17 @@ def test_csv_rows_quote_and_chunk() -> None:
     assert text.startswith(BOM + 'user_id,japanese,western\r\n"a,""b""",1,2\r\nu0000,0,0\r\n')
     assert text.count("\r\n") == 1202
     assert list(csv_rows(iter([]))) == [BOM + "user_id,japanese,western\r\n"]
+
+
+def test_range_csvs_leave_unknown_values_empty_and_keep_segment_order() -> None:
+    at = datetime(2025, 6, 1, tzinfo=UTC)
+    text = summaries_csv([queries.DaySummary(date(2025, 5, 30), 0, 0, 0, None, at),
+                          queries.DaySummary(date(2025, 5, 31), 2, 1, 3, 2, at)])
+    assert text == BOM + "date,japanese,western,total,japanese_share,users\r\n2025-05-30,0,0,0,,\r\n" \
+        "2025-05-31,2,1,3,0.6667,2\r\n"
+    sizes = {s: queries.SegmentSize(s, n, 1, 0) for n, s in enumerate(("japanese", "western", "even"))}
+    assert sizes_csv({date(2025, 5, 31): sizes}) == BOM + "as_of,segment,users,entered,exited\r\n" \
+        "2025-05-31,japanese,0,1,0\r\n2025-05-31,western,1,1,0\r\n2025-05-31,even,2,1,0\r\n"
 
 
 def test_the_csv_starts_with_a_bom_so_spreadsheets_read_japanese_ids() -> None:

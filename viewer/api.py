@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, request
 from orderlog.business_day import date_range
 from orderlog.menu import SEGMENT_LABELS, SEGMENTS
 from viewer import queries
-from viewer.csv_export import csv_rows
+from viewer.csv_export import csv_rows, sizes_csv, summaries_csv
 from viewer.db import get_store
 from viewer.errors import error_response
 from viewer.openapi import openapi_document
@@ -110,6 +110,42 @@ def daily_order_summaries() -> Any:
         "days": [d.to_json() for d in days],
         "missing": [d.isoformat() for d in date_range(first, last) if d not in have],
     }
+
+
+def _csv_range(latest_of: Callable[[queries.LastAggregated], date | None]) -> tuple[date, date] | Any:
+    """`from`/`to` of a range export; by default the 30 days up to the latest aggregated
+    date (a 404 answer when nothing is aggregated yet)."""
+    latest = latest_of(queries.last_aggregated(get_store(), _tz()))
+    span = parse_range(request.args, latest)
+    return span if span is not None else error_response(404, "nothing has been aggregated yet")
+
+
+def _csv_download(text: str, filename: str) -> Response:
+    # Whole, not streamed: a range is at most MAX_RANGE_DAYS rows a segment, so the
+    # answer is small enough to be kept between runs like any other (response_cache).
+    response = Response(text, mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.get("/daily_order_summaries.csv")
+def daily_order_summaries_csv() -> Any:
+    span = _csv_range(_LATEST_SUMMARY)
+    if not isinstance(span, tuple):
+        return span
+    first, last = span
+    days = queries.summaries_between(get_store(), first, last)
+    return _csv_download(summaries_csv(days), f"daily_order_summaries_{first}_{last}.csv")
+
+
+@bp.get("/segment_sizes.csv")
+def segment_sizes_csv() -> Any:
+    span = _csv_range(_LATEST_SIZES)
+    if not isinstance(span, tuple):
+        return span
+    first, last = span
+    by_date = queries.sizes_between(get_store(), first, last)
+    return _csv_download(sizes_csv(by_date), f"segment_sizes_{first}_{last}.csv")
 
 
 @bp.get("/rejected_events")

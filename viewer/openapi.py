@@ -253,6 +253,11 @@ def _get(summary: str, ok: dict[str, Any], parameters: list[dict[str, Any]], err
     return {"summary": summary, "responses": responses, "parameters": parameters}
 
 
+_CSV_OK = {
+    "description": "UTF-8 with a BOM, CRLF lines; cells that a spreadsheet would run as a formula start with an "
+    "apostrophe",
+    "content": {"text/csv": {"schema": {"type": "string"}}},
+}
 _BAD = "a bad parameter: the error names it (`parameter`) and says why"
 
 
@@ -265,6 +270,24 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
                 json_response({"oneOf": [ref("DaySummary"), ref("DayRange")]}, "one date, or the range"),
                 _DATE_PARAMETERS,
                 {"400": _BAD, "404": "the date is not aggregated yet (or nothing is)"},
+            )
+        },
+        "/api/daily_order_summaries.csv": {
+            "get": _get(
+                "the daily summaries of a range as CSV (date,japanese,western,total,japanese_share,users), "
+                "aggregated dates only, oldest first; default: the 30 days up to the latest aggregated date",
+                _CSV_OK,
+                _DATE_PARAMETERS[1:],
+                {"400": _BAD, "404": "nothing is aggregated yet (and no range was given)"},
+            )
+        },
+        "/api/segment_sizes.csv": {
+            "get": _get(
+                "segment sizes of a range as CSV (as_of,segment,users,entered,exited), one row per date and "
+                "segment, oldest first; default: the 30 days up to the latest date with sizes",
+                _CSV_OK,
+                _DATE_PARAMETERS[1:],
+                {"400": _BAD, "404": "nothing is aggregated yet (and no range was given)"},
             )
         },
         "/api/rejected_events": {
@@ -308,11 +331,7 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         "/api/user_segments/{segment}.csv": {
             "get": _get(
                 "every member of a segment as CSV (user_id,japanese,western), streamed",
-                {
-                    "description": "UTF-8 with a BOM; cells that a spreadsheet would run as a formula start with "
-                    "an apostrophe",
-                    "content": {"text/csv": {"schema": {"type": "string"}}},
-                },
+                _CSV_OK,
                 [_SEGMENT, _PREFIX],
                 {"400": _BAD, "404": "no such segment"},
                 conditional=False,  # streamed, any size: never kept
