@@ -66,7 +66,35 @@ def test_summary_of_a_date_is_the_seed_shape(client: object) -> None:
         "japanese_share": 0.5581,
         "aggregated_at": "2025-06-01T02:00:00Z",
         "late_orders": 0,
+        # 05-30: 130 + 100 = 230 (share 0.5652); 05-24: 124 + 102 = 226 (share 0.5487)
+        "changes": {
+            "previous_day": {
+                "date": "2025-05-30", "aggregated": True,
+                "japanese": {"change": -10, "relative": -0.0769},
+                "western": {"change": -5, "relative": -0.05},
+                "total": {"change": -15, "relative": -0.0652},
+                "japanese_share": -0.0071,
+            },
+            "week_before": {
+                "date": "2025-05-24", "aggregated": True,
+                "japanese": {"change": -4, "relative": -0.0323},
+                "western": {"change": -7, "relative": -0.0686},
+                "total": {"change": -11, "relative": -0.0487},
+                "japanese_share": 0.0095,
+            },
+        },
     }
+
+
+def test_changes_of_a_date_whose_reference_day_is_missing_say_no_data(client: object) -> None:
+    # 2025-05-15 was never aggregated: the previous day of the 16th, the week before of the 22nd.
+    after_gap = get_json(client, "/api/daily_order_summaries?date=2025-05-16")["changes"]
+    assert after_gap["previous_day"] == {"date": "2025-05-15", "aggregated": False}
+    assert after_gap["week_before"]["date"] == "2025-05-09"
+    assert after_gap["week_before"]["japanese"] == {"change": 7, "relative": 0.0642}  # 116 against 109
+    week_later = get_json(client, "/api/daily_order_summaries?date=2025-05-22")["changes"]
+    assert week_later["week_before"] == {"date": "2025-05-15", "aggregated": False}
+    assert week_later["previous_day"]["aggregated"] is True
 
 
 def test_summary_of_a_date_says_how_many_orders_arrived_after_its_run(client: object) -> None:

@@ -76,6 +76,30 @@ def test_daily_page_defaults_to_latest_date_and_30_day_range(client: object) -> 
     assert 'id="daily-csv-link" href="/api/daily_order_summaries.csv?from=2025-05-02&amp;to=2025-05-31"' in html
 
 
+def card_changes(html: str) -> dict[tuple[str, str], str]:
+    """(card, reference) -> the change line's text, whitespace collapsed."""
+    pattern = r'<span class="change" data-reference="(\w+)" data-card="(\w+)">(.*?)</span>\s*(?=<span class="ch|</div>)'
+    found = re.findall(pattern, html, re.S)
+    return {(card, ref): re.sub(r"<[^>]+>", "", " ".join(text.split())) for ref, card, text in found}
+
+
+def test_daily_cards_show_the_change_against_the_previous_day_and_a_week_earlier(client: object) -> None:
+    changes = card_changes(page(client, "/daily?date=2025-05-31"))
+    assert changes == {
+        ("japanese", "previous_day"): "前日比 vs previous day: −10 (−7.7%)",
+        ("japanese", "week_before"): "前週同曜日比 vs same weekday last week: −4 (−3.2%)",
+        ("western", "previous_day"): "前日比 vs previous day: −5 (−5.0%)",
+        ("western", "week_before"): "前週同曜日比 vs same weekday last week: −7 (−6.9%)",
+        ("total", "previous_day"): "前日比 vs previous day: −15 (−6.5%)",
+        ("total", "week_before"): "前週同曜日比 vs same weekday last week: −11 (−4.9%)",
+        ("japanese_share", "previous_day"): "前日比 vs previous day: −0.7 pt",
+        ("japanese_share", "week_before"): "前週同曜日比 vs same weekday last week: +0.9 pt",
+    }
+    after_gap = card_changes(page(client, "/daily?date=2025-05-16"))
+    assert after_gap[("total", "previous_day")] == "前日比 vs previous day: no data データなし"
+    assert after_gap[("japanese", "week_before")] == "前週同曜日比 vs same weekday last week: +7 (+6.4%)"
+
+
 def test_daily_page_says_when_orders_arrived_after_the_last_run(client: object) -> None:
     html = page(client, "/daily?date=2025-05-30")
     assert (

@@ -224,3 +224,22 @@ def test_the_date_axis_of_a_chart_at_the_ends_of_the_calendar() -> None:
     for day in (date.min, date.max):
         fig = charts.daily_figure([queries.DaySummary(day, 1, 1, 2, 1, at)])
         assert fig["layout"]["xaxis"]["range"][0] <= day.isoformat() <= fig["layout"]["xaxis"]["range"][1]
+
+
+def test_changes_against_a_reference_day_are_counts_and_fractions_or_no_data() -> None:
+    from viewer.changes import changes_of, reference_date
+
+    at = datetime(2025, 6, 1, tzinfo=UTC)
+    today = queries.DaySummary(date(2025, 5, 31), 3, 1, 4, 2, at)
+    empty_day = queries.DaySummary(date(2025, 5, 30), 0, 0, 0, 0, at)  # nothing to divide by
+    found = changes_of(today, {empty_day.date: empty_day})
+    assert found["previous_day"].to_json() == {
+        "date": "2025-05-30", "aggregated": True,
+        "japanese": {"change": 3, "relative": None}, "western": {"change": 1, "relative": None},
+        "total": {"change": 4, "relative": None}, "japanese_share": None,
+    }
+    assert found["week_before"].to_json() == {"date": "2025-05-24", "aggregated": False}
+    # The first day of the calendar has no day before it: no data, not an error.
+    first = queries.DaySummary(date.min, 1, 0, 1, 1, at)
+    assert changes_of(first, {})["previous_day"].to_json() == {"date": None, "aggregated": False}
+    assert reference_date(date(1, 1, 7), 7) is None and reference_date(date(1, 1, 8), 7) == date(1, 1, 1)

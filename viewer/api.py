@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, request
 
 from orderlog.business_day import date_range
 from orderlog.menu import SEGMENT_LABELS, SEGMENTS
-from viewer import queries
+from viewer import changes, queries
 from viewer.csv_export import csv_rows, sizes_csv, summaries_csv
 from viewer.db import get_store
 from viewer.errors import error_response
@@ -100,7 +100,11 @@ def daily_order_summaries() -> Any:
         if summary is None:
             return _not_aggregated_response(store, day, _LATEST_SUMMARY)
         # Orders that arrived after the date's last run: not in these numbers until the next run.
-        return {**summary.to_json(), "late_orders": queries.late_orders_of(store, day).count}
+        return {
+            **summary.to_json(),
+            "late_orders": queries.late_orders_of(store, day).count,
+            "changes": {name: c.to_json() for name, c in changes.changes_of_date(store, summary).items()},
+        }
     first, last = parse_range(request.args, None)  # type: ignore[misc]
     days = queries.summaries_between(store, first, last)
     have = {d.date for d in days}

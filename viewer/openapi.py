@@ -52,6 +52,36 @@ def _schemas() -> dict[str, Any]:
             },
             "one aggregated date (the seed's shape, plus users, share and when it was aggregated)",
         ),
+        "CountChange": _object(
+            {"change": {"type": "integer"},
+             "relative": _nullable({"type": "number", "description": "change / the reference day's count; "
+                                    "null when that count is 0"})}
+        ),
+        "DayChange": {
+            "type": "object",
+            "required": ["date", "aggregated"],
+            "description": "the date's numbers against a reference day; only date and aggregated (false) when "
+            "that day is not aggregated",
+            "properties": {
+                "date": _nullable({**_DATE, "description": "the reference day (null before the calendar's start)"}),
+                "aggregated": {"type": "boolean"},
+                "japanese": ref("CountChange"),
+                "western": ref("CountChange"),
+                "total": ref("CountChange"),
+                "japanese_share": _nullable({"type": "number", "minimum": -1, "maximum": 1,
+                                             "description": "the difference of the shares (fractions)"}),
+            },
+        },
+        "DaySummaryOfDate": {
+            "allOf": [
+                ref("DaySummary"),
+                _object({
+                    "late_orders": {**_COUNT, "description": "orders that arrived after the date's last run"},
+                    "changes": _object({"previous_day": ref("DayChange"), "week_before": ref("DayChange")},
+                                       "against the previous day and the same weekday a week earlier"),
+                }),
+            ]
+        },
         "DayRange": _object(
             {
                 "from": _DATE,
@@ -267,7 +297,7 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         "/api/daily_order_summaries": {
             "get": _get(
                 "Japanese and Western orders of one date, or of each date of a range",
-                json_response({"oneOf": [ref("DaySummary"), ref("DayRange")]}, "one date, or the range"),
+                json_response({"oneOf": [ref("DaySummaryOfDate"), ref("DayRange")]}, "one date, or the range"),
                 _DATE_PARAMETERS,
                 {"400": _BAD, "404": "the date is not aggregated yet (or nothing is)"},
             )

@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from orderlog.business_day import date_range
 from orderlog.menu import EVEN, JAPANESE, MENU_LABELS, SEGMENT_LABELS, SEGMENTS, WESTERN
-from viewer import charts, queries
+from viewer import changes, charts, queries
 from viewer.assets import plotly_js_url
 from viewer.db import get_store
 from viewer.errors import CASSANDRA_ERRORS, error_response
@@ -37,6 +37,23 @@ def local_time(value: datetime | None) -> str:
 @bp.app_template_filter("percent")
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
+
+
+@bp.app_template_filter("signed")
+def signed(value: int) -> str:
+    """A change with its sign: +1,234 / −56 / ±0 (a real minus sign)."""
+    return "±0" if value == 0 else f"{'+' if value > 0 else '−'}{abs(value):,}"
+
+
+@bp.app_template_filter("signed_percent")
+def signed_percent(value: float) -> str:
+    return f"{'+' if value >= 0 else '−'}{abs(100 * value):.1f}%"
+
+
+@bp.app_template_filter("points")
+def points(value: float | None) -> str:
+    """A change of a share, in percentage points."""
+    return "—" if value is None else f"{'+' if value >= 0 else '−'}{abs(100 * value):.1f} pt"
 
 
 @bp.app_context_processor
@@ -84,6 +101,7 @@ def daily() -> Any:
         chosen=chosen,
         summary=summary,
         late=late,
+        changes=changes.changes_of_date(store, summary) if summary else {},
         span=span,
         days=days,
         rows=rows,

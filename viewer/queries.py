@@ -216,6 +216,13 @@ def summary_of(store: Store, day: date) -> DaySummary | None:
     return None if row is None else _summary(row)
 
 
+def summaries_of(store: Store, days: list[date]) -> dict[date, DaySummary]:
+    """The summaries of a few dates (those aggregated), their queries in flight at once."""
+    futures = [store.execute_async("summary_of_date", (d.year, d)) for d in days]
+    found = [f.result().one() for f in futures]
+    return {s.date: s for s in (_summary(row) for row in found if row is not None)}
+
+
 def late_orders_of(store: Store, day: date) -> LateOrders:
     totals = store.execute_async("stream_totals_of_date", (day.year, day, ORDERS))
     last_run = store.execute_async("last_run_of_date", (day.year, day))
