@@ -542,6 +542,59 @@ def test_user_counts_preference_and_history_across_years(client: object) -> None
         "history": [
             {"date": d.isoformat(), "japanese": j, "western": w} for d, j, w in reversed(ALICE_HISTORY)
         ],
+        "segment_timeline": [{"segment": "japanese", "label": "和食派 Japanese-leaning", "from": "2024-12-31",
+                              "to": None}],
+    }
+
+
+def test_user_segment_timeline_follows_the_cumulative_counts(client: object, cassandra: object) -> None:
+    # Western after 05-20 (0:1), Japanese after 05-26 (2:1), even after 05-28 (2:2).
+    ViewerData(cassandra).user("switcher", [(date(2025, 5, 20), 0, 1), (date(2025, 5, 26), 2, 0),
+                                            (date(2025, 5, 28), 0, 1)])
+    body = get_json(client, "/api/users/switcher")
+    assert body["preference"] == "even"
+    assert body["segment_timeline"] == [
+        {"segment": "even", "label": "どちらも Even", "from": "2025-05-28", "to": None},
+        {"segment": "japanese", "label": "和食派 Japanese-leaning", "from": "2025-05-26", "to": "2025-05-27"},
+        {"segment": "western", "label": "洋食派 Western-leaning", "from": "2025-05-20", "to": "2025-05-25"},
+    ]
+
+
+def found_users(client: object, query: str) -> tuple[list[tuple[str, str, int, int]], bool]:
+    body = get_json(client, f"/api/users?{query}")
+    return [(u["user_id"], u["segment"], u["japanese"], u["western"]) for u in body["users"]], body["has_more"]
+
+
+def test_users_are_found_by_prefix_across_every_segment_in_id_order(client: object) -> None:
+    assert found_users(client, "prefix=a") == (
+        [("alice", "japanese", 3, 1), ("amy", "japanese", 2, 0), ("anna", "western", 1, 3)], False
+    )
+    assert found_users(client, "prefix=a&limit=3") == (found_users(client, "prefix=a")[0], False)
+    assert found_users(client, "prefix=a&limit=2") == ([("alice", "japanese", 3, 1), ("amy", "japanese", 2, 0)], True)
+    assert found_users(client, "prefix=d") == ([("dave", "even", 1, 1)], False)
+    assert found_users(client, "prefix=%E3%83%A6") == ([("ユーザー1", "japanese", 4, 1)], False)
+    assert found_users(client, "prefix=zz") == ([], False)
+    bulk, more = found_users(client, "prefix=p-01&limit=5")
+    assert [u for u, *_ in bulk] == [f"p-{n:04d}" for n in range(100, 105)] and more
+    body = get_json(client, "/api/users?prefix=p-")
+    assert (body["prefix"], body["limit"], len(body["users"]), body["has_more"]) == ("p-", 20, 20, True)
+    assert body["users"][0] == {"user_id": "p-0000", "segment": "japanese", "segment_label": "和食派 Japanese-leaning",
+                                "japanese": 2, "western": 1}
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter", "message"),
+    [
+        ("", "prefix", "is required: the start of the user ids to find"),
+        ("prefix=a&limit=0", "limit", "must be from 1 to 100, got 0"),
+        ("prefix=a&limit=101", "limit", "must be from 1 to 100, got 101"),
+        ("prefix=" + "x" * 129, "prefix", "must be at most 128 characters"),
+        ("prefix=a&prefix=b", "prefix", "is given more than once"),
+    ],
+)
+def test_bad_user_search_is_400_naming_the_parameter(client: object, query: str, parameter: str, message: str) -> None:
+    assert get_json(client, f"/api/users?{query}", 400) == {
+        "error": f"invalid parameter '{parameter}': {message}", "parameter": parameter
     }
 
 
@@ -746,7 +799,7 @@ def test_schemathesis_valid_requests_match_the_document_and_never_get_5xx(app: o
     # least once: the fuzzing reached the data. (Schemathesis leaves out the document itself.)
     answered = {label for label, status in statuses if status == 200}
     assert answered >= {"GET /api/daily_order_summaries", "GET /api/segment_sizes", "GET /api/user_segments",
-                        "GET /api/daily_order_summaries.csv", "GET /api/segment_sizes.csv",
+                        "GET /api/daily_order_summaries.csv", "GET /api/segment_sizes.csv", "GET /api/users",
                         "GET /api/user_segments/{segment}", "GET /api/user_segments/{segment}.csv",
                         "GET /api/status", "GET /api/rejected_events"}, statuses
     assert statuses[("GET /api/users/{user_id}", 404)] > 0

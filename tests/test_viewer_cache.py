@@ -159,6 +159,7 @@ def every_answer(client: object) -> dict[str, str]:
         f"/api/daily_order_summaries.csv?from={DAY}&to={DAY}",
         f"/api/segment_sizes.csv?from={DAY}&to={DAY}",
         "/api/users/alice",
+        "/api/users?prefix=a",
         "/api/status",
         f"/daily?date={DAY}",
         f"/segments?segment={J}",

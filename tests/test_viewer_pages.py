@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.viewer_data import XSS_USER, japanese_ids, load_standard, truncate, viewer_app
+from tests.viewer_data import XSS_USER, ViewerData, japanese_ids, load_standard, truncate, viewer_app
 from viewer.db import close_app
 from viewer.params import encode_cursor
 
@@ -224,6 +224,19 @@ def test_user_page(client: object) -> None:
     fig = figure(html, "user-chart")
     assert fig["data"][0]["x"] == ["2024-12-31", "2025-05-30", "2025-05-31"]
     assert fig["data"][0]["y"] == [1, 1, 1] and fig["data"][1]["y"] == [0, 0, 1]
+    timeline = re.search(r'<p id="segment-timeline">(.*?)</p>', html, re.S).group(1)
+    assert " ".join(timeline.split()) == (
+        'Segments セグメント推移: <span class="period" data-segment="japanese">和食派 Japanese-leaning since '
+        "2024-12-31</span>"
+    )
+
+
+def test_user_page_timeline_shows_each_period(client: object, cassandra: object) -> None:
+    ViewerData(cassandra).user("flipper", [(date(2025, 5, 20), 0, 1), (date(2025, 5, 26), 1, 0)])  # 0:1, then 1:1
+    html = page(client, "/users/flipper")
+    periods = re.findall(r'<span class="period" data-segment="(\w+)">(.*?)</span>', html)
+    assert periods == [("even", "どちらも Even since 2025-05-26"),
+                       ("western", "洋食派 Western-leaning 2025-05-20 → 2025-05-25")]
 
 
 def test_user_page_escapes_an_xss_id_and_unknown_user_is_404(client: object) -> None:
@@ -239,6 +252,19 @@ def test_user_lookup_redirects(client: object) -> None:
     assert "Look up" in page(client, "/users")
     response = client.get("/users?user_id=a/b c")  # type: ignore[attr-defined]
     assert response.status_code == 302 and response.headers["Location"] == "/users/a/b%20c"
+
+
+def test_users_page_finds_users_by_prefix(client: object) -> None:
+    html = page(client, "/users?prefix=a")
+    rows = re.findall(r'<tr><td><a class="user-id" href="([^"]*)">(.*?)</a></td><td>(.*?)</td>', html)
+    assert rows == [("/users/alice", "alice", "和食派 Japanese-leaning"),
+                    ("/users/amy", "amy", "和食派 Japanese-leaning"),
+                    ("/users/anna", "anna", "洋食派 Western-leaning")]
+    assert 'id="users-more"' not in html and 'value="a"' in html
+    many = page(client, "/users?prefix=p-")
+    assert len(re.findall(r'class="user-id"', many)) == 20 and 'id="users-more"' in many
+    none = page(client, "/users?prefix=%3Cb%3E")
+    assert "No user has an ID starting with “&lt;b&gt;”." in none
 
 
 def test_plotly_is_served_by_the_app(client: object) -> None:
@@ -298,7 +324,7 @@ page_paths = st.one_of(
 api_calls = st.sampled_from([
     "/api/daily_order_summaries", "/api/segment_sizes", "/api/rejected_events", "/api/user_segments",
     "/api/user_segments/japanese", "/api/user_segments/even.csv", "/api/users/alice", "/api/status",
-    "/api/daily_order_summaries.csv", "/api/segment_sizes.csv",
+    "/api/daily_order_summaries.csv", "/api/segment_sizes.csv", "/api/users",
 ])
 any_paths = page_paths | api_calls | st.text(max_size=140).map(lambda t: "/api/users/" + quote(t, safe="/"))
 

@@ -243,3 +243,18 @@ def test_changes_against_a_reference_day_are_counts_and_fractions_or_no_data() -
     first = queries.DaySummary(date.min, 1, 0, 1, 1, at)
     assert changes_of(first, {})["previous_day"].to_json() == {"date": None, "aggregated": False}
     assert reference_date(date(1, 1, 7), 7) is None and reference_date(date(1, 1, 8), 7) == date(1, 1, 1)
+
+
+def test_segment_timeline_starts_a_period_at_each_change_of_the_cumulative_preference() -> None:
+    from viewer.timeline import segment_timeline
+
+    day = queries.UserDay
+    # any order in, latest first out; a day that keeps the segment starts nothing
+    history = [day(date(2025, 5, 3), 0, 3), day(date(2025, 5, 1), 1, 0), day(date(2025, 5, 2), 1, 0)]
+    assert [p.to_json() for p in segment_timeline(history)] == [
+        {"segment": "western", "label": "洋食派 Western-leaning", "from": "2025-05-03", "to": None},
+        {"segment": "japanese", "label": "和食派 Japanese-leaning", "from": "2025-05-01", "to": "2025-05-02"},
+    ]
+    assert segment_timeline([]) == []
+    # a tie on the first day is the even segment
+    assert [p.segment for p in segment_timeline([day(date(2025, 5, 1), 1, 1)])] == ["even"]

@@ -18,7 +18,10 @@ from viewer.errors import error_response
 from viewer.openapi import openapi_document
 from viewer.params import (
     DEFAULT_PER_PAGE,
+    DEFAULT_USER_MATCHES,
     MAX_PER_PAGE,
+    MAX_USER_MATCHES,
+    BadParameter,
     check_exclusive,
     check_user_id,
     page_args,
@@ -27,6 +30,7 @@ from viewer.params import (
     parse_prefix,
     parse_range,
 )
+from viewer.timeline import segment_timeline
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -260,6 +264,21 @@ def segment_csv(segment: str) -> Any:
     return response
 
 
+@bp.get("/users")
+def users_by_prefix() -> Any:
+    prefix = parse_prefix(request.args)
+    if prefix is None:
+        raise BadParameter("prefix", "is required: the start of the user ids to find")
+    limit = parse_int(request.args, "limit", DEFAULT_USER_MATCHES, 1, MAX_USER_MATCHES)
+    found, has_more = queries.users_by_prefix(get_store(), prefix, limit)
+    return {
+        "prefix": prefix,
+        "limit": limit,
+        "users": [{**u.to_json(), "segment_label": SEGMENT_LABELS[u.segment]} for u in found],
+        "has_more": has_more,
+    }
+
+
 @bp.get("/users/<user_id:user_id>")
 def user(user_id: str) -> Any:
     check_user_id(user_id)
@@ -283,4 +302,5 @@ def user_json(u: queries.UserSummary) -> dict[str, Any]:
         "history": [
             {"date": d.date.isoformat(), "japanese": d.japanese, "western": d.western} for d in u.history
         ],
+        "segment_timeline": [p.to_json() for p in segment_timeline(u.history)],
     }

@@ -11,10 +11,12 @@ from orderlog.openapi import RETRY_AFTER, json_response, ref
 from viewer.params import (
     DEFAULT_PER_PAGE,
     DEFAULT_RANGE_DAYS,
+    DEFAULT_USER_MATCHES,
     MAX_PAGE,
     MAX_PAGE_OFFSET,
     MAX_PER_PAGE,
     MAX_RANGE_DAYS,
+    MAX_USER_MATCHES,
 )
 from viewer.queries import REJECTED_SAMPLES
 
@@ -179,6 +181,31 @@ def _schemas() -> dict[str, Any]:
                     "description": "latest first",
                     "items": _object({"date": _DATE, "japanese": _COUNT, "western": _COUNT}),
                 },
+                "segment_timeline": {
+                    "type": "array",
+                    "description": "the user's segments over time, latest first: each from the order date that "
+                    "put the user in it to the day before the next change (to: null, the current one)",
+                    "items": _object({
+                        "segment": {"type": "string", "enum": list(SEGMENTS)},
+                        "label": {"type": "string"},
+                        "from": _DATE,
+                        "to": _nullable(_DATE),
+                    }),
+                },
+            }
+        ),
+        "UsersFound": _object(
+            {
+                "prefix": {"type": "string"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_USER_MATCHES},
+                "users": {
+                    "type": "array", "maxItems": MAX_USER_MATCHES, "description": "in user_id order",
+                    "items": _object({"user_id": {"type": "string"},
+                                      "segment": {"type": "string", "enum": list(SEGMENTS)},
+                                      "segment_label": {"type": "string"},
+                                      "japanese": _COUNT, "western": _COUNT}),
+                },
+                "has_more": {"type": "boolean", "description": "more users match: narrow the prefix"},
             }
         ),
         "Alive": _object({"status": {"enum": ["ok"]}}),
@@ -365,6 +392,19 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
                 [_SEGMENT, _PREFIX],
                 {"400": _BAD, "404": "no such segment"},
                 conditional=False,  # streamed, any size: never kept
+            )
+        },
+        "/api/users": {
+            "get": _get(
+                "users whose id starts with a prefix, in user_id order, with their segment and counts",
+                json_response(ref("UsersFound"), "the first matches"),
+                [
+                    {**_query("prefix", {"type": "string", "minLength": 1, "maxLength": USER_ID_MAX_LENGTH},
+                              "the start of the user ids"), "required": True},
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_USER_MATCHES,
+                                     "default": DEFAULT_USER_MATCHES}, "users to list at most"),
+                ],
+                {"400": _BAD},
             )
         },
         "/api/users/{user_id}": {

@@ -14,7 +14,18 @@ from viewer import changes, charts, queries
 from viewer.assets import plotly_js_url
 from viewer.db import get_store
 from viewer.errors import CASSANDRA_ERRORS, error_response
-from viewer.params import MAX_PAGE, BadParameter, check_user_id, page_args, parse_date, parse_int, parse_range
+from viewer.params import (
+    DEFAULT_USER_MATCHES,
+    MAX_PAGE,
+    BadParameter,
+    check_user_id,
+    page_args,
+    parse_date,
+    parse_int,
+    parse_prefix,
+    parse_range,
+)
+from viewer.timeline import segment_timeline
 
 bp = Blueprint("pages", __name__)
 
@@ -160,7 +171,9 @@ def user_lookup() -> Any:
     if user_id:
         check_user_id(user_id)
         return redirect(url_for("pages.user", user_id=user_id))
-    return render_template("user_lookup.html")
+    prefix = parse_prefix(request.args)
+    found, has_more = queries.users_by_prefix(get_store(), prefix, DEFAULT_USER_MATCHES) if prefix else ([], False)
+    return render_template("user_lookup.html", prefix=prefix, found=found, has_more=has_more)
 
 
 @bp.get("/users/<user_id:user_id>")
@@ -173,5 +186,6 @@ def user(user_id: str) -> Any:
         "user.html",
         u=summary,
         figure=charts.user_figure(summary.history) if summary.history else None,
+        timeline=segment_timeline(summary.history),
         now=datetime.now(UTC),
     )

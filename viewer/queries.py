@@ -477,6 +477,42 @@ def first_pages(store: Store, segments: tuple[str, ...], per_page: int) -> dict[
 # -- users ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class FoundUser:
+    user_id: str
+    segment: str
+    japanese: int
+    western: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "segment": self.segment, "japanese": self.japanese, "western": self.western}
+
+
+def _tagged(segment: str, members: Iterator[Member]) -> Iterator[tuple[str, str, Member]]:
+    return ((m.user_id, segment, m) for m in members)
+
+
+def users_by_prefix(store: Store, prefix: str, limit: int) -> tuple[list[FoundUser], bool]:
+    """The first ``limit`` users (user_id order) whose id starts with prefix, and whether
+    more do. Every user with aggregated orders is a member of exactly one segment, and
+    user_segments is clustered by user_id: so this is the segment lists' prefix search
+    over all three segments (3 x SEGMENT_BUCKETS range slices in flight at once, merged
+    lazily), reading about ``limit`` rows whatever the number of users. No extra table."""
+    fetch_size = _bucket_fetch_size(limit + 1)
+    streams = [_tagged(s, _merged(_start_members(store, s, prefix, None, fetch_size))) for s in SEGMENTS]
+    found: list[FoundUser] = []
+    last_id = None
+    for user_id, segment, m in heapq.merge(*streams):
+        if user_id == last_id:  # a run interrupted mid-way may leave a user in two segments for a while
+            continue
+        last_id = user_id
+        if len(found) == limit:
+            return found, True
+        found.append(FoundUser(user_id, segment, m.japanese, m.western))
+    return found, False
+
+
+
 def user_summary(store: Store, user_id: str) -> UserSummary | None:
     row = store.execute("preference_of_user", (user_id,)).one()
     if row is None:
