@@ -143,6 +143,32 @@ def test_range_of_may_has_every_aggregated_day_with_exact_counts(client: object)
     assert body["missing"] == ["2025-05-15"]
 
 
+def test_range_carries_the_japanese_share_of_the_7_days_up_to_each_date(client: object) -> None:
+    body = get_json(client, "/api/daily_order_summaries?from=2025-05-16&to=2025-05-17")
+    # 05-10..05-16 without the 15th (never aggregated): the six days' orders summed
+    assert body["japanese_share_7d"] == [{"date": "2025-05-16", "japanese_share": 0.5265},
+                                         {"date": "2025-05-17", "japanese_share": 0.5286}]
+    # The window reaches before the range: 05-02's is the orders of 05-01 and 05-02.
+    body = get_json(client, "/api/daily_order_summaries?from=2025-05-02&to=2025-05-02")
+    assert body["japanese_share_7d"] == [{"date": "2025-05-02", "japanese_share": round(203 / 392, 4)}]
+    assert "compare" not in body
+
+
+def test_range_compared_with_a_second_period_of_the_same_length(client: object) -> None:
+    body = get_json(client, "/api/daily_order_summaries?from=2025-05-16&to=2025-05-31&compare_from=2025-05-01")
+    compare = body["compare"]
+    assert (compare["from"], compare["to"]) == ("2025-05-01", "2025-05-16")
+    assert [d["date"] for d in compare["days"]] == [f"2025-05-{n:02d}" for n in range(1, 17) if n != 15]
+    assert compare["days"][0] == {**compare["days"][0], "japanese": 101, "western": 93, "total": 194}
+    # last month against this one, across a year partition
+    december = get_json(client, "/api/daily_order_summaries?from=2025-05-01&to=2025-05-31&compare_from=2024-12-01")
+    assert (december["compare"]["to"], [d["date"] for d in december["compare"]["days"]]) == (
+        "2024-12-31", ["2024-12-31"])
+    assert get_json(client, "/api/daily_order_summaries?from=2025-05-01&compare_from=2025-13-01", 400) == {
+        "error": "invalid parameter 'compare_from': '2025-13-01' is not a calendar date", "parameter": "compare_from"
+    }
+
+
 def test_range_with_only_to_is_the_30_days_up_to_it(client: object) -> None:
     body = get_json(client, "/api/daily_order_summaries?to=2025-05-31")
     assert body["from"] == "2025-05-02"
@@ -630,9 +656,12 @@ def test_user_ids_with_slashes_and_url_characters_are_found(client: object, cass
     ("url", "expected"),
     [
         ("/api/daily_order_summaries?to=0001-01-01", {"from": "0001-01-01", "to": "0001-01-01", "days": [],
-                                                      "missing": ["0001-01-01"]}),
+                                                      "missing": ["0001-01-01"], "japanese_share_7d": []}),
         ("/api/daily_order_summaries?from=9999-12-31", {"from": "9999-12-31", "to": "9999-12-31", "days": [],
-                                                        "missing": ["9999-12-31"]}),
+                                                        "missing": ["9999-12-31"], "japanese_share_7d": []}),
+        ("/api/daily_order_summaries?from=0001-01-01&to=0001-01-02&compare_from=9999-12-31",
+         {"from": "0001-01-01", "to": "0001-01-02", "days": [], "missing": ["0001-01-01", "0001-01-02"],
+          "japanese_share_7d": [], "compare": {"from": "9999-12-31", "to": "9999-12-31", "days": []}}),
         ("/api/segment_sizes?to=0001-01-01", {"from": "0001-01-01", "to": "0001-01-01", "days": []}),
         ("/api/segment_sizes?from=9999-12-31", {"from": "9999-12-31", "to": "9999-12-31", "days": []}),
         ("/api/segment_sizes?from=0001-12-31&to=0002-01-01", {"from": "0001-12-31", "to": "0002-01-01", "days": []}),

@@ -115,8 +115,10 @@ def watched(browser: object, server: str) -> Iterator[Watched]:
 def test_daily_page_chart_numbers_and_date_picker(watched: Watched) -> None:
     page = watched.open("/daily")
     traces = watched.chart("daily-chart")
-    assert [t["name"] for t in traces] == ["和食 Japanese", "洋食 Western", "和食率 Japanese share (%)"]
-    japanese, western, share = traces
+    assert [t["name"] for t in traces] == ["和食 Japanese", "洋食 Western", "和食率 Japanese share (%)",
+                                           "和食率 7日移動平均 Japanese share, 7 days (%)"]
+    japanese, western, share, moving = traces
+    assert moving["y"][-1] == 56.19
     assert japanese["x"][0] == "2025-05-02" and japanese["x"][-1] == "2025-05-31" and len(japanese["x"]) == 29
     assert japanese["y"][-3:] == [129, 130, 120] and western["y"][-3:] == [97, 100, 95]
     assert share["y"][-1] == 55.81
@@ -137,6 +139,12 @@ def test_daily_page_chart_numbers_and_date_picker(watched: Watched) -> None:
     page.wait_for_url("**date=2025-05-10**")
     assert page.inner_text("#day-japanese") == "110" and page.inner_text("#day-total") == "210"
     watched.chart("daily-chart")
+    # This month against last month: the month's bars with the month before dashed over them.
+    page.click("#month-compare-link")
+    page.wait_for_url("**compare_from=2025-04-01**")
+    names = [t["name"] for t in watched.chart("daily-chart")]
+    assert names[-2:] == ["比較期間 合計 Total, 2025-04-01 – 2025-05-01",
+                          "比較期間 和食率 Japanese share (%), 2025-04-01 – 2025-05-01"]
     watched.assert_clean()
 
 
@@ -149,6 +157,8 @@ def test_segments_page_chart_list_paging_and_xss_as_text(watched: Watched) -> No
         ("どちらも Even", [2, 2, 1]),
     ]
     assert traces[0]["x"] == ["2025-05-29", "2025-05-30", "2025-05-31"]
+    flows = watched.chart("flows-chart")
+    assert [t["y"] for t in flows[:2]] == [[3, 5, 12], [-1, 0, -3]]
     ids = page.locator("a.user-id").all_inner_texts()
     assert ids == japanese_ids()[:100]
     assert ids[0] == XSS_USER  # shown as text, never run (no dialog, see assert_clean)

@@ -63,7 +63,9 @@ def test_daily_page_defaults_to_latest_date_and_30_day_range(client: object) -> 
     assert '<span class="value" id="day-total">215</span>' in html
     assert '<span class="value" id="day-share">55.8%</span>' in html
     fig = figure(html, "daily-chart")
-    japanese, western, share = fig["data"]
+    japanese, western, share, moving = fig["data"]
+    assert moving["name"] == "和食率 7日移動平均 Japanese share, 7 days (%)" and moving["yaxis"] == "y2"
+    assert moving["x"] == japanese["x"] and moving["y"][0] == 51.79 and moving["y"][-1] == 56.19
     assert japanese["name"] == "和食 Japanese" and western["name"] == "洋食 Western"
     # 2025-05-02 .. 2025-05-31 without the 15th
     assert japanese["x"][0] == "2025-05-02" and japanese["x"][-1] == "2025-05-31" and len(japanese["x"]) == 29
@@ -151,6 +153,25 @@ def test_daily_page_of_a_chosen_date_and_range(client: object) -> None:
     assert fig["data"][1]["y"] == [97, 100, 103]
 
 
+def test_daily_chart_overlays_a_second_period_day_by_day(client: object) -> None:
+    html = page(client, "/daily?date=2025-05-18&from=2025-05-16&to=2025-05-18&compare_from=2025-05-01")
+    traces = figure(html, "daily-chart")["data"]
+    assert [t["name"] for t in traces[4:]] == ["比較期間 合計 Total, 2025-05-01 – 2025-05-03",
+                                               "比較期間 和食率 Japanese share (%), 2025-05-01 – 2025-05-03"]
+    total, share = traces[4:]
+    assert total["x"] == share["x"] == ["2025-05-16", "2025-05-17", "2025-05-18"]
+    assert total["customdata"] == ["2025-05-01", "2025-05-02", "2025-05-03"]
+    assert total["y"] == [194, 198, 202] and share["y"] == [52.06, 51.52, 50.99] and share["yaxis"] == "y2"
+    assert 'name="compare_from" value="2025-05-01"' in html
+    assert "Dashed: 2025-05-01 – 2025-05-03 (3 aggregated days)" in html
+
+
+def test_daily_page_links_this_month_against_last_month(client: object) -> None:
+    html = page(client, "/daily")
+    assert ('id="month-compare-link" href="/daily?from=2025-05-01&amp;to=2025-05-31&amp;compare_from=2025-04-01'
+            '&amp;date=2025-05-31"') in html
+
+
 def test_daily_page_of_a_date_not_aggregated_says_so(client: object) -> None:
     html = page(client, "/daily?date=2025-05-15")
     assert "2025-05-15 has not been aggregated yet (the latest aggregated date is 2025-05-31)." in html
@@ -174,6 +195,14 @@ def test_segments_page_sizes_chart_and_first_page(client: object) -> None:
     assert fig["data"][0]["x"] == ["2025-05-29", "2025-05-30", "2025-05-31"]
     assert fig["data"][0]["y"] == [241, 246, 255]
     assert fig["data"][2]["y"] == [2, 2, 1]
+    flows = figure(html, "flows-chart")
+    assert [(t["name"], t["y"]) for t in flows["data"]] == [
+        ("和食派 Japanese-leaning 流入 entered", [3, 5, 12]), ("和食派 Japanese-leaning 流出 exited", [-1, 0, -3]),
+        ("洋食派 Western-leaning 流入 entered", [0, 0, 1]), ("洋食派 Western-leaning 流出 exited", [0, 0, 0]),
+        ("どちらも Even 流入 entered", [1, 0, 0]), ("どちらも Even 流出 exited", [0, 0, -1]),
+    ]
+    assert flows["data"][0]["x"] == ["2025-05-29", "2025-05-30", "2025-05-31"]
+    assert flows["layout"]["barmode"] == "relative"
     listed = re.findall(r'<a class="user-id" href="[^"]*">(.*?)</a>', html)
     assert len(listed) == 100
     assert listed[1:] == japanese_ids()[1:100]

@@ -258,3 +258,22 @@ def test_segment_timeline_starts_a_period_at_each_change_of_the_cumulative_prefe
     assert segment_timeline([]) == []
     # a tie on the first day is the even segment
     assert [p.segment for p in segment_timeline([day(date(2025, 5, 1), 1, 1)])] == ["even"]
+
+
+def test_moving_share_months_and_compared_periods_at_the_edges() -> None:
+    from viewer import trends
+
+    at = datetime(2025, 6, 1, tzinfo=UTC)
+    quiet = [queries.DaySummary(date(2025, 5, 1), 0, 0, 0, 0, at), queries.DaySummary(date(2025, 5, 9), 3, 1, 4, 1, at)]
+    # 05-08's window (05-02..05-08) has no orders; 05-09's has 3 of 4; a day at the calendar's start works
+    assert trends.moving_share(quiet, [date(2025, 5, 8), date(2025, 5, 9), date.min]) == {
+        date(2025, 5, 8): None, date(2025, 5, 9): 0.75, date.min: None}
+    assert trends.previous_month(date(2025, 5, 31)) == ((date(2025, 5, 1), date(2025, 5, 31)), date(2025, 4, 1))
+    assert trends.previous_month(date(2025, 1, 15)) == ((date(2025, 1, 1), date(2025, 1, 31)), date(2024, 12, 1))
+    assert trends.previous_month(date(2024, 12, 2)) == ((date(2024, 12, 1), date(2024, 12, 31)), date(2024, 11, 1))
+    assert trends.previous_month(date(1, 1, 20)) is None
+    assert trends.previous_month(date.max) == ((date(9999, 12, 1), date.max), date(9999, 11, 1))
+    assert trends.comparison_span((date(2025, 5, 1), date(2025, 5, 31)), date(9999, 12, 20)) == (
+        date(9999, 12, 20), date.max)
+    late = trends.Comparison(date.max, date.max, [queries.DaySummary(date.max, 1, 0, 1, 1, at)], date(2025, 5, 1))
+    assert late.aligned() == [(date(2025, 5, 1), late.days[0])]

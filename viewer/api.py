@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, request
 
 from orderlog.business_day import date_range
 from orderlog.menu import SEGMENT_LABELS, SEGMENTS
-from viewer import changes, queries
+from viewer import changes, queries, trends
 from viewer.csv_export import csv_rows, sizes_csv, summaries_csv
 from viewer.db import get_store
 from viewer.errors import error_response
@@ -110,14 +110,21 @@ def daily_order_summaries() -> Any:
             "changes": {name: c.to_json() for name, c in changes.changes_of_date(store, summary).items()},
         }
     first, last = parse_range(request.args, None)  # type: ignore[misc]
-    days = queries.summaries_between(store, first, last)
-    have = {d.date for d in days}
-    return {
+    trend = trends.range_trend(store, (first, last), parse_date(request.args, "compare_from"))
+    have = {d.date for d in trend.days}
+    body = {
         "from": first.isoformat(),
         "to": last.isoformat(),
-        "days": [d.to_json() for d in days],
+        "days": [d.to_json() for d in trend.days],
         "missing": [d.isoformat() for d in date_range(first, last) if d not in have],
+        "japanese_share_7d": [
+            {"date": d.isoformat(), "japanese_share": None if s is None else round(s, 4)}
+            for d, s in trend.moving.items()
+        ],
     }
+    if trend.comparison is not None:
+        body["compare"] = trend.comparison.to_json()
+    return body
 
 
 def _csv_range(latest_of: Callable[[queries.LastAggregated], date | None]) -> tuple[date, date] | Any:

@@ -30,6 +30,10 @@ _INSTANT = {"type": "string", "format": "date-time", "description": "UTC, ISO-86
 _COUNT = {"type": "integer", "minimum": 0}
 
 
+def _object_with_optional(properties: dict[str, Any], optional: dict[str, Any]) -> dict[str, Any]:
+    return {**_object(properties), "properties": {**properties, **optional}}
+
+
 def _object(properties: dict[str, Any], description: str = "") -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "object", "required": list(properties), "properties": properties}
     if description:
@@ -84,13 +88,29 @@ def _schemas() -> dict[str, Any]:
                 }),
             ]
         },
-        "DayRange": _object(
+        "DayRange": _object_with_optional(
             {
                 "from": _DATE,
                 "to": _DATE,
                 "days": {"type": "array", "items": ref("DaySummary"), "description": "oldest first"},
                 "missing": {"type": "array", "items": _DATE, "description": "dates of the range not aggregated"},
-            }
+                "japanese_share_7d": {
+                    "type": "array",
+                    "description": "for each aggregated date of the range: the Japanese share of the orders of the "
+                    "7 days up to it (null when they have none)",
+                    "items": _object({"date": _DATE,
+                                      "japanese_share": _nullable({"type": "number", "minimum": 0, "maximum": 1})}),
+                },
+            },
+            {"compare": ref("ComparedPeriod")},  # only with compare_from
+        ),
+        "ComparedPeriod": _object(
+            {
+                "from": _DATE,
+                "to": _DATE,
+                "days": {"type": "array", "items": ref("DaySummary"), "description": "oldest first"},
+            },
+            "the period of compare_from, as long as the range (day i of it goes with day i of the range)",
         ),
         "RejectedSample": _object(
             {
@@ -325,7 +345,10 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
             "get": _get(
                 "Japanese and Western orders of one date, or of each date of a range",
                 json_response({"oneOf": [ref("DaySummaryOfDate"), ref("DayRange")]}, "one date, or the range"),
-                _DATE_PARAMETERS,
+                [*_DATE_PARAMETERS,
+                 _query("compare_from", _DATE, "with a range: the start of a second period as long as the range, "
+                        "returned in `compare` (this month against last month: from/to the month, compare_from the "
+                        "first of the month before)")],
                 {"400": _BAD, "404": "the date is not aggregated yet (or nothing is)"},
             )
         },

@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from orderlog.business_day import date_range
 from orderlog.menu import EVEN, JAPANESE, MENU_LABELS, SEGMENT_LABELS, SEGMENTS, WESTERN
-from viewer import changes, charts, queries
+from viewer import changes, charts, queries, trends
 from viewer.assets import plotly_js_url
 from viewer.db import get_store
 from viewer.errors import CASSANDRA_ERRORS, error_response
@@ -102,8 +102,11 @@ def daily() -> Any:
     days: list[queries.DaySummary] = []
     rows: list[tuple[date, queries.DaySummary | None]] = []
     rejected_by_date: dict[date, int] = {}
+    compare_from = parse_date(request.args, "compare_from")
+    trend = None
     if span is not None:
-        days = queries.summaries_between(store, *span)
+        trend = trends.range_trend(store, span, compare_from)
+        days = trend.days
         by_date = {d.date: d for d in days}
         rows = [(d, by_date.get(d)) for d in reversed(date_range(*span))]
         rejected_by_date = queries.rejected_between(store, *span)
@@ -119,8 +122,22 @@ def daily() -> Any:
         rejected_by_date=rejected_by_date,
         rejected=queries.rejected_of(store, chosen, PAGE_REJECTED_SAMPLES) if chosen else None,
         rejected_ttl_days=current_app.config["SETTINGS"].rejected.ttl_days,
-        figure=charts.daily_figure(days) if days else None,
+        figure=charts.daily_figure(days, trend.moving, trend.comparison) if trend and days else None,
+        comparison=trend.comparison if trend else None,
+        month_link=_month_link(chosen or (span[1] if span else None)),
     )
+
+
+def _month_link(day: date | None) -> str | None:
+    """The daily page of day's month against the month before ("this month vs last month")."""
+    found = trends.previous_month(day) if day else None
+    if found is None:
+        return None
+    (first, last), before = found
+    args = {"from": first.isoformat(), "to": last.isoformat(), "compare_from": before.isoformat()}
+    if day:
+        args["date"] = day.isoformat()
+    return url_for("pages.daily") + "?" + urlencode(args)
 
 
 def _page_link(**changes: Any) -> str:
@@ -151,6 +168,7 @@ def segments() -> Any:
         sizes=sizes,
         span=span,
         figure=charts.segments_figure(history) if history else None,
+        flows_figure=charts.segment_flows_figure(history) if history else None,
         segment=segment,
         current_count=current[segment].users if segment in current else None,
         page=page,

@@ -30,7 +30,8 @@ _CURSOR_TAG = "u:"
 _MAX_CURSOR_CHARS = 4 * -(-(len(_CURSOR_TAG) + 4 * USER_ID_MAX_LENGTH) // 3)
 # Every query parameter the viewer reads. Each may be given once: with two values, which
 # one was meant is a guess (the first, silently), so it is a 400.
-PARAMETERS = ("date", "from", "to", "segment", "page", "per_page", "page_no", "prefix", "after", "user_id", "limit")
+PARAMETERS = ("date", "from", "to", "segment", "page", "per_page", "page_no", "prefix", "after", "user_id", "limit",
+              "compare_from")
 # Users a prefix search lists (the Users page and /api/users): type more to narrow it.
 DEFAULT_USER_MATCHES = 20
 MAX_USER_MATCHES = 100
