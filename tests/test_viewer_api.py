@@ -11,6 +11,7 @@ from datetime import date
 
 import pytest
 
+from orderlog.layout import SEGMENT_BUCKETS, bucket_of
 from tests.viewer_data import (
     ALICE_HISTORY,
     BULK_MEMBERS,
@@ -427,7 +428,7 @@ def test_user_segments_is_the_seed_shape_counts_and_first_page(client: object) -
 def test_a_page_by_number(client: object) -> None:
     body = get_json(client, "/api/user_segments/japanese?page=2&per_page=3")
     assert body["user_ids"] == ["bob", "p-0000", "p-0001"]
-    assert body["users"][0] == {"user_id": "bob", "japanese": 5, "western": 2}
+    assert body["users"][0] == {"user_id": "bob", "japanese": 5, "western": 2, "last_order_date": None}
     assert (body["count"], body["page"], body["per_page"], body["has_more"]) == (255, 2, 3, True)
     # The XSS id sorts first ('<' < 'a'); JSON carries it verbatim.
     first = get_json(client, "/api/user_segments/japanese?per_page=1")
@@ -484,7 +485,84 @@ def test_prefix_with_cursor_pages_within_the_prefix(client: object) -> None:
 def test_other_segments_pages(client: object) -> None:
     assert get_json(client, "/api/user_segments/western")["user_ids"] == ["anna", "carol"]
     body = get_json(client, "/api/user_segments/even")
-    assert body["users"] == [{"user_id": "dave", "japanese": 1, "western": 1}]
+    assert body["users"] == [{"user_id": "dave", "japanese": 1, "western": 1, "last_order_date": None}]
+
+
+# An audience of the Japanese segment, apart from the rest by its prefix: (id, japanese, western, last order).
+AUDIENCE = [("zz-a", 5, 1, date(2025, 5, 31)), ("zz-b", 3, 0, date(2025, 5, 20)), ("zz-c", 9, 2, date(2025, 5, 24)),
+            ("zz-d", 2, 1, None), ("zz-e", 7, 6, date(2025, 5, 31))]
+
+
+@pytest.fixture
+def audience_members(cassandra: object) -> Iterator[None]:
+    ViewerData(cassandra).members(AUDIENCE)
+    yield
+    statement = cassandra.prepare("DELETE FROM user_segments WHERE segment = ? AND bucket = ? AND user_id = ?")  # type: ignore[attr-defined]
+    for user_id, *_ in AUDIENCE:
+        cassandra.execute(statement, ("japanese", bucket_of(user_id, SEGMENT_BUCKETS), user_id))  # type: ignore[attr-defined]
+
+
+def audience_ids(client: object, query: str) -> tuple[list[str], dict]:
+    body = get_json(client, f"/api/user_segments/japanese?prefix=zz-&{query}")
+    return body["user_ids"], body
+
+
+def test_audience_filters_by_orders_and_last_order_and_counts_the_matches(client: object, audience_members) -> None:
+    ids, body = audience_ids(client, "min_orders=6")
+    assert ids == ["zz-a", "zz-c", "zz-e"] and (body["matching"], body["matching_complete"]) == (3, True)
+    assert body["users"][0] == {"user_id": "zz-a", "japanese": 5, "western": 1, "last_order_date": "2025-05-31"}
+    # within 7 days of the segments' date 2025-05-31: a last order on 05-25 or later; none known is not active
+    ids, body = audience_ids(client, "active_within_days=7")
+    assert ids == ["zz-a", "zz-e"] and body["filters"] == {
+        "min_orders": None, "active_within_days": 7, "active_since": "2025-05-25", "sort": "user_id"}
+    assert audience_ids(client, "active_within_days=8")[0] == ["zz-a", "zz-c", "zz-e"]
+    assert audience_ids(client, "min_orders=12&active_within_days=7")[0] == ["zz-e"]
+    ids, body = audience_ids(client, "min_orders=1&per_page=2")
+    assert ids == ["zz-a", "zz-b"] and body["has_more"] and body["matching"] == 5
+    assert audience_ids(client, f"min_orders=1&per_page=2&after={body['next_after']}")[0] == ["zz-c", "zz-d"]
+
+
+def test_audience_sorted_by_orders_most_first(client: object, audience_members) -> None:
+    ids, body = audience_ids(client, "sort=orders&per_page=2")
+    assert ids == ["zz-e", "zz-c"] and body["has_more"] and body["next_after"] is None
+    assert audience_ids(client, "sort=orders&per_page=2&page=2")[0] == ["zz-a", "zz-b"]  # 3 orders each: b, d by id
+    assert audience_ids(client, "sort=orders&per_page=2&page=3")[0] == ["zz-d"]
+    assert audience_ids(client, "sort=orders&min_orders=6")[0] == ["zz-e", "zz-c", "zz-a"]
+
+
+def test_audience_csv_follows_the_filters(client: object, audience_members) -> None:
+    rows = read_csv(client.get("/api/user_segments/japanese.csv?prefix=zz-&min_orders=6"))  # type: ignore[attr-defined]
+    assert rows == [["user_id", "japanese", "western"], ["zz-a", "5", "1"], ["zz-c", "9", "2"], ["zz-e", "7", "6"]]
+    rows = read_csv(client.get("/api/user_segments/japanese.csv?prefix=zz-&sort=orders&active_within_days=8"))  # type: ignore[attr-defined]
+    assert [r[0] for r in rows[1:]] == ["zz-e", "zz-c", "zz-a"]
+
+
+def test_audience_reads_a_bounded_part_of_the_list_and_says_so(client: object, audience_members, monkeypatch) -> None:
+    from viewer import audience
+
+    monkeypatch.setattr(audience, "MAX_SCAN", 3)
+    ids, body = audience_ids(client, "min_orders=6&per_page=5")
+    # zz-a, zz-b, zz-c read: the page stops there and its cursor continues after zz-c
+    assert ids == ["zz-a", "zz-c"] and body["scan_limit_reached"] and body["scanned"] == 3 and body["has_more"]
+    assert (body["matching"], body["matching_complete"]) == (2, False)
+    assert audience_ids(client, f"min_orders=6&per_page=5&after={body['next_after']}")[0] == ["zz-e"]
+    refused = get_json(client, "/api/user_segments/japanese?prefix=zz-&sort=orders", 400)
+    assert refused == {"parameter": "sort", "error": "invalid parameter 'sort': sorting by orders ranks the whole "
+                       "list and reads at most 3 members; this list has more: narrow it with 'prefix', or download "
+                       "the CSV in user_id order"}
+    assert client.get("/api/user_segments/japanese.csv?prefix=zz-&sort=orders").status_code == 400  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter", "message"),
+    [("min_orders=0", "min_orders", "must be from 1 to 1000000000, got 0"),
+     ("active_within_days=x", "active_within_days", "must be a whole number from 1 to 3660, got 'x'"),
+     ("sort=price", "sort", "must be one of user_id, orders, got 'price'"),
+     ("sort=orders&after=dTp1c2Vy", "sort", "a list sorted by orders is paged with 'page', not 'after'")],
+)
+def test_bad_audience_parameters_are_400(client: object, query: str, parameter: str, message: str) -> None:
+    assert get_json(client, f"/api/user_segments/japanese?{query}", 400) == {
+        "error": f"invalid parameter '{parameter}': {message}", "parameter": parameter}
 
 
 def test_unknown_segment_is_404(client: object) -> None:

@@ -155,6 +155,7 @@ def every_answer(client: object) -> dict[str, str]:
         "/api/user_segments",
         f"/api/user_segments/{J}",
         f"/api/user_segments/{W}",
+        f"/api/user_segments/{J}?min_orders=1&sort=orders",
         f"/api/segment_sizes?date={DAY}",
         f"/api/daily_order_summaries.csv?from={DAY}&to={DAY}",
         f"/api/segment_sizes.csv?from={DAY}&to={DAY}",

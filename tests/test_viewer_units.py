@@ -277,3 +277,18 @@ def test_moving_share_months_and_compared_periods_at_the_edges() -> None:
         date(9999, 12, 20), date.max)
     late = trends.Comparison(date.max, date.max, [queries.DaySummary(date.max, 1, 0, 1, 1, at)], date(2025, 5, 1))
     assert late.aligned() == [(date(2025, 5, 1), late.days[0])]
+
+
+def test_audience_matches_and_ranks_members() -> None:
+    from viewer.audience import Audience, by_orders, matches
+
+    a = queries.Member("a", 2, 1, date(2025, 5, 31))
+    b = queries.Member("b", 0, 3, None)  # no last order date stored: never "active"
+    c = queries.Member("c", 5, 0, date(2025, 5, 1))
+    assert [m.user_id for m in (a, b, c) if matches(m, 3, None)] == ["a", "b", "c"]
+    assert [m.user_id for m in (a, b, c) if matches(m, 4, None)] == ["c"]
+    since = Audience(active_within_days=7).active_since(date(2025, 5, 31))
+    assert since == date(2025, 5, 25) and [m.user_id for m in (a, b, c) if matches(m, None, since)] == ["a"]
+    assert Audience(active_within_days=3660).active_since(date(1, 1, 5)) == date.min  # cut at the calendar's start
+    assert [m.user_id for m in by_orders([c, b, a], 3)] == ["c", "a", "b"]  # a and b: 3 orders each, by id
+    assert Audience().filtered is False and Audience(sort="orders").query() == {"sort": "orders"}

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, request
 
 from orderlog.business_day import date_range
 from orderlog.menu import SEGMENT_LABELS, SEGMENTS
-from viewer import changes, queries, trends
+from viewer import audience, changes, queries, trends
 from viewer.csv_export import csv_rows, sizes_csv, summaries_csv
 from viewer.db import get_store
 from viewer.errors import error_response
@@ -22,6 +22,7 @@ from viewer.params import (
     MAX_PER_PAGE,
     MAX_USER_MATCHES,
     BadParameter,
+    audience_args,
     check_exclusive,
     check_user_id,
     page_args,
@@ -130,7 +131,9 @@ def daily_order_summaries() -> Any:
 def _csv_range(latest_of: Callable[[queries.LastAggregated], date | None]) -> tuple[date, date] | Any:
     """`from`/`to` of a range export; by default the 30 days up to the latest aggregated
     date (a 404 answer when nothing is aggregated yet)."""
-    latest = latest_of(queries.last_aggregated(get_store(), _tz()))
+    given = request.args.get("from") or request.args.get("to")
+    # The latest date is only needed for the default range (it costs a few reads when not cached).
+    latest = None if given else latest_of(queries.last_aggregated(get_store(), _tz()))
     span = parse_range(request.args, latest)
     return span if span is not None else error_response(404, "nothing has been aggregated yet")
 
@@ -237,11 +240,11 @@ def segment_members(segment: str) -> Any:
     if check_segment(segment) is None:
         return unknown_segment(segment)
     args = page_args(request.args)
+    wanted = audience.Audience(**audience_args(request.args))
     store = get_store()
     as_of = queries.last_aggregated(store, _tz()).segments_as_of
     size = queries.sizes_of(store, as_of).get(segment) if as_of else None
-    result = queries.members_page(store, segment, **args)
-    return {
+    body: dict[str, Any] = {
         "segment": segment,
         "label": SEGMENT_LABELS[segment],
         "as_of": queries.iso(as_of),
@@ -250,10 +253,30 @@ def segment_members(segment: str) -> Any:
         "per_page": args["per_page"],
         "prefix": args["prefix"],
         "after": args["after"],
-        "user_ids": [m.user_id for m in result.members],
-        "users": [m.to_json() for m in result.members],
-        "has_more": result.has_more,
-        "next_after": result.next_after,
+    }
+    if not wanted.filtered:
+        result = queries.members_page(store, segment, **args)
+        return {
+            **body,
+            "user_ids": [m.user_id for m in result.members],
+            "users": [m.to_json() for m in result.members],
+            "has_more": result.has_more,
+            "next_after": result.next_after,
+        }
+    found = audience.page(store, segment, wanted, as_of, **args)
+    matching = audience.count(store, segment, wanted, as_of, args["prefix"])
+    return {
+        **body,
+        "user_ids": [m.user_id for m in found.members],
+        "users": [m.to_json() for m in found.members],
+        "has_more": found.has_more,
+        "next_after": found.next_after,
+        "filters": {"min_orders": wanted.min_orders, "active_within_days": wanted.active_within_days,
+                    "active_since": queries.iso(wanted.active_since(as_of)), "sort": wanted.sort},
+        "matching": matching.count,
+        "matching_complete": matching.complete,
+        "scanned": found.scanned,
+        "scan_limit_reached": found.scan_limit_reached,
     }
 
 
@@ -261,11 +284,15 @@ def segment_csv(segment: str) -> Any:
     if check_segment(segment) is None:
         return unknown_segment(segment)
     prefix = parse_prefix(request.args)
+    wanted = audience.Audience(**audience_args(request.args))
     store = get_store()
     as_of = queries.last_aggregated(store, _tz()).segments_as_of
     filename = f"user_segment_{segment}_{as_of.isoformat() if as_of else 'current'}.csv"
-    # A generator over the merged bucket pages: the whole segment is never in memory.
-    body = csv_rows(queries.iter_members(store, segment, prefix))
+    # A generator over the merged bucket pages: the whole segment is never in memory
+    # (sorted by orders: the bounded ranking, refused before any byte when too long).
+    members = audience.export(store, segment, wanted, as_of, prefix) if wanted.filtered else (
+        queries.iter_members(store, segment, prefix))
+    body = csv_rows(members)
     response = Response(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

@@ -8,15 +8,19 @@ from typing import Any
 from orderlog.events import USER_ID_MAX_LENGTH
 from orderlog.menu import SEGMENT_LABELS, SEGMENTS
 from orderlog.openapi import RETRY_AFTER, json_response, ref
+from viewer.audience import MAX_SCAN
 from viewer.params import (
     DEFAULT_PER_PAGE,
     DEFAULT_RANGE_DAYS,
     DEFAULT_USER_MATCHES,
+    MAX_ACTIVE_DAYS,
+    MAX_MIN_ORDERS,
     MAX_PAGE,
     MAX_PAGE_OFFSET,
     MAX_PER_PAGE,
     MAX_RANGE_DAYS,
     MAX_USER_MATCHES,
+    SORTS,
 )
 from viewer.queries import REJECTED_SAMPLES
 
@@ -44,7 +48,8 @@ def _object(properties: dict[str, Any], description: str = "") -> dict[str, Any]
 def _schemas() -> dict[str, Any]:
     size = _object({"users": _COUNT, "entered": _COUNT, "exited": _COUNT})
     by_segment = _object({s: ref("SegmentSize") for s in SEGMENTS})
-    member = _object({"user_id": {"type": "string"}, "japanese": _COUNT, "western": _COUNT})
+    member = _object({"user_id": {"type": "string"}, "japanese": _COUNT, "western": _COUNT,
+                      "last_order_date": _nullable({**_DATE, "description": "null: not stored yet for this member"})})
     return {
         "DaySummary": _object(
             {
@@ -168,7 +173,7 @@ def _schemas() -> dict[str, Any]:
                 "next_after": _nullable({"type": "string", "description": "the cursor of the next page"}),
             }
         ),
-        "SegmentPage": _object(
+        "SegmentPage": _object_with_optional(
             {
                 "segment": {"type": "string", "enum": list(SEGMENTS)},
                 "label": {"type": "string"},
@@ -182,7 +187,18 @@ def _schemas() -> dict[str, Any]:
                 "users": {"type": "array", "items": ref("Member")},
                 "has_more": {"type": "boolean"},
                 "next_after": _nullable({"type": "string"}),
-            }
+            },
+            {  # only with an audience filter (min_orders, active_within_days, sort=orders)
+                "filters": {"type": "object", "properties": {
+                    "min_orders": _nullable({"type": "integer"}), "active_within_days": _nullable({"type": "integer"}),
+                    "active_since": _nullable(_DATE), "sort": {"type": "string", "enum": list(SORTS)}}},
+                "matching": {**_COUNT, "description": "members of the list that match the filters"},
+                "matching_complete": {"type": "boolean", "description": f"false: the list is longer than "
+                                      f"{MAX_SCAN:,} members and `matching` counts the first {MAX_SCAN:,}"},
+                "scanned": {**_COUNT, "description": "members of the list this page read"},
+                "scan_limit_reached": {"type": "boolean", "description": "this page stopped at the bound; "
+                                       "next_after continues after the last member read"},
+            },
         ),
         "Member": member,
         "User": _object(
@@ -301,6 +317,15 @@ _PAGE_PARAMETERS = [
     _query("after", {"type": "string"}, "the opaque cursor of a previous page's next_after; not with page"),
 ]
 _PREFIX = _PAGE_PARAMETERS[2]
+_AUDIENCE_PARAMETERS = [
+    _query("min_orders", {"type": "integer", "minimum": 1, "maximum": MAX_MIN_ORDERS},
+           "only members with at least this many orders (Japanese + Western)"),
+    _query("active_within_days", {"type": "integer", "minimum": 1, "maximum": MAX_ACTIVE_DAYS},
+           "only members whose last order is within this many days up to the segments' date (both included)"),
+    _query("sort", {"type": "string", "enum": list(SORTS), "default": "user_id"},
+           f"orders: most orders first (ties by user_id), paged by number; a list of more than {MAX_SCAN:,} "
+           "members is refused (narrow it with prefix)"),
+]
 _SEGMENT = _path("segment", {"type": "string", "enum": list(SEGMENTS)}, "the segment")
 _USER_ID = _path(
     "user_id", {"type": "string", "minLength": 1, "maxLength": USER_ID_MAX_LENGTH},
@@ -404,7 +429,7 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
             "get": _get(
                 "a page of a segment's members, in user_id order",
                 json_response(ref("SegmentPage"), "the page"),
-                [_SEGMENT, *_PAGE_PARAMETERS],
+                [_SEGMENT, *_PAGE_PARAMETERS, *_AUDIENCE_PARAMETERS],
                 {"400": _BAD, "404": "no such segment"},
             )
         },
@@ -412,7 +437,7 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
             "get": _get(
                 "every member of a segment as CSV (user_id,japanese,western), streamed",
                 _CSV_OK,
-                [_SEGMENT, _PREFIX],
+                [_SEGMENT, _PREFIX, *_AUDIENCE_PARAMETERS],
                 {"400": _BAD, "404": "no such segment"},
                 conditional=False,  # streamed, any size: never kept
             )

@@ -130,9 +130,15 @@ class Member:
     user_id: str
     japanese: int
     western: int
+    last_order_date: date | None = None  # None in rows written before the job stored it
+
+    @property
+    def orders(self) -> int:
+        return self.japanese + self.western
 
     def to_json(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "japanese": self.japanese, "western": self.western}
+        return {"user_id": self.user_id, "japanese": self.japanese, "western": self.western,
+                "last_order_date": iso(self.last_order_date)}
 
 
 @dataclass(frozen=True)
@@ -411,7 +417,8 @@ def _merged(futures: list[Any]) -> Iterator[Member]:
     # Later pages of a bucket are fetched only if the merge needs them (the driver
     # pages a ResultSet as it is iterated).
     streams = [
-        (Member(r.user_id, _int(r.japanese), _int(r.western)) for r in f.result()) for f in futures
+        (Member(r.user_id, _int(r.japanese), _int(r.western), _date(r.last_order_date)) for r in f.result())
+        for f in futures
     ]
     return heapq.merge(*streams, key=lambda m: m.user_id)
 
@@ -433,9 +440,11 @@ def _page(merged: Iterator[Member], skip: int, per_page: int) -> MemberPage:
     return MemberPage(rows, has_more, encode_cursor(rows[-1].user_id) if has_more else None)
 
 
-def iter_members(store: Store, segment: str, prefix: str | None = None) -> Iterator[Member]:
-    """Every member of a segment (with the prefix), in user_id order, streamed."""
-    yield from _merged(_start_members(store, segment, prefix, None, EXPORT_FETCH_SIZE))
+def iter_members(
+    store: Store, segment: str, prefix: str | None = None, after_id: str | None = None
+) -> Iterator[Member]:
+    """Every member of a segment (with the prefix, after the id), in user_id order, streamed."""
+    yield from _merged(_start_members(store, segment, prefix, after_id, EXPORT_FETCH_SIZE))
 
 
 def members_page(
