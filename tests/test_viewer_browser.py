@@ -197,3 +197,69 @@ def test_a_date_not_aggregated_reads_well(watched: Watched) -> None:
     assert page.inner_text("#range-empty") == "No aggregated days between 2020-01-01 and 2020-01-31."
     watched.shoot("daily_empty")
     watched.assert_clean()
+
+
+# -- accessibility (axe-core) and phone width ------------------------------------------------
+
+AXE_FOLDER = Path(__file__).resolve().parent / "browser"  # package.json pins axe-core
+AXE = AXE_FOLDER / "node_modules" / "axe-core" / "axe.min.js"
+EVERY_PAGE = [
+    "/daily",
+    "/daily?date=2025-05-16&from=2025-05-01&to=2025-05-31&compare_from=2025-04-01",
+    "/segments",
+    "/segments?segment=western&min_orders=1&sort=orders",
+    "/users",
+    "/users?prefix=a",
+    "/users/alice",
+    "/users/" + quote(XSS_USER, safe=""),
+]
+
+
+@pytest.fixture(scope="module")
+def axe_script() -> Path:
+    """axe-core from npm (make browser installs it; installed here when missing)."""
+    import subprocess
+
+    if not AXE.exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=AXE_FOLDER, check=True, timeout=600)
+    return AXE
+
+
+@pytest.mark.parametrize("path", EVERY_PAGE)
+def test_every_page_has_no_serious_or_critical_accessibility_violation(
+    browser: object, server: str, axe_script: Path, path: str
+) -> None:
+    # axe is injected as an inline script, which the pages' CSP (script-src 'self') forbids: only
+    # this test's context bypasses it.
+    context = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    try:
+        page = context.new_page()
+        response = page.goto(server + path)
+        assert response is not None and response.status == 200
+        page.add_script_tag(path=str(axe_script))
+        violations = page.evaluate(
+            """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+                 .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => `${v.impact} ${v.id}: ${v.nodes.map(n => n.target.join(' ')).slice(0, 5).join(', ')}`)"""
+        )
+        assert violations == [], path
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("path", EVERY_PAGE)
+def test_every_page_fits_a_phone_375_px_wide(browser: object, server: str, path: str) -> None:
+    context = browser.new_context(viewport={"width": 375, "height": 812})  # type: ignore[attr-defined]
+    try:
+        page = context.new_page()
+        response = page.goto(server + path)
+        assert response is not None and response.status == 200
+        if page.locator("[data-chart]").count():
+            page.wait_for_selector(".chart[data-rendered='true']", timeout=20_000)
+        # No horizontal scrolling of the page: wide tables scroll inside their own box.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
+        SCREENSHOTS.mkdir(exist_ok=True)
+        name = path.strip("/").split("?")[0].replace("/", "_")[:40] or "root"
+        page.screenshot(path=str(SCREENSHOTS / f"phone_{name}_{EVERY_PAGE.index(path)}.png"), full_page=True)
+    finally:
+        context.close()

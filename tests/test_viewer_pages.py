@@ -216,6 +216,28 @@ def test_segments_page_sizes_chart_and_first_page(client: object) -> None:
     assert 'id="next-page"' in html and 'id="prev-page"' not in html
 
 
+def test_segments_page_audience_filters_show_the_count_before_the_download(client: object, cassandra: object) -> None:
+    ViewerData(cassandra).members([("zz-a", 5, 1, date(2025, 5, 31)), ("zz-b", 3, 0, date(2025, 5, 20)),
+                                   ("zz-c", 9, 2, date(2025, 5, 24))])
+    try:
+        html = page(client, "/segments?segment=japanese&prefix=zz-&min_orders=6&sort=orders")
+        assert re.findall(r'<a class="user-id" href="[^"]*">(.*?)</a>', html) == ["zz-c", "zz-a"]
+        assert "<strong>2</strong> users match these filters" in html
+        csv_link = 'id="csv-link" href="/api/user_segments/japanese.csv?prefix=zz-&amp;min_orders=6&amp;sort=orders"'
+        assert csv_link in html
+        assert 'name="min_orders" min="1" value="6"' in html and '<option value="orders" selected>' in html
+        html = page(client, "/segments?segment=japanese&prefix=zz-&active_within_days=7&per_page=1")
+        assert re.findall(r'<a class="user-id" href="[^"]*">(.*?)</a>', html) == ["zz-a"]
+        assert "<strong>1</strong> user match these filters" in html and 'id="next-page"' not in html
+    finally:
+        statement = cassandra.prepare("DELETE FROM user_segments WHERE segment = 'japanese' AND user_id = ? "  # type: ignore[attr-defined]
+                                      "AND bucket = ?")
+        from orderlog.layout import SEGMENT_BUCKETS, bucket_of
+
+        for user_id in ("zz-a", "zz-b", "zz-c"):
+            cassandra.execute(statement, (user_id, bucket_of(user_id, SEGMENT_BUCKETS)))  # type: ignore[attr-defined]
+
+
 def test_segments_page_paging_with_cursor_and_numbers(client: object) -> None:
     html = page(client, "/segments?segment=japanese&per_page=100")
     next_link = re.search(r'<a href="([^"]*)" id="next-page">', html).group(1).replace("&amp;", "&")
@@ -294,6 +316,38 @@ def test_users_page_finds_users_by_prefix(client: object) -> None:
     assert len(re.findall(r'class="user-id"', many)) == 20 and 'id="users-more"' in many
     none = page(client, "/users?prefix=%3Cb%3E")
     assert "No user has an ID starting with “&lt;b&gt;”." in none
+
+
+def chart_summaries(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<p class="chart-summary" id="([\w-]+)-summary">(.*?) <a href="#[\w-]+">', html))
+
+
+def test_charts_have_a_text_alternative_tables_a_caption_and_the_nav_marks_the_page(client: object) -> None:
+    html = page(client, "/daily?date=2025-05-10&from=2025-05-09&to=2025-05-11")
+    assert chart_summaries(html) == {"daily-chart": (
+        "Orders per day, 2025-05-09 to 2025-05-11 (3 aggregated days): 630 orders, the most on 2025-05-11 (214); "
+        "Japanese share 52.9% on the first day and 51.9% on the last, 52.0% over the last 7 days.")}
+    assert 'role="figure" aria-labelledby="daily-chart-summary"' in html
+    assert "<caption>Daily orders 2025-05-09 – 2025-05-11, latest first 日別の注文数</caption>" in html
+    current = re.findall(r'<a [^>]*aria-current="page"[^>]*>', html)
+    assert current == ['<a href="/daily" class="active" aria-current="page">']
+    html = page(client, "/segments")
+    assert chart_summaries(html) == {
+        "segments-chart": "Users per segment, 2025-05-29 to 2025-05-31: 和食派 Japanese-leaning 241 → 255; "
+                          "洋食派 Western-leaning 1 → 2; どちらも Even 2 → 1.",
+        "flows-chart": "Users who entered and exited each segment per day, 2025-05-29 to 2025-05-31: "
+                       "和食派 Japanese-leaning +20 −4; 洋食派 Western-leaning +1 −0; どちらも Even +1 −1.",
+    }
+    # the table both charts draw
+    assert '<tr><td>2025-05-31</td><td class="num">255</td><td class="num">+12</td><td class="num">−3</td>' in html
+    assert re.findall(r"<caption>(.*?)</caption>", html) == [
+        "Segment sizes as of 2025-05-31 セグメントの大きさ",
+        "Segment sizes, entered and exited, 2025-05-02 – 2025-05-31",
+        "Users of 和食派 Japanese-leaning, page 1 セグメントのユーザー"]
+    html = page(client, "/users/alice")
+    assert chart_summaries(html) == {
+        "user-chart": "Orders per day, 2024-12-31 to 2025-05-31 (3 days with orders): 3 Japanese and 1 Western."}
+    assert 'href="/users" class="active" aria-current="page"' in html
 
 
 def test_plotly_is_served_by_the_app(client: object) -> None:

@@ -167,3 +167,58 @@ def user_figure(history: list[UserDay]) -> dict[str, Any]:
         },
     )
     return _plain(fig)
+
+
+# -- text alternatives: one sentence that says what a chart shows (its table has the numbers) --
+
+
+def _pct(share: float | None) -> str:
+    return "—" if share is None else f"{100 * share:.1f}%"
+
+
+def daily_summary(days: list[DaySummary], moving: dict[date, float | None] | None = None) -> str:
+    """What the trend chart shows, in one sentence."""
+    if not days:
+        return "No aggregated days."
+    first, last = days[0], days[-1]
+    busiest = max(days, key=lambda d: d.total)
+    text = (
+        f"Orders per day, {first.date.isoformat()} to {last.date.isoformat()} ({len(days)} aggregated days): "
+        f"{sum(d.total for d in days):,} orders, the most on {busiest.date.isoformat()} ({busiest.total:,}); "
+        f"Japanese share {_pct(first.japanese_share)} on the first day and {_pct(last.japanese_share)} on the last"
+    )
+    if moving:
+        text += f", {_pct(moving.get(last.date))} over the last 7 days"
+    return text + "."
+
+
+def sizes_summary(by_date: dict[date, dict[str, SegmentSize]]) -> str:
+    if not by_date:
+        return "No segment sizes."
+    first, last = next(iter(by_date)), list(by_date)[-1]
+    moves = "; ".join(
+        f"{SEGMENT_LABELS[s]} {by_date[first][s].users:,} → {by_date[last][s].users:,}" for s in SEGMENTS
+    )
+    return f"Users per segment, {first.isoformat()} to {last.isoformat()}: {moves}."
+
+
+def flows_summary(by_date: dict[date, dict[str, SegmentSize]]) -> str:
+    if not by_date:
+        return "No segment sizes."
+    first, last = next(iter(by_date)), list(by_date)[-1]
+    moves = "; ".join(
+        f"{SEGMENT_LABELS[s]} +{sum(v[s].entered for v in by_date.values()):,} "
+        f"−{sum(v[s].exited for v in by_date.values()):,}"
+        for s in SEGMENTS
+    )
+    return f"Users who entered and exited each segment per day, {first.isoformat()} to {last.isoformat()}: {moves}."
+
+
+def user_summary(history: list[UserDay]) -> str:
+    if not history:
+        return "No orders."
+    days = sorted(history, key=lambda d: d.date)
+    return (
+        f"Orders per day, {days[0].date.isoformat()} to {days[-1].date.isoformat()} ({len(days)} days with orders): "
+        f"{sum(d.japanese for d in days):,} Japanese and {sum(d.western for d in days):,} Western."
+    )

@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from orderlog.business_day import date_range
 from orderlog.menu import EVEN, JAPANESE, MENU_LABELS, SEGMENT_LABELS, SEGMENTS, WESTERN
-from viewer import changes, charts, queries, trends
+from viewer import audience, changes, charts, queries, trends
 from viewer.assets import plotly_js_url
 from viewer.db import get_store
 from viewer.errors import CASSANDRA_ERRORS, error_response
@@ -18,6 +18,7 @@ from viewer.params import (
     DEFAULT_USER_MATCHES,
     MAX_PAGE,
     BadParameter,
+    audience_args,
     check_user_id,
     page_args,
     parse_date,
@@ -124,6 +125,7 @@ def daily() -> Any:
         rejected_ttl_days=current_app.config["SETTINGS"].rejected.ttl_days,
         figure=charts.daily_figure(days, trend.moving, trend.comparison) if trend and days else None,
         comparison=trend.comparison if trend else None,
+        chart_summary=charts.daily_summary(days, trend.moving if trend else None),
         month_link=_month_link(chosen or (span[1] if span else None)),
     )
 
@@ -146,6 +148,19 @@ def _page_link(**changes: Any) -> str:
     return url_for("pages.segments") + "?" + urlencode(args)
 
 
+def _next_link(page: queries.MemberPage, number: int, shown: int) -> str | None:
+    if not page.has_more:
+        return None
+    if page.next_after is None:  # a list sorted by orders pages by number
+        return _page_link(page=number + 1)
+    return _page_link(after=page.next_after, page_no=shown + 1)
+
+
+def _csv_link(segment: str, prefix: str | None, wanted: audience.Audience) -> str:
+    query = {**({"prefix": prefix} if prefix else {}), **wanted.query()}
+    return url_for("api.segment_members", segment=f"{segment}.csv") + (f"?{urlencode(query)}" if query else "")
+
+
 @bp.get("/segments")
 def segments() -> Any:
     store = get_store()
@@ -158,7 +173,14 @@ def segments() -> Any:
     span = parse_range(request.args, chosen)
     history = queries.sizes_between(store, *span) if span else {}
     args = page_args(request.args)
-    page = queries.members_page(store, segment, **args)
+    wanted = audience.Audience(**audience_args(request.args))
+    matching = scanned_page = None
+    if wanted.filtered:
+        scanned_page = audience.page(store, segment, wanted, last.segments_as_of, **args)
+        page = queries.MemberPage(scanned_page.members, scanned_page.has_more, scanned_page.next_after)
+        matching = audience.count(store, segment, wanted, last.segments_as_of, args["prefix"])
+    else:
+        page = queries.members_page(store, segment, **args)
     current = queries.sizes_of(store, last.segments_as_of) if last.segments_as_of else {}
     # With a cursor the page number is only shown (page_no rides along in the links).
     shown_page = parse_int(request.args, "page_no", 1, 1, MAX_PAGE) if args["after"] else args["page"]
@@ -169,17 +191,23 @@ def segments() -> Any:
         span=span,
         figure=charts.segments_figure(history) if history else None,
         flows_figure=charts.segment_flows_figure(history) if history else None,
+        history=history,
+        sizes_summary=charts.sizes_summary(history),
+        flows_summary=charts.flows_summary(history),
         segment=segment,
         current_count=current[segment].users if segment in current else None,
         page=page,
         args=args,
-        next_link=_page_link(after=page.next_after, page_no=shown_page + 1) if page.has_more else None,
+        next_link=_next_link(page, args["page"], shown_page),
+        audience=wanted,
+        matching=matching,
+        scanned_page=scanned_page,
+        max_scan=audience.MAX_SCAN,
         prev_link=_page_link(page=args["page"] - 1) if not args["after"] and args["page"] > 1 else None,
         first_link=_page_link() if args["after"] else None,
         shown_page=shown_page,
         first_index=1 + (shown_page - 1) * args["per_page"],
-        csv_link=url_for("api.segment_members", segment=f"{segment}.csv")
-        + (f"?{urlencode({'prefix': args['prefix']})}" if args["prefix"] else ""),
+        csv_link=_csv_link(segment, args["prefix"], wanted),
     )
 
 
@@ -205,5 +233,6 @@ def user(user_id: str) -> Any:
         u=summary,
         figure=charts.user_figure(summary.history) if summary.history else None,
         timeline=segment_timeline(summary.history),
+        chart_summary=charts.user_summary(summary.history),
         now=datetime.now(UTC),
     )
