@@ -364,7 +364,8 @@ def test_plotly_is_served_by_the_app(client: object) -> None:
 
 # -- whatever the path and query: never a 5xx, and a 4xx page says what is wrong ------------------
 
-PARAMETERS = ("date", "from", "to", "segment", "page", "per_page", "page_no", "prefix", "after", "user_id")
+PARAMETERS = ("date", "from", "to", "segment", "page", "per_page", "page_no", "prefix", "after", "user_id",
+              "compare_from", "min_orders", "active_within_days", "sort", "limit")
 # Dates anywhere in the calendar, and often within a few weeks of its ends.
 dates = st.one_of(
     st.dates(max_value=date(1, 3, 1)), st.dates(min_value=date(9999, 10, 1)), st.dates(),
@@ -383,7 +384,9 @@ queries_ = st.one_of(
     st.fixed_dictionaries(
         {},
         optional={
-            **{name: dates | query_values for name in ("date", "from", "to")},
+            **{name: dates | query_values for name in ("date", "from", "to", "compare_from")},
+            **{name: numbers.map(str) | query_values for name in ("min_orders", "active_within_days", "limit")},
+            "sort": st.sampled_from(["orders", "user_id"]) | query_values,
             "segment": st.sampled_from(["japanese", "western", "even"]) | query_values,
             **{name: numbers.map(str) | query_values for name in ("page", "per_page", "page_no")},
             **{name: query_values for name in ("prefix", "after", "user_id")},
