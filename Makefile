@@ -101,10 +101,11 @@ ingest: setup ## run the ingest API under gunicorn in the foreground (127.0.0.1:
 viewer: setup ## run the viewer (Flask + Plotly) under gunicorn in the foreground (127.0.0.1:8081 by default)
 	$(VENV)/bin/gunicorn -c viewer/gunicorn.conf.py 'viewer:create_app()'
 
-browser: ## install Debian's chromium, chromium-driver and a Japanese font for the browser tests (skipped when present)
+browser: ## install Debian's chromium, chromium-driver and a Japanese font, and axe-core (npm), for the browser tests (skipped when present)
 	@if [ -x /usr/bin/chromium ]; then echo "chromium: /usr/bin/chromium already installed"; else \
 	  S=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$S apt-get update && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y chromium chromium-driver fonts-ipafont-gothic; fi
+	  $$S apt-get update && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y chromium chromium-driver fonts-ipafont-gothic npm; fi
+	@[ -f tests/browser/node_modules/axe-core/axe.min.js ] || npm ci --prefix tests/browser --no-audit --no-fund
 
 aggregate: setup ## nightly aggregate: make aggregate [DATE=2025-05-31 | FROM=2025-05-01 TO=2025-05-31] (default: yesterday and every earlier date with late orders)
 	./spark-submit.sh aggregate $(if $(DATE),--date $(DATE)) $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))

@@ -61,7 +61,8 @@ def load(settings: Settings, users: int, days: int) -> None:
     execute_concurrent_with_args(session, summary, rows, concurrency=64, raise_on_first_error=True)
 
     member = session.prepare(
-        "INSERT INTO user_segments (segment, bucket, user_id, japanese, western) VALUES (?, ?, ?, ?, ?)"
+        "INSERT INTO user_segments (segment, bucket, user_id, japanese, western, last_order_date) "
+        "VALUES (?, ?, ?, ?, ?, ?)"
     )
     counts = dict.fromkeys(SEGMENTS, 0)
     started, pending = time.monotonic(), {}
@@ -75,7 +76,7 @@ def load(settings: Settings, users: int, days: int) -> None:
         counts[seg] += 1
         key = (seg, bucket_of(user_id, SEGMENT_BUCKETS))
         rows_of = pending.setdefault(key, [])
-        rows_of.append((*key, user_id, j, w))
+        rows_of.append((*key, user_id, j, w, LATEST - timedelta(days=rnd.randrange(days))))
         if len(rows_of) == 100:
             batches.append(_batch(member, pending.pop(key)))
         if len(batches) == 200 or n == users - 1:
@@ -199,6 +200,7 @@ def main() -> None:
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--cache-seconds", type=float, default=5.0, help="ORDERLOG_VIEWER_CACHE_SECONDS of the server")
     parser.add_argument("--skip-baseline", action="store_true", help="no bare-driver run, no CSV export")
+    parser.add_argument("--calls", default="", help="only the calls whose name contains one of these (comma-separated)")
     args = parser.parse_args()
     settings = load_or_exit("bench.viewer_latency").replace(cassandra_keyspace=args.keyspace)
 
@@ -220,14 +222,41 @@ def main() -> None:
         "user_segments (3 first pages)": ["/api/user_segments"],
         "segment page 50 (by number)": [f"/api/user_segments/{s}?page=50&per_page=100" for s in SEGMENTS],
         "segment prefix search": [f"/api/user_segments/japanese?prefix=u0{rnd.randrange(100):02d}" for _ in range(200)],
+        # issue 16's calls
+        "range of 30 days vs 30 before": [
+            f"/api/daily_order_summaries?from={d - timedelta(days=29)}&to={d}&compare_from={d - timedelta(days=59)}"
+            for d in (rnd.choice(dates[:-60]) for _ in range(500))
+        ],
+        "daily summaries CSV (30 days)": [
+            f"/api/daily_order_summaries.csv?from={d - timedelta(days=29)}&to={d}"
+            for d in (rnd.choice(dates) for _ in range(500))
+        ],
+        "segment sizes CSV (30 days)": [
+            f"/api/segment_sizes.csv?from={d - timedelta(days=29)}&to={d}"
+            for d in (rnd.choice(dates) for _ in range(500))
+        ],
+        "users by prefix (20 of ~10,000)": [f"/api/users?prefix=u0{rnd.randrange(100):02d}" for _ in range(200)],
+        "users by prefix (20 of ~1,000)": [f"/api/users?prefix=u0{rnd.randrange(1000):03d}" for _ in range(500)],
+        # audience filters: a page reads the list until it is full (or 100,000 members), and the
+        # filtered count reads up to 100,000 (kept until the next run: here the cache decides)
+        "audience page: min_orders=25 (100)": [f"/api/user_segments/{s}?min_orders=25" for s in SEGMENTS[:2]],
+        "audience page: active 7 days, prefix u0NN": [
+            f"/api/user_segments/japanese?active_within_days=7&prefix=u0{rnd.randrange(100):02d}" for _ in range(200)
+        ],
+        "audience page: sort=orders, prefix u0NN": [
+            f"/api/user_segments/japanese?sort=orders&prefix=u0{rnd.randrange(100):02d}" for _ in range(200)
+        ],
     }
+    if args.calls:
+        wanted = [c.strip() for c in args.calls.split(",")]
+        calls = {name: paths for name, paths in calls.items() if any(w in name for w in wanted)}
 
     (port,) = free_ports(1)
     server = start_server(settings, port, args.workers, args.threads, args.cache_seconds)
     try:
         print(f"\nviewer: gunicorn {args.workers} workers x {args.threads} threads; "
               f"cache {args.cache_seconds:g} s; {args.clients} concurrent clients, {args.seconds:.0f} s per call\n")
-        measure_wrk(port, calls["summary of a date"], args.clients, 3)  # warm-up
+        measure_wrk(port, next(iter(calls.values())), args.clients, 3)  # warm-up
         print(f"{'call':34} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}")
         results = {}
         for name, paths in calls.items():
@@ -235,6 +264,9 @@ def main() -> None:
             results[name] = r
             print(f"{name:34} {r['n']:>9,} {r['rps']:>8.0f} {r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f} "
                   f"{r['errors']:>6}")
+        if args.calls:  # a quick look at some calls: no floor, no baseline, no JSON line
+            print(f"load average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
+            return
         summary_bytes = answer_size(port, calls["summary of a date"][0])
         (floor_port,) = free_ports(1)
         floor_env = child_environment(settings.replace(viewer_workers=args.workers, viewer_threads=args.threads,

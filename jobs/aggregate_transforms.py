@@ -160,13 +160,15 @@ def user_preferences(transitions: DataFrame) -> DataFrame:
 
 
 def segment_rows(preferences: DataFrame) -> DataFrame:
-    """Rows of user_segments: each user in the segment of its preference."""
+    """Rows of user_segments: each user in the segment of its preference, with its last
+    order date (what the viewer's "active within N days" filter reads)."""
     return preferences.select(
         F.col("preference").alias("segment"),
         bucket_col(F.col("user_id"), SEGMENT_BUCKETS).alias("bucket"),
         "user_id",
         "japanese",
         "western",
+        "last_order_date",
     )
 
 

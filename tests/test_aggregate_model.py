@@ -58,7 +58,7 @@ def expected_state(snapshots: Mapping[date, Mapping[str, tuple[int, int]]]) -> d
     preferences = {
         u: (c[0], c[1], preference(*c), first[u], last[u]) for u, c in cum.items()
     }
-    segments = {(preference(*c), u): c for u, c in cum.items()}
+    segments = {(preference(*c), u): (c[0], c[1], last[u]) for u, c in cum.items()}
     return {
         "daily_order_summaries": summaries,
         "user_daily_counts": daily,
@@ -112,7 +112,7 @@ def actual_state(session: object) -> dict[str, object]:
         )
     for r in rows("SELECT * FROM user_segments"):
         assert r.bucket == bucket_of(r.user_id, SEGMENT_BUCKETS)
-        state["user_segments"][(r.segment, r.user_id)] = (r.japanese, r.western)
+        state["user_segments"][(r.segment, r.user_id)] = (r.japanese, r.western, _d(r.last_order_date))
     for r in rows("SELECT * FROM segment_sizes"):
         state["segment_sizes"][(_d(r.as_of), r.segment)] = (r.users, r.entered, r.exited)
     return state

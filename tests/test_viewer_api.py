@@ -11,6 +11,7 @@ from datetime import date
 
 import pytest
 
+from orderlog.layout import SEGMENT_BUCKETS, bucket_of
 from tests.viewer_data import (
     ALICE_HISTORY,
     BULK_MEMBERS,
@@ -66,7 +67,35 @@ def test_summary_of_a_date_is_the_seed_shape(client: object) -> None:
         "japanese_share": 0.5581,
         "aggregated_at": "2025-06-01T02:00:00Z",
         "late_orders": 0,
+        # 05-30: 130 + 100 = 230 (share 0.5652); 05-24: 124 + 102 = 226 (share 0.5487)
+        "changes": {
+            "previous_day": {
+                "date": "2025-05-30", "aggregated": True,
+                "japanese": {"change": -10, "relative": -0.0769},
+                "western": {"change": -5, "relative": -0.05},
+                "total": {"change": -15, "relative": -0.0652},
+                "japanese_share": -0.0071,
+            },
+            "week_before": {
+                "date": "2025-05-24", "aggregated": True,
+                "japanese": {"change": -4, "relative": -0.0323},
+                "western": {"change": -7, "relative": -0.0686},
+                "total": {"change": -11, "relative": -0.0487},
+                "japanese_share": 0.0095,
+            },
+        },
     }
+
+
+def test_changes_of_a_date_whose_reference_day_is_missing_say_no_data(client: object) -> None:
+    # 2025-05-15 was never aggregated: the previous day of the 16th, the week before of the 22nd.
+    after_gap = get_json(client, "/api/daily_order_summaries?date=2025-05-16")["changes"]
+    assert after_gap["previous_day"] == {"date": "2025-05-15", "aggregated": False}
+    assert after_gap["week_before"]["date"] == "2025-05-09"
+    assert after_gap["week_before"]["japanese"] == {"change": 7, "relative": 0.0642}  # 116 against 109
+    week_later = get_json(client, "/api/daily_order_summaries?date=2025-05-22")["changes"]
+    assert week_later["week_before"] == {"date": "2025-05-15", "aggregated": False}
+    assert week_later["previous_day"]["aggregated"] is True
 
 
 def test_summary_of_a_date_says_how_many_orders_arrived_after_its_run(client: object) -> None:
@@ -113,6 +142,32 @@ def test_range_of_may_has_every_aggregated_day_with_exact_counts(client: object)
         expected
     )
     assert body["missing"] == ["2025-05-15"]
+
+
+def test_range_carries_the_japanese_share_of_the_7_days_up_to_each_date(client: object) -> None:
+    body = get_json(client, "/api/daily_order_summaries?from=2025-05-16&to=2025-05-17")
+    # 05-10..05-16 without the 15th (never aggregated): the six days' orders summed
+    assert body["japanese_share_7d"] == [{"date": "2025-05-16", "japanese_share": 0.5265},
+                                         {"date": "2025-05-17", "japanese_share": 0.5286}]
+    # The window reaches before the range: 05-02's is the orders of 05-01 and 05-02.
+    body = get_json(client, "/api/daily_order_summaries?from=2025-05-02&to=2025-05-02")
+    assert body["japanese_share_7d"] == [{"date": "2025-05-02", "japanese_share": round(203 / 392, 4)}]
+    assert "compare" not in body
+
+
+def test_range_compared_with_a_second_period_of_the_same_length(client: object) -> None:
+    body = get_json(client, "/api/daily_order_summaries?from=2025-05-16&to=2025-05-31&compare_from=2025-05-01")
+    compare = body["compare"]
+    assert (compare["from"], compare["to"]) == ("2025-05-01", "2025-05-16")
+    assert [d["date"] for d in compare["days"]] == [f"2025-05-{n:02d}" for n in range(1, 17) if n != 15]
+    assert compare["days"][0] == {**compare["days"][0], "japanese": 101, "western": 93, "total": 194}
+    # last month against this one, across a year partition
+    december = get_json(client, "/api/daily_order_summaries?from=2025-05-01&to=2025-05-31&compare_from=2024-12-01")
+    assert (december["compare"]["to"], [d["date"] for d in december["compare"]["days"]]) == (
+        "2024-12-31", ["2024-12-31"])
+    assert get_json(client, "/api/daily_order_summaries?from=2025-05-01&compare_from=2025-13-01", 400) == {
+        "error": "invalid parameter 'compare_from': '2025-13-01' is not a calendar date", "parameter": "compare_from"
+    }
 
 
 def test_range_with_only_to_is_the_30_days_up_to_it(client: object) -> None:
@@ -286,6 +341,67 @@ def test_segment_sizes_over_a_range(client: object) -> None:
     ]
 
 
+def read_csv(response: object) -> list[list[str]]:
+    """The rows of a CSV download, checked to be spreadsheet-ready (BOM, CRLF lines)."""
+    assert response.status_code == 200, response.get_data(as_text=True)  # type: ignore[attr-defined]
+    assert response.mimetype == "text/csv"  # type: ignore[attr-defined]
+    data = response.get_data()  # type: ignore[attr-defined]
+    assert data.startswith(b"\xef\xbb\xbf") and data.endswith(b"\r\n")
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+
+
+def test_daily_summaries_csv_has_every_aggregated_day_of_the_range(client: object) -> None:
+    response = client.get("/api/daily_order_summaries.csv?from=2025-05-13&to=2025-05-16")  # type: ignore[attr-defined]
+    assert response.headers["Content-Disposition"] == (
+        'attachment; filename="daily_order_summaries_2025-05-13_2025-05-16.csv"'
+    )
+    # 2025-05-15 was never aggregated: no row (the JSON range lists it under "missing").
+    assert read_csv(response) == [
+        ["date", "japanese", "western", "total", "japanese_share", "users"],
+        ["2025-05-13", "113", "109", "222", "0.509", "63"],
+        ["2025-05-14", "114", "92", "206", "0.5534", "64"],
+        ["2025-05-16", "116", "98", "214", "0.5421", "66"],
+    ]
+
+
+def test_daily_summaries_csv_defaults_to_the_30_days_up_to_the_latest(client: object) -> None:
+    response = client.get("/api/daily_order_summaries.csv")  # type: ignore[attr-defined]
+    assert 'filename="daily_order_summaries_2025-05-02_2025-05-31.csv"' in response.headers["Content-Disposition"]
+    rows = read_csv(response)
+    assert len(rows) == 1 + 29  # 30 days without the 15th
+    assert rows[-1] == ["2025-05-31", "120", "95", "215", "0.5581", "150"]
+
+
+def test_segment_sizes_csv_has_a_row_per_date_and_segment(client: object) -> None:
+    response = client.get("/api/segment_sizes.csv?from=2025-05-28&to=2025-05-31")  # type: ignore[attr-defined]
+    assert response.headers["Content-Disposition"] == 'attachment; filename="segment_sizes_2025-05-28_2025-05-31.csv"'
+    assert read_csv(response) == [
+        ["as_of", "segment", "users", "entered", "exited"],
+        ["2025-05-29", "japanese", "241", "3", "1"],
+        ["2025-05-29", "western", "1", "0", "0"],
+        ["2025-05-29", "even", "2", "1", "0"],
+        ["2025-05-30", "japanese", "246", "5", "0"],
+        ["2025-05-30", "western", "1", "0", "0"],
+        ["2025-05-30", "even", "2", "0", "0"],
+        ["2025-05-31", "japanese", "255", "12", "3"],
+        ["2025-05-31", "western", "2", "1", "0"],
+        ["2025-05-31", "even", "1", "0", "1"],
+    ]
+    assert read_csv(client.get("/api/segment_sizes.csv?to=2025-05-01")) == [  # type: ignore[attr-defined]
+        ["as_of", "segment", "users", "entered", "exited"]
+    ]
+
+
+@pytest.mark.parametrize("url", ["/api/daily_order_summaries.csv", "/api/segment_sizes.csv"])
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [("from=2025-05-31&to=2025-05-01", "from"), ("from=yesterday", "from"), ("from=2000-01-01&to=2025-01-01", "to"),
+     ("to=2025-05-01&to=2025-05-02", "to")],
+)
+def test_bad_range_of_a_csv_export_is_400_naming_it(client: object, url: str, query: str, parameter: str) -> None:
+    assert get_json(client, f"{url}?{query}", 400)["parameter"] == parameter
+
+
 # -- user segments ---------------------------------------------------------------------
 
 
@@ -312,7 +428,7 @@ def test_user_segments_is_the_seed_shape_counts_and_first_page(client: object) -
 def test_a_page_by_number(client: object) -> None:
     body = get_json(client, "/api/user_segments/japanese?page=2&per_page=3")
     assert body["user_ids"] == ["bob", "p-0000", "p-0001"]
-    assert body["users"][0] == {"user_id": "bob", "japanese": 5, "western": 2}
+    assert body["users"][0] == {"user_id": "bob", "japanese": 5, "western": 2, "last_order_date": None}
     assert (body["count"], body["page"], body["per_page"], body["has_more"]) == (255, 2, 3, True)
     # The XSS id sorts first ('<' < 'a'); JSON carries it verbatim.
     first = get_json(client, "/api/user_segments/japanese?per_page=1")
@@ -369,7 +485,84 @@ def test_prefix_with_cursor_pages_within_the_prefix(client: object) -> None:
 def test_other_segments_pages(client: object) -> None:
     assert get_json(client, "/api/user_segments/western")["user_ids"] == ["anna", "carol"]
     body = get_json(client, "/api/user_segments/even")
-    assert body["users"] == [{"user_id": "dave", "japanese": 1, "western": 1}]
+    assert body["users"] == [{"user_id": "dave", "japanese": 1, "western": 1, "last_order_date": None}]
+
+
+# An audience of the Japanese segment, apart from the rest by its prefix: (id, japanese, western, last order).
+AUDIENCE = [("zz-a", 5, 1, date(2025, 5, 31)), ("zz-b", 3, 0, date(2025, 5, 20)), ("zz-c", 9, 2, date(2025, 5, 24)),
+            ("zz-d", 2, 1, None), ("zz-e", 7, 6, date(2025, 5, 31))]
+
+
+@pytest.fixture
+def audience_members(cassandra: object) -> Iterator[None]:
+    ViewerData(cassandra).members(AUDIENCE)
+    yield
+    statement = cassandra.prepare("DELETE FROM user_segments WHERE segment = ? AND bucket = ? AND user_id = ?")  # type: ignore[attr-defined]
+    for user_id, *_ in AUDIENCE:
+        cassandra.execute(statement, ("japanese", bucket_of(user_id, SEGMENT_BUCKETS), user_id))  # type: ignore[attr-defined]
+
+
+def audience_ids(client: object, query: str) -> tuple[list[str], dict]:
+    body = get_json(client, f"/api/user_segments/japanese?prefix=zz-&{query}")
+    return body["user_ids"], body
+
+
+def test_audience_filters_by_orders_and_last_order_and_counts_the_matches(client: object, audience_members) -> None:
+    ids, body = audience_ids(client, "min_orders=6")
+    assert ids == ["zz-a", "zz-c", "zz-e"] and (body["matching"], body["matching_complete"]) == (3, True)
+    assert body["users"][0] == {"user_id": "zz-a", "japanese": 5, "western": 1, "last_order_date": "2025-05-31"}
+    # within 7 days of the segments' date 2025-05-31: a last order on 05-25 or later; none known is not active
+    ids, body = audience_ids(client, "active_within_days=7")
+    assert ids == ["zz-a", "zz-e"] and body["filters"] == {
+        "min_orders": None, "active_within_days": 7, "active_since": "2025-05-25", "sort": "user_id"}
+    assert audience_ids(client, "active_within_days=8")[0] == ["zz-a", "zz-c", "zz-e"]
+    assert audience_ids(client, "min_orders=12&active_within_days=7")[0] == ["zz-e"]
+    ids, body = audience_ids(client, "min_orders=1&per_page=2")
+    assert ids == ["zz-a", "zz-b"] and body["has_more"] and body["matching"] == 5
+    assert audience_ids(client, f"min_orders=1&per_page=2&after={body['next_after']}")[0] == ["zz-c", "zz-d"]
+
+
+def test_audience_sorted_by_orders_most_first(client: object, audience_members) -> None:
+    ids, body = audience_ids(client, "sort=orders&per_page=2")
+    assert ids == ["zz-e", "zz-c"] and body["has_more"] and body["next_after"] is None
+    assert audience_ids(client, "sort=orders&per_page=2&page=2")[0] == ["zz-a", "zz-b"]  # 3 orders each: b, d by id
+    assert audience_ids(client, "sort=orders&per_page=2&page=3")[0] == ["zz-d"]
+    assert audience_ids(client, "sort=orders&min_orders=6")[0] == ["zz-e", "zz-c", "zz-a"]
+
+
+def test_audience_csv_follows_the_filters(client: object, audience_members) -> None:
+    rows = read_csv(client.get("/api/user_segments/japanese.csv?prefix=zz-&min_orders=6"))  # type: ignore[attr-defined]
+    assert rows == [["user_id", "japanese", "western"], ["zz-a", "5", "1"], ["zz-c", "9", "2"], ["zz-e", "7", "6"]]
+    rows = read_csv(client.get("/api/user_segments/japanese.csv?prefix=zz-&sort=orders&active_within_days=8"))  # type: ignore[attr-defined]
+    assert [r[0] for r in rows[1:]] == ["zz-e", "zz-c", "zz-a"]
+
+
+def test_audience_reads_a_bounded_part_of_the_list_and_says_so(client: object, audience_members, monkeypatch) -> None:
+    from viewer import audience
+
+    monkeypatch.setattr(audience, "MAX_SCAN", 3)
+    ids, body = audience_ids(client, "min_orders=6&per_page=5")
+    # zz-a, zz-b, zz-c read: the page stops there and its cursor continues after zz-c
+    assert ids == ["zz-a", "zz-c"] and body["scan_limit_reached"] and body["scanned"] == 3 and body["has_more"]
+    assert (body["matching"], body["matching_complete"]) == (2, False)
+    assert audience_ids(client, f"min_orders=6&per_page=5&after={body['next_after']}")[0] == ["zz-e"]
+    refused = get_json(client, "/api/user_segments/japanese?prefix=zz-&sort=orders", 400)
+    assert refused == {"parameter": "sort", "error": "invalid parameter 'sort': sorting by orders ranks the whole "
+                       "list and reads at most 3 members; this list has more: narrow it with 'prefix', or download "
+                       "the CSV in user_id order"}
+    assert client.get("/api/user_segments/japanese.csv?prefix=zz-&sort=orders").status_code == 400  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter", "message"),
+    [("min_orders=0", "min_orders", "must be from 1 to 1000000000, got 0"),
+     ("active_within_days=x", "active_within_days", "must be a whole number from 1 to 3660, got 'x'"),
+     ("sort=price", "sort", "must be one of user_id, orders, got 'price'"),
+     ("sort=orders&after=dTp1c2Vy", "sort", "a list sorted by orders is paged with 'page', not 'after'")],
+)
+def test_bad_audience_parameters_are_400(client: object, query: str, parameter: str, message: str) -> None:
+    assert get_json(client, f"/api/user_segments/japanese?{query}", 400) == {
+        "error": f"invalid parameter '{parameter}': {message}", "parameter": parameter}
 
 
 def test_unknown_segment_is_404(client: object) -> None:
@@ -453,6 +646,59 @@ def test_user_counts_preference_and_history_across_years(client: object) -> None
         "history": [
             {"date": d.isoformat(), "japanese": j, "western": w} for d, j, w in reversed(ALICE_HISTORY)
         ],
+        "segment_timeline": [{"segment": "japanese", "label": "和食派 Japanese-leaning", "from": "2024-12-31",
+                              "to": None}],
+    }
+
+
+def test_user_segment_timeline_follows_the_cumulative_counts(client: object, cassandra: object) -> None:
+    # Western after 05-20 (0:1), Japanese after 05-26 (2:1), even after 05-28 (2:2).
+    ViewerData(cassandra).user("switcher", [(date(2025, 5, 20), 0, 1), (date(2025, 5, 26), 2, 0),
+                                            (date(2025, 5, 28), 0, 1)])
+    body = get_json(client, "/api/users/switcher")
+    assert body["preference"] == "even"
+    assert body["segment_timeline"] == [
+        {"segment": "even", "label": "どちらも Even", "from": "2025-05-28", "to": None},
+        {"segment": "japanese", "label": "和食派 Japanese-leaning", "from": "2025-05-26", "to": "2025-05-27"},
+        {"segment": "western", "label": "洋食派 Western-leaning", "from": "2025-05-20", "to": "2025-05-25"},
+    ]
+
+
+def found_users(client: object, query: str) -> tuple[list[tuple[str, str, int, int]], bool]:
+    body = get_json(client, f"/api/users?{query}")
+    return [(u["user_id"], u["segment"], u["japanese"], u["western"]) for u in body["users"]], body["has_more"]
+
+
+def test_users_are_found_by_prefix_across_every_segment_in_id_order(client: object) -> None:
+    assert found_users(client, "prefix=a") == (
+        [("alice", "japanese", 3, 1), ("amy", "japanese", 2, 0), ("anna", "western", 1, 3)], False
+    )
+    assert found_users(client, "prefix=a&limit=3") == (found_users(client, "prefix=a")[0], False)
+    assert found_users(client, "prefix=a&limit=2") == ([("alice", "japanese", 3, 1), ("amy", "japanese", 2, 0)], True)
+    assert found_users(client, "prefix=d") == ([("dave", "even", 1, 1)], False)
+    assert found_users(client, "prefix=%E3%83%A6") == ([("ユーザー1", "japanese", 4, 1)], False)
+    assert found_users(client, "prefix=zz") == ([], False)
+    bulk, more = found_users(client, "prefix=p-01&limit=5")
+    assert [u for u, *_ in bulk] == [f"p-{n:04d}" for n in range(100, 105)] and more
+    body = get_json(client, "/api/users?prefix=p-")
+    assert (body["prefix"], body["limit"], len(body["users"]), body["has_more"]) == ("p-", 20, 20, True)
+    assert body["users"][0] == {"user_id": "p-0000", "segment": "japanese", "segment_label": "和食派 Japanese-leaning",
+                                "japanese": 2, "western": 1}
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter", "message"),
+    [
+        ("", "prefix", "is required: the start of the user ids to find"),
+        ("prefix=a&limit=0", "limit", "must be from 1 to 100, got 0"),
+        ("prefix=a&limit=101", "limit", "must be from 1 to 100, got 101"),
+        ("prefix=" + "x" * 129, "prefix", "must be at most 128 characters"),
+        ("prefix=a&prefix=b", "prefix", "is given more than once"),
+    ],
+)
+def test_bad_user_search_is_400_naming_the_parameter(client: object, query: str, parameter: str, message: str) -> None:
+    assert get_json(client, f"/api/users?{query}", 400) == {
+        "error": f"invalid parameter '{parameter}': {message}", "parameter": parameter
     }
 
 
@@ -488,9 +734,12 @@ def test_user_ids_with_slashes_and_url_characters_are_found(client: object, cass
     ("url", "expected"),
     [
         ("/api/daily_order_summaries?to=0001-01-01", {"from": "0001-01-01", "to": "0001-01-01", "days": [],
-                                                      "missing": ["0001-01-01"]}),
+                                                      "missing": ["0001-01-01"], "japanese_share_7d": []}),
         ("/api/daily_order_summaries?from=9999-12-31", {"from": "9999-12-31", "to": "9999-12-31", "days": [],
-                                                        "missing": ["9999-12-31"]}),
+                                                        "missing": ["9999-12-31"], "japanese_share_7d": []}),
+        ("/api/daily_order_summaries?from=0001-01-01&to=0001-01-02&compare_from=9999-12-31",
+         {"from": "0001-01-01", "to": "0001-01-02", "days": [], "missing": ["0001-01-01", "0001-01-02"],
+          "japanese_share_7d": [], "compare": {"from": "9999-12-31", "to": "9999-12-31", "days": []}}),
         ("/api/segment_sizes?to=0001-01-01", {"from": "0001-01-01", "to": "0001-01-01", "days": []}),
         ("/api/segment_sizes?from=9999-12-31", {"from": "9999-12-31", "to": "9999-12-31", "days": []}),
         ("/api/segment_sizes?from=0001-12-31&to=0002-01-01", {"from": "0001-12-31", "to": "0002-01-01", "days": []}),
@@ -657,6 +906,7 @@ def test_schemathesis_valid_requests_match_the_document_and_never_get_5xx(app: o
     # least once: the fuzzing reached the data. (Schemathesis leaves out the document itself.)
     answered = {label for label, status in statuses if status == 200}
     assert answered >= {"GET /api/daily_order_summaries", "GET /api/segment_sizes", "GET /api/user_segments",
+                        "GET /api/daily_order_summaries.csv", "GET /api/segment_sizes.csv", "GET /api/users",
                         "GET /api/user_segments/{segment}", "GET /api/user_segments/{segment}.csv",
                         "GET /api/status", "GET /api/rejected_events"}, statuses
     assert statuses[("GET /api/users/{user_id}", 404)] > 0

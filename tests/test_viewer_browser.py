@@ -115,8 +115,10 @@ def watched(browser: object, server: str) -> Iterator[Watched]:
 def test_daily_page_chart_numbers_and_date_picker(watched: Watched) -> None:
     page = watched.open("/daily")
     traces = watched.chart("daily-chart")
-    assert [t["name"] for t in traces] == ["和食 Japanese", "洋食 Western", "和食率 Japanese share (%)"]
-    japanese, western, share = traces
+    assert [t["name"] for t in traces] == ["和食 Japanese", "洋食 Western", "和食率 Japanese share (%)",
+                                           "和食率 7日移動平均 Japanese share, 7 days (%)"]
+    japanese, western, share, moving = traces
+    assert moving["y"][-1] == 56.19
     assert japanese["x"][0] == "2025-05-02" and japanese["x"][-1] == "2025-05-31" and len(japanese["x"]) == 29
     assert japanese["y"][-3:] == [129, 130, 120] and western["y"][-3:] == [97, 100, 95]
     assert share["y"][-1] == 55.81
@@ -137,6 +139,12 @@ def test_daily_page_chart_numbers_and_date_picker(watched: Watched) -> None:
     page.wait_for_url("**date=2025-05-10**")
     assert page.inner_text("#day-japanese") == "110" and page.inner_text("#day-total") == "210"
     watched.chart("daily-chart")
+    # This month against last month: the month's bars with the month before dashed over them.
+    page.click("#month-compare-link")
+    page.wait_for_url("**compare_from=2025-04-01**")
+    names = [t["name"] for t in watched.chart("daily-chart")]
+    assert names[-2:] == ["比較期間 合計 Total, 2025-04-01 – 2025-05-01",
+                          "比較期間 和食率 Japanese share (%), 2025-04-01 – 2025-05-01"]
     watched.assert_clean()
 
 
@@ -149,6 +157,8 @@ def test_segments_page_chart_list_paging_and_xss_as_text(watched: Watched) -> No
         ("どちらも Even", [2, 2, 1]),
     ]
     assert traces[0]["x"] == ["2025-05-29", "2025-05-30", "2025-05-31"]
+    flows = watched.chart("flows-chart")
+    assert [t["y"] for t in flows[:2]] == [[3, 5, 12], [-1, 0, -3]]
     ids = page.locator("a.user-id").all_inner_texts()
     assert ids == japanese_ids()[:100]
     assert ids[0] == XSS_USER  # shown as text, never run (no dialog, see assert_clean)
@@ -187,3 +197,69 @@ def test_a_date_not_aggregated_reads_well(watched: Watched) -> None:
     assert page.inner_text("#range-empty") == "No aggregated days between 2020-01-01 and 2020-01-31."
     watched.shoot("daily_empty")
     watched.assert_clean()
+
+
+# -- accessibility (axe-core) and phone width ------------------------------------------------
+
+AXE_FOLDER = Path(__file__).resolve().parent / "browser"  # package.json pins axe-core
+AXE = AXE_FOLDER / "node_modules" / "axe-core" / "axe.min.js"
+EVERY_PAGE = [
+    "/daily",
+    "/daily?date=2025-05-16&from=2025-05-01&to=2025-05-31&compare_from=2025-04-01",
+    "/segments",
+    "/segments?segment=western&min_orders=1&sort=orders",
+    "/users",
+    "/users?prefix=a",
+    "/users/alice",
+    "/users/" + quote(XSS_USER, safe=""),
+]
+
+
+@pytest.fixture(scope="module")
+def axe_script() -> Path:
+    """axe-core from npm (make browser installs it; installed here when missing)."""
+    import subprocess
+
+    if not AXE.exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=AXE_FOLDER, check=True, timeout=600)
+    return AXE
+
+
+@pytest.mark.parametrize("path", EVERY_PAGE)
+def test_every_page_has_no_serious_or_critical_accessibility_violation(
+    browser: object, server: str, axe_script: Path, path: str
+) -> None:
+    # axe is injected as an inline script, which the pages' CSP (script-src 'self') forbids: only
+    # this test's context bypasses it.
+    context = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    try:
+        page = context.new_page()
+        response = page.goto(server + path)
+        assert response is not None and response.status == 200
+        page.add_script_tag(path=str(axe_script))
+        violations = page.evaluate(
+            """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+                 .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => `${v.impact} ${v.id}: ${v.nodes.map(n => n.target.join(' ')).slice(0, 5).join(', ')}`)"""
+        )
+        assert violations == [], path
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("path", EVERY_PAGE)
+def test_every_page_fits_a_phone_375_px_wide(browser: object, server: str, path: str) -> None:
+    context = browser.new_context(viewport={"width": 375, "height": 812})  # type: ignore[attr-defined]
+    try:
+        page = context.new_page()
+        response = page.goto(server + path)
+        assert response is not None and response.status == 200
+        if page.locator("[data-chart]").count():
+            page.wait_for_selector(".chart[data-rendered='true']", timeout=20_000)
+        # No horizontal scrolling of the page: wide tables scroll inside their own box.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
+        SCREENSHOTS.mkdir(exist_ok=True)
+        name = path.strip("/").split("?")[0].replace("/", "_")[:40] or "root"
+        page.screenshot(path=str(SCREENSHOTS / f"phone_{name}_{EVERY_PAGE.index(path)}.png"), full_page=True)
+    finally:
+        context.close()

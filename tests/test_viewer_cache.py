@@ -111,6 +111,18 @@ def test_the_query_is_part_of_the_key_and_errors_and_csv_are_not_kept(cached) ->
     assert export.headers["Cache-Control"] == "no-store"
 
 
+def test_range_exports_are_kept_and_revalidated_like_the_json_answers(cached) -> None:
+    for url in ("/api/daily_order_summaries.csv?from=2025-05-30&to=2025-05-31", "/api/segment_sizes.csv"):
+        first = cached.get(url)
+        assert first.status_code == 200 and first.headers["Cache-Control"] == "private, no-cache"
+        again = cached.get(url, headers={"If-None-Match": first.headers["ETag"]})
+        assert again.status_code == 304
+        kept = cached.get(url)
+        assert kept.get_data() == first.get_data() and kept.mimetype == "text/csv"
+    paths = cached.get("/api/openapi.json").get_json()["paths"]
+    assert "304" in paths["/api/segment_sizes.csv"]["get"]["responses"]
+
+
 def test_what_the_stream_writes_is_at_most_cache_seconds_old(clean_cassandra, settings) -> None:
     load_standard(clean_cassandra)
     note_finished_run(clean_cassandra, LATEST)
@@ -143,8 +155,12 @@ def every_answer(client: object) -> dict[str, str]:
         "/api/user_segments",
         f"/api/user_segments/{J}",
         f"/api/user_segments/{W}",
+        f"/api/user_segments/{J}?min_orders=1&sort=orders",
         f"/api/segment_sizes?date={DAY}",
+        f"/api/daily_order_summaries.csv?from={DAY}&to={DAY}",
+        f"/api/segment_sizes.csv?from={DAY}&to={DAY}",
         "/api/users/alice",
+        "/api/users?prefix=a",
         "/api/status",
         f"/daily?date={DAY}",
         f"/segments?segment={J}",

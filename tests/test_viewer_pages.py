@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.viewer_data import XSS_USER, japanese_ids, load_standard, truncate, viewer_app
+from tests.viewer_data import XSS_USER, ViewerData, japanese_ids, load_standard, truncate, viewer_app
 from viewer.db import close_app
 from viewer.params import encode_cursor
 
@@ -63,7 +63,9 @@ def test_daily_page_defaults_to_latest_date_and_30_day_range(client: object) -> 
     assert '<span class="value" id="day-total">215</span>' in html
     assert '<span class="value" id="day-share">55.8%</span>' in html
     fig = figure(html, "daily-chart")
-    japanese, western, share = fig["data"]
+    japanese, western, share, moving = fig["data"]
+    assert moving["name"] == "和食率 7日移動平均 Japanese share, 7 days (%)" and moving["yaxis"] == "y2"
+    assert moving["x"] == japanese["x"] and moving["y"][0] == 51.79 and moving["y"][-1] == 56.19
     assert japanese["name"] == "和食 Japanese" and western["name"] == "洋食 Western"
     # 2025-05-02 .. 2025-05-31 without the 15th
     assert japanese["x"][0] == "2025-05-02" and japanese["x"][-1] == "2025-05-31" and len(japanese["x"]) == 29
@@ -73,6 +75,31 @@ def test_daily_page_defaults_to_latest_date_and_30_day_range(client: object) -> 
     assert 'data-date="2025-05-15" class="missing"' in html
     assert "<td class=\"num\">120</td><td class=\"num\">95</td><td class=\"num\">215</td>" in html
     assert '<script src="/assets/plotly-' in html and "cdn" not in html.lower()
+    assert 'id="daily-csv-link" href="/api/daily_order_summaries.csv?from=2025-05-02&amp;to=2025-05-31"' in html
+
+
+def card_changes(html: str) -> dict[tuple[str, str], str]:
+    """(card, reference) -> the change line's text, whitespace collapsed."""
+    pattern = r'<span class="change" data-reference="(\w+)" data-card="(\w+)">(.*?)</span>\s*(?=<span class="ch|</div>)'
+    found = re.findall(pattern, html, re.S)
+    return {(card, ref): re.sub(r"<[^>]+>", "", " ".join(text.split())) for ref, card, text in found}
+
+
+def test_daily_cards_show_the_change_against_the_previous_day_and_a_week_earlier(client: object) -> None:
+    changes = card_changes(page(client, "/daily?date=2025-05-31"))
+    assert changes == {
+        ("japanese", "previous_day"): "前日比 vs previous day: −10 (−7.7%)",
+        ("japanese", "week_before"): "前週同曜日比 vs same weekday last week: −4 (−3.2%)",
+        ("western", "previous_day"): "前日比 vs previous day: −5 (−5.0%)",
+        ("western", "week_before"): "前週同曜日比 vs same weekday last week: −7 (−6.9%)",
+        ("total", "previous_day"): "前日比 vs previous day: −15 (−6.5%)",
+        ("total", "week_before"): "前週同曜日比 vs same weekday last week: −11 (−4.9%)",
+        ("japanese_share", "previous_day"): "前日比 vs previous day: −0.7 pt",
+        ("japanese_share", "week_before"): "前週同曜日比 vs same weekday last week: +0.9 pt",
+    }
+    after_gap = card_changes(page(client, "/daily?date=2025-05-16"))
+    assert after_gap[("total", "previous_day")] == "前日比 vs previous day: no data データなし"
+    assert after_gap[("japanese", "week_before")] == "前週同曜日比 vs same weekday last week: +7 (+6.4%)"
 
 
 def test_daily_page_says_when_orders_arrived_after_the_last_run(client: object) -> None:
@@ -126,6 +153,25 @@ def test_daily_page_of_a_chosen_date_and_range(client: object) -> None:
     assert fig["data"][1]["y"] == [97, 100, 103]
 
 
+def test_daily_chart_overlays_a_second_period_day_by_day(client: object) -> None:
+    html = page(client, "/daily?date=2025-05-18&from=2025-05-16&to=2025-05-18&compare_from=2025-05-01")
+    traces = figure(html, "daily-chart")["data"]
+    assert [t["name"] for t in traces[4:]] == ["比較期間 合計 Total, 2025-05-01 – 2025-05-03",
+                                               "比較期間 和食率 Japanese share (%), 2025-05-01 – 2025-05-03"]
+    total, share = traces[4:]
+    assert total["x"] == share["x"] == ["2025-05-16", "2025-05-17", "2025-05-18"]
+    assert total["customdata"] == ["2025-05-01", "2025-05-02", "2025-05-03"]
+    assert total["y"] == [194, 198, 202] and share["y"] == [52.06, 51.52, 50.99] and share["yaxis"] == "y2"
+    assert 'name="compare_from" value="2025-05-01"' in html
+    assert "Dashed: 2025-05-01 – 2025-05-03 (3 aggregated days)" in html
+
+
+def test_daily_page_links_this_month_against_last_month(client: object) -> None:
+    html = page(client, "/daily")
+    assert ('id="month-compare-link" href="/daily?from=2025-05-01&amp;to=2025-05-31&amp;compare_from=2025-04-01'
+            '&amp;date=2025-05-31"') in html
+
+
 def test_daily_page_of_a_date_not_aggregated_says_so(client: object) -> None:
     html = page(client, "/daily?date=2025-05-15")
     assert "2025-05-15 has not been aggregated yet (the latest aggregated date is 2025-05-31)." in html
@@ -149,6 +195,14 @@ def test_segments_page_sizes_chart_and_first_page(client: object) -> None:
     assert fig["data"][0]["x"] == ["2025-05-29", "2025-05-30", "2025-05-31"]
     assert fig["data"][0]["y"] == [241, 246, 255]
     assert fig["data"][2]["y"] == [2, 2, 1]
+    flows = figure(html, "flows-chart")
+    assert [(t["name"], t["y"]) for t in flows["data"]] == [
+        ("和食派 Japanese-leaning 流入 entered", [3, 5, 12]), ("和食派 Japanese-leaning 流出 exited", [-1, 0, -3]),
+        ("洋食派 Western-leaning 流入 entered", [0, 0, 1]), ("洋食派 Western-leaning 流出 exited", [0, 0, 0]),
+        ("どちらも Even 流入 entered", [1, 0, 0]), ("どちらも Even 流出 exited", [0, 0, -1]),
+    ]
+    assert flows["data"][0]["x"] == ["2025-05-29", "2025-05-30", "2025-05-31"]
+    assert flows["layout"]["barmode"] == "relative"
     listed = re.findall(r'<a class="user-id" href="[^"]*">(.*?)</a>', html)
     assert len(listed) == 100
     assert listed[1:] == japanese_ids()[1:100]
@@ -158,7 +212,30 @@ def test_segments_page_sizes_chart_and_first_page(client: object) -> None:
     assert 'href="/users/%3Cscript%3Ealert(%22x%22)%3C/script%3E"' in html
     assert 'id="csv-link" href="/api/user_segments/japanese.csv"' in html
     assert "255 users in 和食派 Japanese-leaning" in html
+    assert 'id="sizes-csv-link" href="/api/segment_sizes.csv?from=2025-05-02&amp;to=2025-05-31"' in html
     assert 'id="next-page"' in html and 'id="prev-page"' not in html
+
+
+def test_segments_page_audience_filters_show_the_count_before_the_download(client: object, cassandra: object) -> None:
+    ViewerData(cassandra).members([("zz-a", 5, 1, date(2025, 5, 31)), ("zz-b", 3, 0, date(2025, 5, 20)),
+                                   ("zz-c", 9, 2, date(2025, 5, 24))])
+    try:
+        html = page(client, "/segments?segment=japanese&prefix=zz-&min_orders=6&sort=orders")
+        assert re.findall(r'<a class="user-id" href="[^"]*">(.*?)</a>', html) == ["zz-c", "zz-a"]
+        assert "<strong>2</strong> users match these filters" in html
+        csv_link = 'id="csv-link" href="/api/user_segments/japanese.csv?prefix=zz-&amp;min_orders=6&amp;sort=orders"'
+        assert csv_link in html
+        assert 'name="min_orders" min="1" value="6"' in html and '<option value="orders" selected>' in html
+        html = page(client, "/segments?segment=japanese&prefix=zz-&active_within_days=7&per_page=1")
+        assert re.findall(r'<a class="user-id" href="[^"]*">(.*?)</a>', html) == ["zz-a"]
+        assert "<strong>1</strong> user match these filters" in html and 'id="next-page"' not in html
+    finally:
+        statement = cassandra.prepare("DELETE FROM user_segments WHERE segment = 'japanese' AND user_id = ? "  # type: ignore[attr-defined]
+                                      "AND bucket = ?")
+        from orderlog.layout import SEGMENT_BUCKETS, bucket_of
+
+        for user_id in ("zz-a", "zz-b", "zz-c"):
+            cassandra.execute(statement, (user_id, bucket_of(user_id, SEGMENT_BUCKETS)))  # type: ignore[attr-defined]
 
 
 def test_segments_page_paging_with_cursor_and_numbers(client: object) -> None:
@@ -198,6 +275,19 @@ def test_user_page(client: object) -> None:
     fig = figure(html, "user-chart")
     assert fig["data"][0]["x"] == ["2024-12-31", "2025-05-30", "2025-05-31"]
     assert fig["data"][0]["y"] == [1, 1, 1] and fig["data"][1]["y"] == [0, 0, 1]
+    timeline = re.search(r'<p id="segment-timeline">(.*?)</p>', html, re.S).group(1)
+    assert " ".join(timeline.split()) == (
+        'Segments セグメント推移: <span class="period" data-segment="japanese">和食派 Japanese-leaning since '
+        "2024-12-31</span>"
+    )
+
+
+def test_user_page_timeline_shows_each_period(client: object, cassandra: object) -> None:
+    ViewerData(cassandra).user("flipper", [(date(2025, 5, 20), 0, 1), (date(2025, 5, 26), 1, 0)])  # 0:1, then 1:1
+    html = page(client, "/users/flipper")
+    periods = re.findall(r'<span class="period" data-segment="(\w+)">(.*?)</span>', html)
+    assert periods == [("even", "どちらも Even since 2025-05-26"),
+                       ("western", "洋食派 Western-leaning 2025-05-20 → 2025-05-25")]
 
 
 def test_user_page_escapes_an_xss_id_and_unknown_user_is_404(client: object) -> None:
@@ -215,6 +305,51 @@ def test_user_lookup_redirects(client: object) -> None:
     assert response.status_code == 302 and response.headers["Location"] == "/users/a/b%20c"
 
 
+def test_users_page_finds_users_by_prefix(client: object) -> None:
+    html = page(client, "/users?prefix=a")
+    rows = re.findall(r'<tr><td><a class="user-id" href="([^"]*)">(.*?)</a></td><td>(.*?)</td>', html)
+    assert rows == [("/users/alice", "alice", "和食派 Japanese-leaning"),
+                    ("/users/amy", "amy", "和食派 Japanese-leaning"),
+                    ("/users/anna", "anna", "洋食派 Western-leaning")]
+    assert 'id="users-more"' not in html and 'value="a"' in html
+    many = page(client, "/users?prefix=p-")
+    assert len(re.findall(r'class="user-id"', many)) == 20 and 'id="users-more"' in many
+    none = page(client, "/users?prefix=%3Cb%3E")
+    assert "No user has an ID starting with “&lt;b&gt;”." in none
+
+
+def chart_summaries(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<p class="chart-summary" id="([\w-]+)-summary">(.*?) <a href="#[\w-]+">', html))
+
+
+def test_charts_have_a_text_alternative_tables_a_caption_and_the_nav_marks_the_page(client: object) -> None:
+    html = page(client, "/daily?date=2025-05-10&from=2025-05-09&to=2025-05-11")
+    assert chart_summaries(html) == {"daily-chart": (
+        "Orders per day, 2025-05-09 to 2025-05-11 (3 aggregated days): 630 orders, the most on 2025-05-11 (214); "
+        "Japanese share 52.9% on the first day and 51.9% on the last, 52.0% over the last 7 days.")}
+    assert 'role="figure" aria-labelledby="daily-chart-summary"' in html
+    assert "<caption>Daily orders 2025-05-09 – 2025-05-11, latest first 日別の注文数</caption>" in html
+    current = re.findall(r'<a [^>]*aria-current="page"[^>]*>', html)
+    assert current == ['<a href="/daily" class="active" aria-current="page">']
+    html = page(client, "/segments")
+    assert chart_summaries(html) == {
+        "segments-chart": "Users per segment, 2025-05-29 to 2025-05-31: 和食派 Japanese-leaning 241 → 255; "
+                          "洋食派 Western-leaning 1 → 2; どちらも Even 2 → 1.",
+        "flows-chart": "Users who entered and exited each segment per day, 2025-05-29 to 2025-05-31: "
+                       "和食派 Japanese-leaning +20 −4; 洋食派 Western-leaning +1 −0; どちらも Even +1 −1.",
+    }
+    # the table both charts draw
+    assert '<tr><td>2025-05-31</td><td class="num">255</td><td class="num">+12</td><td class="num">−3</td>' in html
+    assert re.findall(r"<caption>(.*?)</caption>", html) == [
+        "Segment sizes as of 2025-05-31 セグメントの大きさ",
+        "Segment sizes, entered and exited, 2025-05-02 – 2025-05-31",
+        "Users of 和食派 Japanese-leaning, page 1 セグメントのユーザー"]
+    html = page(client, "/users/alice")
+    assert chart_summaries(html) == {
+        "user-chart": "Orders per day, 2024-12-31 to 2025-05-31 (3 days with orders): 3 Japanese and 1 Western."}
+    assert 'href="/users" class="active" aria-current="page"' in html
+
+
 def test_plotly_is_served_by_the_app(client: object) -> None:
     import plotly
 
@@ -229,7 +364,8 @@ def test_plotly_is_served_by_the_app(client: object) -> None:
 
 # -- whatever the path and query: never a 5xx, and a 4xx page says what is wrong ------------------
 
-PARAMETERS = ("date", "from", "to", "segment", "page", "per_page", "page_no", "prefix", "after", "user_id")
+PARAMETERS = ("date", "from", "to", "segment", "page", "per_page", "page_no", "prefix", "after", "user_id",
+              "compare_from", "min_orders", "active_within_days", "sort", "limit")
 # Dates anywhere in the calendar, and often within a few weeks of its ends.
 dates = st.one_of(
     st.dates(max_value=date(1, 3, 1)), st.dates(min_value=date(9999, 10, 1)), st.dates(),
@@ -248,7 +384,9 @@ queries_ = st.one_of(
     st.fixed_dictionaries(
         {},
         optional={
-            **{name: dates | query_values for name in ("date", "from", "to")},
+            **{name: dates | query_values for name in ("date", "from", "to", "compare_from")},
+            **{name: numbers.map(str) | query_values for name in ("min_orders", "active_within_days", "limit")},
+            "sort": st.sampled_from(["orders", "user_id"]) | query_values,
             "segment": st.sampled_from(["japanese", "western", "even"]) | query_values,
             **{name: numbers.map(str) | query_values for name in ("page", "per_page", "page_no")},
             **{name: query_values for name in ("prefix", "after", "user_id")},
@@ -272,6 +410,7 @@ page_paths = st.one_of(
 api_calls = st.sampled_from([
     "/api/daily_order_summaries", "/api/segment_sizes", "/api/rejected_events", "/api/user_segments",
     "/api/user_segments/japanese", "/api/user_segments/even.csv", "/api/users/alice", "/api/status",
+    "/api/daily_order_summaries.csv", "/api/segment_sizes.csv", "/api/users",
 ])
 any_paths = page_paths | api_calls | st.text(max_size=140).map(lambda t: "/api/users/" + quote(t, safe="/"))
 
@@ -304,7 +443,7 @@ def test_any_request_gets_no_5xx_and_a_4xx_says_what_is_wrong(app: object, path:
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(
     path=st.sampled_from(["/daily", "/segments", "/api/daily_order_summaries", "/api/segment_sizes",
-                          "/api/rejected_events"]),
+                          "/api/rejected_events", "/api/daily_order_summaries.csv", "/api/segment_sizes.csv"]),
     query=st.fixed_dictionaries({}, optional={"date": dates, "from": dates, "to": dates}),
 )
 def test_any_dates_get_an_answer_not_a_5xx(app: object, path: str, query: dict[str, str]) -> None:
@@ -399,6 +538,11 @@ def test_empty_states_read_well(app: object, cassandra: object) -> None:
     assert missing.status_code == 404
     assert missing.get_json()["error"] == "2025-05-31 has not been aggregated yet (nothing is aggregated yet)"
     assert client.get("/api/user_segments/japanese.csv").get_data(as_text=True) == "\ufeffuser_id,japanese,western\r\n"
+    for export in ("/api/daily_order_summaries.csv", "/api/segment_sizes.csv"):
+        assert client.get(export).get_json() == {"error": "nothing has been aggregated yet"}
+    assert client.get("/api/segment_sizes.csv?to=2025-05-31").get_data(as_text=True) == (
+        "\ufeffas_of,segment,users,entered,exited\r\n"
+    )
     assert client.get("/api/status").get_json() == {
         "latest_summary_date": None, "aggregated_at": None, "segments_as_of": None, "last_run": None
     }

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from viewer import charts, params, queries
-from viewer.csv_export import BOM, csv_rows, original_cell, spreadsheet_safe
+from viewer.csv_export import BOM, csv_rows, original_cell, sizes_csv, spreadsheet_safe, summaries_csv
 from viewer.params import BadParameter, check_single, check_user_id, parse_date, parse_int, parse_prefix, parse_range
 
 
@@ -155,6 +155,17 @@ def test_csv_rows_quote_and_chunk() -> None:
     assert list(csv_rows(iter([]))) == [BOM + "user_id,japanese,western\r\n"]
 
 
+def test_range_csvs_leave_unknown_values_empty_and_keep_segment_order() -> None:
+    at = datetime(2025, 6, 1, tzinfo=UTC)
+    text = summaries_csv([queries.DaySummary(date(2025, 5, 30), 0, 0, 0, None, at),
+                          queries.DaySummary(date(2025, 5, 31), 2, 1, 3, 2, at)])
+    assert text == BOM + "date,japanese,western,total,japanese_share,users\r\n2025-05-30,0,0,0,,\r\n" \
+        "2025-05-31,2,1,3,0.6667,2\r\n"
+    sizes = {s: queries.SegmentSize(s, n, 1, 0) for n, s in enumerate(("japanese", "western", "even"))}
+    assert sizes_csv({date(2025, 5, 31): sizes}) == BOM + "as_of,segment,users,entered,exited\r\n" \
+        "2025-05-31,japanese,0,1,0\r\n2025-05-31,western,1,1,0\r\n2025-05-31,even,2,1,0\r\n"
+
+
 def test_the_csv_starts_with_a_bom_so_spreadsheets_read_japanese_ids() -> None:
     data = "".join(csv_rows([queries.Member("ユーザー1", 4, 1)])).encode("utf-8")
     assert data.startswith(b"\xef\xbb\xbf")
@@ -213,3 +224,71 @@ def test_the_date_axis_of_a_chart_at_the_ends_of_the_calendar() -> None:
     for day in (date.min, date.max):
         fig = charts.daily_figure([queries.DaySummary(day, 1, 1, 2, 1, at)])
         assert fig["layout"]["xaxis"]["range"][0] <= day.isoformat() <= fig["layout"]["xaxis"]["range"][1]
+
+
+def test_changes_against_a_reference_day_are_counts_and_fractions_or_no_data() -> None:
+    from viewer.changes import changes_of, reference_date
+
+    at = datetime(2025, 6, 1, tzinfo=UTC)
+    today = queries.DaySummary(date(2025, 5, 31), 3, 1, 4, 2, at)
+    empty_day = queries.DaySummary(date(2025, 5, 30), 0, 0, 0, 0, at)  # nothing to divide by
+    found = changes_of(today, {empty_day.date: empty_day})
+    assert found["previous_day"].to_json() == {
+        "date": "2025-05-30", "aggregated": True,
+        "japanese": {"change": 3, "relative": None}, "western": {"change": 1, "relative": None},
+        "total": {"change": 4, "relative": None}, "japanese_share": None,
+    }
+    assert found["week_before"].to_json() == {"date": "2025-05-24", "aggregated": False}
+    # The first day of the calendar has no day before it: no data, not an error.
+    first = queries.DaySummary(date.min, 1, 0, 1, 1, at)
+    assert changes_of(first, {})["previous_day"].to_json() == {"date": None, "aggregated": False}
+    assert reference_date(date(1, 1, 7), 7) is None and reference_date(date(1, 1, 8), 7) == date(1, 1, 1)
+
+
+def test_segment_timeline_starts_a_period_at_each_change_of_the_cumulative_preference() -> None:
+    from viewer.timeline import segment_timeline
+
+    day = queries.UserDay
+    # any order in, latest first out; a day that keeps the segment starts nothing
+    history = [day(date(2025, 5, 3), 0, 3), day(date(2025, 5, 1), 1, 0), day(date(2025, 5, 2), 1, 0)]
+    assert [p.to_json() for p in segment_timeline(history)] == [
+        {"segment": "western", "label": "洋食派 Western-leaning", "from": "2025-05-03", "to": None},
+        {"segment": "japanese", "label": "和食派 Japanese-leaning", "from": "2025-05-01", "to": "2025-05-02"},
+    ]
+    assert segment_timeline([]) == []
+    # a tie on the first day is the even segment
+    assert [p.segment for p in segment_timeline([day(date(2025, 5, 1), 1, 1)])] == ["even"]
+
+
+def test_moving_share_months_and_compared_periods_at_the_edges() -> None:
+    from viewer import trends
+
+    at = datetime(2025, 6, 1, tzinfo=UTC)
+    quiet = [queries.DaySummary(date(2025, 5, 1), 0, 0, 0, 0, at), queries.DaySummary(date(2025, 5, 9), 3, 1, 4, 1, at)]
+    # 05-08's window (05-02..05-08) has no orders; 05-09's has 3 of 4; a day at the calendar's start works
+    assert trends.moving_share(quiet, [date(2025, 5, 8), date(2025, 5, 9), date.min]) == {
+        date(2025, 5, 8): None, date(2025, 5, 9): 0.75, date.min: None}
+    assert trends.previous_month(date(2025, 5, 31)) == ((date(2025, 5, 1), date(2025, 5, 31)), date(2025, 4, 1))
+    assert trends.previous_month(date(2025, 1, 15)) == ((date(2025, 1, 1), date(2025, 1, 31)), date(2024, 12, 1))
+    assert trends.previous_month(date(2024, 12, 2)) == ((date(2024, 12, 1), date(2024, 12, 31)), date(2024, 11, 1))
+    assert trends.previous_month(date(1, 1, 20)) is None
+    assert trends.previous_month(date.max) == ((date(9999, 12, 1), date.max), date(9999, 11, 1))
+    assert trends.comparison_span((date(2025, 5, 1), date(2025, 5, 31)), date(9999, 12, 20)) == (
+        date(9999, 12, 20), date.max)
+    late = trends.Comparison(date.max, date.max, [queries.DaySummary(date.max, 1, 0, 1, 1, at)], date(2025, 5, 1))
+    assert late.aligned() == [(date(2025, 5, 1), late.days[0])]
+
+
+def test_audience_matches_and_ranks_members() -> None:
+    from viewer.audience import Audience, by_orders, matches
+
+    a = queries.Member("a", 2, 1, date(2025, 5, 31))
+    b = queries.Member("b", 0, 3, None)  # no last order date stored: never "active"
+    c = queries.Member("c", 5, 0, date(2025, 5, 1))
+    assert [m.user_id for m in (a, b, c) if matches(m, 3, None)] == ["a", "b", "c"]
+    assert [m.user_id for m in (a, b, c) if matches(m, 4, None)] == ["c"]
+    since = Audience(active_within_days=7).active_since(date(2025, 5, 31))
+    assert since == date(2025, 5, 25) and [m.user_id for m in (a, b, c) if matches(m, None, since)] == ["a"]
+    assert Audience(active_within_days=3660).active_since(date(1, 1, 5)) == date.min  # cut at the calendar's start
+    assert [m.user_id for m in by_orders([c, b, a], 3)] == ["c", "a", "b"]  # a and b: 3 orders each, by id
+    assert Audience().filtered is False and Audience(sort="orders").query() == {"sort": "orders"}

@@ -46,7 +46,8 @@ class ViewerData:
             "INSERT INTO segment_sizes (year, as_of, segment, users, entered, exited) VALUES (?, ?, ?, ?, ?, ?)"
         )
         self.member = p(
-            "INSERT INTO user_segments (segment, bucket, user_id, japanese, western) VALUES (?, ?, ?, ?, ?)"
+            "INSERT INTO user_segments (segment, bucket, user_id, japanese, western, last_order_date) "
+            "VALUES (?, ?, ?, ?, ?, ?)"
         )
         self.pref = p(
             "INSERT INTO user_preferences (user_id, japanese, western, preference, first_order_date, "
@@ -92,11 +93,12 @@ class ViewerData:
         """segment -> (users, entered, exited) as of a date."""
         self._many(self.size, [(as_of.year, as_of, s, *v) for s, v in sizes.items()])
 
-    def members(self, members: Iterable[tuple[str, int, int]]) -> None:
-        """(user_id, japanese, western): each user into the segment of its counts."""
+    def members(self, members: Iterable[tuple]) -> None:
+        """(user_id, japanese, western[, last_order_date]): each user into the segment of its counts."""
         self._many(
             self.member,
-            [(preference(j, w), bucket_of(u, SEGMENT_BUCKETS), u, j, w) for u, j, w in members],
+            [(preference(m[1], m[2]), bucket_of(m[0], SEGMENT_BUCKETS), *m[:3], m[3] if len(m) > 3 else None)
+             for m in members],
         )
 
     def user(self, user_id: str, history: list[tuple[date, int, int]]) -> None:

@@ -11,14 +11,18 @@ from flask import Blueprint, Response, current_app, request
 
 from orderlog.business_day import date_range
 from orderlog.menu import SEGMENT_LABELS, SEGMENTS
-from viewer import queries
-from viewer.csv_export import csv_rows
+from viewer import audience, changes, queries, trends
+from viewer.csv_export import csv_rows, sizes_csv, summaries_csv
 from viewer.db import get_store
 from viewer.errors import error_response
 from viewer.openapi import openapi_document
 from viewer.params import (
     DEFAULT_PER_PAGE,
+    DEFAULT_USER_MATCHES,
     MAX_PER_PAGE,
+    MAX_USER_MATCHES,
+    BadParameter,
+    audience_args,
     check_exclusive,
     check_user_id,
     page_args,
@@ -27,6 +31,7 @@ from viewer.params import (
     parse_prefix,
     parse_range,
 )
+from viewer.timeline import segment_timeline
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -100,16 +105,65 @@ def daily_order_summaries() -> Any:
         if summary is None:
             return _not_aggregated_response(store, day, _LATEST_SUMMARY)
         # Orders that arrived after the date's last run: not in these numbers until the next run.
-        return {**summary.to_json(), "late_orders": queries.late_orders_of(store, day).count}
+        return {
+            **summary.to_json(),
+            "late_orders": queries.late_orders_of(store, day).count,
+            "changes": {name: c.to_json() for name, c in changes.changes_of_date(store, summary).items()},
+        }
     first, last = parse_range(request.args, None)  # type: ignore[misc]
-    days = queries.summaries_between(store, first, last)
-    have = {d.date for d in days}
-    return {
+    trend = trends.range_trend(store, (first, last), parse_date(request.args, "compare_from"))
+    have = {d.date for d in trend.days}
+    body = {
         "from": first.isoformat(),
         "to": last.isoformat(),
-        "days": [d.to_json() for d in days],
+        "days": [d.to_json() for d in trend.days],
         "missing": [d.isoformat() for d in date_range(first, last) if d not in have],
+        "japanese_share_7d": [
+            {"date": d.isoformat(), "japanese_share": None if s is None else round(s, 4)}
+            for d, s in trend.moving.items()
+        ],
     }
+    if trend.comparison is not None:
+        body["compare"] = trend.comparison.to_json()
+    return body
+
+
+def _csv_range(latest_of: Callable[[queries.LastAggregated], date | None]) -> tuple[date, date] | Any:
+    """`from`/`to` of a range export; by default the 30 days up to the latest aggregated
+    date (a 404 answer when nothing is aggregated yet)."""
+    given = request.args.get("from") or request.args.get("to")
+    # The latest date is only needed for the default range (it costs a few reads when not cached).
+    latest = None if given else latest_of(queries.last_aggregated(get_store(), _tz()))
+    span = parse_range(request.args, latest)
+    return span if span is not None else error_response(404, "nothing has been aggregated yet")
+
+
+def _csv_download(text: str, filename: str) -> Response:
+    # Whole, not streamed: a range is at most MAX_RANGE_DAYS rows a segment, so the
+    # answer is small enough to be kept between runs like any other (response_cache).
+    response = Response(text, mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.get("/daily_order_summaries.csv")
+def daily_order_summaries_csv() -> Any:
+    span = _csv_range(_LATEST_SUMMARY)
+    if not isinstance(span, tuple):
+        return span
+    first, last = span
+    days = queries.summaries_between(get_store(), first, last)
+    return _csv_download(summaries_csv(days), f"daily_order_summaries_{first}_{last}.csv")
+
+
+@bp.get("/segment_sizes.csv")
+def segment_sizes_csv() -> Any:
+    span = _csv_range(_LATEST_SIZES)
+    if not isinstance(span, tuple):
+        return span
+    first, last = span
+    by_date = queries.sizes_between(get_store(), first, last)
+    return _csv_download(sizes_csv(by_date), f"segment_sizes_{first}_{last}.csv")
 
 
 @bp.get("/rejected_events")
@@ -186,11 +240,11 @@ def segment_members(segment: str) -> Any:
     if check_segment(segment) is None:
         return unknown_segment(segment)
     args = page_args(request.args)
+    wanted = audience.Audience(**audience_args(request.args))
     store = get_store()
     as_of = queries.last_aggregated(store, _tz()).segments_as_of
     size = queries.sizes_of(store, as_of).get(segment) if as_of else None
-    result = queries.members_page(store, segment, **args)
-    return {
+    body: dict[str, Any] = {
         "segment": segment,
         "label": SEGMENT_LABELS[segment],
         "as_of": queries.iso(as_of),
@@ -199,10 +253,30 @@ def segment_members(segment: str) -> Any:
         "per_page": args["per_page"],
         "prefix": args["prefix"],
         "after": args["after"],
-        "user_ids": [m.user_id for m in result.members],
-        "users": [m.to_json() for m in result.members],
-        "has_more": result.has_more,
-        "next_after": result.next_after,
+    }
+    if not wanted.filtered:
+        result = queries.members_page(store, segment, **args)
+        return {
+            **body,
+            "user_ids": [m.user_id for m in result.members],
+            "users": [m.to_json() for m in result.members],
+            "has_more": result.has_more,
+            "next_after": result.next_after,
+        }
+    found = audience.page(store, segment, wanted, as_of, **args)
+    matching = audience.count(store, segment, wanted, as_of, args["prefix"])
+    return {
+        **body,
+        "user_ids": [m.user_id for m in found.members],
+        "users": [m.to_json() for m in found.members],
+        "has_more": found.has_more,
+        "next_after": found.next_after,
+        "filters": {"min_orders": wanted.min_orders, "active_within_days": wanted.active_within_days,
+                    "active_since": queries.iso(wanted.active_since(as_of)), "sort": wanted.sort},
+        "matching": matching.count,
+        "matching_complete": matching.complete,
+        "scanned": found.scanned,
+        "scan_limit_reached": found.scan_limit_reached,
     }
 
 
@@ -210,14 +284,33 @@ def segment_csv(segment: str) -> Any:
     if check_segment(segment) is None:
         return unknown_segment(segment)
     prefix = parse_prefix(request.args)
+    wanted = audience.Audience(**audience_args(request.args))
     store = get_store()
     as_of = queries.last_aggregated(store, _tz()).segments_as_of
     filename = f"user_segment_{segment}_{as_of.isoformat() if as_of else 'current'}.csv"
-    # A generator over the merged bucket pages: the whole segment is never in memory.
-    body = csv_rows(queries.iter_members(store, segment, prefix))
+    # A generator over the merged bucket pages: the whole segment is never in memory
+    # (sorted by orders: the bounded ranking, refused before any byte when too long).
+    members = audience.export(store, segment, wanted, as_of, prefix) if wanted.filtered else (
+        queries.iter_members(store, segment, prefix))
+    body = csv_rows(members)
     response = Response(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+@bp.get("/users")
+def users_by_prefix() -> Any:
+    prefix = parse_prefix(request.args)
+    if prefix is None:
+        raise BadParameter("prefix", "is required: the start of the user ids to find")
+    limit = parse_int(request.args, "limit", DEFAULT_USER_MATCHES, 1, MAX_USER_MATCHES)
+    found, has_more = queries.users_by_prefix(get_store(), prefix, limit)
+    return {
+        "prefix": prefix,
+        "limit": limit,
+        "users": [{**u.to_json(), "segment_label": SEGMENT_LABELS[u.segment]} for u in found],
+        "has_more": has_more,
+    }
 
 
 @bp.get("/users/<user_id:user_id>")
@@ -243,4 +336,5 @@ def user_json(u: queries.UserSummary) -> dict[str, Any]:
         "history": [
             {"date": d.date.isoformat(), "japanese": d.japanese, "western": d.western} for d in u.history
         ],
+        "segment_timeline": [p.to_json() for p in segment_timeline(u.history)],
     }

@@ -16,10 +16,14 @@ import plotly.io as pio
 from orderlog.business_day import shift_days
 from orderlog.menu import EVEN, JAPANESE, MENU_LABELS, SEGMENT_LABELS, SEGMENTS, WESTERN
 from viewer.queries import DaySummary, SegmentSize, UserDay
+from viewer.trends import Comparison
 
 # The line of the Japanese share is drawn in a colour of its own.
 SHARE = "share"
-COLORS = {JAPANESE: "#c0392b", WESTERN: "#2e6da4", EVEN: "#7f8c8d", SHARE: "#e67e22"}
+MOVING = "moving"
+COMPARED = "compared"
+COLORS = {JAPANESE: "#c0392b", WESTERN: "#2e6da4", EVEN: "#7f8c8d", SHARE: "#e67e22", MOVING: "#8e44ad",
+          COMPARED: "#555555"}
 _LAYOUT = {
     "margin": {"l": 60, "r": 60, "t": 30, "b": 50},
     "legend": {"orientation": "h", "y": -0.18},
@@ -55,16 +59,44 @@ def _menu_bars(x: list[str], days: list[Any]) -> list[go.Bar]:
     ]
 
 
-def daily_figure(days: list[DaySummary]) -> dict[str, Any]:
-    """Orders per day (stacked bars) with the Japanese share (line, right axis)."""
+def _percent(share: float | None) -> float | None:
+    return None if share is None else round(100 * share, 2)
+
+
+def daily_figure(
+    days: list[DaySummary],
+    moving: dict[date, float | None] | None = None,
+    comparison: Comparison | None = None,
+) -> dict[str, Any]:
+    """Orders per day (stacked bars) with the Japanese share (line, right axis); the share
+    over 7 days (``moving``, by date) and a second period drawn day by day over the range
+    (``comparison``: its total orders and its share, dashed) when given."""
     x = [d.date.isoformat() for d in days]
-    share = [None if d.japanese_share is None else round(100 * d.japanese_share, 2) for d in days]
+    traces: list[Any] = [
+        *_menu_bars(x, days),
+        go.Scatter(name="和食率 Japanese share (%)", x=x, y=[_percent(d.japanese_share) for d in days], yaxis="y2",
+                   mode="lines+markers", line={"color": COLORS[SHARE], "width": 2}),
+    ]
+    if moving is not None:
+        traces.append(go.Scatter(name="和食率 7日移動平均 Japanese share, 7 days (%)", x=x,
+                                 y=[_percent(moving.get(d.date)) for d in days], yaxis="y2", mode="lines",
+                                 line={"color": COLORS[MOVING], "width": 3}))
+    if comparison is not None:
+        aligned = comparison.aligned()
+        cx = [at.isoformat() for at, _ in aligned]
+        shown = [d.date.isoformat() for _, d in aligned]  # the compared period's own dates, on hover
+        period = f"{comparison.first.isoformat()} – {comparison.last.isoformat()}"
+        traces += [
+            go.Scatter(name=f"比較期間 合計 Total, {period}", x=cx, y=[d.total for _, d in aligned], customdata=shown,
+                       mode="lines", line={"color": COLORS[COMPARED], "dash": "dash"},
+                       hovertemplate="%{customdata}: %{y}"),
+            go.Scatter(name=f"比較期間 和食率 Japanese share (%), {period}", x=cx,
+                       y=[_percent(d.japanese_share) for _, d in aligned], customdata=shown, yaxis="y2",
+                       mode="lines", line={"color": COLORS[SHARE], "dash": "dot"},
+                       hovertemplate="%{customdata}: %{y}%"),
+        ]
     fig = go.Figure(
-        data=[
-            *_menu_bars(x, days),
-            go.Scatter(name="和食率 Japanese share (%)", x=x, y=share, yaxis="y2",
-                       mode="lines+markers", line={"color": COLORS[SHARE], "width": 2}),
-        ],
+        data=traces,
         layout={
             **_LAYOUT,
             "barmode": "stack",
@@ -97,6 +129,28 @@ def segments_figure(by_date: dict[date, dict[str, SegmentSize]]) -> dict[str, An
     return _plain(fig)
 
 
+def segment_flows_figure(by_date: dict[date, dict[str, SegmentSize]]) -> dict[str, Any]:
+    """Users who entered (up) and exited (down) each segment per day, as relative bars."""
+    x = [d.isoformat() for d in by_date]
+    traces = []
+    for s in SEGMENTS:
+        traces.append(go.Bar(name=f"{SEGMENT_LABELS[s]} 流入 entered", x=x, legendgroup=s,
+                             y=[sizes[s].entered for sizes in by_date.values()], marker_color=COLORS[s]))
+        traces.append(go.Bar(name=f"{SEGMENT_LABELS[s]} 流出 exited", x=x, legendgroup=s,
+                             y=[-sizes[s].exited for sizes in by_date.values()], marker_color=COLORS[s],
+                             marker_pattern_shape="/"))
+    fig = go.Figure(
+        data=traces,
+        layout={
+            **_LAYOUT,
+            "barmode": "relative",
+            "xaxis": _date_axis(x, "as of"),
+            "yaxis": {"title": {"text": "users entered (+) / exited (−)"}, "zeroline": True},
+        },
+    )
+    return _plain(fig)
+
+
 def user_figure(history: list[UserDay]) -> dict[str, Any]:
     """One user's orders per day (oldest first)."""
     days = sorted(history, key=lambda d: d.date)
@@ -113,3 +167,58 @@ def user_figure(history: list[UserDay]) -> dict[str, Any]:
         },
     )
     return _plain(fig)
+
+
+# -- text alternatives: one sentence that says what a chart shows (its table has the numbers) --
+
+
+def _pct(share: float | None) -> str:
+    return "—" if share is None else f"{100 * share:.1f}%"
+
+
+def daily_summary(days: list[DaySummary], moving: dict[date, float | None] | None = None) -> str:
+    """What the trend chart shows, in one sentence."""
+    if not days:
+        return "No aggregated days."
+    first, last = days[0], days[-1]
+    busiest = max(days, key=lambda d: d.total)
+    text = (
+        f"Orders per day, {first.date.isoformat()} to {last.date.isoformat()} ({len(days)} aggregated days): "
+        f"{sum(d.total for d in days):,} orders, the most on {busiest.date.isoformat()} ({busiest.total:,}); "
+        f"Japanese share {_pct(first.japanese_share)} on the first day and {_pct(last.japanese_share)} on the last"
+    )
+    if moving:
+        text += f", {_pct(moving.get(last.date))} over the last 7 days"
+    return text + "."
+
+
+def sizes_summary(by_date: dict[date, dict[str, SegmentSize]]) -> str:
+    if not by_date:
+        return "No segment sizes."
+    first, last = next(iter(by_date)), list(by_date)[-1]
+    moves = "; ".join(
+        f"{SEGMENT_LABELS[s]} {by_date[first][s].users:,} → {by_date[last][s].users:,}" for s in SEGMENTS
+    )
+    return f"Users per segment, {first.isoformat()} to {last.isoformat()}: {moves}."
+
+
+def flows_summary(by_date: dict[date, dict[str, SegmentSize]]) -> str:
+    if not by_date:
+        return "No segment sizes."
+    first, last = next(iter(by_date)), list(by_date)[-1]
+    moves = "; ".join(
+        f"{SEGMENT_LABELS[s]} +{sum(v[s].entered for v in by_date.values()):,} "
+        f"−{sum(v[s].exited for v in by_date.values()):,}"
+        for s in SEGMENTS
+    )
+    return f"Users who entered and exited each segment per day, {first.isoformat()} to {last.isoformat()}: {moves}."
+
+
+def user_summary(history: list[UserDay]) -> str:
+    if not history:
+        return "No orders."
+    days = sorted(history, key=lambda d: d.date)
+    return (
+        f"Orders per day, {days[0].date.isoformat()} to {days[-1].date.isoformat()} ({len(days)} days with orders): "
+        f"{sum(d.japanese for d in days):,} Japanese and {sum(d.western for d in days):,} Western."
+    )

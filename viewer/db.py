@@ -70,21 +70,21 @@ STATEMENTS: dict[str, str] = {
     ),
     # Segment members: one bucket partition at a time, in user_id order, with the bounds
     # of a cursor (user_id > after) and/or a prefix (prefix <= user_id < upper).
-    "members": "SELECT user_id, japanese, western FROM user_segments WHERE segment = ? AND bucket = ?",
+    "members": "SELECT user_id, japanese, western, last_order_date FROM user_segments WHERE segment = ? AND bucket = ?",
     "members_gt": (
-        "SELECT user_id, japanese, western FROM user_segments "
+        "SELECT user_id, japanese, western, last_order_date FROM user_segments "
         "WHERE segment = ? AND bucket = ? AND user_id > ?"
     ),
     "members_ge": (
-        "SELECT user_id, japanese, western FROM user_segments "
+        "SELECT user_id, japanese, western, last_order_date FROM user_segments "
         "WHERE segment = ? AND bucket = ? AND user_id >= ?"
     ),
     "members_gt_lt": (
-        "SELECT user_id, japanese, western FROM user_segments "
+        "SELECT user_id, japanese, western, last_order_date FROM user_segments "
         "WHERE segment = ? AND bucket = ? AND user_id > ? AND user_id < ?"
     ),
     "members_ge_lt": (
-        "SELECT user_id, japanese, western FROM user_segments "
+        "SELECT user_id, japanese, western, last_order_date FROM user_segments "
         "WHERE segment = ? AND bucket = ? AND user_id >= ? AND user_id < ?"
     ),
     "preference_of_user": (

@@ -8,13 +8,19 @@ from typing import Any
 from orderlog.events import USER_ID_MAX_LENGTH
 from orderlog.menu import SEGMENT_LABELS, SEGMENTS
 from orderlog.openapi import RETRY_AFTER, json_response, ref
+from viewer.audience import MAX_SCAN
 from viewer.params import (
     DEFAULT_PER_PAGE,
     DEFAULT_RANGE_DAYS,
+    DEFAULT_USER_MATCHES,
+    MAX_ACTIVE_DAYS,
+    MAX_MIN_ORDERS,
     MAX_PAGE,
     MAX_PAGE_OFFSET,
     MAX_PER_PAGE,
     MAX_RANGE_DAYS,
+    MAX_USER_MATCHES,
+    SORTS,
 )
 from viewer.queries import REJECTED_SAMPLES
 
@@ -28,6 +34,10 @@ _INSTANT = {"type": "string", "format": "date-time", "description": "UTC, ISO-86
 _COUNT = {"type": "integer", "minimum": 0}
 
 
+def _object_with_optional(properties: dict[str, Any], optional: dict[str, Any]) -> dict[str, Any]:
+    return {**_object(properties), "properties": {**properties, **optional}}
+
+
 def _object(properties: dict[str, Any], description: str = "") -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "object", "required": list(properties), "properties": properties}
     if description:
@@ -38,7 +48,8 @@ def _object(properties: dict[str, Any], description: str = "") -> dict[str, Any]
 def _schemas() -> dict[str, Any]:
     size = _object({"users": _COUNT, "entered": _COUNT, "exited": _COUNT})
     by_segment = _object({s: ref("SegmentSize") for s in SEGMENTS})
-    member = _object({"user_id": {"type": "string"}, "japanese": _COUNT, "western": _COUNT})
+    member = _object({"user_id": {"type": "string"}, "japanese": _COUNT, "western": _COUNT,
+                      "last_order_date": _nullable({**_DATE, "description": "null: not stored yet for this member"})})
     return {
         "DaySummary": _object(
             {
@@ -52,13 +63,59 @@ def _schemas() -> dict[str, Any]:
             },
             "one aggregated date (the seed's shape, plus users, share and when it was aggregated)",
         ),
-        "DayRange": _object(
+        "CountChange": _object(
+            {"change": {"type": "integer"},
+             "relative": _nullable({"type": "number", "description": "change / the reference day's count; "
+                                    "null when that count is 0"})}
+        ),
+        "DayChange": {
+            "type": "object",
+            "required": ["date", "aggregated"],
+            "description": "the date's numbers against a reference day; only date and aggregated (false) when "
+            "that day is not aggregated",
+            "properties": {
+                "date": _nullable({**_DATE, "description": "the reference day (null before the calendar's start)"}),
+                "aggregated": {"type": "boolean"},
+                "japanese": ref("CountChange"),
+                "western": ref("CountChange"),
+                "total": ref("CountChange"),
+                "japanese_share": _nullable({"type": "number", "minimum": -1, "maximum": 1,
+                                             "description": "the difference of the shares (fractions)"}),
+            },
+        },
+        "DaySummaryOfDate": {
+            "allOf": [
+                ref("DaySummary"),
+                _object({
+                    "late_orders": {**_COUNT, "description": "orders that arrived after the date's last run"},
+                    "changes": _object({"previous_day": ref("DayChange"), "week_before": ref("DayChange")},
+                                       "against the previous day and the same weekday a week earlier"),
+                }),
+            ]
+        },
+        "DayRange": _object_with_optional(
             {
                 "from": _DATE,
                 "to": _DATE,
                 "days": {"type": "array", "items": ref("DaySummary"), "description": "oldest first"},
                 "missing": {"type": "array", "items": _DATE, "description": "dates of the range not aggregated"},
-            }
+                "japanese_share_7d": {
+                    "type": "array",
+                    "description": "for each aggregated date of the range: the Japanese share of the orders of the "
+                    "7 days up to it (null when they have none)",
+                    "items": _object({"date": _DATE,
+                                      "japanese_share": _nullable({"type": "number", "minimum": 0, "maximum": 1})}),
+                },
+            },
+            {"compare": ref("ComparedPeriod")},  # only with compare_from
+        ),
+        "ComparedPeriod": _object(
+            {
+                "from": _DATE,
+                "to": _DATE,
+                "days": {"type": "array", "items": ref("DaySummary"), "description": "oldest first"},
+            },
+            "the period of compare_from, as long as the range (day i of it goes with day i of the range)",
         ),
         "RejectedSample": _object(
             {
@@ -116,7 +173,7 @@ def _schemas() -> dict[str, Any]:
                 "next_after": _nullable({"type": "string", "description": "the cursor of the next page"}),
             }
         ),
-        "SegmentPage": _object(
+        "SegmentPage": _object_with_optional(
             {
                 "segment": {"type": "string", "enum": list(SEGMENTS)},
                 "label": {"type": "string"},
@@ -130,7 +187,18 @@ def _schemas() -> dict[str, Any]:
                 "users": {"type": "array", "items": ref("Member")},
                 "has_more": {"type": "boolean"},
                 "next_after": _nullable({"type": "string"}),
-            }
+            },
+            {  # only with an audience filter (min_orders, active_within_days, sort=orders)
+                "filters": {"type": "object", "properties": {
+                    "min_orders": _nullable({"type": "integer"}), "active_within_days": _nullable({"type": "integer"}),
+                    "active_since": _nullable(_DATE), "sort": {"type": "string", "enum": list(SORTS)}}},
+                "matching": {**_COUNT, "description": "members of the list that match the filters"},
+                "matching_complete": {"type": "boolean", "description": f"false: the list is longer than "
+                                      f"{MAX_SCAN:,} members and `matching` counts the first {MAX_SCAN:,}"},
+                "scanned": {**_COUNT, "description": "members of the list this page read"},
+                "scan_limit_reached": {"type": "boolean", "description": "this page stopped at the bound; "
+                                       "next_after continues after the last member read"},
+            },
         ),
         "Member": member,
         "User": _object(
@@ -149,6 +217,31 @@ def _schemas() -> dict[str, Any]:
                     "description": "latest first",
                     "items": _object({"date": _DATE, "japanese": _COUNT, "western": _COUNT}),
                 },
+                "segment_timeline": {
+                    "type": "array",
+                    "description": "the user's segments over time, latest first: each from the order date that "
+                    "put the user in it to the day before the next change (to: null, the current one)",
+                    "items": _object({
+                        "segment": {"type": "string", "enum": list(SEGMENTS)},
+                        "label": {"type": "string"},
+                        "from": _DATE,
+                        "to": _nullable(_DATE),
+                    }),
+                },
+            }
+        ),
+        "UsersFound": _object(
+            {
+                "prefix": {"type": "string"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_USER_MATCHES},
+                "users": {
+                    "type": "array", "maxItems": MAX_USER_MATCHES, "description": "in user_id order",
+                    "items": _object({"user_id": {"type": "string"},
+                                      "segment": {"type": "string", "enum": list(SEGMENTS)},
+                                      "segment_label": {"type": "string"},
+                                      "japanese": _COUNT, "western": _COUNT}),
+                },
+                "has_more": {"type": "boolean", "description": "more users match: narrow the prefix"},
             }
         ),
         "Alive": _object({"status": {"enum": ["ok"]}}),
@@ -224,6 +317,15 @@ _PAGE_PARAMETERS = [
     _query("after", {"type": "string"}, "the opaque cursor of a previous page's next_after; not with page"),
 ]
 _PREFIX = _PAGE_PARAMETERS[2]
+_AUDIENCE_PARAMETERS = [
+    _query("min_orders", {"type": "integer", "minimum": 1, "maximum": MAX_MIN_ORDERS},
+           "only members with at least this many orders (Japanese + Western)"),
+    _query("active_within_days", {"type": "integer", "minimum": 1, "maximum": MAX_ACTIVE_DAYS},
+           "only members whose last order is within this many days up to the segments' date (both included)"),
+    _query("sort", {"type": "string", "enum": list(SORTS), "default": "user_id"},
+           f"orders: most orders first (ties by user_id), paged by number; a list of more than {MAX_SCAN:,} "
+           "members is refused (narrow it with prefix)"),
+]
 _SEGMENT = _path("segment", {"type": "string", "enum": list(SEGMENTS)}, "the segment")
 _USER_ID = _path(
     "user_id", {"type": "string", "minLength": 1, "maxLength": USER_ID_MAX_LENGTH},
@@ -253,6 +355,11 @@ def _get(summary: str, ok: dict[str, Any], parameters: list[dict[str, Any]], err
     return {"summary": summary, "responses": responses, "parameters": parameters}
 
 
+_CSV_OK = {
+    "description": "UTF-8 with a BOM, CRLF lines; cells that a spreadsheet would run as a formula start with an "
+    "apostrophe",
+    "content": {"text/csv": {"schema": {"type": "string"}}},
+}
 _BAD = "a bad parameter: the error names it (`parameter`) and says why"
 
 
@@ -262,9 +369,30 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         "/api/daily_order_summaries": {
             "get": _get(
                 "Japanese and Western orders of one date, or of each date of a range",
-                json_response({"oneOf": [ref("DaySummary"), ref("DayRange")]}, "one date, or the range"),
-                _DATE_PARAMETERS,
+                json_response({"oneOf": [ref("DaySummaryOfDate"), ref("DayRange")]}, "one date, or the range"),
+                [*_DATE_PARAMETERS,
+                 _query("compare_from", _DATE, "with a range: the start of a second period as long as the range, "
+                        "returned in `compare` (this month against last month: from/to the month, compare_from the "
+                        "first of the month before)")],
                 {"400": _BAD, "404": "the date is not aggregated yet (or nothing is)"},
+            )
+        },
+        "/api/daily_order_summaries.csv": {
+            "get": _get(
+                "the daily summaries of a range as CSV (date,japanese,western,total,japanese_share,users), "
+                "aggregated dates only, oldest first; default: the 30 days up to the latest aggregated date",
+                _CSV_OK,
+                _DATE_PARAMETERS[1:],
+                {"400": _BAD, "404": "nothing is aggregated yet (and no range was given)"},
+            )
+        },
+        "/api/segment_sizes.csv": {
+            "get": _get(
+                "segment sizes of a range as CSV (as_of,segment,users,entered,exited), one row per date and "
+                "segment, oldest first; default: the 30 days up to the latest date with sizes",
+                _CSV_OK,
+                _DATE_PARAMETERS[1:],
+                {"400": _BAD, "404": "nothing is aggregated yet (and no range was given)"},
             )
         },
         "/api/rejected_events": {
@@ -301,21 +429,30 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
             "get": _get(
                 "a page of a segment's members, in user_id order",
                 json_response(ref("SegmentPage"), "the page"),
-                [_SEGMENT, *_PAGE_PARAMETERS],
+                [_SEGMENT, *_PAGE_PARAMETERS, *_AUDIENCE_PARAMETERS],
                 {"400": _BAD, "404": "no such segment"},
             )
         },
         "/api/user_segments/{segment}.csv": {
             "get": _get(
                 "every member of a segment as CSV (user_id,japanese,western), streamed",
-                {
-                    "description": "UTF-8 with a BOM; cells that a spreadsheet would run as a formula start with "
-                    "an apostrophe",
-                    "content": {"text/csv": {"schema": {"type": "string"}}},
-                },
-                [_SEGMENT, _PREFIX],
+                _CSV_OK,
+                [_SEGMENT, _PREFIX, *_AUDIENCE_PARAMETERS],
                 {"400": _BAD, "404": "no such segment"},
                 conditional=False,  # streamed, any size: never kept
+            )
+        },
+        "/api/users": {
+            "get": _get(
+                "users whose id starts with a prefix, in user_id order, with their segment and counts",
+                json_response(ref("UsersFound"), "the first matches"),
+                [
+                    {**_query("prefix", {"type": "string", "minLength": 1, "maxLength": USER_ID_MAX_LENGTH},
+                              "the start of the user ids"), "required": True},
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_USER_MATCHES,
+                                     "default": DEFAULT_USER_MATCHES}, "users to list at most"),
+                ],
+                {"400": _BAD},
             )
         },
         "/api/users/{user_id}": {

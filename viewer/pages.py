@@ -10,11 +10,23 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from orderlog.business_day import date_range
 from orderlog.menu import EVEN, JAPANESE, MENU_LABELS, SEGMENT_LABELS, SEGMENTS, WESTERN
-from viewer import charts, queries
+from viewer import audience, changes, charts, queries, trends
 from viewer.assets import plotly_js_url
 from viewer.db import get_store
 from viewer.errors import CASSANDRA_ERRORS, error_response
-from viewer.params import MAX_PAGE, BadParameter, check_user_id, page_args, parse_date, parse_int, parse_range
+from viewer.params import (
+    DEFAULT_USER_MATCHES,
+    MAX_PAGE,
+    BadParameter,
+    audience_args,
+    check_user_id,
+    page_args,
+    parse_date,
+    parse_int,
+    parse_prefix,
+    parse_range,
+)
+from viewer.timeline import segment_timeline
 
 bp = Blueprint("pages", __name__)
 
@@ -37,6 +49,23 @@ def local_time(value: datetime | None) -> str:
 @bp.app_template_filter("percent")
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
+
+
+@bp.app_template_filter("signed")
+def signed(value: int) -> str:
+    """A change with its sign: +1,234 / −56 / ±0 (a real minus sign)."""
+    return "±0" if value == 0 else f"{'+' if value > 0 else '−'}{abs(value):,}"
+
+
+@bp.app_template_filter("signed_percent")
+def signed_percent(value: float) -> str:
+    return f"{'+' if value >= 0 else '−'}{abs(100 * value):.1f}%"
+
+
+@bp.app_template_filter("points")
+def points(value: float | None) -> str:
+    """A change of a share, in percentage points."""
+    return "—" if value is None else f"{'+' if value >= 0 else '−'}{abs(100 * value):.1f} pt"
 
 
 @bp.app_context_processor
@@ -74,8 +103,11 @@ def daily() -> Any:
     days: list[queries.DaySummary] = []
     rows: list[tuple[date, queries.DaySummary | None]] = []
     rejected_by_date: dict[date, int] = {}
+    compare_from = parse_date(request.args, "compare_from")
+    trend = None
     if span is not None:
-        days = queries.summaries_between(store, *span)
+        trend = trends.range_trend(store, span, compare_from)
+        days = trend.days
         by_date = {d.date: d for d in days}
         rows = [(d, by_date.get(d)) for d in reversed(date_range(*span))]
         rejected_by_date = queries.rejected_between(store, *span)
@@ -84,20 +116,49 @@ def daily() -> Any:
         chosen=chosen,
         summary=summary,
         late=late,
+        changes=changes.changes_of_date(store, summary) if summary else {},
         span=span,
         days=days,
         rows=rows,
         rejected_by_date=rejected_by_date,
         rejected=queries.rejected_of(store, chosen, PAGE_REJECTED_SAMPLES) if chosen else None,
         rejected_ttl_days=current_app.config["SETTINGS"].rejected.ttl_days,
-        figure=charts.daily_figure(days) if days else None,
+        figure=charts.daily_figure(days, trend.moving, trend.comparison) if trend and days else None,
+        comparison=trend.comparison if trend else None,
+        chart_summary=charts.daily_summary(days, trend.moving if trend else None),
+        month_link=_month_link(chosen or (span[1] if span else None)),
     )
+
+
+def _month_link(day: date | None) -> str | None:
+    """The daily page of day's month against the month before ("this month vs last month")."""
+    found = trends.previous_month(day) if day else None
+    if found is None:
+        return None
+    (first, last), before = found
+    args = {"from": first.isoformat(), "to": last.isoformat(), "compare_from": before.isoformat()}
+    if day:
+        args["date"] = day.isoformat()
+    return url_for("pages.daily") + "?" + urlencode(args)
 
 
 def _page_link(**changes: Any) -> str:
     args = {k: v for k, v in request.args.items() if k not in ("page", "after", "page_no")}
     args.update({k: v for k, v in changes.items() if v is not None})
     return url_for("pages.segments") + "?" + urlencode(args)
+
+
+def _next_link(page: queries.MemberPage, number: int, shown: int) -> str | None:
+    if not page.has_more:
+        return None
+    if page.next_after is None:  # a list sorted by orders pages by number
+        return _page_link(page=number + 1)
+    return _page_link(after=page.next_after, page_no=shown + 1)
+
+
+def _csv_link(segment: str, prefix: str | None, wanted: audience.Audience) -> str:
+    query = {**({"prefix": prefix} if prefix else {}), **wanted.query()}
+    return url_for("api.segment_members", segment=f"{segment}.csv") + (f"?{urlencode(query)}" if query else "")
 
 
 @bp.get("/segments")
@@ -112,7 +173,14 @@ def segments() -> Any:
     span = parse_range(request.args, chosen)
     history = queries.sizes_between(store, *span) if span else {}
     args = page_args(request.args)
-    page = queries.members_page(store, segment, **args)
+    wanted = audience.Audience(**audience_args(request.args))
+    matching = scanned_page = None
+    if wanted.filtered:
+        scanned_page = audience.page(store, segment, wanted, last.segments_as_of, **args)
+        page = queries.MemberPage(scanned_page.members, scanned_page.has_more, scanned_page.next_after)
+        matching = audience.count(store, segment, wanted, last.segments_as_of, args["prefix"])
+    else:
+        page = queries.members_page(store, segment, **args)
     current = queries.sizes_of(store, last.segments_as_of) if last.segments_as_of else {}
     # With a cursor the page number is only shown (page_no rides along in the links).
     shown_page = parse_int(request.args, "page_no", 1, 1, MAX_PAGE) if args["after"] else args["page"]
@@ -122,17 +190,24 @@ def segments() -> Any:
         sizes=sizes,
         span=span,
         figure=charts.segments_figure(history) if history else None,
+        flows_figure=charts.segment_flows_figure(history) if history else None,
+        history=history,
+        sizes_summary=charts.sizes_summary(history),
+        flows_summary=charts.flows_summary(history),
         segment=segment,
         current_count=current[segment].users if segment in current else None,
         page=page,
         args=args,
-        next_link=_page_link(after=page.next_after, page_no=shown_page + 1) if page.has_more else None,
+        next_link=_next_link(page, args["page"], shown_page),
+        audience=wanted,
+        matching=matching,
+        scanned_page=scanned_page,
+        max_scan=audience.MAX_SCAN,
         prev_link=_page_link(page=args["page"] - 1) if not args["after"] and args["page"] > 1 else None,
         first_link=_page_link() if args["after"] else None,
         shown_page=shown_page,
         first_index=1 + (shown_page - 1) * args["per_page"],
-        csv_link=url_for("api.segment_members", segment=f"{segment}.csv")
-        + (f"?{urlencode({'prefix': args['prefix']})}" if args["prefix"] else ""),
+        csv_link=_csv_link(segment, args["prefix"], wanted),
     )
 
 
@@ -142,7 +217,9 @@ def user_lookup() -> Any:
     if user_id:
         check_user_id(user_id)
         return redirect(url_for("pages.user", user_id=user_id))
-    return render_template("user_lookup.html")
+    prefix = parse_prefix(request.args)
+    found, has_more = queries.users_by_prefix(get_store(), prefix, DEFAULT_USER_MATCHES) if prefix else ([], False)
+    return render_template("user_lookup.html", prefix=prefix, found=found, has_more=has_more)
 
 
 @bp.get("/users/<user_id:user_id>")
@@ -155,5 +232,7 @@ def user(user_id: str) -> Any:
         "user.html",
         u=summary,
         figure=charts.user_figure(summary.history) if summary.history else None,
+        timeline=segment_timeline(summary.history),
+        chart_summary=charts.user_summary(summary.history),
         now=datetime.now(UTC),
     )

@@ -30,7 +30,15 @@ _CURSOR_TAG = "u:"
 _MAX_CURSOR_CHARS = 4 * -(-(len(_CURSOR_TAG) + 4 * USER_ID_MAX_LENGTH) // 3)
 # Every query parameter the viewer reads. Each may be given once: with two values, which
 # one was meant is a guess (the first, silently), so it is a 400.
-PARAMETERS = ("date", "from", "to", "segment", "page", "per_page", "page_no", "prefix", "after", "user_id")
+PARAMETERS = ("date", "from", "to", "segment", "page", "per_page", "page_no", "prefix", "after", "user_id", "limit",
+              "compare_from", "min_orders", "active_within_days", "sort")
+# Audience filters of a segment list (viewer/audience.py).
+MAX_MIN_ORDERS = 1_000_000_000
+MAX_ACTIVE_DAYS = 3660
+SORTS = ("user_id", "orders")
+# Users a prefix search lists (the Users page and /api/users): type more to narrow it.
+DEFAULT_USER_MATCHES = 20
+MAX_USER_MATCHES = 100
 
 
 class BadParameter(ValueError):
@@ -169,3 +177,15 @@ class UserIdConverter(PathConverter):
 
     regex = ".+?"
     part_isolating = False  # werkzeug infers True from a regex without '/'
+
+
+def audience_args(args: Mapping[str, str]) -> dict[str, Any]:
+    """min_orders, active_within_days and sort of a segment list, checked (None: not given)."""
+    min_orders = parse_int(args, "min_orders", 0, 1, MAX_MIN_ORDERS) or None
+    active = parse_int(args, "active_within_days", 0, 1, MAX_ACTIVE_DAYS) or None
+    sort = args.get("sort") or "user_id"
+    if sort not in SORTS:
+        raise BadParameter("sort", f"must be one of {', '.join(SORTS)}, got {sort!r}")
+    if sort == "orders" and args.get("after"):
+        raise BadParameter("sort", "a list sorted by orders is paged with 'page', not 'after'")
+    return {"min_orders": min_orders, "active_within_days": active, "sort": sort}

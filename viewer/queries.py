@@ -130,9 +130,15 @@ class Member:
     user_id: str
     japanese: int
     western: int
+    last_order_date: date | None = None  # None in rows written before the job stored it
+
+    @property
+    def orders(self) -> int:
+        return self.japanese + self.western
 
     def to_json(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "japanese": self.japanese, "western": self.western}
+        return {"user_id": self.user_id, "japanese": self.japanese, "western": self.western,
+                "last_order_date": iso(self.last_order_date)}
 
 
 @dataclass(frozen=True)
@@ -214,6 +220,13 @@ def _summary(row: Any) -> DaySummary:
 def summary_of(store: Store, day: date) -> DaySummary | None:
     row = store.execute("summary_of_date", (day.year, day)).one()
     return None if row is None else _summary(row)
+
+
+def summaries_of(store: Store, days: list[date]) -> dict[date, DaySummary]:
+    """The summaries of a few dates (those aggregated), their queries in flight at once."""
+    futures = [store.execute_async("summary_of_date", (d.year, d)) for d in days]
+    found = [f.result().one() for f in futures]
+    return {s.date: s for s in (_summary(row) for row in found if row is not None)}
 
 
 def late_orders_of(store: Store, day: date) -> LateOrders:
@@ -404,7 +417,8 @@ def _merged(futures: list[Any]) -> Iterator[Member]:
     # Later pages of a bucket are fetched only if the merge needs them (the driver
     # pages a ResultSet as it is iterated).
     streams = [
-        (Member(r.user_id, _int(r.japanese), _int(r.western)) for r in f.result()) for f in futures
+        (Member(r.user_id, _int(r.japanese), _int(r.western), _date(r.last_order_date)) for r in f.result())
+        for f in futures
     ]
     return heapq.merge(*streams, key=lambda m: m.user_id)
 
@@ -426,9 +440,11 @@ def _page(merged: Iterator[Member], skip: int, per_page: int) -> MemberPage:
     return MemberPage(rows, has_more, encode_cursor(rows[-1].user_id) if has_more else None)
 
 
-def iter_members(store: Store, segment: str, prefix: str | None = None) -> Iterator[Member]:
-    """Every member of a segment (with the prefix), in user_id order, streamed."""
-    yield from _merged(_start_members(store, segment, prefix, None, EXPORT_FETCH_SIZE))
+def iter_members(
+    store: Store, segment: str, prefix: str | None = None, after_id: str | None = None
+) -> Iterator[Member]:
+    """Every member of a segment (with the prefix, after the id), in user_id order, streamed."""
+    yield from _merged(_start_members(store, segment, prefix, after_id, EXPORT_FETCH_SIZE))
 
 
 def members_page(
@@ -468,6 +484,42 @@ def first_pages(store: Store, segments: tuple[str, ...], per_page: int) -> dict[
 
 
 # -- users ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FoundUser:
+    user_id: str
+    segment: str
+    japanese: int
+    western: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "segment": self.segment, "japanese": self.japanese, "western": self.western}
+
+
+def _tagged(segment: str, members: Iterator[Member]) -> Iterator[tuple[str, str, Member]]:
+    return ((m.user_id, segment, m) for m in members)
+
+
+def users_by_prefix(store: Store, prefix: str, limit: int) -> tuple[list[FoundUser], bool]:
+    """The first ``limit`` users (user_id order) whose id starts with prefix, and whether
+    more do. Every user with aggregated orders is a member of exactly one segment, and
+    user_segments is clustered by user_id: so this is the segment lists' prefix search
+    over all three segments (3 x SEGMENT_BUCKETS range slices in flight at once, merged
+    lazily), reading about ``limit`` rows whatever the number of users. No extra table."""
+    fetch_size = _bucket_fetch_size(limit + 1)
+    streams = [_tagged(s, _merged(_start_members(store, s, prefix, None, fetch_size))) for s in SEGMENTS]
+    found: list[FoundUser] = []
+    last_id = None
+    for user_id, segment, m in heapq.merge(*streams):
+        if user_id == last_id:  # a run interrupted mid-way may leave a user in two segments for a while
+            continue
+        last_id = user_id
+        if len(found) == limit:
+            return found, True
+        found.append(FoundUser(user_id, segment, m.japanese, m.western))
+    return found, False
+
 
 
 def user_summary(store: Store, user_id: str) -> UserSummary | None:

@@ -7,7 +7,7 @@ the request, and answers ``If-None-Match`` with ``304``. Two things the streamin
 writes, the late-order note and the rejected counts, appear in a few answers
 (``STREAM_FED``): those are kept at most ``ORDERLOG_VIEWER_CACHE_SECONDS`` as well.
 
-Not cached: the CSV export (streamed, any size), errors, redirects, the assets (they have
+Not cached: a segment's CSV export (streamed, any size), errors, redirects, the assets (they have
 their own long-lived caching), the probes (/healthz, /readyz: they tell the present state).
 ``ORDERLOG_VIEWER_CACHE_SECONDS=0`` turns all of it off.
 """
@@ -63,7 +63,7 @@ class ResponseCache:
 
 def _etag_of_request() -> tuple[str, str] | None:
     """(generation, ETag) of this request's answer, or None when it is not cached."""
-    if request.method != "GET" or request.endpoint in (None, *NOT_CACHED) or request.path.endswith(".csv"):
+    if request.method != "GET" or request.endpoint in (None, *NOT_CACHED) or _is_segment_export():
         return None
     store = get_store()
     if not store.caching:
@@ -74,6 +74,12 @@ def _etag_of_request() -> tuple[str, str] | None:
         key += f":{int(time.time() // store.cache_seconds)}"
     digest = hashlib.sha256(f"{key}\n{request.full_path}".encode("utf-8", "surrogatepass")).hexdigest()
     return generation, digest[:32]
+
+
+def _is_segment_export() -> bool:
+    # A segment's CSV shares the route of its pages ("<segment>.csv"); the range exports
+    # (daily summaries, segment sizes) are small and kept like the JSON answers.
+    return request.endpoint == "api.segment_members" and request.path.endswith(".csv")
 
 
 def _answer_from_cache() -> Response | None:
