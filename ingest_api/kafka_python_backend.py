@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 # After a failed attempt to create the producer, answer 503 at once for this long rather
 # than making every request wait for another bootstrap timeout.
 CREATE_BACKOFF_S = 1.0
+# The producer's settings its health check's admin client needs too (orderlog.kafka_security).
+SECURITY_PREFIXES = ("security_", "sasl_", "ssl_")
 
 
 def kafka_python_config(bootstrap_servers: list[str], ack_timeout_ms: int, **overrides: Any) -> dict[str, Any]:
@@ -140,7 +142,9 @@ class KafkaPythonProducer:
     def reachable(self, timeout_s: float = 2.0) -> tuple[bool, str]:
         """Whether a broker answers a metadata request now and has the topic, and why not."""
         client_id = f"{self.config['client_id']}-health"
-        return brokers_answer(self.config["bootstrap_servers"], timeout_s, client_id=client_id, topic=self.topic)
+        security = {k: v for k, v in self.config.items() if k.startswith(SECURITY_PREFIXES)}
+        return brokers_answer(self.config["bootstrap_servers"], timeout_s, client_id=client_id, topic=self.topic,
+                              security=security)
 
     def close(self, timeout_s: float | None = None) -> None:
         """Flush what is buffered and close (used at worker exit)."""

@@ -5,6 +5,7 @@ the one it made (the viewer: one per worker process), a command closes it with `
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Iterable
 
@@ -37,8 +38,20 @@ def execution_profile(settings: Settings) -> ExecutionProfile:
     )
 
 
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of our driver sessions (None without ORDERLOG_CASSANDRA_SSL): the
+    configured CA (the system's without one), and the host-name check unless turned off."""
+    cassandra = settings.cassandra
+    if not cassandra.ssl:
+        return None
+    context = ssl.create_default_context(cafile=cassandra.ssl_ca_file or None)
+    context.check_hostname = cassandra.ssl_check_hostname
+    return context
+
+
 def connect(settings: Settings, *, keyspace: str | None = None, timeout: float = 10.0) -> Session:
-    """A session on the configured cluster (the keyspace, unless keyspace='' is passed)."""
+    """A session on the configured cluster (the keyspace, unless keyspace='' is passed),
+    with its credentials and TLS when configured."""
     auth = None
     if settings.cassandra.username:
         auth = PlainTextAuthProvider(settings.cassandra.username, settings.cassandra.password)
@@ -46,6 +59,7 @@ def connect(settings: Settings, *, keyspace: str | None = None, timeout: float =
         contact_points=settings.cassandra.host_list,
         port=settings.cassandra.port,
         auth_provider=auth,
+        ssl_context=ssl_context(settings),
         execution_profiles={EXEC_PROFILE_DEFAULT: execution_profile(settings)},
         protocol_version=5,
         connect_timeout=timeout,

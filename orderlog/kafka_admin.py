@@ -3,21 +3,24 @@ check and the local stack's start-up wait ask the same question the same way."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, for_code
 
 
 def brokers_answer(bootstrap_servers: Sequence[str], timeout_s: float = 2.0,
-                   client_id: str = "orderlog-probe", topic: str | None = None) -> tuple[bool, str]:
+                   client_id: str = "orderlog-probe", topic: str | None = None,
+                   security: Mapping[str, Any] | None = None) -> tuple[bool, str]:
     """Whether a broker answers a metadata request now (a fresh round trip with a client of
     its own: cached metadata would say "up" with the broker gone), and, given a ``topic``,
-    whether the cluster has it; why not otherwise. Returns within about twice ``timeout_s``."""
+    whether the cluster has it; why not otherwise. Returns within about twice ``timeout_s``.
+    ``security``: kafka-python's security settings (orderlog.kafka_security)."""
     timeout_ms = max(1, int(timeout_s * 1000))
     try:
         admin = KafkaAdminClient(bootstrap_servers=list(bootstrap_servers), request_timeout_ms=timeout_ms,
-                                 bootstrap_timeout_ms=timeout_ms, client_id=client_id)
+                                 bootstrap_timeout_ms=timeout_ms, client_id=client_id, **(security or {}))
     except (KafkaError, OSError, ValueError) as exc:
         return False, describe(exc)
     try:

@@ -17,6 +17,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from orderlog.cassandra_session import connect, shutdown
 from orderlog.config import Settings, load_or_exit
+from orderlog.kafka_security import kafka_python_client
 from orderlog.logs import configure, progress, report
 from orderlog.rejected_migration import MigrationError, migrate_rejected_events
 from orderlog.tables import keyspace_cql, strip_comments, table_columns, table_names, table_statements
@@ -98,7 +99,7 @@ def create_topic(settings: Settings) -> bool:
     """Creates the order topic if it does not exist; True if it was created. An existing
     topic gets the timestamp bounds of TOPIC_TIMESTAMP_CONFIGS where its own are looser; its
     min.insync.replicas is left as it is (change it with Kafka's own tools)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list, client_id="orderlog-schema")
+    admin = KafkaAdminClient(**kafka_python_client(settings.kafka), client_id="orderlog-schema")
     try:
         if settings.kafka.topic in admin.list_topics():
             tighten_timestamp_bounds(admin, settings.kafka.topic)
