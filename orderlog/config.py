@@ -472,6 +472,11 @@ class StackSettings(_Section):
     cassandra_jmx_port: int = setting("ORDERLOG_STACK_CASSANDRA_JMX_PORT", 7199, PORT,
                                       "the local Cassandra's JMX port")
     cassandra_heap: str = setting("ORDERLOG_STACK_CASSANDRA_HEAP", "1g", HEAP, "the local Cassandra's JVM heap")
+    # 300: clear of the local cluster's fixed ports (9192-9194, 7299, 7399) and of the
+    # other ports of a worktree's block.
+    secure_port_offset: int = setting(
+        "ORDERLOG_STACK_SECURE_PORT_OFFSET", 300, whole(1, 10000),
+        "the secure local stack (`make up-secure`) listens on the local stack's ports plus this")
 
 
 @dataclass(frozen=True)
@@ -644,13 +649,14 @@ def secret_variables() -> list[str]:
 
 def _with_secret_files(values: dict[str, str]) -> dict[str, str]:
     """Each secret given as ``ORDERLOG_X_FILE=<path>`` read into ``ORDERLOG_X``: the file's
-    content without its trailing newline. Both forms set is an error naming both."""
+    content without its trailing newline. Both forms set is an error naming both (an empty
+    ``ORDERLOG_X``, as compose files and child environments write, counts as unset)."""
     for variable in secret_variables():
         file_variable = variable + SECRET_FILE_SUFFIX
         if file_variable not in values:
             continue
         path = values[file_variable]
-        if variable in values:
+        if values.get(variable):
             raise ConfigError(f"{file_variable}={path!r}: expected {variable} unset (set only one of them)")
         try:
             text = Path(path).read_text(encoding="utf-8")

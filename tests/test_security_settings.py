@@ -78,6 +78,9 @@ def test_a_secret_set_both_ways_is_an_error_naming_both(tmp_path):
         load_settings(environ={"ORDERLOG_KAFKA_SASL_PASSWORD": "direct", "ORDERLOG_KAFKA_SASL_PASSWORD_FILE": path})
     assert str(error.value) == (f"ORDERLOG_KAFKA_SASL_PASSWORD_FILE={path!r}: expected ORDERLOG_KAFKA_SASL_PASSWORD "
                                 "unset (set only one of them)")
+    # An empty value is no value: compose files write them.
+    settings = load_settings(environ={"ORDERLOG_KAFKA_SASL_PASSWORD": "", "ORDERLOG_KAFKA_SASL_PASSWORD_FILE": path})
+    assert settings.kafka.sasl_password == "from-file"
 
 
 @pytest.mark.parametrize("where", ["missing", "folder"])
