@@ -24,7 +24,8 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from ingest_api.producer_interface import KafkaUnavailable, Record
-from orderlog.kafka_admin import brokers_answer, describe
+from orderlog.config import KafkaSettings
+from orderlog.kafka_admin import brokers_answer, describe, refusal
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,9 @@ def kafka_python_config(bootstrap_servers: list[str], ack_timeout_ms: int, **ove
 class KafkaPythonProducer:
     """Sends records to one topic and waits until Kafka has every one of them."""
 
-    def __init__(self, topic: str, config: dict[str, Any], ack_timeout_s: float):
+    def __init__(self, topic: str, config: dict[str, Any], ack_timeout_s: float, kafka: KafkaSettings | None = None):
         self.topic = topic
+        self.kafka = kafka  # to say why the brokers refuse us (orderlog.kafka_admin.refusal)
         self.config = config
         self.ack_timeout_s = ack_timeout_s
         self._producer: KafkaProducer | None = None
@@ -96,7 +98,7 @@ class KafkaPythonProducer:
                 self._producer = KafkaProducer(**self.config)
             except Exception as exc:  # NoBrokersAvailable, timeouts, DNS errors...
                 self._failed_at = time.monotonic()
-                self._last_error = describe(exc)
+                self._last_error = (self.kafka and refusal(self.kafka)) or describe(exc)
                 log.warning("cannot create the Kafka producer: %s", self._last_error)
                 raise KafkaUnavailable(f"Kafka is unavailable ({self._last_error})") from exc
             self._pid = os.getpid()
@@ -143,8 +145,10 @@ class KafkaPythonProducer:
         """Whether a broker answers a metadata request now and has the topic, and why not."""
         client_id = f"{self.config['client_id']}-health"
         security = {k: v for k, v in self.config.items() if k.startswith(SECURITY_PREFIXES)}
-        return brokers_answer(self.config["bootstrap_servers"], timeout_s, client_id=client_id, topic=self.topic,
-                              security=security)
+        ok, reason = brokers_answer(self.config["bootstrap_servers"], timeout_s, client_id=client_id,
+                                    topic=self.topic, security=security)
+        refused = None if ok or self.kafka is None else refusal(self.kafka, timeout_s)
+        return ok, refused or reason
 
     def close(self, timeout_s: float | None = None) -> None:
         """Flush what is buffered and close (used at worker exit)."""

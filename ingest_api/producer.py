@@ -29,7 +29,8 @@ def make_producer(settings: Settings, **overrides: object) -> Producer:
     bootstrap, topic, ack_timeout_s = settings.kafka.bootstrap_list, settings.kafka.topic, ack_timeout_ms / 1000
     if settings.kafka.client == "kafka-python":
         extra = {**kafka_python_security(settings.kafka), **overrides}
-        return KafkaPythonProducer(topic, kafka_python_config(bootstrap, ack_timeout_ms, **extra), ack_timeout_s)
+        return KafkaPythonProducer(topic, kafka_python_config(bootstrap, ack_timeout_ms, **extra), ack_timeout_s,
+                                   settings.kafka)
     extra = {**librdkafka_security(settings.kafka), **overrides}
     return ConfluentProducer(topic, confluent_config(bootstrap, ack_timeout_ms, **extra), ack_timeout_s)
 

@@ -9,7 +9,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable
 
-from cassandra import ConsistencyLevel, InvalidRequest, OperationTimedOut
+from cassandra import AuthenticationFailed, ConsistencyLevel, InvalidRequest, OperationTimedOut
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
@@ -88,7 +88,10 @@ def connect_checked(
     while True:
         try:
             return connect(settings, keyspace=keyspace, timeout=PREFLIGHT_TIMEOUT_SECONDS)
-        except (NoHostAvailable, OperationTimedOut):
+        except (NoHostAvailable, OperationTimedOut) as exc:
+            refused = refusal(settings, exc)
+            if refused:  # a wrong password or certificate does not fix itself: no retry
+                raise CassandraUnavailable(refused) from None
             if time.monotonic() >= deadline:
                 raise CassandraUnavailable(f"Cassandra is unreachable at {where}") from None
         except InvalidRequest:  # the keyspace does not exist
@@ -99,6 +102,30 @@ def connect_checked(
         if warn is not None:
             warn(f"Cassandra at {where} unreachable; retrying")
         time.sleep(PREFLIGHT_PAUSE_SECONDS)
+
+
+def refusal(settings: Settings, exc: BaseException) -> str | None:
+    """One line saying that Cassandra refused us (the credentials, or the TLS handshake:
+    an untrusted certificate, a host name it does not name, TLS on one side only) and which
+    settings to check; None when it is something else (unreachable, timed out)."""
+    errors = exc.errors.values() if isinstance(exc, NoHostAvailable) else [exc]
+    where, cassandra = settings.cassandra.address, settings.cassandra
+    for error in errors:
+        text = " ".join(str(error).split())
+        if isinstance(error, AuthenticationFailed):
+            server_said = text.rsplit('message="', 1)[-1].rstrip('"') if 'message="' in text else text
+            return (f"Cassandra at {where} refused the login of ORDERLOG_CASSANDRA_USERNAME={cassandra.username!r} "
+                    f"({server_said}): check ORDERLOG_CASSANDRA_USERNAME and ORDERLOG_CASSANDRA_PASSWORD")
+        if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(error, ssl.SSLCertVerificationError):
+            reason = text.split("certificate verify failed: ", 1)[-1].split(" (_ssl", 1)[0]
+            return (f"the TLS certificate of Cassandra at {where} is not trusted ({reason}): check "
+                    "ORDERLOG_CASSANDRA_SSL_CA_FILE (and ORDERLOG_CASSANDRA_SSL_CHECK_HOSTNAME)")
+        if isinstance(error, ssl.SSLError):
+            return f"the TLS handshake with Cassandra at {where} failed ({text}): check ORDERLOG_CASSANDRA_SSL"
+        if isinstance(error, ConnectionResetError) and not cassandra.ssl:
+            return (f"Cassandra at {where} closed the connection at once: does it require TLS? "
+                    "(ORDERLOG_CASSANDRA_SSL=1)")
+    return None
 
 
 def require_tables(session: Session, settings: Settings, tables: Iterable[str]) -> None:

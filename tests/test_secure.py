@@ -13,13 +13,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 
 import pytest
 
 from local_stack import supervisor
+from local_stack.certificates import make_certificates
 from local_stack.secure import (
     create_application_role,
     secure_child_environment,
@@ -28,7 +34,7 @@ from local_stack.secure import (
 )
 from local_stack.stack import StackConfig, down, servers, up
 from local_stack.supervisor import free_ports
-from orderlog.config import Settings, secret_variables
+from orderlog.config import Settings, load_settings, secret_variables
 from orderlog.kafka_admin import brokers_answer
 from orderlog.kafka_security import kafka_python_client, kafka_python_security
 from orderlog.schema import apply_cql, topic_configs, truncate_tables
@@ -38,6 +44,7 @@ from tools import replay as replay_cli
 pytestmark = [pytest.mark.integration, pytest.mark.secure]
 
 DAY = date(2025, 5, 31)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -150,3 +157,117 @@ def test_secure_child_environment_names_files_not_secrets(settings):
     env = secure_child_environment(settings)
     assert env["ORDERLOG_KAFKA_SASL_PASSWORD_FILE"].endswith("kafka-password")
     assert not {v for v in secret_variables() if env.get(v)}
+
+
+# --- refused: a wrong password or an untrusted certificate ends each part with one line ----
+
+
+@pytest.fixture(scope="session")
+def untrusted_ca(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The CA of another stack: the secure servers' certificates are not signed by it."""
+    return str(make_certificates(tmp_path_factory.mktemp("other-ca"), common_name="someone-else").ca_pem)
+
+
+@pytest.fixture(scope="session")
+def wrong_password(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("wrong") / "password"
+    path.write_text("not-the-password\n")
+    return str(path)
+
+
+# (the variable made wrong, a pattern of the one line that must name it). librdkafka words
+# it in its own way; our other clients name the settings to check.
+KAFKA_REFUSALS = {
+    "wrong password": ("ORDERLOG_KAFKA_SASL_PASSWORD_FILE",
+                       r"refused the SASL login of ORDERLOG_KAFKA_SASL_USERNAME='orderlog'|SASL authentication error: "
+                       r"Authentication failed during authentication due to invalid credentials"),
+    "untrusted CA": ("ORDERLOG_KAFKA_SSL_CA_FILE",
+                     r"the TLS certificate of Kafka at \S+ is not trusted|SSL handshake failed: .*certificate verify "
+                     r"failed"),
+}
+CASSANDRA_REFUSALS = {
+    "wrong password": ("ORDERLOG_CASSANDRA_PASSWORD_FILE", r"refused the login of ORDERLOG_CASSANDRA_USERNAME="
+                       r"'orderlog' \(Provided username orderlog and/or password are incorrect\)"),
+    "untrusted CA": ("ORDERLOG_CASSANDRA_SSL_CA_FILE", r"the TLS certificate of Cassandra at \S+ is not trusted"),
+}
+
+
+def _refused_environment(variable: str, wrong_password: str, untrusted_ca: str) -> dict[str, str]:
+    return {variable: untrusted_ca if variable.endswith("CA_FILE") else wrong_password}
+
+
+def _one_clear_line(output: str, expected: str) -> None:
+    """The output names the refusal in one line, and holds no traceback of any language."""
+    assert "Traceback" not in output and not re.search(r"^\s+at [\w$.]+\(", output, re.MULTILINE), output[-3000:]
+    lines = [line for line in output.splitlines() if re.search(expected, line)]
+    assert len(lines) == 1, output[-3000:]
+
+
+@pytest.mark.parametrize("client", ["confluent-kafka", "kafka-python"])
+@pytest.mark.parametrize("case", list(KAFKA_REFUSALS))
+def test_ingest_readiness_names_a_kafka_refusal(secure_stack, secure_environ, monkeypatch, wrong_password,
+                                                untrusted_ca, client, case):
+    from ingest_api import create_app
+
+    variable, expected = KAFKA_REFUSALS[case]
+    for name, value in {**_refused_environment(variable, wrong_password, untrusted_ca),
+                        "ORDERLOG_KAFKA_CLIENT": client}.items():
+        monkeypatch.setenv(name, value)
+    started = time.monotonic()
+    response = create_app(load_settings()).test_client().get("/readyz")
+    assert time.monotonic() - started < 30
+    assert response.status_code == 503
+    assert re.search(expected, response.json["error"]), response.json
+
+
+@pytest.mark.parametrize("case", list(CASSANDRA_REFUSALS))
+def test_viewer_readiness_names_a_cassandra_refusal(secure_stack, secure_environ, monkeypatch, wrong_password,
+                                                    untrusted_ca, case):
+    from viewer import create_app
+
+    variable, expected = CASSANDRA_REFUSALS[case]
+    for name, value in _refused_environment(variable, wrong_password, untrusted_ca).items():
+        monkeypatch.setenv(name, value)
+    response = create_app(load_settings()).test_client().get("/readyz")
+    assert response.status_code == 503
+    assert re.search(expected, response.json["error"]), response.json
+
+
+@pytest.mark.parametrize("case", [*(f"kafka {c}" for c in KAFKA_REFUSALS), *(f"cassandra {c}" for c in
+                                                                             CASSANDRA_REFUSALS)])
+def test_schema_apply_names_a_refusal_in_one_line(secure_stack, secure_environ, monkeypatch, wrong_password,
+                                                  untrusted_ca, case):
+    server, _, refusal = case.partition(" ")
+    variable, expected = (KAFKA_REFUSALS if server == "kafka" else CASSANDRA_REFUSALS)[refusal]
+    env = {**os.environ, **_refused_environment(variable, wrong_password, untrusted_ca)}
+    done = subprocess.run([sys.executable, "-m", "orderlog.schema", "apply"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    _one_clear_line(done.stdout + done.stderr, expected)
+    assert done.stderr.strip().splitlines()[-1].startswith("python -m orderlog.schema: error: ")
+
+
+@pytest.mark.parametrize("case", list(KAFKA_REFUSALS))
+def test_the_streaming_job_ends_with_one_line_naming_a_kafka_refusal(secure_stack, secure_environ, secure_topic,
+                                                                    wrong_password, untrusted_ca, tmp_path, case):
+    variable, expected = KAFKA_REFUSALS[case]
+    env = {**os.environ, **_refused_environment(variable, wrong_password, untrusted_ca),
+           "ORDERLOG_KAFKA_TOPIC": secure_topic, "ORDERLOG_CHECKPOINT_LOCATION": str(tmp_path / "checkpoint"),
+           "ORDERLOG_STREAM_METRICS_PORT": "0"}
+    done = subprocess.run(["./spark-submit.sh", "streaming"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    _one_clear_line(done.stdout + done.stderr, expected)
+    assert [line for line in (done.stdout + done.stderr).splitlines()
+            if line.startswith("streaming: error: ") and re.search(expected, line)]
+
+
+@pytest.mark.parametrize("case", list(CASSANDRA_REFUSALS))
+def test_the_aggregate_ends_with_one_line_naming_a_cassandra_refusal(secure_stack, secure_environ, wrong_password,
+                                                                    untrusted_ca, case):
+    variable, expected = CASSANDRA_REFUSALS[case]
+    env = {**os.environ, **_refused_environment(variable, wrong_password, untrusted_ca)}
+    done = subprocess.run(["./spark-submit.sh", "aggregate", "--date", DAY.isoformat()], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    _one_clear_line(done.stdout + done.stderr, expected)

@@ -266,3 +266,50 @@ def test_the_certificates_are_made_once_with_private_files(certificates):
     assert make_certificates(certificates.folder) == certificates
     for private in (certificates.password_file, certificates.keystore):
         assert private.stat().st_mode & 0o077 == 0
+
+
+# --- a refusal named in one line -----------------------------------------------------------------
+
+
+def test_a_refused_cassandra_login_or_certificate_is_one_line_naming_the_settings():
+    from cassandra import AuthenticationFailed
+    from cassandra.cluster import NoHostAvailable
+
+    from orderlog.cassandra_session import refusal
+
+    settings = load_settings(environ={"ORDERLOG_CASSANDRA_USERNAME": "app", "ORDERLOG_CASSANDRA_PASSWORD": "x",
+                                      "ORDERLOG_CASSANDRA_SSL": "1"})
+    login = NoHostAvailable("no host", {"h:1": AuthenticationFailed(
+        'Failed to authenticate to h:1: Error from server: code=0100 [Bad credentials] message="Provided username '
+        'app and/or password are incorrect"')})
+    assert refusal(settings, login) == (
+        "Cassandra at 127.0.0.1:9042 refused the login of ORDERLOG_CASSANDRA_USERNAME='app' (Provided username app "
+        "and/or password are incorrect): check ORDERLOG_CASSANDRA_USERNAME and ORDERLOG_CASSANDRA_PASSWORD")
+    certificate = NoHostAvailable("no host", {"h:1": PermissionError(
+        1, "Tried connecting to [('h', 1)]. Last error: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+           "self-signed certificate in certificate chain (_ssl.c:1006)")})
+    assert refusal(settings, certificate) == (
+        "the TLS certificate of Cassandra at 127.0.0.1:9042 is not trusted (self-signed certificate in certificate "
+        "chain): check ORDERLOG_CASSANDRA_SSL_CA_FILE (and ORDERLOG_CASSANDRA_SSL_CHECK_HOSTNAME)")
+    assert refusal(settings, NoHostAvailable("no host", {"h:1": ConnectionRefusedError(111, "refused")})) is None
+
+
+def test_a_refused_kafka_login_or_certificate_ends_the_streaming_job_with_one_line():
+    from jobs.stream_source import kafka_refusal
+
+    settings = load_settings(environ={"ORDERLOG_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                                      "ORDERLOG_KAFKA_SASL_USERNAME": "app", "ORDERLOG_KAFKA_SASL_PASSWORD": "x"})
+    login = ("[STREAM_FAILED] Query terminated with exception: org.apache.kafka.common.errors."
+             "SaslAuthenticationException: Authentication failed during authentication due to invalid credentials "
+             "with SASL mechanism SCRAM-SHA-512\n\tat org.apache...")
+    assert kafka_refusal(settings, login) == (
+        "Kafka at 127.0.0.1:9092 refused the SASL login of ORDERLOG_KAFKA_SASL_USERNAME='app' (Authentication "
+        "failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512): check "
+        "ORDERLOG_KAFKA_SASL_USERNAME, ORDERLOG_KAFKA_SASL_PASSWORD and ORDERLOG_KAFKA_SASL_MECHANISM")
+    certificate = ("org.apache.kafka.common.errors.SslAuthenticationException: SSL handshake failed\nCaused by: "
+                   "sun.security.provider.certpath.SunCertPathBuilderException: unable to find valid "
+                   "certification path to requested target")
+    assert kafka_refusal(settings, certificate) == (
+        "the TLS certificate of Kafka at 127.0.0.1:9092 is not trusted (unable to find valid certification path to "
+        "requested target): check ORDERLOG_KAFKA_SSL_CA_FILE")
+    assert kafka_refusal(settings, "java.lang.OutOfMemoryError: Java heap space") is None
