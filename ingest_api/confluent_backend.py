@@ -93,6 +93,7 @@ class ConfluentProducer:
         # Why librdkafka cannot use the brokers (a refused SASL login, an untrusted
         # certificate), as it last said: a failure names it instead of a bare timeout.
         self._refusal: str | None = None
+        self._poller: threading.Thread | None = None
 
     def _get(self) -> LibrdkafkaProducer:
         producer = self._producer
@@ -112,7 +113,8 @@ class ConfluentProducer:
             except KafkaException as exc:  # a setting librdkafka refuses
                 raise KafkaUnavailable(f"Kafka is unavailable ({_describe(exc)})") from exc
             self._producer, self._pid, self._all_down_since = producer, os.getpid(), None
-            threading.Thread(target=self._poll, args=(producer,), name="kafka-poll", daemon=True).start()
+            self._poller = threading.Thread(target=self._poll, args=(producer,), name="kafka-poll", daemon=True)
+            self._poller.start()
             return producer
 
     def _poll(self, producer: LibrdkafkaProducer) -> None:
@@ -203,6 +205,9 @@ class ConfluentProducer:
             producer, self._producer = self._producer, None
         if producer is not None and self._pid == os.getpid():
             _close_quietly(producer, self.ack_timeout_s if timeout_s is None else timeout_s)
+            # Its polling thread ends within one poll: after close() nothing of it logs.
+            if self._poller is not None and self._poller is not threading.current_thread():
+                self._poller.join(POLL_INTERVAL_S * 10)
 
 
 def _close_quietly(producer: LibrdkafkaProducer, timeout_s: float) -> None:
