@@ -93,7 +93,7 @@ def connect_checked(
             if refused:  # a wrong password or certificate does not fix itself: no retry
                 raise CassandraUnavailable(refused) from None
             if time.monotonic() >= deadline:
-                raise CassandraUnavailable(f"Cassandra is unreachable at {where}") from None
+                raise CassandraUnavailable(_unreachable(settings, exc)) from None
         except InvalidRequest:  # the keyspace does not exist
             raise CassandraUnavailable(
                 f"keyspace {settings.cassandra.keyspace} does not exist at {where}: "
@@ -122,10 +122,18 @@ def refusal(settings: Settings, exc: BaseException) -> str | None:
                     "ORDERLOG_CASSANDRA_SSL_CA_FILE (and ORDERLOG_CASSANDRA_SSL_CHECK_HOSTNAME)")
         if isinstance(error, ssl.SSLError):
             return f"the TLS handshake with Cassandra at {where} failed ({text}): check ORDERLOG_CASSANDRA_SSL"
-        if isinstance(error, ConnectionResetError) and not cassandra.ssl:
-            return (f"Cassandra at {where} closed the connection at once: does it require TLS? "
-                    "(ORDERLOG_CASSANDRA_SSL=1)")
     return None
+
+
+def _unreachable(settings: Settings, exc: BaseException) -> str:
+    """The line for a Cassandra that could not be used, with a hint when a node closed the
+    connection at once while we spoke plain CQL (a node that requires TLS does that; so may
+    one shutting down, hence only a hint, and the pre-flight retries it)."""
+    line = f"Cassandra is unreachable at {settings.cassandra.address}"
+    errors = exc.errors.values() if isinstance(exc, NoHostAvailable) else [exc]
+    if not settings.cassandra.ssl and any(isinstance(e, ConnectionResetError) for e in errors):
+        line += " (it closed the connection at once: does it require TLS? ORDERLOG_CASSANDRA_SSL=1)"
+    return line
 
 
 def require_tables(session: Session, settings: Settings, tables: Iterable[str]) -> None:

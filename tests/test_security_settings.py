@@ -292,6 +292,14 @@ def test_a_refused_cassandra_login_or_certificate_is_one_line_naming_the_setting
         "the TLS certificate of Cassandra at 127.0.0.1:9042 is not trusted (self-signed certificate in certificate "
         "chain): check ORDERLOG_CASSANDRA_SSL_CA_FILE (and ORDERLOG_CASSANDRA_SSL_CHECK_HOSTNAME)")
     assert refusal(settings, NoHostAvailable("no host", {"h:1": ConnectionRefusedError(111, "refused")})) is None
+    # A reset of plain CQL is only a hint (a node shutting down resets too): retried, not a refusal.
+    from orderlog.cassandra_session import _unreachable
+
+    reset = NoHostAvailable("no host", {"h:1": ConnectionResetError(104, "reset")})
+    assert refusal(settings, reset) is None
+    assert _unreachable(settings.replace(cassandra_ssl=False), reset) == (
+        "Cassandra is unreachable at 127.0.0.1:9042 (it closed the connection at once: does it require TLS? "
+        "ORDERLOG_CASSANDRA_SSL=1)")
 
 
 def test_a_refused_kafka_login_or_certificate_ends_the_streaming_job_with_one_line():
