@@ -12,6 +12,9 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, for_code
 
 from orderlog.config import KafkaSettings
+from orderlog.kafka_security import hide_kafka_python_secrets
+
+hide_kafka_python_secrets()  # its admin clients are made here
 
 
 def brokers_answer(bootstrap_servers: Sequence[str], timeout_s: float = 2.0,

@@ -5,10 +5,11 @@ alike (docs/cluster.md, "Secure clusters")."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from orderlog.config import KafkaSettings
+from orderlog.config import MASK, KafkaSettings
 
 # The JAAS login module of each SASL mechanism, for Java clients (the Spark Kafka source).
 _LOGIN_MODULES = {
@@ -82,3 +83,28 @@ def _jaas_quoted(text: str) -> str:
 
 def _pem(path: str) -> str:
     return Path(path).read_text(encoding="ascii", errors="replace")
+
+
+# kafka-python's admin client logs its whole configuration at DEBUG, the SASL password too.
+_KAFKA_PYTHON_SECRETS = ("sasl_plain_password", "ssl_password")
+
+
+class _MaskKafkaPythonSecrets(logging.Filter):
+    """Masks the secrets of a configuration kafka-python logs as an argument of a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else (record.args,)
+        if any(isinstance(a, dict) and any(a.get(k) for k in _KAFKA_PYTHON_SECRETS) for a in args):
+            record.args = tuple({k: MASK if k in _KAFKA_PYTHON_SECRETS and v else v for k, v in a.items()}
+                                if isinstance(a, dict) else a for a in args)
+        return True
+
+
+def hide_kafka_python_secrets() -> None:
+    """No log line of kafka-python shows a password, whatever its level (idempotent)."""
+    logger = logging.getLogger("kafka.admin.client")
+    if not any(isinstance(f, _MaskKafkaPythonSecrets) for f in logger.filters):
+        logger.addFilter(_MaskKafkaPythonSecrets())
+
+
+hide_kafka_python_secrets()

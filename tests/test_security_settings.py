@@ -4,6 +4,7 @@ and the Spark settings that may go on a command line holding no secret."""
 
 from __future__ import annotations
 
+import logging
 import ssl
 import subprocess
 import sys
@@ -321,3 +322,18 @@ def test_a_refused_kafka_login_or_certificate_ends_the_streaming_job_with_one_li
         "the TLS certificate of Kafka at 127.0.0.1:9092 is not trusted (unable to find valid certification path to "
         "requested target): check ORDERLOG_KAFKA_SSL_CA_FILE")
     assert kafka_refusal(settings, "java.lang.OutOfMemoryError: Java heap space") is None
+
+
+def test_kafka_python_logs_no_password_even_at_debug(caplog):
+    from kafka import KafkaAdminClient
+
+    import orderlog.kafka_admin  # noqa: F401  (installs the mask where the admin clients are made)
+
+    caplog.set_level(logging.DEBUG, logger="kafka")
+    with pytest.raises(Exception):  # noqa: B017 - nothing listens there; only its log line matters
+        KafkaAdminClient(bootstrap_servers=["127.0.0.1:1"], bootstrap_timeout_ms=200,
+                         security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512", sasl_plain_username="u",
+                         sasl_plain_password="pw-4714")
+    started = [r.getMessage() for r in caplog.records if "Starting KafkaAdminClient" in r.getMessage()]
+    assert started and "sasl_plain_username': 'u'" in started[0]
+    assert "pw-4714" not in caplog.text and f"'sasl_plain_password': '{MASK}'" in started[0]
