@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # pyspark 3.5 with our pins: numpy 1.26.4 has no wheel for 3.13, the code needs 3.11.
 PYTHON_VERSIONS := 3.11 3.12
 
-.PHONY: help system-deps setup runtime check-python up down status schema test test-fast test-cluster lint cluster-up cluster-down cluster-status cluster-env ingest viewer streaming aggregate demo demo-reset stop cluster-demo cluster-demo-stop bench clean
+.PHONY: help system-deps setup runtime check-python up down up-secure down-secure secure-env status schema test test-fast test-cluster lint cluster-up cluster-down cluster-status cluster-env ingest viewer streaming aggregate demo demo-reset stop cluster-demo cluster-demo-stop bench clean
 
 system-deps: ## install the system packages the project needs (Java 17, Maven; Chromium, docker-compose for tests; wrk for the benchmarks)
 	@bash tools/install_system_deps.sh
@@ -63,6 +63,15 @@ down: ## stop the local Kafka and Cassandra
 
 status: ## show what runs and its memory
 	$(PY) -m local_stack status
+
+up-secure: setup ## start the secure local Kafka (SASL_SSL, SCRAM-SHA-512) and Cassandra (TLS, passwords) beside the plain one
+	$(PY) -m local_stack up --secure
+
+down-secure: ## stop the secure local Kafka and Cassandra
+	@if [ -x $(PY) ]; then $(PY) -m local_stack down --secure; fi
+
+secure-env: ## print the export lines that point every command at the secure local stack
+	@$(PY) -m local_stack secure-env
 
 cluster-up: setup ## start the local cluster (3 Kafka, 3 Cassandra, Spark master + 2 workers; what is missing) and apply the schema
 	$(PY) -m local_stack cluster-up

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 # this many seconds, which waits and so finds out whether Kafka is back.
 DOWN_PROBE_INTERVAL_S = 1.0
 POLL_INTERVAL_S = 0.1
+# librdkafka's errors that say the brokers refuse us rather than being down.
+REFUSALS = (KafkaError._AUTHENTICATION, KafkaError._SSL)
 
 
 def confluent_config(bootstrap_servers: list[str], ack_timeout_ms: int, **overrides: Any) -> dict[str, Any]:
@@ -88,6 +90,10 @@ class ConfluentProducer:
         self._all_down_since: float | None = None
         self._last_failure = 0.0
         self._probing = False
+        # Why librdkafka cannot use the brokers (a refused SASL login, an untrusted
+        # certificate), as it last said: a failure names it instead of a bare timeout.
+        self._refusal: str | None = None
+        self._poller: threading.Thread | None = None
 
     def _get(self) -> LibrdkafkaProducer:
         producer = self._producer
@@ -107,7 +113,8 @@ class ConfluentProducer:
             except KafkaException as exc:  # a setting librdkafka refuses
                 raise KafkaUnavailable(f"Kafka is unavailable ({_describe(exc)})") from exc
             self._producer, self._pid, self._all_down_since = producer, os.getpid(), None
-            threading.Thread(target=self._poll, args=(producer,), name="kafka-poll", daemon=True).start()
+            self._poller = threading.Thread(target=self._poll, args=(producer,), name="kafka-poll", daemon=True)
+            self._poller.start()
             return producer
 
     def _poll(self, producer: LibrdkafkaProducer) -> None:
@@ -121,6 +128,8 @@ class ConfluentProducer:
             self._fatal = self._producer
         elif error.code() == KafkaError._ALL_BROKERS_DOWN:
             self._all_down_since = self._all_down_since or time.monotonic()
+        elif error.code() in REFUSALS:
+            self._refusal = f"KafkaError: {error.str()}"
 
     def send_all(self, records: Sequence[Record]) -> None:
         """Produce (key, value) records; return only when Kafka acknowledged all of them.
@@ -161,8 +170,8 @@ class ConfluentProducer:
             raise KafkaUnavailable(f"Kafka did not acknowledge the records ({_describe(exc)})") from exc
         if not waiter.done.wait(max(0.0, deadline - time.monotonic())):
             raise KafkaUnavailable(
-                f"Kafka did not acknowledge the records (KafkaTimeoutError: {waiter.pending} of {len(records)} "
-                f"not acknowledged within {self.ack_timeout_s:g} s)")
+                f"Kafka did not acknowledge the records ({self._refusal or 'KafkaTimeoutError'}: {waiter.pending} of "
+                f"{len(records)} not acknowledged within {self.ack_timeout_s:g} s)")
         if waiter.error is not None:
             raise KafkaUnavailable(f"Kafka did not acknowledge the records (KafkaError: {waiter.error.str()})")
 
@@ -183,7 +192,8 @@ class ConfluentProducer:
         try:
             metadata = self._get().list_topics(topic=self.topic, timeout=timeout_s)
         except (KafkaException, KafkaUnavailable) as exc:
-            return False, f"metadata request failed ({_describe(exc)})"
+            return False, f"metadata request failed ({self._refusal or _describe(exc)})"
+        self._refusal = None
         error = metadata.topics[self.topic].error if self.topic in metadata.topics else None
         if error is not None:
             return False, f"metadata request failed (KafkaError: {error.str()}: {self.topic})"
@@ -195,6 +205,9 @@ class ConfluentProducer:
             producer, self._producer = self._producer, None
         if producer is not None and self._pid == os.getpid():
             _close_quietly(producer, self.ack_timeout_s if timeout_s is None else timeout_s)
+            # Its polling thread ends within one poll: after close() nothing of it logs.
+            if self._poller is not None and self._poller is not threading.current_thread():
+                self._poller.join(POLL_INTERVAL_S * 10)
 
 
 def _close_quietly(producer: LibrdkafkaProducer, timeout_s: float) -> None:

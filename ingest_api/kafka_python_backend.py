@@ -24,13 +24,16 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from ingest_api.producer_interface import KafkaUnavailable, Record
-from orderlog.kafka_admin import brokers_answer, describe
+from orderlog.config import KafkaSettings
+from orderlog.kafka_admin import brokers_answer, describe, refusal
 
 log = logging.getLogger(__name__)
 
 # After a failed attempt to create the producer, answer 503 at once for this long rather
 # than making every request wait for another bootstrap timeout.
 CREATE_BACKOFF_S = 1.0
+# The producer's settings its health check's admin client needs too (orderlog.kafka_security).
+SECURITY_PREFIXES = ("security_", "sasl_", "ssl_")
 
 
 def kafka_python_config(bootstrap_servers: list[str], ack_timeout_ms: int, **overrides: Any) -> dict[str, Any]:
@@ -69,8 +72,9 @@ def kafka_python_config(bootstrap_servers: list[str], ack_timeout_ms: int, **ove
 class KafkaPythonProducer:
     """Sends records to one topic and waits until Kafka has every one of them."""
 
-    def __init__(self, topic: str, config: dict[str, Any], ack_timeout_s: float):
+    def __init__(self, topic: str, config: dict[str, Any], ack_timeout_s: float, kafka: KafkaSettings | None = None):
         self.topic = topic
+        self.kafka = kafka  # to say why the brokers refuse us (orderlog.kafka_admin.refusal)
         self.config = config
         self.ack_timeout_s = ack_timeout_s
         self._producer: KafkaProducer | None = None
@@ -94,7 +98,7 @@ class KafkaPythonProducer:
                 self._producer = KafkaProducer(**self.config)
             except Exception as exc:  # NoBrokersAvailable, timeouts, DNS errors...
                 self._failed_at = time.monotonic()
-                self._last_error = describe(exc)
+                self._last_error = (self.kafka and refusal(self.kafka)) or describe(exc)
                 log.warning("cannot create the Kafka producer: %s", self._last_error)
                 raise KafkaUnavailable(f"Kafka is unavailable ({self._last_error})") from exc
             self._pid = os.getpid()
@@ -140,7 +144,11 @@ class KafkaPythonProducer:
     def reachable(self, timeout_s: float = 2.0) -> tuple[bool, str]:
         """Whether a broker answers a metadata request now and has the topic, and why not."""
         client_id = f"{self.config['client_id']}-health"
-        return brokers_answer(self.config["bootstrap_servers"], timeout_s, client_id=client_id, topic=self.topic)
+        security = {k: v for k, v in self.config.items() if k.startswith(SECURITY_PREFIXES)}
+        ok, reason = brokers_answer(self.config["bootstrap_servers"], timeout_s, client_id=client_id,
+                                    topic=self.topic, security=security)
+        refused = None if ok or self.kafka is None else refusal(self.kafka, timeout_s)
+        return ok, refused or reason
 
     def close(self, timeout_s: float | None = None) -> None:
         """Flush what is buffered and close (used at worker exit)."""

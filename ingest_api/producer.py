@@ -14,6 +14,7 @@ from ingest_api.confluent_backend import ConfluentProducer, confluent_config
 from ingest_api.kafka_python_backend import KafkaPythonProducer, kafka_python_config
 from ingest_api.producer_interface import KafkaUnavailable, Producer, Record
 from orderlog.config import Settings
+from orderlog.kafka_security import kafka_python_security, librdkafka_security
 
 __all__ = ["KafkaUnavailable", "Producer", "Record", "close_app_producer", "get_producer", "init_app",
            "make_producer"]
@@ -22,14 +23,16 @@ EXTENSION_KEY = "orderlog_kafka"
 
 
 def make_producer(settings: Settings, **overrides: object) -> Producer:
-    """The configured client's producer (unconnected: it connects on first use).
-    ``overrides`` are extra settings in that client's own names."""
+    """The configured client's producer (unconnected: it connects on first use), with the
+    configured security (SASL, TLS). ``overrides`` are extra settings in that client's own names."""
     ack_timeout_ms = settings.ingest.ack_timeout_ms
-    bootstrap, topic = settings.kafka.bootstrap_list, settings.kafka.topic
+    bootstrap, topic, ack_timeout_s = settings.kafka.bootstrap_list, settings.kafka.topic, ack_timeout_ms / 1000
     if settings.kafka.client == "kafka-python":
-        return KafkaPythonProducer(topic, kafka_python_config(bootstrap, ack_timeout_ms, **overrides),
-                                   ack_timeout_ms / 1000)
-    return ConfluentProducer(topic, confluent_config(bootstrap, ack_timeout_ms, **overrides), ack_timeout_ms / 1000)
+        extra = {**kafka_python_security(settings.kafka), **overrides}
+        return KafkaPythonProducer(topic, kafka_python_config(bootstrap, ack_timeout_ms, **extra), ack_timeout_s,
+                                   settings.kafka)
+    extra = {**librdkafka_security(settings.kafka), **overrides}
+    return ConfluentProducer(topic, confluent_config(bootstrap, ack_timeout_ms, **extra), ack_timeout_s)
 
 
 def init_app(app: Flask) -> None:

@@ -24,7 +24,9 @@ def connector_jars(settings: Settings) -> list[str]:
 
 
 def spark_conf(settings: Settings) -> dict[str, str]:
-    """Settings every job needs, whatever starts it (spark-submit, a test, a notebook)."""
+    """Settings every job needs, whatever starts it (spark-submit, a test, a notebook).
+    No secret: spark-submit.sh puts these on its command line, which `ps` shows to anyone;
+    the secrets are ``secret_spark_conf``'s, set inside the job."""
     conf = {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.extensions": "com.datastax.spark.connector.CassandraSparkExtensions",
@@ -38,9 +40,27 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": "8",
         "spark.ui.showConsoleProgress": "false",
     }
-    if settings.cassandra.username:
-        conf["spark.cassandra.auth.username"] = settings.cassandra.username
-        conf["spark.cassandra.auth.password"] = settings.cassandra.password
+    cassandra = settings.cassandra
+    if cassandra.username:
+        conf["spark.cassandra.auth.username"] = cassandra.username
+    if cassandra.ssl:
+        conf["spark.cassandra.connection.ssl.enabled"] = "true"
+        if cassandra.ssl_truststore_file:
+            conf["spark.cassandra.connection.ssl.trustStore.path"] = cassandra.ssl_truststore_file
+            conf["spark.cassandra.connection.ssl.trustStore.type"] = cassandra.ssl_truststore_type
+    return conf
+
+
+def secret_spark_conf(settings: Settings) -> dict[str, str]:
+    """The connector's secrets: set on the session by the job process itself
+    (``build_session``), never passed on a command line. Spark's UI and logs redact them
+    (spark.redaction.regex matches "password")."""
+    cassandra = settings.cassandra
+    conf = {}
+    if cassandra.password:
+        conf["spark.cassandra.auth.password"] = cassandra.password
+    if cassandra.ssl and cassandra.ssl_truststore_password:
+        conf["spark.cassandra.connection.ssl.trustStore.password"] = cassandra.ssl_truststore_password
     return conf
 
 
@@ -48,11 +68,12 @@ def build_session(
     settings: Settings, app_name: str, *, master: str | None = None, extra: dict[str, str] | None = None
 ) -> SparkSession:
     """A session for a job. Under spark-submit the master and jars come from its flags;
-    started directly (tests, a REPL), the local master and the resolved jars are used."""
+    started directly (tests, a REPL), the local master and the resolved jars are used. The
+    secrets are set here, in the job's own process, before the connector is first used."""
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
-    for key, value in {**spark_conf(settings), **(extra or {})}.items():
+    for key, value in {**spark_conf(settings), **secret_spark_conf(settings), **(extra or {})}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 

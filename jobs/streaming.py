@@ -20,7 +20,7 @@ from jobs.stream_lifecycle import StreamingRun, install_stop_signals, quiet_logs
 from jobs.stream_metrics import serve as serve_metrics
 from jobs.stream_preflight import check_cassandra
 from jobs.stream_sink import BatchWriter
-from jobs.stream_source import read_kafka
+from jobs.stream_source import kafka_refusal, read_kafka
 from orderlog.cassandra_session import CassandraUnavailable
 from orderlog.config import NON_EMPTY, POSITIVE, STARTING_OFFSETS, TOPIC, TRIGGER, Settings, flag, load_or_exit, seconds
 from orderlog.logs import configure, report
@@ -63,7 +63,8 @@ def main(argv: list[str]) -> int:
         report("streaming", f"error: {exc}", log_format=settings.log.format)
         return 1
     except Exception as exc:  # the query failed: one line, the cause first
-        report("streaming", f"error: {writer.failure or short_cause(exc)}", log_format=settings.log.format)
+        cause = writer.failure or kafka_refusal(settings, str(exc)) or short_cause(exc)
+        report("streaming", f"error: {cause}", log_format=settings.log.format)
         return 1
     return 0
 

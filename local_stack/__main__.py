@@ -13,11 +13,18 @@ workers on loopback):
     cluster-down    stop all of it
     cluster-status  every server: pid, whether it answers, memory
     cluster-env     the export lines that point every command at the cluster
+
+and the secure variant (local_stack/secure.py: Kafka on SASL_SSL with SCRAM-SHA-512,
+Cassandra on TLS with PasswordAuthenticator; its own ports and folder):
+
+    up --secure, down --secure, status --secure
+    secure-env      the export lines that point every command at it
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import re
 import shlex
@@ -25,7 +32,8 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from local_stack import cluster, supervisor
+from local_stack import cluster, secure, supervisor
+from local_stack.certificates import CertificateError
 from local_stack.stack import StackConfig, StackError, down, servers, status, up
 from orderlog.config import Settings, load_or_exit
 from orderlog.logs import configure, report
@@ -54,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     up_cmd.add_argument("--no-schema", action="store_true", help="do not apply the schema or create the topic")
     down_cmd = sub.add_parser("down", help="stop the servers")
     down_cmd.add_argument("--only", choices=["kafka", "cassandra"], help="stop only this server")
-    sub.add_parser("status", help="show what runs")
+    status_cmd = sub.add_parser("status", help="show what runs")
+    for command in (up_cmd, down_cmd, status_cmd):
+        command.add_argument("--secure", action="store_true",
+                             help="the secure variant: Kafka on SASL_SSL/SCRAM, Cassandra on TLS with passwords")
+    sub.add_parser("secure-env", help="print the export lines that point the project at the secure stack")
     sub.add_parser("check-versions", help="check that pyspark matches the Spark version of the pom")
     logs_cmd = sub.add_parser("logs", help="show the end of a server's log")
     logs_cmd.add_argument("server", choices=["kafka", "cassandra"])
@@ -77,11 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     configure("local_stack", settings.log.format, logging.WARNING, silence=("cassandra", "kafka"))
     if args.command.startswith("cluster-"):
         return cluster_main(args)
+    if args.command == "secure-env":
+        for name, value in secure.secure_environment(settings).items():
+            print(f"export {name}={shell_word(value)}")
+        return 0
     try:
-        config = StackConfig.from_settings(settings)
+        if getattr(args, "secure", False):
+            settings = secure.secure_settings(settings)
+        config = dataclasses.replace(StackConfig.from_settings(settings), secure=getattr(args, "secure", False))
         if args.command == "up":
             names = [args.only] if args.only else None
             up(config, names)
+            if config.secure and (not args.only or args.only == "cassandra"):
+                secure.create_application_role(settings)
             if not args.no_schema and not args.only:
                 return apply_schema(settings)
         elif args.command == "down":
@@ -93,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if all(s.running and s.answering for s in states) else 3
         elif args.command == "logs":
             print(supervisor.tail(servers(config)[args.server].log_file, args.lines, indent="    "))
-    except StackError as exc:
+    except (StackError, CertificateError) as exc:
         report("local_stack", str(exc))
         return 1
     return 0

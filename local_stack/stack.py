@@ -94,6 +94,7 @@ class StackConfig:
     address: str = "127.0.0.1"  # Cassandra's listen and CQL address
     cassandra_cluster_name: str = "orderlog-local"
     node_suffix: str = ""  # after the server's name in status and errors: "kafka2"
+    secure: bool = False  # the secure variant (local_stack/secure.py)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StackConfig:
@@ -313,9 +314,11 @@ class Kafka(Server):
             heartbeat_ms=c.kafka_heartbeat_ms,
         )
         shutil.copyfile(TEMPLATES / "kafka-log4j2.xml", self.home / "config" / "log4j2.xml")
-        if (data / "meta.properties").exists():
-            return
-        # KRaft storage must be formatted once with a cluster id before the first start.
+        if not (data / "meta.properties").exists():
+            self.format_storage(java)
+
+    def format_storage(self, java: str) -> None:
+        """KRaft storage must be formatted once with a cluster id before the first start."""
         result = subprocess.run(
             [java, "-Xmx256m", f"-Dlog4j2.configurationFile={self.home / 'config' / 'log4j2.xml'}",
              "-cp", self.classpath(), "kafka.tools.StorageTool",
@@ -416,6 +419,10 @@ class Cassandra(Server):
 
 
 def servers(config: StackConfig) -> dict[str, Server]:
+    if config.secure:
+        from local_stack.secure import secure_servers  # it builds on this module
+
+        return secure_servers(config)
     return {"kafka": Kafka(config), "cassandra": Cassandra(config)}
 
 

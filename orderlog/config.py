@@ -47,6 +47,11 @@ CASSANDRA_CONSISTENCY_LEVELS = (
 )
 # Kafka's rule for a topic name: these characters, at most 249, and neither "." nor "..".
 TOPIC_NAME = re.compile(r"(?!\.\.?$)[A-Za-z0-9._-]{1,249}", re.ASCII)
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# A secret's variable with this suffix names a file that holds the secret (Docker and
+# Kubernetes mount secrets as files): ORDERLOG_KAFKA_SASL_PASSWORD_FILE=/run/secrets/kafka.
+SECRET_FILE_SUFFIX = "_FILE"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Shown instead of a secret's value, wherever a value is printed.
 MASK = "********"
@@ -154,6 +159,15 @@ def _flag(text: str) -> bool:
     return lowered in _TRUE
 
 
+def _readable_file(value: Any) -> bool:
+    if value == "":
+        return True
+    try:
+        return isinstance(value, str) and "\0" not in value and os.access(value, os.R_OK) and Path(value).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 TEXT = Rule("any text", str, lambda v: isinstance(v, str))
 FLAG = Rule("1 or 0 (or true/false, yes/no, on/off)", _flag, lambda v: isinstance(v, bool))
 NON_EMPTY = Rule("a non-empty value", str.strip, lambda v: isinstance(v, str) and bool(v))
@@ -170,6 +184,10 @@ ZONE = Rule("an IANA time zone such as Asia/Tokyo", str.strip, _zone)
 CONSISTENCY = choice(CASSANDRA_CONSISTENCY_LEVELS, str.upper)
 LOG_LEVEL = choice(LOG_LEVELS, str.lower)
 KAFKA_CLIENT = choice(("confluent-kafka", "kafka-python"), str.lower)
+KAFKA_SECURITY_PROTOCOL = choice(KAFKA_SECURITY_PROTOCOLS, str.upper)
+KAFKA_SASL_MECHANISM = choice(KAFKA_SASL_MECHANISMS, str.upper)
+FILE = Rule("a readable file (or unset)", str.strip, _readable_file)
+TRUSTSTORE_TYPE = choice(("JKS", "PKCS12"), str.upper)
 TRIGGER = pattern(_TRIGGER, "an interval such as '1 second' or '500 milliseconds'")
 STARTING_OFFSETS = Rule("earliest, latest or Kafka's JSON form of offsets", str.strip, _starting_offsets)
 HEAP = pattern(_HEAP, "a JVM heap size such as 512m or 1g")
@@ -245,9 +263,36 @@ class KafkaSettings(_Section):
         "the ingest API's Kafka client: `confluent-kafka` (librdkafka) or `kafka-python`, the design's own; "
         "the same acks=all, idempotent, 202-after-acknowledgement contract")
 
+    # Managed clusters (Confluent Cloud, MSK, Aiven) take SASL over TLS; docs/cluster.md.
+    security_protocol: str = setting(
+        "ORDERLOG_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", KAFKA_SECURITY_PROTOCOL,
+        "how every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    sasl_mechanism: str = setting(
+        "ORDERLOG_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", KAFKA_SASL_MECHANISM,
+        "with SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    sasl_username: str = setting("ORDERLOG_KAFKA_SASL_USERNAME", "", TEXT, "with SASL_*: the user name")
+    sasl_password: str = setting("ORDERLOG_KAFKA_SASL_PASSWORD", "", TEXT, "with SASL_*: the password",
+                                 secret=True)
+    ssl_ca_file: str = setting(
+        "ORDERLOG_KAFKA_SSL_CA_FILE", "", FILE,
+        "with SSL or SASL_SSL: the PEM file of the CA that signed the brokers' certificates (unset: the system's)")
+    ssl_cert_file: str = setting(
+        "ORDERLOG_KAFKA_SSL_CERT_FILE", "", FILE, "with SSL or SASL_SSL: a client certificate (PEM), for mutual TLS")
+    ssl_key_file: str = setting(
+        "ORDERLOG_KAFKA_SSL_KEY_FILE", "", FILE,
+        "with ORDERLOG_KAFKA_SSL_CERT_FILE: its private key (PEM, unencrypted PKCS#8)")
+
     @property
     def bootstrap_list(self) -> list[str]:
         return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
 
 
 @dataclass(frozen=True)
@@ -269,6 +314,25 @@ class CassandraSettings(_Section):
         "ORDERLOG_CASSANDRA_CONSISTENCY", "LOCAL_QUORUM", CONSISTENCY,
         "consistency of every Cassandra read and write: the jobs', the viewer's and the connector's alike; "
         "lightweight transactions (the aggregate's lock) use LOCAL_SERIAL")
+
+    # TLS: our Python driver trusts the PEM CA; the Spark connector (Java) a truststore.
+    ssl: bool = setting("ORDERLOG_CASSANDRA_SSL", False, FLAG,
+                        "1: every Cassandra client (the drivers, the Spark connector) connects over TLS")
+    ssl_ca_file: str = setting(
+        "ORDERLOG_CASSANDRA_SSL_CA_FILE", "", FILE,
+        "with ORDERLOG_CASSANDRA_SSL: the PEM file of the CA that signed the nodes' certificates (unset: the "
+        "system's), for the Python driver")
+    ssl_check_hostname: bool = setting(
+        "ORDERLOG_CASSANDRA_SSL_CHECK_HOSTNAME", True, FLAG,
+        "with ORDERLOG_CASSANDRA_SSL: 1 checks that a node's certificate names the address it was reached at")
+    ssl_truststore_file: str = setting(
+        "ORDERLOG_CASSANDRA_SSL_TRUSTSTORE_FILE", "", FILE,
+        "with ORDERLOG_CASSANDRA_SSL: the same CA as a JKS or PKCS12 truststore, for the Spark connector (a path "
+        "the driver and every executor can read; unset: the JVM's default trust)")
+    ssl_truststore_password: str = setting(
+        "ORDERLOG_CASSANDRA_SSL_TRUSTSTORE_PASSWORD", "", TEXT, "the truststore's password", secret=True)
+    ssl_truststore_type: str = setting("ORDERLOG_CASSANDRA_SSL_TRUSTSTORE_TYPE", "JKS", TRUSTSTORE_TYPE,
+                                       "the truststore's format: JKS or PKCS12")
 
     @property
     def host_list(self) -> list[str]:
@@ -408,6 +472,11 @@ class StackSettings(_Section):
     cassandra_jmx_port: int = setting("ORDERLOG_STACK_CASSANDRA_JMX_PORT", 7199, PORT,
                                       "the local Cassandra's JMX port")
     cassandra_heap: str = setting("ORDERLOG_STACK_CASSANDRA_HEAP", "1g", HEAP, "the local Cassandra's JVM heap")
+    # 300: clear of the local cluster's fixed ports (9192-9194, 7299, 7399) and of the
+    # other ports of a worktree's block.
+    secure_port_offset: int = setting(
+        "ORDERLOG_STACK_SECURE_PORT_OFFSET", 300, whole(1, 10000),
+        "the secure local stack (`make up-secure`) listens on the local stack's ports plus this")
 
 
 @dataclass(frozen=True)
@@ -463,6 +532,25 @@ class Settings:
                 else ("ORDERLOG_VIEWER_USER", f"ORDERLOG_VIEWER_PASSWORD='{MASK}'")
             )
             raise ConfigError(f"{given}: expected {missing} too (basic auth needs both, or neither)")
+        if kafka.uses_sasl and not (kafka.sasl_username and kafka.sasl_password):
+            raise ConfigError(
+                f"ORDERLOG_KAFKA_SECURITY_PROTOCOL={kafka.security_protocol!r}: expected ORDERLOG_KAFKA_SASL_USERNAME "
+                "and ORDERLOG_KAFKA_SASL_PASSWORD (or ORDERLOG_KAFKA_SASL_PASSWORD_FILE) too"
+            )
+        if bool(kafka.ssl_cert_file) != bool(kafka.ssl_key_file):
+            given, other = (
+                (f"ORDERLOG_KAFKA_SSL_CERT_FILE={kafka.ssl_cert_file!r}", "ORDERLOG_KAFKA_SSL_KEY_FILE")
+                if kafka.ssl_cert_file else (f"ORDERLOG_KAFKA_SSL_KEY_FILE={kafka.ssl_key_file!r}",
+                                             "ORDERLOG_KAFKA_SSL_CERT_FILE")
+            )
+            raise ConfigError(f"{given}: expected {other} too (a client certificate needs its key)")
+        cassandra = self.cassandra
+        if bool(cassandra.username) != bool(cassandra.password):
+            missing, given = (
+                ("ORDERLOG_CASSANDRA_PASSWORD", f"ORDERLOG_CASSANDRA_USERNAME={cassandra.username!r}")
+                if cassandra.username else ("ORDERLOG_CASSANDRA_USERNAME", f"ORDERLOG_CASSANDRA_PASSWORD='{MASK}'")
+            )
+            raise ConfigError(f"{given}: expected {missing} too (authentication needs both, or neither)")
 
     @property
     def stack_dir(self) -> Path:
@@ -551,6 +639,30 @@ def _with_aliases(environ: Mapping[str, str], warn: Callable[[str], None]) -> di
         if old not in _warned:
             _warned.add(old)
             warn(f"{old} is deprecated: use {new}")
+    return _with_secret_files(values)
+
+
+def secret_variables() -> list[str]:
+    """The variables whose values are secrets (each also takes its ``_FILE`` form)."""
+    return [declaration.env for _, _, declaration, _ in declarations() if declaration.secret]
+
+
+def _with_secret_files(values: dict[str, str]) -> dict[str, str]:
+    """Each secret given as ``ORDERLOG_X_FILE=<path>`` read into ``ORDERLOG_X``: the file's
+    content without its trailing newline. Both forms set is an error naming both (an empty
+    ``ORDERLOG_X``, as compose files and child environments write, counts as unset)."""
+    for variable in secret_variables():
+        file_variable = variable + SECRET_FILE_SUFFIX
+        if file_variable not in values:
+            continue
+        path = values[file_variable]
+        if values.get(variable):
+            raise ConfigError(f"{file_variable}={path!r}: expected {variable} unset (set only one of them)")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, ValueError):  # missing, unreadable, a folder, not UTF-8, a NUL in the path
+            raise ConfigError(f"{file_variable}={path!r}: expected a readable UTF-8 file holding the secret") from None
+        values[variable] = text.removesuffix("\n").removesuffix("\r")
     return values
 
 
@@ -686,8 +798,14 @@ def child_environment(settings: Settings, base: Mapping[str, str] | None = None)
     names removed (they would conflict)."""
     env = {k: v for k, v in (os.environ if base is None else base).items()
            if k not in DEPRECATED_ALIASES and k != VIEWER_BIND}
+    from_files = _with_secret_files({k: v for k, v in env.items() if k.endswith(SECRET_FILE_SUFFIX)})
     for section, name, declaration, _ in declarations():
-        env[declaration.env] = _text(getattr(getattr(settings, section), name))
+        value = _text(getattr(getattr(settings, section), name))
+        file_variable = declaration.env + SECRET_FILE_SUFFIX
+        if declaration.secret and from_files.get(declaration.env) == value:
+            continue  # the child reads the same file: the secret stays out of its environment
+        env.pop(file_variable, None)
+        env[declaration.env] = value
     return env
 
 
@@ -704,6 +822,8 @@ def effective_lines(settings: Settings, environ: Mapping[str, str] | None = None
             lines.append(f"# {section}")
         value = getattr(getattr(settings, section), name)
         origin = "environment" if declaration.env in given else ("default" if value == default else "set")
+        if declaration.env + SECRET_FILE_SUFFIX in given:
+            origin = declaration.env + SECRET_FILE_SUFFIX
         lines.append(f"{declaration.env}={_shown(declaration, value)}  # {origin}")
     return lines
 
@@ -718,7 +838,9 @@ def markdown_table() -> str:
     for _, _, declaration, default in declarations():
         shown = "unset" if default == "" else f"`{_text(default)}`"
         older = f" (formerly {', '.join(formerly[declaration.env])})" if declaration.env in formerly else ""
-        rows.append(f"| `{declaration.env}` | {shown} | {declaration.help}{older} |")
+        from_file = (f"; or `{declaration.env}{SECRET_FILE_SUFFIX}`, a file holding it" if declaration.secret
+                     else "")
+        rows.append(f"| `{declaration.env}` | {shown} | {declaration.help}{from_file}{older} |")
     return "\n".join(rows)
 
 

@@ -12,11 +12,17 @@ import logging
 import sys
 from collections.abc import Callable
 
+from cassandra import OperationTimedOut
+from cassandra.cluster import NoHostAvailable
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from orderlog.cassandra_session import connect, shutdown
+from orderlog.cassandra_session import refusal as cassandra_refusal
 from orderlog.config import Settings, load_or_exit
+from orderlog.kafka_admin import describe
+from orderlog.kafka_admin import refusal as kafka_refusal
+from orderlog.kafka_security import kafka_python_client
 from orderlog.logs import configure, progress, report
 from orderlog.rejected_migration import MigrationError, migrate_rejected_events
 from orderlog.tables import keyspace_cql, strip_comments, table_columns, table_names, table_statements
@@ -94,11 +100,16 @@ def topic_configs(settings: Settings) -> dict[str, str]:
     return configs
 
 
+# How long topic creation waits for the brokers: a refused login or certificate ends it too.
+ADMIN_TIMEOUT_MS = 10_000
+
+
 def create_topic(settings: Settings) -> bool:
     """Creates the order topic if it does not exist; True if it was created. An existing
     topic gets the timestamp bounds of TOPIC_TIMESTAMP_CONFIGS where its own are looser; its
     min.insync.replicas is left as it is (change it with Kafka's own tools)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list, client_id="orderlog-schema")
+    admin = KafkaAdminClient(**kafka_python_client(settings.kafka), client_id="orderlog-schema",
+                             bootstrap_timeout_ms=ADMIN_TIMEOUT_MS, request_timeout_ms=ADMIN_TIMEOUT_MS)
     try:
         if settings.kafka.topic in admin.list_topics():
             tighten_timestamp_bounds(admin, settings.kafka.topic)
@@ -153,11 +164,20 @@ def main(argv: list[str] | None = None) -> int:
         except MigrationError as exc:
             report("python -m orderlog.schema", f"error: {exc}", log_format=settings.log.format)
             return 1
+        except (NoHostAvailable, OperationTimedOut) as exc:
+            problem = cassandra_refusal(settings, exc) or f"Cassandra is unreachable at {settings.cassandra.address}"
+            report("python -m orderlog.schema", f"error: {problem}", log_format=settings.log.format)
+            return 1
         for statement in altered:
             say(f"migrated: {statement}")
         say(f"schema applied: keyspace {settings.cassandra.keyspace}, {len(table_names())} tables")
     if args.command in ("apply", "topic"):
-        created = create_topic(settings)
+        try:
+            created = create_topic(settings)
+        except (KafkaError, OSError) as exc:
+            problem = kafka_refusal(settings.kafka) or f"Kafka at {settings.kafka.bootstrap_servers}: {describe(exc)}"
+            report("python -m orderlog.schema", f"error: {problem}", log_format=settings.log.format)
+            return 1
         state = "created" if created else "exists"
         say(f"topic {settings.kafka.topic} {state} ({settings.kafka.topic_partitions} partitions)")
     return 0

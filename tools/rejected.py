@@ -40,6 +40,8 @@ from orderlog.business_day import date_argument
 from orderlog.cassandra_session import CassandraUnavailable, connect_checked, shutdown
 from orderlog.config import Settings, load_or_exit
 from orderlog.events import printable
+from orderlog.kafka_admin import refusal as kafka_refusal
+from orderlog.kafka_security import kafka_python_client
 from orderlog.layout import REJECTED_BUCKETS
 from orderlog.logs import report
 from orderlog.rejected import (
@@ -273,14 +275,14 @@ class Replayer:
     def _connect(self) -> None:
         try:
             self.producer = KafkaProducer(
-                bootstrap_servers=self.settings.kafka.bootstrap_list, acks="all", enable_idempotence=True,
+                **kafka_python_client(self.settings.kafka), acks="all", enable_idempotence=True,
                 bootstrap_timeout_ms=10_000, max_block_ms=10_000, request_timeout_ms=10_000,
                 delivery_timeout_ms=int(ACK_TIMEOUT_S * 1000), client_id="orderlog-rejected-replay",
             )
         except KafkaError as exc:
-            raise Failure(
-                f"Kafka is unreachable at {self.settings.kafka.bootstrap_servers} ({type(exc).__name__})"
-            ) from None
+            raise Failure(kafka_refusal(self.settings.kafka) or
+                          f"Kafka is unreachable at {self.settings.kafka.bootstrap_servers} ({type(exc).__name__})"
+                          ) from None
         self.mark = self.session.prepare(MARK_REPLAYED)
 
     def send(self, records: list[RejectedRecord]) -> tuple[int, list[tuple[RejectedRecord, str]]]:

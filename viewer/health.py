@@ -12,6 +12,7 @@ from typing import Any
 from cassandra.cluster import NoHostAvailable
 from flask import Blueprint, current_app, jsonify
 
+from orderlog.cassandra_session import refusal
 from viewer.db import LATEST_RUN_SCOPE, get_store
 from viewer.errors import CASSANDRA_ERRORS, RETRY_AFTER_SECONDS
 
@@ -37,8 +38,9 @@ def readyz() -> Any:
         # The smallest read the pages depend on: one row of one table of the keyspace.
         get_store().execute("latest_finished_run", (LATEST_RUN_SCOPE,)).one()
     except (*CASSANDRA_ERRORS, OSError) as exc:
+        settings = current_app.config["SETTINGS"]
         body = {"status": "unavailable", "cassandra": "unreachable", **where,
-                "error": f"Cassandra at {cassandra.address}: {reason(exc)}"}
+                "error": refusal(settings, exc) or f"Cassandra at {cassandra.address}: {reason(exc)}"}
         return jsonify(body), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return jsonify({"status": "ok", "cassandra": "reachable", **where})
 
