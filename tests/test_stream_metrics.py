@@ -148,3 +148,11 @@ def test_the_jobs_driver_serves_and_persists_what_its_batches_did(
     assert row.processed_rows_per_second >= 0
     # The batches' rows, all in the last batch or spread over several: never more than sent.
     assert 0 <= row.rows_valid <= 40 and 0 <= row.rows_rejected <= 3
+
+
+def test_metrics_on_an_address_not_of_this_host_cost_one_warning_not_the_job(caplog):
+    (port,) = free_ports(1)
+    with caplog.at_level(logging.WARNING, logger="orderlog.streaming"):
+        assert stream_metrics.serve(port, "192.0.2.1") is False  # TEST-NET-1: no interface of ours
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"metrics not served: 192.0.2.1:{port} (")
