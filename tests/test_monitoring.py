@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 MONITORING_DIR = ROOT / "monitoring"
 DASHBOARD = MONITORING_DIR / "grafana" / "dashboards" / "orderlog.json"
+ALERTS = MONITORING_DIR / "alerts.yml"
 # Each /metrics of the pipeline: the compose service that serves it.
 SCRAPED = {"ingest", "viewer", "streaming"}
 METRIC = re.compile(r"\b(orderlog_[a-z0-9_]+)\b")
@@ -172,6 +173,25 @@ def test_every_dashboard_expression_names_metrics_the_code_exports(exported) -> 
     assert {"orderlog_ingest_events_accepted_total", "orderlog_stream_offsets_behind",
             "orderlog_stream_batch_duration_seconds_bucket", "orderlog_stream_rows_total",
             "orderlog_aggregate_latest_date_age_days"} <= set(used)
+
+
+def test_every_alert_is_loaded_and_names_metrics_the_code_exports(config, exported) -> None:
+    scrape = yaml.safe_load((MONITORING_DIR / "prometheus.yml").read_text())
+    mounts = _mounts(config["services"]["prometheus"])
+    assert [Path(mounts[path]).resolve() for path in scrape["rule_files"]] == [ALERTS.resolve()]
+    rules = [rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]]
+    names = [rule["alert"] for rule in rules]
+    assert len(names) == len(set(names))
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    jobs = set(_scrape_targets())
+    for rule in rules:
+        found = METRIC.findall(rule["expr"])
+        # Prometheus' own `up` of our scrape jobs, or figures the code exports.
+        up = re.fullmatch(r'up\{job=~"([a-z|]+)"\} == 0', rule["expr"])
+        assert (up and set(up.group(1).split("|")) == jobs) or found, (rule["alert"], rule["expr"])
+        assert set(found) <= exported, (rule["alert"], set(found) - exported)
+        assert rule["labels"]["severity"] in ("warning", "critical") and rule["annotations"]["summary"]
+        assert f"`{rule['alert']}`" in operations, f"{rule['alert']}: what to do is not in docs/operations.md"
 
 
 def test_the_check_is_real_a_misspelt_metric_is_caught(exported) -> None:
