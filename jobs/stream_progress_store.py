@@ -85,6 +85,13 @@ class ProgressStore:
             self.session.cluster.shutdown()
             self.session = None
 
+    def close_quietly(self) -> None:
+        """close(), at the job's end: a failure there is no reason for a non-zero exit."""
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            self.session = None
+
     def _prepare(self) -> None:
         if self.session is None:
             self.session = self.connect_session()
