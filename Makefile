@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # pyspark 3.5 with our pins: numpy 1.26.4 has no wheel for 3.13, the code needs 3.11.
 PYTHON_VERSIONS := 3.11 3.12
 
-.PHONY: help system-deps setup runtime check-python up down up-secure down-secure secure-env status schema test test-fast test-cluster lint cluster-up cluster-down cluster-status cluster-env ingest viewer streaming aggregate demo demo-reset stop cluster-demo cluster-demo-stop bench clean
+.PHONY: help system-deps setup runtime check-python up down up-secure down-secure secure-env status schema test test-fast test-cluster lint cluster-up cluster-down cluster-status cluster-env ingest viewer streaming aggregate demo demo-reset stop cluster-demo cluster-demo-stop bench clean monitoring
 
 system-deps: ## install the system packages the project needs (Java 17, Maven; Chromium, docker-compose for tests; wrk for the benchmarks)
 	@bash tools/install_system_deps.sh
@@ -120,6 +120,9 @@ aggregate: setup ## nightly aggregate: make aggregate [DATE=2025-05-31 | FROM=20
 	./spark-submit.sh aggregate $(if $(DATE),--date $(DATE)) $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
 
 .PHONY: compose-check
+monitoring: setup ## print where each Prometheus /metrics endpoint is (from the configuration), whether it answers, and the scrape configuration for your own Prometheus
+	@$(PY) -m tools.monitoring
+
 compose-check: setup ## validate docker-compose.yml with Debian's docker-compose (installed via apt-get if missing; no engine needed)
 	@command -v docker-compose >/dev/null || { S=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq docker-compose; }

@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from jobs.stream_progress import ProgressLogger
+from jobs.stream_progress_store import ProgressStore
 from jobs.stream_sink import BatchWriter
 
 log = logging.getLogger("orderlog.streaming")
@@ -34,7 +35,8 @@ class StreamingRun:
     def __init__(self, spark: SparkSession, records: DataFrame, writer: BatchWriter):
         stream = writer.settings.stream
         self.spark = spark
-        self.listener = ProgressLogger(writer.stats)
+        self.progress_store = ProgressStore(writer.settings)
+        self.listener = ProgressLogger(writer.stats, self.progress_store)
         spark.streams.addListener(self.listener)
         self.query: StreamingQuery = (
             records.writeStream.foreachBatch(writer)
@@ -63,6 +65,7 @@ class StreamingRun:
         finally:
             # Our Python process is about to exit: the JVM must not call back into it.
             self.spark.streams.removeListener(self.listener)
+            self.progress_store.close_quietly()
 
 
 class _JvmSignalHandler:

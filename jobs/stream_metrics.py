@@ -1,6 +1,7 @@
 """The streaming job's Prometheus metrics, served by its driver on 127.0.0.1
-(``ORDERLOG_STREAM_METRICS_PORT``, 8082 by default, 0 = off), from each micro-batch's
-progress (Spark's StreamingQueryListener) and the writer's own counts."""
+(``ORDERLOG_STREAM_METRICS_HOST``; ``ORDERLOG_STREAM_METRICS_PORT``, 8082 by default, 0 =
+off), from each micro-batch's progress (Spark's StreamingQueryListener) and the writer's
+own counts."""
 
 from __future__ import annotations
 
@@ -57,15 +58,15 @@ def record(progress: Any, batch: dict[str, Any]) -> None:
     LAST_BATCH.set_to_current_time()
 
 
-def serve(port: int) -> bool:
-    """Serve /metrics on 127.0.0.1:port (0: not at all). A port in use costs the metrics,
-    never the job: one warning line."""
+def serve(port: int, host: str = "127.0.0.1") -> bool:
+    """Serve /metrics on host:port (port 0: not at all). A port in use (or an address not
+    of this host) costs the metrics, never the job: one warning line."""
     if not port:
         return False
     try:
-        start_http_server(port, addr="127.0.0.1", registry=REGISTRY)
+        start_http_server(port, addr=host, registry=REGISTRY)
     except OSError as exc:
-        log.warning("metrics not served: 127.0.0.1:%d (%s)", port, exc)
+        log.warning("metrics not served: %s:%d (%s)", host, port, exc)
         return False
-    log.info("metrics on http://127.0.0.1:%d/metrics", port)
+    log.info("metrics on http://%s:%d/metrics", host, port)
     return True

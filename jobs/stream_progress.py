@@ -1,5 +1,6 @@
-"""One log line per micro-batch of the streaming job, after Spark committed it, and its
-Prometheus figures (jobs/stream_metrics.py)."""
+"""One log line per micro-batch of the streaming job, after Spark committed it, its
+Prometheus figures (jobs/stream_metrics.py) and its stream_progress row
+(jobs/stream_progress_store.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pyspark.sql.streaming import StreamingQueryListener
 
 from jobs import stream_metrics
 from jobs.stream_metrics import behind_by_partition
+from jobs.stream_progress_store import ProgressStore
 
 log = logging.getLogger("orderlog.streaming")
 
@@ -23,10 +25,12 @@ def offsets_behind(latest_json: str | None, end_json: str | None) -> int | None:
 
 class ProgressLogger(StreamingQueryListener):
     """Spark's progress of each batch (input rows, rows/s, duration, offsets behind) with
-    the batch's own counts, which the writer leaves in ``stats`` (batch id -> counts)."""
+    the batch's own counts, which the writer leaves in ``stats`` (batch id -> counts).
+    ``store`` records each batch's progress in Cassandra (none: not recorded)."""
 
-    def __init__(self, stats: dict[int, dict[str, Any]]):
+    def __init__(self, stats: dict[int, dict[str, Any]], store: ProgressStore | None = None):
         self.stats = stats
+        self.store = store
 
     def onQueryStarted(self, event: Any) -> None:
         log.info("query %s started (run %s)", event.id, event.runId)
@@ -35,6 +39,8 @@ class ProgressLogger(StreamingQueryListener):
         p = event.progress
         batch = self.stats.pop(p.batchId, {})
         stream_metrics.record(p, batch)
+        if self.store is not None:
+            self.store.batch_done(p, batch)
         # Spark reports 0 input rows for a batch replayed after a crash; our own count is right.
         rows = max(p.numInputRows, batch.get("rows", 0))
         if rows == 0:
@@ -50,7 +56,8 @@ class ProgressLogger(StreamingQueryListener):
         )
 
     def onQueryIdle(self, event: Any) -> None:
-        pass
+        if self.store is not None:
+            self.store.idle(event)
 
     def onQueryTerminated(self, event: Any) -> None:
         pass

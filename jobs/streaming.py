@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
     try:
         check_cassandra(settings, settings.stream.write_retry_seconds)
         spark = build_session(settings, "orderlog-streaming", master=args.master)
-        serve_metrics(settings.stream.metrics_port)
+        serve_metrics(settings.stream.metrics_port, settings.stream.metrics_host)
         stop = threading.Event()
         _handler = install_stop_signals(spark, stop)  # noqa: F841  (keeps the JVM callback alive)
         StreamingRun(spark, read_kafka(spark, settings), writer).run_until_stopped(stop)

@@ -407,8 +407,12 @@ class StreamSettings(_Section):
         "how long a batch retries an unreachable Cassandra before the job exits 1")
     metrics_port: int = setting(
         "ORDERLOG_STREAM_METRICS_PORT", 8082, whole(0, 65535),
-        "the streaming job's Prometheus /metrics, served by its driver on 127.0.0.1; 0 turns it off "
-        "(a port in use costs the metrics, not the job)")
+        "the streaming job's Prometheus /metrics, served by its driver on ORDERLOG_STREAM_METRICS_HOST; 0 turns "
+        "it off (a port in use costs the metrics, not the job)")
+    metrics_host: str = setting(
+        "ORDERLOG_STREAM_METRICS_HOST", "127.0.0.1", HOST,
+        "the address the streaming job's /metrics listens on; 0.0.0.0 only inside a private network (compose's, "
+        "for its Prometheus): the figures need no credentials")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ SPARK = {"spark-master", "spark-worker"}
 # the worker the container's address.
 DRIVER = "exec ./spark-submit.sh --conf spark.driver.host=$(hostname -i) --conf spark.driver.bindAddress=0.0.0.0"
 JOBS = {"aggregate", "replay"}
+# The "monitoring" profile's services (tests/test_monitoring.py checks them).
+MONITORING = {"prometheus", "grafana"}
 
 
 def compose_config(path: Path = COMPOSE, **env: str) -> subprocess.CompletedProcess:
@@ -67,8 +69,9 @@ def config() -> dict:
 
 
 def test_docker_compose_config_accepts_the_file(config):
-    assert set(config["services"]) == LONG_RUNNING | {"schema"} | JOBS
-    assert set(config["volumes"]) == {"kafka-data", "cassandra-data", "checkpoints", "replay-output"}
+    assert set(config["services"]) == LONG_RUNNING | {"schema"} | JOBS | MONITORING
+    assert set(config["volumes"]) == {"kafka-data", "cassandra-data", "checkpoints", "replay-output",
+                                      "prometheus-data", "grafana-data"}
 
 
 def test_the_validator_is_real_it_refuses_a_broken_file(tmp_path):
@@ -134,7 +137,7 @@ def test_aggregate_and_replay_run_only_on_demand(config):
 
 def test_configuration_is_the_orderlog_variables_and_flows_from_the_shell(config):
     fields = {declaration.env for _, _, declaration, _ in declarations()}
-    ours = {n: s for n, s in config["services"].items() if n not in {"kafka", "cassandra"} | SPARK}
+    ours = {n: s for n, s in config["services"].items() if n not in {"kafka", "cassandra"} | SPARK | MONITORING}
     for name, service in ours.items():
         env = service["environment"]
         assert set(env) <= fields, (name, set(env) - fields)  # no misspelt variable
@@ -178,7 +181,7 @@ def test_the_credentials_flow_from_the_env_file(tmp_path):
     # every variable the example names is a setting, or a publish address of the compose file
     named = set(re.findall(r"^#? ?([A-Z_]+)=", example, re.M))
     settings = {declaration.env for _, _, declaration, _ in declarations()}
-    assert named - settings == {"ORDERLOG_INGEST_PUBLISH", "ORDERLOG_VIEWER_PUBLISH"}
+    assert named - settings == {"ORDERLOG_INGEST_PUBLISH", "ORDERLOG_VIEWER_PUBLISH", "GRAFANA_ADMIN_PASSWORD"}
     assert {"ORDERLOG_INGEST_API_TOKEN", "ORDERLOG_VIEWER_USER", "ORDERLOG_VIEWER_PASSWORD"} <= named
     filled = (example.replace("ORDERLOG_INGEST_API_TOKEN=\n", "ORDERLOG_INGEST_API_TOKEN=t0ken-from-env\n")
               .replace("ORDERLOG_VIEWER_USER=\n", "ORDERLOG_VIEWER_USER=analyst\n")
@@ -242,6 +245,7 @@ def test_published_ports_are_on_localhost_only(config):
     assert published == {
         ("kafka", 29092): "127.0.0.1", ("cassandra", 9042): "127.0.0.1",
         ("ingest", 8080): "127.0.0.1", ("viewer", 8081): "127.0.0.1",
+        ("prometheus", 9090): "127.0.0.1", ("grafana", 3000): "127.0.0.1",
     }
 
 

@@ -908,7 +908,7 @@ def test_schemathesis_valid_requests_match_the_document_and_never_get_5xx(app: o
     assert answered >= {"GET /api/daily_order_summaries", "GET /api/segment_sizes", "GET /api/user_segments",
                         "GET /api/daily_order_summaries.csv", "GET /api/segment_sizes.csv", "GET /api/users",
                         "GET /api/user_segments/{segment}", "GET /api/user_segments/{segment}.csv",
-                        "GET /api/status", "GET /api/rejected_events"}, statuses
+                        "GET /api/status", "GET /api/rejected_events", "GET /api/status_overview"}, statuses
     assert statuses[("GET /api/users/{user_id}", 404)] > 0
 
 

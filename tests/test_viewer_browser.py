@@ -212,6 +212,7 @@ EVERY_PAGE = [
     "/users?prefix=a",
     "/users/alice",
     "/users/" + quote(XSS_USER, safe=""),
+    "/status",
 ]
 
 
@@ -263,3 +264,47 @@ def test_every_page_fits_a_phone_375_px_wide(browser: object, server: str, path:
         page.screenshot(path=str(SCREENSHOTS / f"phone_{name}_{EVERY_PAGE.index(path)}.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_status_page_shows_the_stream_the_days_and_the_runs(watched: Watched, cassandra: object) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from PIL import Image, ImageStat
+
+    # The streaming job's progress row, as it writes it: 17 records behind, heard 30 s ago.
+    heard = datetime.now(UTC) - timedelta(seconds=30)
+    cassandra.execute(  # type: ignore[attr-defined]
+        "INSERT INTO stream_progress (topic, query_id, run_id, batch_id, batch_at, batch_duration_ms, input_rows, "
+        "input_rows_per_second, processed_rows_per_second, offsets_behind, rows_valid, rows_rejected, written_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        ("order-logs", "q-1", "run-1", 41, heard, 1500, 4000, 2600.0, 3100.0, {0: 5, 1: 0, 2: 12}, 3990, 10, heard),
+    )
+    page = watched.open("/daily")
+    page.click("header nav >> text=状況 Status")  # the header's link
+    page.wait_for_url("**/status")
+    page = watched.open("/status?to=2025-06-01")
+    assert page.inner_text("#stream-state").startswith("Behind 遅延: 17 records not processed yet")
+    assert page.inner_text("#stream-offsets-behind") == "17"
+    assert page.inner_text("#stream-partitions") == "0: 5, 1: 0, 2: 12"
+    row = page.locator('tr[data-date="2025-05-30"] td').all_inner_texts()
+    assert row[:5] == ["2025-05-30", "207", "230", "7", "99"]
+    reasons = page.locator('tr[data-date="2025-05-31"] td.reasons code').all_inner_texts()
+    assert reasons == ["record is not JSON (Expecting value)", "<img src=x onerror=alert(1)>: unknown field"]
+    assert page.locator("#status-days img, #status-days script").count() == 0  # reasons are text
+    assert page.inner_text("#waiting-dates").startswith("2025-05-30: 7 orders arrived after its last run")
+    assert page.locator("#status-runs tbody tr").count() == 2
+    # The page's own stylesheet applied (the CSP allows only same-origin styles).
+    assert page.eval_on_selector("#stream-state", "e => getComputedStyle(e).backgroundColor") == "rgb(255, 244, 224)"
+    watched.shoot("status")
+    shot = SCREENSHOTS / "viewer_status.png"
+    with Image.open(shot) as image:
+        assert image.width == 1280 and image.height >= 900, image.size
+        # Not blank: the page's colours vary (a blank page has one colour, stddev 0).
+        assert max(ImageStat.Stat(image.convert("L")).stddev) > 20
+        # The stream's state badge (amber for "behind") is in the picture where the page drew it.
+        box = page.locator("#stream-state").bounding_box()
+        assert box is not None
+        centre = image.convert("RGB").getpixel((int(box["x"] + 4), int(box["y"] + box["height"] / 2)))
+        assert centre == (255, 244, 224), centre
+    watched.assert_clean()
+    cassandra.execute("TRUNCATE stream_progress", timeout=60)  # type: ignore[attr-defined]

@@ -157,6 +157,7 @@ VIEWER_TABLES = (
     "stream_day_counts",
     "aggregated_dates",
     "rejected_events",
+    "stream_progress",
 )
 
 XSS_USER = '<script>alert("x")</script>'

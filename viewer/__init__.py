@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     # Here, not at the top: `import viewer.params` (tests, tools) must not load every
     # blueprint and Plotly with it.
-    from viewer import api, assets, auth, db, errors, health, metrics, pages, response_cache
+    from viewer import api, assets, auth, db, errors, health, metrics, pages, response_cache, status
     from viewer.params import UserIdConverter, check_single
 
     # User ids may hold slashes, doubled or leading ones too: they are matched whole, and
@@ -45,4 +45,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(assets.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(status.bp)
     return app

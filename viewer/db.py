@@ -68,6 +68,21 @@ STATEMENTS: dict[str, str] = {
         "SELECT order_date, run_id, status, trigger, orders_read, users_touched, started_at, finished_at, "
         "duration_ms, error FROM aggregate_runs WHERE year = ? LIMIT 1"
     ),
+    # The status page (viewer/status_queries.py): the streaming job's progress, one row per
+    # query of the topic; the last successful run and every run of a window's dates.
+    "stream_progress_of_topic": (
+        "SELECT query_id, run_id, batch_id, batch_at, batch_duration_ms, input_rows, input_rows_per_second, "
+        "processed_rows_per_second, offsets_behind, rows_valid, rows_rejected, written_at, idle_at "
+        "FROM stream_progress WHERE topic = ? LIMIT ?"
+    ),
+    "last_runs_between": (
+        "SELECT order_date, started_at, records_seen FROM aggregated_dates "
+        "WHERE year = ? AND order_date >= ? AND order_date <= ?"
+    ),
+    "runs_between": (
+        "SELECT order_date, run_id, status, trigger, orders_read, users_touched, started_at, finished_at, "
+        "duration_ms, error FROM aggregate_runs WHERE year = ? AND order_date >= ? AND order_date <= ? LIMIT ?"
+    ),
     # Segment members: one bucket partition at a time, in user_id order, with the bounds
     # of a cursor (user_id > after) and/or a prefix (prefix <= user_id < upper).
     "members": "SELECT user_id, japanese, western, last_order_date FROM user_segments WHERE segment = ? AND bucket = ?",

@@ -23,6 +23,8 @@ from viewer.params import (
     SORTS,
 )
 from viewer.queries import REJECTED_SAMPLES
+from viewer.status_queries import REJECTED_SAMPLES as STATUS_SAMPLES
+from viewer.status_queries import RUNS_SHOWN, STATUS_DAYS, STREAM_QUERIES, STREAM_STATES
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -278,6 +280,78 @@ def _schemas() -> dict[str, Any]:
                 ),
             }
         ),
+        "StatusOverview": _object(
+            {
+                "from": _DATE,
+                "to": _DATE,
+                "generated_at": _INSTANT,
+                "stream": _object(
+                    {
+                        "state": {"type": "string", "enum": list(STREAM_STATES), "description": (
+                            "of the query the job last heard from: no_progress (never recorded), silent (no word for "
+                            "minutes: is the job running?), behind (records not processed yet), caught_up")},
+                        "queries": {"type": "array", "items": ref("StreamQueryProgress"), "maxItems": STREAM_QUERIES,
+                                    "description": "the topic's streaming queries, the last heard from first"},
+                    }
+                ),
+                "days": {"type": "array", "items": ref("DayStatus"), "maxItems": STATUS_DAYS,
+                         "description": f"the {STATUS_DAYS} days up to `to`, newest first"},
+                "waiting": {"type": "array", "items": ref("WaitingDate"),
+                            "description": "dates the next nightly run redoes because orders arrived after their "
+                            "last run, oldest first"},
+                "runs": {"type": "array", "items": ref("AggregateRun"), "maxItems": RUNS_SHOWN,
+                         "description": "the aggregate runs of the window's dates, newest first"},
+            },
+            "what the status page shows",
+        ),
+        "StreamQueryProgress": _object(
+            {
+                "query_id": {"type": "string"},
+                "run_id": _nullable({"type": "string"}),
+                "batch_id": _nullable({"type": "integer"}),
+                "batch_at": _nullable(_INSTANT),
+                "batch_duration_ms": _nullable({"type": "integer"}),
+                "input_rows": _nullable({"type": "integer"}),
+                "input_rows_per_second": _nullable({"type": "number"}),
+                "processed_rows_per_second": _nullable({"type": "number"}),
+                "offsets_behind": {"type": "object", "additionalProperties": {"type": "integer"},
+                                   "description": "Kafka partition -> records not processed after the last batch"},
+                "offsets_behind_total": {"type": "integer"},
+                "rows_valid": _nullable({"type": "integer"}),
+                "rows_rejected": _nullable({"type": "integer"}),
+                "idle_at": _nullable(_INSTANT),
+                "last_heard_at": _nullable(_INSTANT),
+                "seconds_since_last_heard": _nullable({"type": "number", "minimum": 0}),
+            },
+            "the last batch of one streaming query, as the job persisted it (stream_progress)",
+        ),
+        "DayStatus": _object(
+            {
+                "date": _DATE,
+                "ingested": {**_COUNT, "description": "records the streaming job wrote for the date: an upper bound "
+                             "of its orders (a client's retry or a replay counts again)"},
+                "aggregated": _nullable({**_COUNT, "description": "the daily summary's total; null: not aggregated"}),
+                "late_orders": {**_COUNT, "description": "records that arrived after the date's last run"},
+                "rejected": _COUNT,
+                "rejected_reasons": {"type": "array", "items": {"type": "string"}, "maxItems": STATUS_SAMPLES,
+                                     "description": "a few reasons (escaped), for the newest dates with rejections"},
+            }
+        ),
+        "WaitingDate": _object({"date": _DATE, "late_orders": _COUNT, "why": {"type": "string"}}),
+        "AggregateRun": _object(
+            {
+                "order_date": _nullable(_DATE),
+                "run_id": {"type": "string"},
+                "status": _nullable({"type": "string"}),
+                "trigger": _nullable({"type": "string"}),
+                "orders_read": _nullable({"type": "integer"}),
+                "users_touched": _nullable({"type": "integer"}),
+                "started_at": _nullable(_INSTANT),
+                "finished_at": _nullable(_INSTANT),
+                "duration_ms": _nullable({"type": "integer"}),
+                "error": _nullable({"type": "string"}),
+            }
+        ),
         "Error": {
             "type": "object",
             "required": ["error"],
@@ -466,6 +540,17 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         "/api/status": {
             "get": _get("the latest aggregated dates and the newest aggregate run",
                         json_response(ref("Status"), "the status"), [], {})
+        },
+        "/api/status_overview": {
+            "get": _get(
+                "the status page's figures: the stream's progress, per day orders ingested against aggregated, "
+                "dates waiting for the nightly run, rejected records, recent aggregate runs (live: kept at most "
+                "ORDERLOG_VIEWER_CACHE_SECONDS)",
+                json_response(ref("StatusOverview"), "the overview"),
+                [_query("to", _DATE, f"the window's last date (default: today in the business time zone); the "
+                        f"window is the {STATUS_DAYS} days up to it")],
+                {"400": _BAD},
+            )
         },
         "/healthz": {
             "get": {

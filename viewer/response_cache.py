@@ -5,7 +5,8 @@ answer stays right until the next run finishes. Each worker keeps its answers ke
 run (``Store.generation``: the latest_aggregate_run row, read at most once a second) and
 the request, and answers ``If-None-Match`` with ``304``. Two things the streaming job
 writes, the late-order note and the rejected counts, appear in a few answers
-(``STREAM_FED``): those are kept at most ``ORDERLOG_VIEWER_CACHE_SECONDS`` as well.
+(``STREAM_FED``): those are kept at most ``ORDERLOG_VIEWER_CACHE_SECONDS`` as well. So is
+the status page, whose stream progress is live: it is at most that old.
 
 Not cached: a segment's CSV export (streamed, any size), errors, redirects, the assets (they have
 their own long-lived caching), the probes (/healthz, /readyz: they tell the present state).
@@ -25,7 +26,8 @@ from viewer.db import get_store
 from viewer.health import PUBLIC_ENDPOINTS
 
 # Endpoints whose answer includes what the streaming job writes.
-STREAM_FED = {"api.daily_order_summaries", "api.rejected_events", "pages.daily"}
+STREAM_FED = {"api.daily_order_summaries", "api.rejected_events", "pages.daily", "status.status_page",
+              "status.status_overview"}
 NOT_CACHED = ("assets.plotly_js", "api.openapi", *PUBLIC_ENDPOINTS)
 MAX_ENTRIES = 4096
 MAX_BODY_BYTES = 1024 * 1024
