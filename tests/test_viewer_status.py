@@ -100,7 +100,7 @@ def test_the_page_shows_a_stream_behind_and_the_days_figures(app: object, progre
     progress("q-old", 86_400 * 3, {0: 0}, batch_id=7)  # an earlier checkpoint's query
     progress("q-now", 20, {0: 5, 1: 0, 2: 12})
     html = _html(app, f"/status?{WINDOW}")
-    assert '<a href="/status" class="active">状況 Status</a>' in html  # the header's link
+    assert '<a href="/status" class="active" aria-current="page">状況 Status</a>' in html  # the header's link
     assert _text(html, "stream-state").startswith("Behind 遅延: 17 records not processed yet")
     assert _text(html, "stream-offsets-behind") == "17"
     assert _text(html, "stream-last-batch") == "41"

@@ -4,7 +4,8 @@ nightly run, rejected records, and the recent aggregate runs (viewer/status_quer
 
 The stream's figures are live: both answers are in the response cache's stream-fed set
 (viewer/response_cache.py), kept at most ORDERLOG_VIEWER_CACHE_SECONDS (5 s by default),
-and the page reloads itself every PAGE_REFRESH_SECONDS (a meta refresh: no script)."""
+and the page reloads itself every PAGE_REFRESH_SECONDS while its auto-refresh box is ticked
+(static/status.js: a user can stop it, which a meta refresh would not allow)."""
 
 from __future__ import annotations
 
