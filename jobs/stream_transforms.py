@@ -1,9 +1,12 @@
 """The pure transformations of the streaming job: Kafka records in, table rows out.
 
-Every record is validated by ``orderlog.events.parse_record``, the same function the
-ingest API's rules live in, applied through a vectorized (Arrow) pandas UDF: JSON type
-checks (a number where a string belongs) cannot be expressed faithfully as Spark
-expressions, and a rule written twice would drift.
+Every record is judged as ``orderlog.events.parse_record`` judges it, the same function the
+ingest API's rules live in. A record in the ingest API's canonical form that the rules
+accept is judged in Spark itself by that function's twin, ``canonical_event_col`` (the
+common case, kept free of Python); every other record goes to ``parse_record`` itself,
+through a vectorized (Arrow) pandas UDF: JSON type checks (a number where a string
+belongs) cannot be expressed faithfully as Spark expressions in general, and the twin
+never rejects, so every reason comes from the one rule (tests/test_streaming_native.py).
 
 Any record at all becomes a raw_orders row or a rejected_events row: nothing a producer
 can put in a key, a value, a header or a timestamp may fail a task (a failed task fails
@@ -24,7 +27,14 @@ from pyspark.sql import types as T
 from pyspark.sql.functions import pandas_udf
 
 from orderlog.business_day import business_date_col
-from orderlog.events import MAX_EVENT_BYTES, InvalidEvent, derived_order_id, parse_record, printable
+from orderlog.events import (
+    MAX_EVENT_BYTES,
+    InvalidEvent,
+    canonical_event_col,
+    derived_order_id,
+    parse_record,
+    printable,
+)
 from orderlog.layout import RAW_ORDER_BUCKETS, bucket_col, rejected_bucket_col
 from orderlog.rejected import KEPT_PAYLOAD_BYTES, REPLAY_HEADER, REPLAY_HEADER_MAX_BYTES, parse_replay_header
 
@@ -133,17 +143,60 @@ def parse_records(
         parse_kafka_record(v, t, int(p), int(o), _int_or_none(us), h)
         for v, t, p, o, us, h in zip(value, topic, partition, offset, timestamp_us, replay_header, strict=True)
     ]
-    frame = pd.DataFrame.from_records(rows, columns=PARSED_FIELDS)
-    # Nullable ints: a column of all-None must not turn into float or object.
-    for name in ("ordered_at_us", "received_at_us", "replay_partition", "replay_offset", "replay_timestamp_us"):
-        frame[name] = frame[name].astype("Int64")
-    return frame
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(PARSED_FIELDS)
+    # Nullable ints built as such: ints mixed with None would pass through float64 and lose
+    # the last digits of a time far from 1970 (a received_at in the year 321, a replay's
+    # Kafka time in 9999), and a column of all-None must not turn into float or object.
+    return pd.DataFrame({
+        name: pd.array(column, dtype="Int64") if name in _INT_FIELDS else pd.Series(column, dtype=object)
+        for name, column in zip(PARSED_FIELDS, columns, strict=True)
+    })
+
+
+_INT_FIELDS = frozenset(f.name for f in PARSED_TYPE.fields if isinstance(f.dataType, (T.IntegerType, T.LongType)))
 
 
 def with_parsed(df: DataFrame) -> DataFrame:
     """Adds ``parsed`` (PARSED_TYPE) to Kafka records (value, topic, partition, offset,
-    timestamp, headers)."""
-    replay_headers = F.filter(F.col("headers"), lambda header: header["key"] == F.lit(REPLAY_HEADER))
+    timestamp, headers).
+
+    Two paths, one verdict: a record in the ingest API's canonical form that the rules
+    accept is judged in Spark itself (``orderlog.events.canonical_event_col``, no Python
+    worker, no Arrow); every other record (non-canonical, invalid, replayed) goes to
+    ``parse_record`` through the pandas UDF. The split is a filter and its negation on the
+    same deterministic column (``current_timestamp`` is fixed per query), so each record
+    takes exactly one path."""
+    native = canonical_event_col(F.col("value"), F.least(F.col("timestamp"), F.current_timestamp()))
+    # A replay is keyed by its header's coordinates: the UDF's job (parse_kafka_record).
+    has_replay_header = F.coalesce(F.exists(F.col("headers"), _is_replay_header), F.lit(False))
+    judged = df.withColumn(_NATIVE, F.when(~has_replay_header, native))
+    in_spark = judged.where(F.col(_NATIVE).isNotNull()).withColumn("parsed", _parsed_of_native(F.col(_NATIVE)))
+    in_python = judged.where(F.col(_NATIVE).isNull()).transform(_with_parsed_by_python)
+    return in_spark.unionByName(in_python).drop(_NATIVE)
+
+
+_NATIVE = "_native_event"
+
+
+def _is_replay_header(header: Column) -> Column:
+    return header["key"] == F.lit(REPLAY_HEADER)
+
+
+def _parsed_of_native(event: Column) -> Column:
+    """canonical_event_col's struct as PARSED_TYPE: what parse_kafka_record returns for it."""
+    return F.struct(
+        event["order_id"].alias("order_id"),
+        event["user_id"].alias("user_id"),
+        event["menu_type"].alias("menu_type"),
+        F.unix_micros(event["timestamp"]).alias("ordered_at_us"),
+        event["timestamp_text"].alias("ordered_at_text"),
+        F.unix_micros(event["received_at"]).alias("received_at_us"),
+        *(F.lit(None).cast(field.dataType).alias(field.name) for field in PARSED_TYPE.fields[6:]),
+    )
+
+
+def _with_parsed_by_python(df: DataFrame) -> DataFrame:
+    replay_headers = F.filter(F.col("headers"), _is_replay_header)
     return df.withColumn(
         "parsed",
         parse_records(

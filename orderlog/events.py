@@ -23,13 +23,17 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orderlog.menu import canonical_menu_type
+from orderlog.menu import JAPANESE, WESTERN, canonical_menu_type
+
+if TYPE_CHECKING:  # pyspark is only needed by the streaming job (canonical_event_col)
+    from pyspark.sql import Column
 
 USER_ID_MAX_LENGTH = 128
 ORDER_ID_MAX_LENGTH = 64
-ORDER_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]+")
+ORDER_ID_CHARACTERS = r"[A-Za-z0-9._:-]"
+ORDER_ID_PATTERN = re.compile(ORDER_ID_CHARACTERS + "+")
 # RFC 3339: a date, a time, optional fraction, and a mandatory offset (Z or +HH:MM).
 # re.ASCII: without it \d also matches other scripts' digits (e.g. "٢٠٢٥").
 ISO_TIMESTAMP_PATTERN = re.compile(
@@ -310,3 +314,65 @@ def parse_record(value: bytes | None, *, now: datetime | None = None) -> OrderEv
 def derived_order_id(topic: str, partition: int, offset: int) -> str:
     """The id of a record that carries no order_id: stable under replay of the topic."""
     return f"kafka:{topic}:{partition}:{offset}"
+
+
+# --- parse_record's Spark twin, for the ingest API's canonical records -------------------
+
+# A record exactly as the ingest API writes it (OrderEvent.with_ids(...).to_json_bytes()):
+# the five keys in that order, no spaces, only characters that JSON takes literally (no
+# escapes, no non-ASCII byte: an invalid UTF-8 byte cannot match either), the timestamp as
+# format_timestamp writes it with an offset of a real zone (up to 14 hours, quarter hours),
+# received_at in UTC. A Java regex (\A, \z: Java's $ would also match before a final newline).
+# Years 2000 to 9999 only: the API's clock is in them, and Spark takes the year 0 that Python refuses.
+_CANONICAL_TIME = r"[2-9]\d{3}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.(?:\d{3}|\d{6})"
+# Printable ASCII but '"' and '\\': a user_id the Python rules need not judge character by character.
+_CANONICAL_USER_ID = rf"[ !#-\[\]-~]{{1,{USER_ID_MAX_LENGTH}}}"
+CANONICAL_RECORD_PATTERN = (
+    rf'\A\{{"order_id":"({ORDER_ID_CHARACTERS}{{1,{ORDER_ID_MAX_LENGTH}}})",'
+    rf'"user_id":"({_CANONICAL_USER_ID})",'
+    rf'"menu_type":"({JAPANESE}|{WESTERN})",'
+    rf'"timestamp":"({_CANONICAL_TIME}[+-](?:0\d|1[0-4]):(?:00|15|30|45))",'
+    rf'"received_at":"({_CANONICAL_TIME}\+00:00)"\}}\z'
+)
+# Longer than any canonical record: the regex never scans a large value.
+CANONICAL_RECORD_MAX_BYTES = 512
+_CANONICAL_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"
+
+
+def canonical_event_col(value: Column, now: Column) -> Column:
+    """``parse_record``'s verdict as a Spark column, for the records it can judge exactly:
+    a canonical record (CANONICAL_RECORD_PATTERN) that every rule accepts at ``now`` gives
+    the struct (order_id, user_id, menu_type, timestamp, timestamp_text, received_at) of
+    the OrderEvent parse_record returns (timestamp_text: the timestamp as sent); any other
+    record gives null, and is left to parse_record. It never rejects: a refusal's reason is
+    parse_record's alone. tests/test_streaming_native.py proves the two agree."""
+    from pyspark.sql import functions as F
+
+    text = value.cast("string")
+    # Once the pattern matched, no field holds a '"': the values sit at fixed places between
+    # the quotes, and one split is cheaper than a regex per field.
+    quoted = F.split(text, '"')
+
+    def instant(raw: Column) -> Column:  # null for a date or time that does not exist
+        return F.try_to_timestamp(raw, F.lit(_CANONICAL_TIME_FORMAT))
+
+    order_id, user_id, menu_type = quoted[3], quoted[7], quoted[11]
+    timestamp_text = quoted[15]
+    timestamp, received_at = instant(timestamp_text), instant(quoted[19])
+    accepted = (
+        (F.trim(user_id) != F.lit(""))  # only spaces: "must not be empty"
+        & timestamp.isNotNull()
+        & received_at.isNotNull()
+        & (timestamp >= F.lit(EARLIEST_TIMESTAMP))
+        & (timestamp <= now + F.expr(f"INTERVAL {MAX_FUTURE_SKEW.days} DAYS"))
+    )
+    event = F.struct(
+        order_id.alias("order_id"),
+        user_id.alias("user_id"),
+        menu_type.alias("menu_type"),
+        timestamp.alias("timestamp"),
+        timestamp_text.alias("timestamp_text"),
+        received_at.alias("received_at"),
+    )
+    canonical = (F.length(value) <= CANONICAL_RECORD_MAX_BYTES) & text.rlike(CANONICAL_RECORD_PATTERN)
+    return F.when(canonical, F.when(accepted, event))
