@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # pyspark 3.5 with our pins: numpy 1.26.4 has no wheel for 3.13, the code needs 3.11.
 PYTHON_VERSIONS := 3.11 3.12
 
-.PHONY: help system-deps setup runtime check-python up down status schema test test-fast test-cluster lint cluster-up cluster-down cluster-status cluster-env ingest viewer streaming aggregate demo demo-reset stop bench clean
+.PHONY: help system-deps setup runtime check-python up down status schema test test-fast test-cluster lint cluster-up cluster-down cluster-status cluster-env ingest viewer streaming aggregate demo demo-reset stop cluster-demo cluster-demo-stop bench clean
 
 system-deps: ## install the system packages the project needs (Java 17, Maven; Chromium, docker-compose for tests; wrk for the benchmarks)
 	@bash tools/install_system_deps.sh
@@ -124,6 +124,12 @@ demo-reset: setup ## stop the demo's processes and empty every table of the keys
 
 stop: ## stop everything `make demo` started (and Kafka and Cassandra if the demo started them)
 	@if [ -x $(PY) ]; then $(PY) -m tools.demo stop; fi
+
+cluster-demo: setup ## `make demo` on the local cluster: brings up what is missing of it, replays the week, checks the viewer against the truth
+	$(PY) -m tools.demo --cluster start
+
+cluster-demo-stop: ## stop everything `make cluster-demo` started (and the cluster if the demo started it)
+	@if [ -x $(PY) ]; then $(PY) -m tools.demo --cluster stop; fi
 
 streaming: setup ## the streaming job, Kafka -> Cassandra (flags: make streaming ARGS='--trigger "2 seconds"'); Ctrl-C stops it between batches
 	./spark-submit.sh streaming $(ARGS)

@@ -72,7 +72,7 @@ def start_gunicorn(settings: Settings, topic: str, port: int, workers: int, thre
     while time.monotonic() < deadline:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/healthz")
+            conn.request("GET", "/readyz")
             if conn.getresponse().status == 200:
                 return process
         except OSError:

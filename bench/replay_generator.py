@@ -73,7 +73,7 @@ def bench_sending(settings: Settings, payloads: list, batches: list[int]) -> dic
     try:
         for _ in range(120):
             try:
-                urllib.request.urlopen(url + "/healthz", timeout=2)
+                urllib.request.urlopen(url + "/readyz", timeout=2)
                 break
             except OSError:
                 time.sleep(0.5)

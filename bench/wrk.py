@@ -5,6 +5,9 @@ machine, so request rates measured the clients as much as the server. wrk (Debia
 ``wrk``; ``make system-deps`` installs it) costs far less per request. ``bench/wrk.lua``
 sends the lines of a file in turn (paths to GET, or JSON bodies to POST) and reports p50,
 p95 and p99 as one JSON line, read here.
+
+Run on its own, it measures the framework's floor alone (what the other benches compare
+with): `.venv/bin/python -m bench.wrk [--seconds 10] [--connections 32] [--size 170]`.
 """
 
 from __future__ import annotations
@@ -120,3 +123,37 @@ def gunicorn(config: str, app: str, port: int, env: dict[str, str], ready_path: 
 def rounded(values: dict[str, float | None]) -> dict[str, float | None]:
     """Figures and ratios as the bench's last line shows them: three decimals, None kept."""
     return {k: None if v is None else round(v, 3) for k, v in values.items()}
+
+
+def main() -> None:
+    """The constant-JSON floor under the ingest API's gunicorn configuration, GET and POST."""
+    import argparse
+
+    from local_stack.supervisor import free_ports
+    from orderlog.config import child_environment, load_or_exit
+
+    parser = argparse.ArgumentParser(description="the framework's floor: constant JSON under gunicorn, loaded by wrk")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--size", type=int, default=170, help="bytes of the constant answer")
+    args = parser.parse_args()
+    settings = load_or_exit("bench.wrk")
+    (port,) = free_ports(1)
+    env = child_environment(settings.replace(ingest_log_level="warning"))
+    with gunicorn("ingest_api/gunicorn.conf.py", floor_app(args.size), port, env, "/floor") as base:
+        get = wrk(base, ["/floor"], seconds=args.seconds, connections=args.connections)
+        post = wrk(base + "/floor", ["{}"], method="POST", seconds=args.seconds, connections=args.connections)
+    print(f"constant JSON ({args.size} bytes), gunicorn {settings.ingest.workers} workers x "
+          f"{settings.ingest.threads} threads, {args.connections} wrk connections, {args.seconds:g} s each")
+    for name, result in (("GET", get), ("POST", post)):
+        print(f"  {name:5} {result['requests_per_s']:>10,.0f} req/s   p50 {result['p50_ms']:.1f} ms   "
+              f"p95 {result['p95_ms']:.1f} ms")
+    ratios = {"post_vs_get": post["requests_per_s"] / get["requests_per_s"]}
+    print(json.dumps({"bench": "framework_floor", "ratios": rounded(ratios),
+                      "figures": rounded({"get_requests_per_s": get["requests_per_s"], "get_p95_ms": get["p95_ms"],
+                                          "post_requests_per_s": post["requests_per_s"], "post_p95_ms": post["p95_ms"],
+                                          "load_average_1m": os.getloadavg()[0]})}))
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from ingest_api import producer
+from ingest_api import metrics, producer
 from ingest_api.routes import RequestProblem, bp, json_http_error
 from orderlog.config import Settings, load_settings
 
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     producer.init_app(app)
+    metrics.init_app(app)
     app.register_blueprint(bp)
     app.register_error_handler(RequestProblem, lambda p: (jsonify(p.body), p.status, p.headers))
     app.register_error_handler(HTTPException, json_http_error)

@@ -77,6 +77,9 @@ def _schemas(max_batch: int) -> dict[str, Any]:
             },
         },
         "FieldError": field_error,
+        "Alive": {
+            "type": "object", "required": ["status"], "properties": {"status": {"enum": ["ok"]}},
+        },
         "Health": {
             "type": "object", "required": ["status", "kafka", "topic"],
             "properties": {
@@ -145,11 +148,25 @@ def openapi_document(*, max_batch: int, max_body_bytes: int, auth: bool) -> dict
             },
             "/healthz": {
                 "get": {
-                    "summary": "whether Kafka answers",
+                    "summary": "liveness: the process answers (asks nothing of Kafka; never needs the token)",
+                    "responses": {"200": json_response(ref("Alive"), "the process is alive")},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "readiness: whether Kafka answers a metadata request for the topic (never needs "
+                    "the token)",
                     "responses": {
                         "200": json_response(ref("Health"), "Kafka is reachable"),
                         "503": json_response(ref("Health"), "Kafka is unreachable", RETRY_AFTER),
                     },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics, summed over the server's workers (never needs the token)",
+                    "responses": {"200": {"description": "the Prometheus text format",
+                                          "content": {"text/plain": {"schema": {"type": "string"}}}}},
                 }
             },
             "/openapi.json": {

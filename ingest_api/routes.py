@@ -1,4 +1,4 @@
-"""The HTTP routes: one event, a batch, health, and the OpenAPI document.
+"""The HTTP routes: one event, a batch, liveness and readiness, and the OpenAPI document.
 
 Every request is fully parsed and validated before anything is produced, so an invalid
 batch produces nothing; a 202 is sent only after Kafka acknowledged every record. A batch
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
+from ingest_api import metrics
 from ingest_api.batch import BatchRefused, Item, json_array_items, loads, ndjson_items
 from ingest_api.openapi import openapi_document
 from ingest_api.producer import KafkaUnavailable, get_producer
@@ -133,6 +135,7 @@ def _validate_each(items: Iterable[Item], now: datetime) -> list[OrderEvent]:
     if not count:
         raise _problem(400, "the batch is empty")
     if errors:
+        metrics.refused_events("invalid", count)
         extra = {"error_count": error_count} if error_count > MAX_REPORTED_ERRORS else {}
         raise _problem(400, "invalid event", errors=errors, **extra)
     return events
@@ -144,9 +147,12 @@ def _produce(events: list[OrderEvent]) -> list[str]:
     stamped = [event.with_ids(received_at) for event in events]
     records = [(e.user_id.encode("utf-8"), e.to_json_bytes()) for e in stamped]
     order_ids = [e.order_id or "" for e in stamped]
+    started = time.perf_counter()
     try:
         get_producer().send_all(records)
     except KafkaUnavailable as exc:
+        metrics.KAFKA_FAILURES.inc()
+        metrics.refused_events("kafka_unavailable", len(records))
         current_app.logger.warning("503: %s", exc)
         retry_after = str(current_app.config["INGEST_RETRY_AFTER_S"])
         # Not acknowledged is not "not written": a broker may have written a record whose
@@ -154,6 +160,8 @@ def _produce(events: list[OrderEvent]) -> list[str]:
         # downstream (raw_orders is keyed by order_id).
         message = f"{exc}; {RETRY_ADVICE}"
         raise RequestProblem(503, {"error": message, "order_ids": order_ids}, {"Retry-After": retry_after}) from None
+    metrics.KAFKA_ACK.observe(time.perf_counter() - started)
+    metrics.EVENTS_ACCEPTED.inc(len(records))
     return order_ids
 
 
@@ -165,6 +173,7 @@ def post_log() -> tuple[Response, int]:
     try:
         event = validate_event(payload, now=now)
     except InvalidEvent as exc:
+        metrics.refused_events("invalid", 1)
         raise _problem(400, "invalid event", errors=[e.as_dict() for e in exc.errors]) from None
     (order_id,) = _produce([event])
     return jsonify({"status": "accepted", "order_id": order_id}), 202
@@ -194,13 +203,23 @@ def _body_limit() -> int:
 
 
 @bp.get("/healthz")
-def healthz() -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
+def healthz() -> tuple[Response, int]:
+    """Liveness: the process answers. Nothing outside it is asked, so a Kafka outage never
+    gets a healthy worker restarted (that is what /readyz is for)."""
+    return jsonify({"status": "ok"}), 200
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
+    """Readiness: Kafka answers a fresh metadata request for the topic, so events sent now
+    can be acknowledged."""
     ok, reason = get_producer().reachable()
     topic = _settings().kafka.topic
     if ok:
         return jsonify({"status": "ok", "kafka": "reachable", "topic": topic}), 200
     retry_after = str(current_app.config["INGEST_RETRY_AFTER_S"])
-    body = {"status": "unavailable", "kafka": "unreachable", "topic": topic, "error": reason}
+    where = _settings().kafka.bootstrap_servers
+    body = {"status": "unavailable", "kafka": "unreachable", "topic": topic, "error": f"Kafka at {where}: {reason}"}
     return jsonify(body), 503, {"Retry-After": retry_after}
 
 

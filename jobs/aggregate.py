@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import sys
 import uuid
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from orderlog.cassandra_session import CassandraUnavailable, connect, connect_ch
 from orderlog.config import Settings, load_or_exit
 from orderlog.events import printable
 from orderlog.layout import USER_DAY_BUCKETS, bucket_of
+from orderlog.logs import configure, report
 from orderlog.menu import SEGMENTS
 
 DEFAULT_LOCK_TTL_SECONDS = 300
@@ -274,21 +276,24 @@ def _lock_ttl(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     settings = load_or_exit("aggregate")
+    # Warnings and worse of the libraries (as before: no handler printed those alone).
+    configure("aggregate", settings.log.format, logging.WARNING,
+              text_format="%(asctime)s aggregate %(levelname)s %(message)s", silence=("cassandra",))
     dates, args = parse_dates(argv, settings)
     try:
         shutdown(connect_checked(settings, keyspace=None))
     except CassandraUnavailable as exc:
-        print(f"aggregate: error: {exc}", file=sys.stderr)
+        report("aggregate", f"error: {exc}", log_format=settings.log.format)
         return 1
     spark = build_session(settings, "orderlog-aggregate")
     try:
         aggregate(spark, settings, dates, lock_ttl=args.lock_ttl)
     except (LockHeld, LockLost) as exc:
-        print(f"aggregate: {exc}", file=sys.stderr)
+        report("aggregate", str(exc), log_format=settings.log.format)
         return 1
     except Exception as exc:
         first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-        print(f"aggregate: failed: {type(exc).__name__}: {first_line}", file=sys.stderr)
+        report("aggregate", f"failed: {type(exc).__name__}: {first_line}", log_format=settings.log.format)
         return 1
     finally:
         spark.stop()

@@ -11,13 +11,14 @@ a node down) are retried and logged; they never kill the heartbeat.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from cassandra.cluster import Session
+
+from orderlog.logs import report
 
 LOCK_NAME = "aggregate"
 # The lock's TTL, in seconds, that the command line accepts: long enough for a few
@@ -40,7 +41,7 @@ class LockLost(RuntimeError):
 
 
 def _warn(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    report("aggregate", line.removeprefix("aggregate: "), level="warning")
 
 
 class RunLock:

@@ -1,12 +1,15 @@
-"""One log line per micro-batch of the streaming job, after Spark committed it."""
+"""One log line per micro-batch of the streaming job, after Spark committed it, and its
+Prometheus figures (jobs/stream_metrics.py)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from pyspark.sql.streaming import StreamingQueryListener
+
+from jobs import stream_metrics
+from jobs.stream_metrics import behind_by_partition
 
 log = logging.getLogger("orderlog.streaming")
 
@@ -15,12 +18,7 @@ def offsets_behind(latest_json: str | None, end_json: str | None) -> int | None:
     """Records in the topic not yet processed: sum over partitions of latest - end."""
     if not latest_json or not end_json:
         return None
-    latest, end = json.loads(latest_json), json.loads(end_json)
-    behind = 0
-    for topic, partitions in latest.items():
-        for partition, offset in partitions.items():
-            behind += max(0, int(offset) - int(end.get(topic, {}).get(partition, 0)))
-    return behind
+    return sum(behind_by_partition(latest_json, end_json).values())
 
 
 class ProgressLogger(StreamingQueryListener):
@@ -36,6 +34,7 @@ class ProgressLogger(StreamingQueryListener):
     def onQueryProgress(self, event: Any) -> None:
         p = event.progress
         batch = self.stats.pop(p.batchId, {})
+        stream_metrics.record(p, batch)
         # Spark reports 0 input rows for a batch replayed after a crash; our own count is right.
         rows = max(p.numInputRows, batch.get("rows", 0))
         if rows == 0:

@@ -98,14 +98,16 @@ class BatchWriter:
             rows = sum(n for _, _, n in counts)
             rejected = sum(n for _, kind, n in counts if kind == REJECTED)
             validated = time.monotonic()
+            retries = 0
             if rows:
                 query_id = batch.sparkSession.sparkContext.getLocalProperty(QUERY_ID_PROPERTY)
                 if not query_id:  # foreachBatch always runs on the query's thread
                     raise RuntimeError(f"no {QUERY_ID_PROPERTY} on the batch's thread: not run by a streaming query?")
-                self._write_with_retry(parsed, rejected, batch_id, query_id, counts)
+                retries = self._write_with_retry(parsed, rejected, batch_id, query_id, counts)
         finally:
             parsed.unpersist()
         self.stats[batch_id] = {
+            "retries": retries,
             "rows": rows,
             "valid": rows - rejected,
             "rejected": rejected,
@@ -115,15 +117,17 @@ class BatchWriter:
 
     def _write_with_retry(
         self, parsed: DataFrame, rejected: int, batch_id: int, query_id: str, counts: DayCounts
-    ) -> None:
+    ) -> int:
+        """Writes the batch; returns how many times it was retried."""
         deadline = time.monotonic() + self.settings.stream.write_retry_seconds
-        pause, cause = FIRST_PAUSE_S, None
+        pause, cause, retries = FIRST_PAUSE_S, None, -1
         while True:
+            retries += 1
             if cause is not None or not self.health.up() or self.health.outages != self.outages_seen:
                 self._wait_for_cassandra(deadline, cause or "node down", batch_id)
             try:
                 self._write(parsed, rejected, batch_id, query_id, counts)
-                return
+                return retries
             except Exception as exc:  # noqa: BLE001
                 # Every write is an idempotent upsert, so retrying any failure is safe; the
                 # usual one is Cassandra being down or restarting.

@@ -11,18 +11,19 @@ a batch boundary (exit 0); a failure exits 1 with one line; a bad setting or fla
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import threading
 
 from jobs.cassandra_io import short_cause
 from jobs.session import build_session
 from jobs.stream_lifecycle import StreamingRun, install_stop_signals, quiet_logs
+from jobs.stream_metrics import serve as serve_metrics
 from jobs.stream_preflight import check_cassandra
 from jobs.stream_sink import BatchWriter
 from jobs.stream_source import read_kafka
 from orderlog.cassandra_session import CassandraUnavailable
 from orderlog.config import NON_EMPTY, POSITIVE, STARTING_OFFSETS, TOPIC, TRIGGER, Settings, flag, load_or_exit, seconds
+from orderlog.logs import configure, report
 
 
 def parse_args(argv: list[str], settings: Settings) -> argparse.Namespace:
@@ -42,9 +43,9 @@ def parse_args(argv: list[str], settings: Settings) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s streaming %(levelname)s %(message)s")
-    quiet_logs()
     args = parse_args(argv, load_or_exit("streaming"))
+    configure("streaming", args.settings.log.format, text_format="%(asctime)s streaming %(levelname)s %(message)s")
+    quiet_logs()
     settings = args.settings.replace(
         kafka_topic=args.topic, stream_checkpoint_location=args.checkpoint, stream_trigger=args.trigger,
         stream_max_offsets_per_trigger=args.max_offsets_per_trigger, stream_starting_offsets=args.starting_offsets,
@@ -54,14 +55,15 @@ def main(argv: list[str]) -> int:
     try:
         check_cassandra(settings, settings.stream.write_retry_seconds)
         spark = build_session(settings, "orderlog-streaming", master=args.master)
+        serve_metrics(settings.stream.metrics_port)
         stop = threading.Event()
         _handler = install_stop_signals(spark, stop)  # noqa: F841  (keeps the JVM callback alive)
         StreamingRun(spark, read_kafka(spark, settings), writer).run_until_stopped(stop)
     except CassandraUnavailable as exc:
-        print(f"streaming: error: {exc}", file=sys.stderr)
+        report("streaming", f"error: {exc}", log_format=settings.log.format)
         return 1
     except Exception as exc:  # the query failed: one line, the cause first
-        print(f"streaming: error: {writer.failure or short_cause(exc)}", file=sys.stderr)
+        report("streaming", f"error: {writer.failure or short_cause(exc)}", log_format=settings.log.format)
         return 1
     return 0
 

@@ -18,6 +18,7 @@ workers on loopback):
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import shlex
 import sys
@@ -27,6 +28,7 @@ from pathlib import Path
 from local_stack import cluster, supervisor
 from local_stack.stack import StackConfig, StackError, down, servers, status, up
 from orderlog.config import Settings, load_or_exit
+from orderlog.logs import configure, report
 from orderlog.rejected_migration import MigrationError
 from orderlog.schema import apply_cql, create_topic
 
@@ -68,10 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             check_versions()
         except StackError as exc:
-            print(f"local_stack: {exc}", file=sys.stderr)
+            report("local_stack", str(exc))
             return 1
         return 0
     settings = load_or_exit("local_stack")
+    configure("local_stack", settings.log.format, logging.WARNING, silence=("cassandra", "kafka"))
     if args.command.startswith("cluster-"):
         return cluster_main(args)
     try:
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "logs":
             print(supervisor.tail(servers(config)[args.server].log_file, args.lines, indent="    "))
     except StackError as exc:
-        print(f"local_stack: {exc}", file=sys.stderr)
+        report("local_stack", str(exc))
         return 1
     return 0
 
@@ -101,7 +104,7 @@ def apply_schema(settings: Settings) -> int:
         # A keyspace of an older version is migrated here: one line per step.
         apply_cql(settings, log=lambda line: print(line, flush=True))
     except MigrationError as exc:
-        print(f"local_stack: {exc}", file=sys.stderr)
+        report("local_stack", str(exc))
         return 1
     created = create_topic(settings)
     print(
@@ -140,7 +143,7 @@ def cluster_main(args: argparse.Namespace) -> int:
             print(f"{sum(s.running and s.answering for s in states)} of {len(states)} up; {rss / 1024:.2f} GiB RSS")
             return 0 if all(s.running and s.answering for s in states) else 3
     except StackError as exc:
-        print(f"local_stack: {exc}", file=sys.stderr)
+        report("local_stack", str(exc))
         return 1
     return 0
 

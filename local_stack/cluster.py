@@ -55,10 +55,11 @@ CASSANDRA_STORAGE_PORT = 7000
 CASSANDRA_JMX_PORTS = {n: 7099 + 100 * n for n in NODES}
 SPARK_MASTER_PORT, SPARK_MASTER_UI_PORT = 7077, 8090  # 8090: the ingest API keeps 8080
 SPARK_WORKERS = {1: (7078, 8091), 2: (7079, 8092)}  # worker: (RPC port, UI port)
-# Cores are slots, not CPUs: each worker offers 2 and each application takes 2 by default
-# (one executor of 1 core on each worker), so the streaming job and an aggregate run side
-# by side, each with executors on both workers.
-SPARK_WORKER_CORES, SPARK_APP_CORES = 2, 2
+# Each application takes 2 cores by default (one executor of 1 core on each worker), so the
+# streaming job and an aggregate run side by side, each with executors on both workers.
+# Each worker offers settings.cluster.spark_worker_cores slots: with one worker dead, both
+# applications still fit on the other.
+SPARK_APP_CORES = 2
 SPARK_MASTER_URL = f"spark://127.0.0.1:{SPARK_MASTER_PORT}"
 TOPIC_PARTITIONS, REPLICATION, MIN_INSYNC = 6, 3, 2
 DATACENTER = "datacenter1"  # SimpleSnitch's data centre
@@ -197,8 +198,9 @@ class SparkWorker(SparkDaemon):
         return [self.port, self.ui_port]
 
     def program_args(self) -> list[str]:
+        offer = self.config.settings.cluster
         return [SPARK_MASTER_URL, "--host", LOOPBACK, "--port", str(self.port), "--webui-port", str(self.ui_port),
-                "--cores", str(SPARK_WORKER_CORES), "--memory", self.config.settings.cluster.spark_worker_memory,
+                "--cores", str(offer.spark_worker_cores), "--memory", offer.spark_worker_memory,
                 "--work-dir", str(self.home / "work")]
 
     def answers(self) -> bool:

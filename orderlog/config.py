@@ -21,16 +21,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import json
 import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from orderlog.logs import report
 
 ENV_PREFIX = "ORDERLOG_"
 # Where relative paths of the configuration (var, jars) are resolved: the checkout.
@@ -140,7 +143,19 @@ def _starting_offsets(value: Any) -> bool:
         return False
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in _TRUE + _FALSE:
+        raise ValueError(text)
+    return lowered in _TRUE
+
+
 TEXT = Rule("any text", str, lambda v: isinstance(v, str))
+FLAG = Rule("1 or 0 (or true/false, yes/no, on/off)", _flag, lambda v: isinstance(v, bool))
 NON_EMPTY = Rule("a non-empty value", str.strip, lambda v: isinstance(v, str) and bool(v))
 PORT = whole(1, 65535)
 POSITIVE = whole(1)
@@ -182,8 +197,13 @@ def _declaration(f: dataclasses.Field) -> Declaration:
     return f.metadata["setting"]
 
 
+def _text(value: Any) -> str:
+    """A value as its variable would say it (a flag as 1 or 0)."""
+    return ("1" if value else "0") if isinstance(value, bool) else str(value)
+
+
 def _shown(declaration: Declaration, value: Any) -> str:
-    return MASK if declaration.secret and value not in ("", None) else str(value)
+    return MASK if declaration.secret and value not in ("", None) else _text(value)
 
 
 def _problem(declaration: Declaration, shown: str) -> ConfigError:
@@ -321,6 +341,27 @@ class StreamSettings(_Section):
     write_retry_seconds: float = setting(
         "ORDERLOG_STREAM_WRITE_RETRY_SECONDS", 120.0, seconds(0),
         "how long a batch retries an unreachable Cassandra before the job exits 1")
+    metrics_port: int = setting(
+        "ORDERLOG_STREAM_METRICS_PORT", 8082, whole(0, 65535),
+        "the streaming job's Prometheus /metrics, served by its driver on 127.0.0.1; 0 turns it off "
+        "(a port in use costs the metrics, not the job)")
+
+
+@dataclass(frozen=True)
+class LogSettings(_Section):
+    format: str = setting(
+        "ORDERLOG_LOG_FORMAT", "text", choice(("text", "json"), str.lower),
+        "`json`: every process (the APIs, the jobs' own lines, the tools) logs one JSON object per line; "
+        "Spark's JVM logs stay text")
+
+
+@dataclass(frozen=True)
+class AccessSettings(_Section):
+    allow_unauthenticated: bool = setting(
+        "ORDERLOG_ALLOW_UNAUTHENTICATED", False, FLAG,
+        "1 lets the ingest API and the viewer listen on a non-loopback address without their credentials "
+        "(the token; the viewer's user and password), e.g. behind a proxy that authenticates; otherwise they "
+        "refuse to start")
 
 
 @dataclass(frozen=True)
@@ -381,7 +422,11 @@ class ClusterSettings(_Section):
                                   "each of the 3 cluster Cassandra nodes' JVM heap")
     spark_daemon_heap: str = setting("ORDERLOG_CLUSTER_SPARK_DAEMON_HEAP", "256m", HEAP,
                                      "the cluster's Spark master's and workers' JVM heap")
-    spark_worker_memory: str = setting("ORDERLOG_CLUSTER_SPARK_WORKER_MEMORY", "2g", HEAP,
+    # Slots, not CPUs: enough that, with one worker dead, the streaming job (its lost
+    # executor started again on the survivor) and an aggregate still fit on the other.
+    spark_worker_cores: int = setting("ORDERLOG_CLUSTER_SPARK_WORKER_CORES", 4, POSITIVE,
+                                      "cores (task slots) each of the 2 Spark workers offers executors")
+    spark_worker_memory: str = setting("ORDERLOG_CLUSTER_SPARK_WORKER_MEMORY", "4g", HEAP,
                                        "memory each of the 2 Spark workers offers executors (1g each by default)")
 
 
@@ -395,6 +440,8 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     viewer: ViewerSettings = field(default_factory=ViewerSettings)
     stream: StreamSettings = field(default_factory=StreamSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
+    log: LogSettings = field(default_factory=LogSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
     rejected: RejectedSettings = field(default_factory=RejectedSettings)
     paths: PathSettings = field(default_factory=PathSettings)
@@ -475,8 +522,16 @@ VIEWER_BIND = "VIEWER_BIND"
 _warned: set[str] = set()
 
 
+def log_format_of(environ: Mapping[str, str] | None = None) -> str:
+    """The log format ORDERLOG_LOG_FORMAT asks for, read directly: a line about the
+    configuration itself is written before (or instead of) the settings being loaded; a
+    value that is not `json` (a bad one too) means text."""
+    value = (os.environ if environ is None else environ).get("ORDERLOG_LOG_FORMAT", "")
+    return "json" if value.strip().lower() == "json" else "text"
+
+
 def _warn(line: str) -> None:
-    print(f"orderlog: warning: {line}", file=sys.stderr, flush=True)
+    report("orderlog", f"warning: {line}", level="warning", log_format=log_format_of())
 
 
 def _with_aliases(environ: Mapping[str, str], warn: Callable[[str], None]) -> dict[str, str]:
@@ -570,8 +625,59 @@ def load_or_exit(prog: str, environ: Mapping[str, str] | None = None) -> Setting
 
 
 def _exit(prog: str, exc: ConfigError) -> NoReturn:
-    print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+    report(prog, f"error: {exc}", log_format=log_format_of())
     raise SystemExit(2)
+
+
+# --- serving beyond this machine -----------------------------------------------------------
+
+# What each HTTP server needs before it may listen beyond loopback, and its bind variable.
+_CREDENTIALS = {
+    "ingest": ("ORDERLOG_INGEST_HOST", "ORDERLOG_INGEST_API_TOKEN", "it"),
+    "viewer": ("ORDERLOG_VIEWER_HOST", "ORDERLOG_VIEWER_USER and ORDERLOG_VIEWER_PASSWORD", "them"),
+}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address only this machine reaches: 127.0.0.0/8, ::1, localhost. Any other
+    name may resolve to anything, so it counts as reachable from outside."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _has_credentials(settings: Settings, server: str) -> bool:
+    return bool(settings.ingest.api_token) if server == "ingest" else bool(settings.viewer.user)
+
+
+def check_exposure(settings: Settings, server: str, hosts: Iterable[str], source: str | None = None) -> None:
+    """ConfigError when ``server`` (``ingest`` or ``viewer``) would listen on one of
+    ``hosts`` beyond loopback without its credentials, unless ORDERLOG_ALLOW_UNAUTHENTICATED:
+    anyone on the network could then post orders, or read every user id. ``source`` names
+    where the hosts come from (the server's host variable by default)."""
+    if settings.access.allow_unauthenticated or _has_credentials(settings, server):
+        return
+    variable, credentials, pronoun = _CREDENTIALS[server]
+    for host in hosts:
+        if not is_loopback(host):
+            raise ConfigError(
+                f"{source or variable}={host!r}: expected a loopback address (127.0.0.1, ::1, localhost) "
+                f"without {credentials}: set {pronoun}, or ORDERLOG_ALLOW_UNAUTHENTICATED=1 to serve without "
+                "credentials anyway"
+            )
+
+
+def exit_if_exposed(prog: str, settings: Settings, server: str, hosts: Iterable[str],
+                    source: str | None = None) -> None:
+    """``check_exposure`` for an entrypoint: its one line and exit 2."""
+    try:
+        check_exposure(settings, server, hosts, source)
+    except ConfigError as exc:
+        _exit(prog, exc)
 
 
 def child_environment(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -581,7 +687,7 @@ def child_environment(settings: Settings, base: Mapping[str, str] | None = None)
     env = {k: v for k, v in (os.environ if base is None else base).items()
            if k not in DEPRECATED_ALIASES and k != VIEWER_BIND}
     for section, name, declaration, _ in declarations():
-        env[declaration.env] = str(getattr(getattr(settings, section), name))
+        env[declaration.env] = _text(getattr(getattr(settings, section), name))
     return env
 
 
@@ -610,7 +716,7 @@ def markdown_table() -> str:
         formerly.setdefault(new, []).append(f"`{old}`")
     rows = ["| variable | default | what |", "|---|---|---|"]
     for _, _, declaration, default in declarations():
-        shown = "unset" if default == "" else f"`{default}`"
+        shown = "unset" if default == "" else f"`{_text(default)}`"
         older = f" (formerly {', '.join(formerly[declaration.env])})" if declaration.env in formerly else ""
         rows.append(f"| `{declaration.env}` | {shown} | {declaration.help}{older} |")
     return "\n".join(rows)

@@ -17,10 +17,11 @@ Its normal form, as the ingest API produces it to Kafka (``OrderEvent.to_record`
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,9 @@ from orderlog.menu import JAPANESE, WESTERN, canonical_menu_type
 
 if TYPE_CHECKING:  # pyspark is only needed by the streaming job (canonical_event_col)
     from pyspark.sql import Column
+
+# json's own C string encoder (ensure_ascii=False): quotes, escapes, nothing else.
+_encode_json_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 USER_ID_MAX_LENGTH = 128
 ORDER_ID_MAX_LENGTH = 64
@@ -110,7 +114,15 @@ class OrderEvent:
         return record
 
     def to_json_bytes(self) -> bytes:
-        return json.dumps(self.to_record(), ensure_ascii=False, separators=(",", ":")).encode()
+        """The canonical record: compact JSON, keys in to_record's order, UTF-8 as is (what
+        json.dumps(to_record(), ensure_ascii=False, separators=(",", ":")) writes; a property
+        test holds it to that). Written by hand because the ingest API pays it for every event:
+        only the ids can hold characters JSON escapes; the rest is ASCII of a fixed alphabet."""
+        received = "" if self.received_at is None else f',"received_at":"{_utc_text(self.received_at)}"'
+        return (
+            f'{{"order_id":{_json_string(self.order_id)},"user_id":{_json_string(self.user_id)},'
+            f'"menu_type":"{self.menu_type}","timestamp":"{format_timestamp(self.timestamp)}"{received}}}'
+        ).encode()
 
 
 class InvalidEvent(ValueError):
@@ -137,7 +149,24 @@ def _escape(char: str) -> str:
 
 
 def new_order_id() -> str:
-    return uuid.uuid4().hex
+    """A random (version 4) UUID as 32 hex digits; what uuid.uuid4().hex gives, in a third
+    of the time (the ingest API makes one for every event)."""
+    return f"{int.from_bytes(os.urandom(16)) & _UUID4_CLEAR | _UUID4_SET:032x}"
+
+
+# The version (4) and variant (RFC 4122) bits of a random UUID.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def _json_string(value: str | None) -> str:
+    return "null" if value is None else _encode_json_string(value)
+
+
+@functools.lru_cache(maxsize=16)
+def _utc_text(instant: datetime) -> str:
+    # Every event of a request shares one receive time: formatted once.
+    return format_timestamp(instant.astimezone(UTC))
 
 
 def format_timestamp(value: datetime) -> str:
@@ -207,8 +236,8 @@ def validate_event(
         raise InvalidEvent([FieldError("", "an event must be a JSON object")])
     now = now or datetime.now(UTC)
     errors: list[FieldError] = []
-    for name in sorted(set(payload) - allowed_fields):
-        errors.append(FieldError(name, "unknown field"))
+    if not payload.keys() <= allowed_fields:  # the usual case, without building a set
+        errors.extend(FieldError(name, "unknown field") for name in sorted(set(payload) - allowed_fields))
     for name in REQUIRED_FIELDS:
         if name not in payload:
             errors.append(FieldError(name, "is required"))

@@ -158,26 +158,36 @@ class _Migration:
         self.after, self.page_rows = after, page_rows
 
     def run(self, step: str) -> str:
-        ks = self.keyspace
-        if step == "create-staging":
-            self._ddl(create_table_statement(TABLE, f"{ks}.{STAGING}"))
-            return f"created {STAGING} (the new layout)"
-        if step == "copy-old":
-            rows = self._copy_old()
-            return f"copied {_rows(rows)} of the old {TABLE} into {STAGING} (converted; TTL {self._ttl_text()})"
-        if step == "drop-old":
-            self._ddl(f"DROP TABLE IF EXISTS {ks}.{TABLE}")
-            return f"dropped the old {TABLE}"
-        if step == "create-new":
-            self._ddl(create_table_statement(TABLE, f"{ks}.{TABLE}"))
-            return f"created {TABLE} (the new layout, from tables.cql)"
-        if step == "copy-staging":
-            rows = self._copy_staging()
-            return f"copied {_rows(rows)} of {STAGING} into {TABLE} (with their remaining TTL)"
-        if step == "drop-staging":
-            self._ddl(f"DROP TABLE IF EXISTS {ks}.{STAGING}")
-            return f"dropped {STAGING}; done"
-        raise MigrationError(f"unknown migration step {step!r}")
+        """Does ``step`` and says what it did."""
+        actions = {
+            "create-staging": self._create_staging, "copy-old": self._copy_old_step, "drop-old": self._drop_old,
+            "create-new": self._create_new, "copy-staging": self._copy_staging_step, "drop-staging": self._drop_staging,
+        }
+        if step not in actions:
+            raise MigrationError(f"unknown migration step {step!r}")
+        return actions[step]()
+
+    def _create_staging(self) -> str:
+        self._ddl(create_table_statement(TABLE, f"{self.keyspace}.{STAGING}"))
+        return f"created {STAGING} (the new layout)"
+
+    def _copy_old_step(self) -> str:
+        return f"copied {_rows(self._copy_old())} of the old {TABLE} into {STAGING} (converted; TTL {self._ttl_text()})"
+
+    def _drop_old(self) -> str:
+        self._ddl(f"DROP TABLE IF EXISTS {self.keyspace}.{TABLE}")
+        return f"dropped the old {TABLE}"
+
+    def _create_new(self) -> str:
+        self._ddl(create_table_statement(TABLE, f"{self.keyspace}.{TABLE}"))
+        return f"created {TABLE} (the new layout, from tables.cql)"
+
+    def _copy_staging_step(self) -> str:
+        return f"copied {_rows(self._copy_staging())} of {STAGING} into {TABLE} (with their remaining TTL)"
+
+    def _drop_staging(self) -> str:
+        self._ddl(f"DROP TABLE IF EXISTS {self.keyspace}.{STAGING}")
+        return f"dropped {STAGING}; done"
 
     def _ttl_text(self) -> str:
         days, rest = divmod(self.ttl_seconds, 86_400)

@@ -8,6 +8,7 @@ the Kafka topic.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 
@@ -16,6 +17,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from orderlog.cassandra_session import connect, shutdown
 from orderlog.config import Settings, load_or_exit
+from orderlog.logs import configure, progress, report
 from orderlog.rejected_migration import MigrationError, migrate_rejected_events
 from orderlog.tables import keyspace_cql, strip_comments, table_columns, table_names, table_statements
 
@@ -138,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["apply", "cql", "topic", "tables"])
     args = parser.parse_args(argv)
     settings = load_or_exit("python -m orderlog.schema")
+    configure("schema", settings.log.format, logging.WARNING, silence=("cassandra", "kafka"))
+    say = progress("schema", settings.log.format)
     if args.command == "cql":
         print(strip_comments(keyspace_cql(settings)) + ";")
         for statement in table_statements():
@@ -145,17 +149,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command in ("apply", "tables"):
         try:
-            altered = apply_cql(settings, log=lambda line: print(line, flush=True))
+            altered = apply_cql(settings, log=say)
         except MigrationError as exc:
-            print(f"python -m orderlog.schema: error: {exc}", file=sys.stderr)
+            report("python -m orderlog.schema", f"error: {exc}", log_format=settings.log.format)
             return 1
         for statement in altered:
-            print(f"migrated: {statement}")
-        print(f"schema applied: keyspace {settings.cassandra.keyspace}, {len(table_names())} tables")
+            say(f"migrated: {statement}")
+        say(f"schema applied: keyspace {settings.cassandra.keyspace}, {len(table_names())} tables")
     if args.command in ("apply", "topic"):
         created = create_topic(settings)
         state = "created" if created else "exists"
-        print(f"topic {settings.kafka.topic} {state} ({settings.kafka.topic_partitions} partitions)")
+        say(f"topic {settings.kafka.topic} {state} ({settings.kafka.topic_partitions} partitions)")
     return 0
 
 

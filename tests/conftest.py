@@ -56,6 +56,26 @@ def close_ingest_producers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         each.close(timeout_s=0)
 
 
+@pytest.fixture(autouse=True)
+def close_viewer_sessions(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Shuts down the Cassandra session of every in-process viewer app the test made: one
+    left open keeps reconnecting to a Cassandra the run has stopped, and logs it (with
+    tracebacks) to a stream pytest has closed."""
+    from viewer import db
+
+    apps: list[object] = []
+    init_app = db.init_app
+
+    def tracked(app: object) -> None:
+        init_app(app)  # type: ignore[arg-type]
+        apps.append(app)
+
+    monkeypatch.setattr(db, "init_app", tracked)
+    yield
+    for app in apps:
+        db.close_app(app)  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[object]:
     """The local Kafka and Cassandra, up and answering, with the schema applied."""

@@ -68,7 +68,8 @@ def test_a_spark_master_with_two_workers(local_cluster) -> None:
     state = master_state()
     assert state is not None and state["status"] == "ALIVE"
     alive = sorted((w["host"], w["port"], w["cores"]) for w in state["workers"] if w["state"] == "ALIVE")
-    assert alive == [("127.0.0.1", 7078, 2), ("127.0.0.1", 7079, 2)]
+    slots = local_cluster.settings.cluster.spark_worker_cores
+    assert alive == [("127.0.0.1", 7078, slots), ("127.0.0.1", 7079, slots)]
 
 
 def test_every_port_of_the_cluster_is_on_loopback(local_cluster) -> None:

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 from datetime import date, timedelta
 
 import pytest
 
 from jobs.shipping import shipped_archive
 from local_stack import supervisor
-from local_stack.cluster import SPARK_MASTER_URL, master_state
 from local_stack.supervisor import free_ports
 from orderlog.config import child_environment
-from orderlog.schema import apply_cql, create_topic
-from tests.streaming_job import ROOT, wait_for
+from tests.cluster_run import applications, running_pipeline, wait_for_streaming_executors
+from tests.streaming_job import ROOT
 from tools import pipeline
 from tools import replay as replay_cli
 
@@ -28,12 +26,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 END = date(2025, 5, 31)
 DAYS = 2
-
-
-def applications(name: str) -> list[dict]:
-    """The master's record of every application of that name, running or finished."""
-    state = master_state() or {}
-    return [app for app in [*state.get("activeapps", []), *state.get("completedapps", [])] if app["name"] == name]
 
 
 def workers_that_ran(local_cluster, app: dict) -> list[str]:
@@ -65,48 +57,45 @@ def test_the_executors_import_the_code_spark_submit_shipped(local_cluster) -> No
 
 @pytest.fixture
 def cluster_pipeline(local_cluster, tmp_path):
-    """The cluster's configuration with a keyspace, topic, checkpoint, ports and var folder
-    of this test's own; streaming, ingest and viewer running; stopped afterwards."""
-    ingest_port, viewer_port = free_ports(2)
-    settings = local_cluster.settings.replace(
-        cassandra_keyspace="orderlog_test_cluster",
-        kafka_topic=f"cluster-e2e-{uuid.uuid4().hex[:8]}",
-        stream_checkpoint_location=str(tmp_path / "checkpoint"),
-        ingest_port=ingest_port,
-        viewer_port=viewer_port,
-        paths_var=str(tmp_path / "var"),
-        ingest_workers=1,
-        viewer_workers=1,
-        viewer_cache_seconds=0,
-    )
-    assert settings.spark.master == SPARK_MASTER_URL
-    apply_cql(settings)
+    with running_pipeline(local_cluster, tmp_path) as running:
+        yield running
+
+
+def aggregated_results(settings) -> dict[str, list[tuple]]:
+    """What the aggregate wrote, every row of the tables the viewer shows, in key order
+    (without the times of writing): daily summaries, segment sizes, segment members and
+    each member's preference."""
     from orderlog.cassandra_session import connect, shutdown
-    from orderlog.schema import truncate_tables
+    from orderlog.layout import SEGMENT_BUCKETS
+    from orderlog.menu import SEGMENTS
 
     session = connect(settings)
     try:
-        truncate_tables(session)
+        def rows(cql: str, *keys: tuple) -> list[tuple]:
+            statement = session.prepare(cql)
+            return [tuple(row) for key in keys for row in session.execute(statement, key, timeout=60)]
+
+        members = rows("SELECT segment, user_id, japanese, western FROM user_segments WHERE segment = ? AND bucket = ?",
+                       *[(segment, b) for segment in SEGMENTS for b in range(SEGMENT_BUCKETS)])
+        return {
+            "daily_order_summaries": rows(
+                "SELECT order_date, japanese, western, total, users FROM daily_order_summaries WHERE year = ?",
+                (END.year,)),
+            "segment_sizes": rows("SELECT as_of, segment, users, entered, exited FROM segment_sizes WHERE year = ?",
+                                  (END.year,)),
+            "user_segments": sorted(members),
+            "user_preferences": rows(
+                "SELECT user_id, japanese, western, preference, first_order_date, last_order_date "
+                "FROM user_preferences WHERE user_id = ?", *sorted({(m[1],) for m in members})),
+        }
     finally:
         shutdown(session)
-    create_topic(settings)
-    processes: dict = {}
-    try:
-        processes.update(pipeline.start_services(settings, tmp_path / "logs", processes.__setitem__))
-        yield settings, processes
-    finally:
-        pipeline.stop_services(processes)
-        assert not any(supervisor.running(p) for p in processes.values())
 
 
-def test_the_pipeline_on_the_cluster_ends_in_the_generators_truth(local_cluster, cluster_pipeline, tmp_path):
-    settings, processes = cluster_pipeline
-    streaming = processes["streaming"]
-    # The streaming job runs on the master with an executor on each worker.
-    wait_for(lambda: any(app["state"] == "RUNNING" and app["cores"] == 2
-                         for app in applications("orderlog-streaming")), 240, "the streaming job's executors")
-
-    truth_file = tmp_path / "truth.json"
+def replay_and_aggregate(settings, processes: dict, folder) -> dict:
+    """The fixed-seed replay through the running ingest API and stream, then the aggregate
+    of its dates; returns the replay's truth."""
+    truth_file = folder / "truth.json"
     code = replay_cli.main([
         END.isoformat(), "--days", str(DAYS), "--users", "150", "--orders", "2500", "--seed", "11",
         "--rate", "0", "--quiet", "--url", pipeline.ingest_url(settings), "--truth", str(truth_file),
@@ -114,19 +103,52 @@ def test_the_pipeline_on_the_cluster_ends_in_the_generators_truth(local_cluster,
     assert code == 0
     truth = json.loads(truth_file.read_text())
     assert truth["orders"] == 2500
+    streaming = processes["streaming"]
     try:
         counts = pipeline.wait_for_raw_orders(settings, truth, timeout=900,
                                               alive=lambda: supervisor.running(streaming))
     except pipeline.PipelineError as exc:
         pytest.fail(f"{exc}\n{supervisor.tail(streaming.log, 60)}")
     assert counts == {d: v["total"] for d, v in truth["daily"].items()}
+    pipeline.run_aggregate(settings, END - timedelta(days=DAYS - 1), END, folder / "aggregate.log")
+    return truth
 
-    # The aggregate, on the cluster too, beside the running stream.
+
+def test_the_pipeline_on_the_cluster_ends_in_the_generators_truth(
+    local_cluster, cluster_pipeline, tmp_path, private_kafka, private_cassandra
+):
+    settings, processes = cluster_pipeline
+    streaming = processes["streaming"]
+    # The streaming job runs on the master with an executor on each worker.
+    wait_for_streaming_executors()
+
+    # The replay, and the aggregate, on the cluster too, beside the running stream.
     aggregates = len(applications("orderlog-aggregate"))
-    pipeline.run_aggregate(settings, END - timedelta(days=DAYS - 1), END, tmp_path / "aggregate.log")
+    truth = replay_and_aggregate(settings, processes, tmp_path / "cluster")
     runs = applications("orderlog-aggregate")
     assert len(runs) == aggregates + 1
     assert workers_that_ran(local_cluster, max(runs, key=lambda a: a["starttime"])) == [
         "spark-worker1", "spark-worker2"]
 
     assert pipeline.check_viewer(pipeline.viewer_url(settings), truth, sample_users=40) == []
+    on_the_cluster = aggregated_results(settings)
+    assert on_the_cluster["daily_order_summaries"] and on_the_cluster["user_segments"]
+    assert supervisor.running(streaming), supervisor.tail(streaming.log, 60)
+    pipeline.stop_services(processes)
+
+    # The same replay on one node (a single-node Kafka and Cassandra on spare ports, the
+    # jobs on local[2]) ends in the very same rows.
+    (ingest_port, viewer_port), single = free_ports(2), tmp_path / "single-node"
+    one_node = private_cassandra.settings.replace(
+        kafka_bootstrap_servers=private_kafka.settings.kafka.bootstrap_servers,
+        spark_master="local[2]", stream_checkpoint_location=str(single / "checkpoint"),
+        ingest_port=ingest_port, viewer_port=viewer_port, paths_var=str(single / "var"),
+        ingest_workers=1, viewer_workers=1,
+    )
+    started: dict = {}
+    try:
+        started.update(pipeline.start_services(one_node, single / "logs", started.__setitem__))
+        assert replay_and_aggregate(one_node, started, single) == truth
+    finally:
+        pipeline.stop_services(started)
+    assert aggregated_results(one_node) == on_the_cluster

@@ -167,6 +167,8 @@ NOT_SETTINGS = {
     "JAVA_HOME": "which Java the local stack runs (the JDK's own convention)",
     "PYSPARK_PYTHON": "which Python Spark's workers run (Spark's own variable)",
     "SPARK_LOCAL_IP": "the address Spark binds (Spark's own variable): loopback unless set",
+    "PROMETHEUS_MULTIPROC_DIR": "where gunicorn's workers keep their metrics (prometheus-client's own variable), "
+                                "set by orderlog/metrics.py for each server start",
 }
 
 

@@ -15,6 +15,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from ingest_api import create_app
 from ingest_api.confluent_backend import confluent_config
 from ingest_api.kafka_python_backend import kafka_python_config
+from ingest_api.producer import close_app_producer
 from tests.conftest import free_ports
 
 GOOD = {"user_id": "u-1", "timestamp": "2025-05-31T12:34:56+09:00", "menu_type": "japanese"}
@@ -143,6 +144,38 @@ def test_bearer_token_is_required_when_configured(settings, authorization, statu
     assert document["paths"]["/api/log"]["post"]["security"] == [{"bearer": []}]
 
 
+def test_liveness_and_readiness_answer_without_the_token(settings):
+    (port,) = free_ports(1)
+    app = create_app(settings.replace(kafka_bootstrap_servers=f"127.0.0.1:{port}", ingest_api_token="s3cret"))
+    client = app.test_client()
+    live = client.get("/healthz")
+    assert (live.status_code, live.json) == (200, {"status": "ok"})
+    # past auth: readiness asks Kafka, which nothing answers on that port
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.headers["Retry-After"] == "5"
+    assert "WWW-Authenticate" not in ready.headers
+    document = client.get("/openapi.json").json
+    assert "security" not in document["paths"]["/healthz"]["get"]
+    assert "security" not in document["paths"]["/readyz"]["get"]
+
+
+def test_readiness_is_503_naming_kafka_when_nothing_listens(settings, kafka_client):
+    (port,) = free_ports(1)
+    app = create_app(settings.replace(kafka_bootstrap_servers=f"127.0.0.1:{port}", kafka_topic="never-used",
+                                      kafka_client=kafka_client))
+    client = app.test_client()
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    body = response.json
+    assert {k: body[k] for k in ("status", "kafka", "topic")} == {
+        "status": "unavailable", "kafka": "unreachable", "topic": "never-used"}
+    # where, then the client's own words for what failed
+    where = f"Kafka at 127.0.0.1:{port}: "
+    assert body["error"].startswith(where) and len(body["error"]) > len(where)
+    # the process itself is fine: liveness does not depend on Kafka
+    assert client.get("/healthz").status_code == 200
+
+
 def test_the_token_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("ORDERLOG_INGEST_API_TOKEN", "from-env")
     (port,) = free_ports(1)
@@ -247,6 +280,25 @@ def test_a_producer_is_replaced_after_a_request_it_did_not_acknowledge(settings,
     assert client.post("/api/log", json=GOOD).status_code == 202 and len(_FakeProducer.made) == 2
 
 
+
+def test_a_confluent_producer_is_replaced_after_a_fatal_error(caplog):
+    """librdkafka reports a fatal error (an idempotence violation it cannot repair) through
+    error_cb; that producer will never send again, so the next request gets a new one."""
+    from confluent_kafka import KafkaError as LibrdkafkaError
+
+    from ingest_api.confluent_backend import ConfluentProducer
+
+    (port,) = free_ports(1)
+    backend = ConfluentProducer("t", confluent_config([f"127.0.0.1:{port}"], 2_000), 2.0)
+    first = backend._get()
+    backend._on_error(LibrdkafkaError(LibrdkafkaError._ALL_BROKERS_DOWN, "all down"))  # not fatal: kept
+    assert backend._get() is first
+    backend._on_error(LibrdkafkaError(LibrdkafkaError._FATAL, "idempotence broken", fatal=True))
+    replacement = backend._get()
+    assert replacement is not first and backend._get() is replacement
+    assert "replacing the Kafka producer after a fatal error" in caplog.text
+    backend.close(timeout_s=0)
+
 # --- a batch is counted and bounded before it is decoded ---------------------------------------
 
 SIXTEEN_MIB = 16 * 1024 * 1024
@@ -331,3 +383,27 @@ def test_a_content_length_that_lies_is_a_400_saying_so(client):
     assert (response.status_code, response.json["error"]) == (
         400, "malformed JSON: Unterminated string starting at: line 1 column 3 (byte 2)"
     )
+
+
+def _sample(client, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics").get_data(as_text=True)
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name and s.labels == labels)
+
+
+def test_kafka_unacknowledged_requests_are_counted_as_failures_and_refused_events(settings, kafka_client):
+    (port,) = free_ports(1)
+    app = create_app(settings.replace(kafka_bootstrap_servers=f"127.0.0.1:{port}", ingest_ack_timeout_ms=1000,
+                                      kafka_client=kafka_client))
+    client = app.test_client()
+    # one process, no gunicorn: the default registry, shared by the apps of this test run
+    failures = _sample(client, "orderlog_ingest_kafka_failures_total")
+    refused = _sample(client, "orderlog_ingest_events_refused_total", reason="kafka_unavailable")
+    requests = _sample(client, "orderlog_ingest_requests_refused_total", reason="kafka_unavailable")
+    assert client.post("/api/logs", json=[GOOD, GOOD]).status_code == 503
+    assert _sample(client, "orderlog_ingest_kafka_failures_total") == failures + 1
+    assert _sample(client, "orderlog_ingest_events_refused_total", reason="kafka_unavailable") == refused + 2
+    assert _sample(client, "orderlog_ingest_requests_refused_total", reason="kafka_unavailable") == requests + 1
+    close_app_producer(app)

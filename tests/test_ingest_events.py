@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orderlog.events import (
     InvalidEvent,
     OrderEvent,
+    new_order_id,
     parse_record,
     validate_event,
 )
@@ -142,6 +148,37 @@ def test_the_normal_form_keeps_the_offset_and_adds_ids():
 def test_a_produced_record_parses_back_to_the_same_event():
     event = validate_event({**GOOD, "user_id": "ユーザー"}, now=NOW).with_ids(NOW, new_id="o-1")
     assert parse_record(event.to_json_bytes(), now=NOW) == event
+
+
+_ZONES = st.integers(-14 * 60, 14 * 60).map(lambda minutes: timezone(timedelta(minutes=minutes)))
+_INSTANTS = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 30), timezones=_ZONES)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    # Any text JSON can carry (no lone surrogates: UTF-8 cannot), quotes, backslashes, controls.
+    user_id=st.text(st.characters(blacklist_categories=("Cs",))),
+    order_id=st.none() | st.text(st.characters(blacklist_categories=("Cs",))),
+    menu_type=st.sampled_from(["japanese", "western"]),
+    timestamp=_INSTANTS,
+    received_at=st.none() | _INSTANTS,
+)
+def test_the_canonical_bytes_are_what_json_dumps_writes(user_id, order_id, menu_type, timestamp, received_at):
+    # The streaming job, the replay tool and the records already in Kafka rely on these bytes.
+    event = OrderEvent(order_id, user_id, menu_type, timestamp, received_at)
+    expected = json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":")).encode()
+    assert event.to_json_bytes() == expected
+
+
+def test_order_ids_are_random_uuid4_hex():
+    ids = [new_order_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    for order_id in ids[:1000]:
+        parsed = uuid.UUID(hex=order_id)
+        assert (parsed.hex, parsed.version, parsed.variant) == (order_id, 4, uuid.RFC_4122)
+    # every one of the 122 random bits varies; the 6 version and variant bits do not
+    never_set = (0xB000 << 64) | (0x4000 << 48)
+    assert functools.reduce(operator.or_, (int(i, 16) for i in ids)) == (2**128 - 1) & ~never_set
 
 
 @pytest.mark.parametrize(

@@ -71,12 +71,13 @@ def test_kafka_down_gives_503_and_the_same_app_recovers(private_kafka, kafka_cli
     assert waited < ACK_TIMEOUT_MS / 1000 + 2  # bounded: the request never hangs
     single = client.post("/api/log", json=GOOD)
     assert single.status_code == 503 and single.headers["Retry-After"] == "5"
-    health = client.get("/healthz")
+    health = client.get("/readyz")
     assert health.status_code == 503 and health.json["kafka"] == "unreachable"
+    assert client.get("/healthz").status_code == 200  # alive, only not ready
 
     private_kafka.start()
     accepted, refused_while_starting = post_until_accepted(client)
-    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
     after = client.post("/api/logs", json=[GOOD, GOOD])
     assert after.status_code == 202
 
@@ -104,7 +105,7 @@ def test_kafka_down_at_start_then_up_without_restarting_the_app(private_kafka, k
     again = client.post("/api/log", json=GOOD)
     assert again.status_code == 503
     assert time.monotonic() - started < ACK_TIMEOUT_MS / 1000 + 2
-    assert client.get("/healthz").status_code == 503
+    assert client.get("/readyz").status_code == 503
 
     private_kafka.start()
     accepted, _ = post_until_accepted(client)

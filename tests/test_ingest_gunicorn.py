@@ -42,7 +42,7 @@ def gunicorn(settings, kafka_topic, kafka_client, tmp_path):
         "ORDERLOG_INGEST_THREADS": "4",
     }
     log_path = tmp_path / "gunicorn.log"
-    with gunicorn_server("ingest_api", env, log_path, "/healthz") as (process, base):
+    with gunicorn_server("ingest_api", env, log_path, "/readyz") as (process, base):
         yield process, base, log_path
 
 

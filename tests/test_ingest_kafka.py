@@ -141,8 +141,9 @@ def test_an_invalid_batch_produces_nothing(client, settings, kafka_topic):
     assert [v["order_id"] for _, v in consume(settings, kafka_topic, 1)] == ["marker"]
 
 
-def test_healthz_reports_kafka_reachable(client, kafka_topic):
-    response = client.get("/healthz")
+def test_readyz_reports_kafka_reachable(client, kafka_topic):
+    assert (client.get("/healthz").status_code, client.get("/healthz").json) == (200, {"status": "ok"})
+    response = client.get("/readyz")
     assert (response.status_code, response.json) == (
         200, {"status": "ok", "kafka": "reachable", "topic": kafka_topic}
     )
@@ -169,9 +170,9 @@ def test_a_missing_topic_is_unavailable_not_accepted(settings, kafka_client):
         "which counts each event once"
     )
     assert len(response.json["order_ids"]) == 1
-    health = client.get("/healthz")
+    health = client.get("/readyz")
     assert health.status_code == 503
-    assert health.json["error"] == health_error
+    assert health.json["error"] == f"Kafka at {settings.kafka.bootstrap_servers}: {health_error}"
 
 
 # --- the OpenAPI document matches the app ---------------------------------------------------
@@ -209,7 +210,8 @@ def test_responses_validate_against_the_document(client):
         declared = document["paths"][path]["post"]["responses"][str(status)]
         ref = declared["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
         _validator(document, ref).validate(response.json)
-    _validator(document, "Health").validate(client.get("/healthz").json)
+    _validator(document, "Health").validate(client.get("/readyz").json)
+    _validator(document, "Alive").validate(client.get("/healthz").json)
     # the request schema accepts what the API accepts
     _validator(document, "OrderEvent").validate(GOOD)
     assert not _validator(document, "OrderEvent").is_valid({**GOOD, "extra": 1})

@@ -4,6 +4,7 @@ its dirty events what they claim, and its sender's retry rules."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Any
@@ -78,10 +79,11 @@ def test_the_cli_writes_identical_event_files_for_the_same_seed(tmp_path):
     assert len(a.splitlines()) == 400 + 2  # 400 orders and round(400 * 0.005) malformed
 
 
-def test_a_replay_of_a_future_day_stops_before_sending_with_the_reason():
-    with pytest.raises(SystemExit, match=r"replay: cannot replay 2999-12-31: .* timestamp: is more than a day"):
-        replay_cli.main(["2999-12-31", "--days", "1", "--orders", "5", "--users", "2", "--quiet",
-                         "--url", "http://127.0.0.1:9"])
+def test_a_replay_of_a_future_day_stops_before_sending_with_the_reason(capsys):
+    assert replay_cli.main(["2999-12-31", "--days", "1", "--orders", "5", "--users", "2", "--quiet",
+                            "--url", "http://127.0.0.1:9"]) == 1
+    assert re.fullmatch(r"replay: cannot replay 2999-12-31: .* timestamp: is more than a day.*\n",
+                        capsys.readouterr().err)
 
 
 # --- the shape of the distributions ---------------------------------------------

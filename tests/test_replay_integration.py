@@ -31,7 +31,7 @@ def ingest_api(settings, kafka_topic, tmp_path) -> Iterator[str]:
         "ORDERLOG_INGEST_THREADS": "4",
         "ORDERLOG_INGEST_API_TOKEN": None,
     }
-    with gunicorn_server("ingest_api", env, tmp_path / "ingest.log", "/healthz") as (_, url):
+    with gunicorn_server("ingest_api", env, tmp_path / "ingest.log", "/readyz") as (_, url):
         yield url
 
 

@@ -257,3 +257,18 @@ def test_rejected_rows_keep_at_most_64_kib_of_a_value_with_its_length_and_digest
     assert [tuple(r) for r in got] == [
         (65536, 1_200_000, hashlib.sha256(big).hexdigest(), 65536, 100_000, "record is larger than 4096 bytes")
     ]
+
+
+def test_the_udf_keeps_every_microsecond_of_times_far_from_1970(spark: SparkSession):
+    # Ints beside a None went through float64 in the UDF's frame: 0321-07-19T11:55:13.003999Z
+    # came out one microsecond off, and so could a replay header's Kafka time in 9999.
+    far = (b'{"user_id": "u", "menu_type": "western", "timestamp": "2025-05-31T12:00:00Z", '
+           b'"received_at": "0321-07-19T11:55:13.003999+00:00"}')
+    rows = [(None, far, TOPIC, 0, 0, KAFKA_TS.replace(tzinfo=None), [(REPLAY_HEADER, b"t:0:0:253402214399999")]),
+            (None, b"{}", TOPIC, 0, 1, KAFKA_TS.replace(tzinfo=None), None)]
+    parsed = {row.offset: row.parsed for row in
+              spark.createDataFrame(rows, KAFKA_SCHEMA).coalesce(1)  # one UDF call sees both
+              .transform(with_parsed).select("offset", "parsed").collect()}
+    assert parsed[0].reason is None and parsed[0].received_at_us == -52_020_187_486_996_001
+    assert parsed[0].replay_timestamp_us == 253_402_214_399_999_000
+    assert parsed[1].reason is not None and parsed[1].received_at_us is None

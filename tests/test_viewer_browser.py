@@ -46,7 +46,7 @@ def server(cassandra: object, settings: object, tmp_path_factory: pytest.TempPat
         "ORDERLOG_VIEWER_PASSWORD": "",
     }
     log = tmp_path_factory.mktemp("viewer") / "gunicorn.log"
-    with gunicorn_server("viewer", env, log, "/api/status", timeout=30) as (_, url):
+    with gunicorn_server("viewer", env, log, "/readyz", timeout=30) as (_, url):
         yield url
 
 

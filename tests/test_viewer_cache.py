@@ -74,6 +74,28 @@ def test_answers_are_kept_until_a_run_finishes_and_revalidated_with_etags(cached
     assert fresh.headers["ETag"] != etag
 
 
+def test_conditional_requests_follow_rfc_9110(cached) -> None:
+    etag = cached.get("/api/daily_order_summaries").headers["ETag"]
+    # If-None-Match compares weakly: a proxy may have turned the tag into a weak one.
+    weak = cached.get("/api/daily_order_summaries", headers={"If-None-Match": f'"other", W/{etag}'})
+    assert weak.status_code == 304
+    # "*" matches any current answer, and there is none for an unknown user.
+    assert cached.get("/api/daily_order_summaries", headers={"If-None-Match": "*"}).status_code == 304
+    missing = cached.get("/api/users/nobody-at-all", headers={"If-None-Match": "*"})
+    assert missing.status_code == 404 and missing.get_json()["user_id"] == "nobody-at-all"
+    other = cached.get("/api/daily_order_summaries", headers={"If-None-Match": '"not-this-one"'})
+    assert other.status_code == 200 and other.headers["ETag"] == etag
+
+
+def test_the_openapi_document_describes_etags_where_answers_are_kept(cached) -> None:
+    paths = cached.get("/api/openapi.json").get_json()["paths"]
+    summaries = paths["/api/daily_order_summaries"]["get"]
+    assert "ETag" in summaries["responses"]["200"]["headers"] and "304" in summaries["responses"]
+    assert {"name": "If-None-Match", "in": "header"}.items() <= summaries["parameters"][-1].items()
+    export = paths["/api/user_segments/{segment}.csv"]["get"]
+    assert "304" not in export["responses"] and "headers" not in export["responses"]["200"]
+
+
 def test_the_query_is_part_of_the_key_and_errors_and_csv_are_not_kept(cached) -> None:
     page_1 = cached.get("/api/user_segments/japanese?per_page=2")
     page_2 = cached.get("/api/user_segments/japanese?per_page=2&page=2")

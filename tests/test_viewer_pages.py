@@ -351,6 +351,22 @@ def test_with_auth_the_openapi_document_declares_basic_auth(locked: object) -> N
     assert "401" in document["paths"]["/api/status"]["get"]["responses"]
 
 
+def test_with_auth_the_probes_answer_without_credentials_and_are_never_cached(locked: object, settings: object) -> None:
+    live = locked.get("/healthz")  # type: ignore[attr-defined]
+    assert (live.status_code, live.get_json()) == (200, {"status": "ok"})
+    ready = locked.get("/readyz")  # type: ignore[attr-defined]
+    keyspace = settings.cassandra.keyspace  # type: ignore[attr-defined]
+    assert (ready.status_code, ready.get_json()) == (
+        200, {"status": "ok", "cassandra": "reachable", "keyspace": keyspace})
+    # outside the response cache: no ETag to revalidate, never a 304 for a remembered answer
+    assert "ETag" not in ready.headers
+    assert locked.get("/readyz", headers={"If-None-Match": "*"}).status_code == 200  # type: ignore[attr-defined]
+    document = locked.get("/api/openapi.json", headers=_basic("analyst", "s3cret")).get_json()  # type: ignore[attr-defined]
+    for probe in ("/healthz", "/readyz"):
+        assert document["paths"][probe]["get"]["security"] == []
+        assert "401" not in document["paths"][probe]["get"]["responses"]
+
+
 def test_without_auth_config_no_credentials_are_needed(client: object) -> None:
     assert client.get("/api/user_segments").status_code == 200  # type: ignore[attr-defined]
 
@@ -411,3 +427,11 @@ def test_cassandra_unreachable_is_503_with_retry_after_never_500(settings: objec
     html = response.get_data(as_text=True)
     assert "the data store (Cassandra) is unavailable; retry shortly" in html
     assert "Aggregation status unavailable." in html
+    # the probes: alive, not ready, and why, in one line
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.headers["Retry-After"] == "5"
+    body = ready.get_json()
+    assert {k: body[k] for k in ("status", "cassandra")} == {"status": "unavailable", "cassandra": "unreachable"}
+    assert body["error"].startswith(f"Cassandra at 127.0.0.1:{port}: ")
+    assert "Connection refused" in body["error"] and "\n" not in body["error"]

@@ -4,6 +4,7 @@
     python -m tools.demo stop
     python -m tools.demo status
     python -m tools.demo reset
+    python -m tools.demo --cluster start|stop|status|reset      # the same on the local cluster
 
 ``start`` sets up the local Kafka and Cassandra (schema, topic), starts the streaming job,
 the ingest API and the viewer in the background (logs and pids in ``<var>/demo/``),
@@ -14,6 +15,11 @@ restarts the demo's processes (streaming resumes from its checkpoint; the replay
 ids are the same, so nothing is counted twice). ``stop`` stops every process the demo
 started, and the Kafka and Cassandra servers if the demo started them. ``reset`` empties
 the keyspace's tables (for example after orders were added to the demo's dates).
+
+With ``--cluster`` (``make cluster-demo``) the demo runs on the local cluster instead
+(local_stack/cluster.py, with the configuration of ``make cluster-env``): its first step
+brings up whatever of the cluster is missing, and ``stop`` stops the cluster if the demo
+started it; its state lives apart, in ``<var>/cluster/demo/``.
 
 The pipeline's processes and checks are tools/pipeline.py; the process supervision is
 local_stack/supervisor.py. This module keeps the demo's own state and steps.
@@ -31,11 +37,12 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from local_stack import supervisor
+from local_stack import cluster, supervisor
 from local_stack.stack import StackConfig, down, up
 from local_stack.supervisor import Started
 from orderlog.cassandra_session import connect, shutdown
 from orderlog.config import Settings, load_or_exit
+from orderlog.logs import report
 from orderlog.rejected_migration import MigrationError
 from orderlog.schema import apply_cql, create_topic, truncate_tables
 from orderlog.tables import table_names
@@ -56,7 +63,35 @@ class DemoError(PipelineError):
 
 
 def demo_dir(settings: Settings) -> Path:
-    return settings.paths.var_path / "demo"
+    return settings.cluster_dir / "demo" if on_cluster(settings) else settings.paths.var_path / "demo"
+
+
+def on_cluster(settings: Settings) -> bool:
+    return settings.spark.master == cluster.SPARK_MASTER_URL
+
+
+class Servers:
+    """Where the demo runs: the local stack (Kafka and Cassandra), or the local cluster."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def up(self, log: Callable[[str], None]) -> list[str]:
+        """Starts what is missing; the names of those it started."""
+        if on_cluster(self.settings):
+            return cluster.Cluster(self.settings).up(log=log)
+        return list(up(StackConfig.from_settings(self.settings), log=log))
+
+    def down(self, names: list[str], log: Callable[[str], None]) -> None:
+        """Stops what ``up`` started (the cluster: all of it, its nodes stop together)."""
+        if on_cluster(self.settings):
+            cluster.Cluster(self.settings).down(log=log)
+        else:
+            down(StackConfig.from_settings(self.settings), names, log=log)
+
+    @property
+    def root(self) -> Path:
+        return self.settings.cluster_dir if on_cluster(self.settings) else StackConfig.from_settings(self.settings).root
 
 
 def load_state(folder: Path) -> dict[str, Any]:
@@ -107,12 +142,12 @@ def start(settings: Settings, options: DemoOptions, log: Callable[[str], None] =
     state["processes"] = {}
     save_state(folder, state)
 
-    log("[1/6] local Kafka and Cassandra")
+    servers = Servers(settings)
+    log("[1/6] " + ("the local cluster" if on_cluster(settings) else "local Kafka and Cassandra"))
     step = time.monotonic()
-    config = StackConfig.from_settings(settings)
-    started = up(config, log=lambda line: log(f"  {line}"))
+    started = servers.up(log=lambda line: log(f"  {line}"))
     state["stack_started"] = sorted(set(state.get("stack_started", [])) | set(started))
-    state["stack_dir"] = str(config.root)
+    state["stack_dir"] = str(servers.root)
     save_state(folder, state)
     try:
         apply_cql(settings, log=lambda line: log(f"  {line}"))  # migrates an older keyspace, line by line
@@ -184,7 +219,9 @@ def stop(settings: Settings, log: Callable[[str], None] = print) -> None:
     state["processes"] = {}
     started = state.get("stack_started", [])
     if started:
-        down(StackConfig.from_settings(settings), started, log=lambda line: log(f"  {line}"))
+        Servers(settings).down(started, log=lambda line: log(f"  {line}"))
+    elif (folder / "state.json").exists() and on_cluster(settings):
+        log("  the cluster was running before the demo: left running (`make cluster-down` stops it)")
     elif (folder / "state.json").exists():
         log("  Kafka and Cassandra were running before the demo: left running (`make down` stops them)")
     state["stack_started"] = []
@@ -214,11 +251,16 @@ def reset(settings: Settings, log: Callable[[str], None] = print) -> None:
     log(f"  keyspace {settings.cassandra.keyspace}: {len(table_names())} tables emptied; `make demo` starts over")
 
 
-def print_ready(result: Mapping[str, Any], options: DemoOptions) -> None:
+def stop_command(settings: Settings) -> str:
+    return "make cluster-demo-stop" if on_cluster(settings) else "make stop"
+
+
+def print_ready(result: Mapping[str, Any], options: DemoOptions, settings: Settings) -> None:
     t = result["timings"]
     truth = result["truth"]
     viewer = result["viewer"]
     last = options.end.isoformat()
+    cluster_hint = 'On the cluster, first:  eval "$(make -s cluster-env)"\n' if on_cluster(settings) else ""
     day = truth["daily"][last]
     print(f"""
 The demo is ready in {t['total']:.0f}s (stack {t['stack']:.0f}s, services {t['services']:.0f}s, replay \
@@ -233,14 +275,16 @@ even {truth['segments']['even']}; CSV export per segment)
   - JSON API:  {viewer}/api/daily_order_summaries?date={last}   {viewer}/api/user_segments
   - One user:  {viewer}/users/{next(iter(truth['users']))}
 
-More orders for {last}:  .venv/bin/python -m tools.replay {last} --days 1 --orders 3000 --seed 7
+{cluster_hint}More orders for {last}:  .venv/bin/python -m tools.replay {last} --days 1 --orders 3000 --seed 7
   then fold them in:    make aggregate DATE={last}
-Stop everything:        make stop
+Stop everything:        {stop_command(settings)}
 """)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--cluster", action="store_true",
+                        help="on the local cluster (make cluster-up), with the configuration of make cluster-env")
     sub = parser.add_subparsers(dest="command", required=True)
     start_cmd = sub.add_parser("start", help="run the demo")
     start_cmd.add_argument("--date", type=date.fromisoformat, default=DEMO_DATE)
@@ -254,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("reset", help="stop the demo's processes and empty every table of the keyspace")
     args = parser.parse_args(argv)
     settings = load_or_exit("demo")
+    if args.cluster:
+        settings = cluster.cluster_settings(settings)
     if args.command == "stop":
         stop(settings)
         return 0
@@ -261,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             reset(settings)
         except DemoError as exc:
-            print(f"demo: {exc}", file=sys.stderr)
+            report("demo", str(exc), log_format=settings.log.format)
             return 1
         return 0
     if args.command == "status":
@@ -273,10 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = start(settings, options)
     except PipelineError as exc:
-        print(f"demo: {exc}", file=sys.stderr)
-        print("demo: the processes keep running for inspection; `make stop` stops them", file=sys.stderr)
+        report("demo", str(exc), log_format=settings.log.format)
+        report("demo", f"the processes keep running for inspection; `{stop_command(settings)}` stops them",
+               level="info", log_format=settings.log.format)
         return 1
-    print_ready(result, options)
+    print_ready(result, options, settings)
     return 0
 
 

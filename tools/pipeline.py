@@ -63,8 +63,8 @@ def start_services(
     for name, command in service_commands().items():
         processes[name] = supervisor.start(command, log=folder / f"{name}.log", cwd=PROJECT_ROOT, env=env)
         started(name, processes[name])
-    wait_http(f"{ingest_url(settings)}/healthz", processes["ingest"])
-    wait_http(f"{viewer_url(settings)}/api/status", processes["viewer"])
+    wait_http(f"{ingest_url(settings)}/readyz", processes["ingest"])
+    wait_http(f"{viewer_url(settings)}/readyz", processes["viewer"])
     return processes
 
 

@@ -41,6 +41,7 @@ from orderlog.cassandra_session import CassandraUnavailable, connect_checked, sh
 from orderlog.config import Settings, load_or_exit
 from orderlog.events import printable
 from orderlog.layout import REJECTED_BUCKETS
+from orderlog.logs import report
 from orderlog.rejected import (
     KEPT_PAYLOAD_BYTES,
     REPLAY_HEADER,
@@ -352,10 +353,10 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     try:
         return run(args, settings, out)
     except Failure as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        report(PROG, f"error: {exc}", log_format=settings.log.format)
         return 1
     except Exception as exc:  # noqa: BLE001  never a traceback: one line naming what failed
-        print(f"{PROG}: error: {type(exc).__name__}: {printable(str(exc), 200)}", file=sys.stderr)
+        report(PROG, f"error: {type(exc).__name__}: {printable(str(exc), 200)}", log_format=settings.log.format)
         return 1
 
 

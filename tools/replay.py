@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from tqdm import tqdm
 from orderlog.business_day import date_argument
 from orderlog.config import Settings, load_or_exit
 from orderlog.events import InvalidEvent, validate_event
+from orderlog.logs import TEXT, configure, progress, report
 from tools.generator import Replay, ReplayParams, generate
 from tools.sender import Sender, SendError, SendResult
 from tools.truth import compute_truth
@@ -144,27 +146,34 @@ def replay(params: ReplayParams, sending: Sending | None, *, events: Path | None
 def main(argv: list[str] | None = None) -> int:
     settings = load_or_exit("replay")
     args = parse_args(argv, settings)
+    log_format = settings.log.format
+    configure("replay", log_format, logging.WARNING)
     try:
         params = ReplayParams(
             end_date=args.date, days=args.days, users=args.users, orders=args.orders,
             seed=args.seed, dirty=args.dirty, business_timezone=settings.business.timezone,
         )
     except ValueError as exc:
-        print(f"replay: {exc}", file=sys.stderr)
+        report("replay", str(exc), log_format=log_format)
         return 2
     url = args.url or f"http://{settings.ingest.host}:{settings.ingest.port}"
-    sending = None if args.dry_run else Sending(url, args.token, args.rate, args.batch, args.max_wait, not args.quiet)
+    sending = None if args.dry_run else Sending(
+        url, args.token, args.rate, args.batch, args.max_wait,
+        not args.quiet and log_format == TEXT,  # a progress bar is no JSON line
+    )
     try:
-        report = replay(params, sending, events=args.events, out=lambda line: print(line, flush=True))
+        outcome = replay(params, sending, events=args.events, out=progress("replay", log_format))
     except ReplayError as exc:
-        raise SystemExit(f"replay: {exc}") from None  # exit 1, the reason on stderr
+        report("replay", str(exc), log_format=log_format)
+        return 1
     except SendError as exc:
-        print(f"replay: {exc}", file=sys.stderr)
+        report("replay", str(exc), log_format=log_format)
         return 1
     if args.truth:
-        _write(args.truth, (json.dumps(report.truth, indent=1, sort_keys=True) + "\n").encode())
-        print(f"truth: {report.truth['orders']} orders on {len(report.truth['dates'])} days -> {args.truth}")
-    return report.surprises
+        _write(args.truth, (json.dumps(outcome.truth, indent=1, sort_keys=True) + "\n").encode())
+        progress("replay", log_format)(
+            f"truth: {outcome.truth['orders']} orders on {len(outcome.truth['dates'])} days -> {args.truth}")
+    return outcome.surprises
 
 
 def send(generated: Replay, sending: Sending) -> SendResult:
@@ -184,9 +193,9 @@ def report_surprises(replay: Replay, result: SendResult | None) -> int:
     wrongly_refused = [i for i in result.refused if replay.events[i].valid]
     wrongly_accepted = [i for i in result.acknowledged if not replay.events[i].valid]
     for i in wrongly_refused[:5]:
-        print(f"replay: valid event refused: {replay.events[i].to_json()} -> {result.refused[i]}", file=sys.stderr)
+        report("replay", f"valid event refused: {replay.events[i].to_json()} -> {result.refused[i]}")
     for i in wrongly_accepted[:5]:
-        print(f"replay: malformed event acknowledged: {replay.events[i].to_json()}", file=sys.stderr)
+        report("replay", f"malformed event acknowledged: {replay.events[i].to_json()}")
     return 3 if wrongly_refused or wrongly_accepted else 0
 
 

@@ -1,11 +1,14 @@
 """Optional HTTP basic auth for the whole viewer: segment lists are customer data. When
-ORDERLOG_VIEWER_USER and ORDERLOG_VIEWER_PASSWORD are set, every page, API call and asset requires them."""
+ORDERLOG_VIEWER_USER and ORDERLOG_VIEWER_PASSWORD are set, every page, API call and asset requires them;
+only the probes (/healthz, /readyz) stay open: they tell nothing about customers."""
 
 from __future__ import annotations
 
 import hmac
 
 from flask import Flask, Response, current_app, request
+
+from viewer.health import PUBLIC_ENDPOINTS
 
 
 def _credentials_ok(user: str, password: str) -> bool:
@@ -21,7 +24,7 @@ def _credentials_ok(user: str, password: str) -> bool:
 def _require_auth() -> Response | None:
     viewer = current_app.config["SETTINGS"].viewer
     user, password = viewer.user, viewer.password
-    if not user or _credentials_ok(user, password):
+    if not user or request.endpoint in PUBLIC_ENDPOINTS or _credentials_ok(user, password):
         return None
     response = current_app.json.response({"error": "authentication required"})
     response.status_code = 401

@@ -6,20 +6,18 @@ by default); a bad value stops gunicorn with one line. Threads serve the I/O-bou
 fork (viewer.db creates it lazily).
 """
 
-from orderlog.config import load_or_exit
+from orderlog.gunicorn_hooks import server_hooks, start_server
 
-_viewer = load_or_exit("gunicorn (viewer)").viewer
+PROG = "gunicorn (viewer)"
+_settings, _metrics_dir, _common = start_server(PROG, "viewer")
+globals().update(_common)  # bind, workers, worker_class, threads, accesslog, errorlog, loglevel, logconfig_dict
 
-bind = f"{_viewer.host}:{_viewer.port}"
-workers = _viewer.workers
-worker_class = "gthread"
-threads = _viewer.threads
 # A whole-segment CSV export streams for a while; let it.
-timeout = _viewer.timeout
+timeout = _settings.viewer.timeout
 graceful_timeout = 20
 keepalive = 5
-accesslog = "-"
-errorlog = "-"
-loglevel = _viewer.log_level
 # No preload: a Cassandra session must never be shared across a fork.
 preload_app = False
+
+
+on_starting, child_exit, on_exit = server_hooks(PROG, _settings, "viewer", _metrics_dir)

@@ -151,6 +151,16 @@ def _schemas() -> dict[str, Any]:
                 },
             }
         ),
+        "Alive": _object({"status": {"enum": ["ok"]}}),
+        "Ready": {
+            "type": "object", "required": ["status", "cassandra", "keyspace"],
+            "properties": {
+                "status": {"enum": ["ok", "unavailable"]},
+                "cassandra": {"enum": ["reachable", "unreachable"]},
+                "keyspace": {"type": "string"},
+                "error": {"type": "string", "description": "why not, one line (only when unavailable)"},
+            },
+        },
         "Status": _object(
             {
                 "latest_summary_date": _nullable(_DATE),
@@ -221,14 +231,26 @@ _USER_ID = _path(
 )
 
 
-def _get(summary: str, ok: dict[str, Any], parameters: list[dict[str, Any]], errors: dict[str, str]) -> dict:
-    responses = {"200": ok}
+# Answers kept between aggregate runs (viewer/response_cache.py) carry an ETag and answer a
+# conditional request with 304.
+_IF_NONE_MATCH = {
+    "name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"},
+    "description": "the ETag of an answer you keep: 304 while it is still the current one",
+}
+_ETAG = {"ETag": {"description": "names the aggregate run and the request; changes when a new run finishes",
+                  "schema": {"type": "string"}}}
+_NOT_MODIFIED = {"description": "the answer whose ETag you sent is still current (no body)", "headers": _ETAG}
+
+
+def _get(summary: str, ok: dict[str, Any], parameters: list[dict[str, Any]], errors: dict[str, str], *,
+         conditional: bool = True) -> dict:
+    responses = {"200": {**ok, "headers": {**ok.get("headers", {}), **_ETAG}} if conditional else ok}
+    if conditional:
+        responses["304"] = _NOT_MODIFIED
+        parameters = [*parameters, _IF_NONE_MATCH]
     responses.update({status: json_response(ref("Error"), why) for status, why in errors.items()})
     responses["503"] = json_response(ref("Error"), "Cassandra is unreachable or timed out", RETRY_AFTER)
-    operation: dict[str, Any] = {"summary": summary, "responses": responses}
-    if parameters:
-        operation["parameters"] = parameters
-    return operation
+    return {"summary": summary, "responses": responses, "parameters": parameters}
 
 
 _BAD = "a bad parameter: the error names it (`parameter`) and says why"
@@ -293,6 +315,7 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
                 },
                 [_SEGMENT, _PREFIX],
                 {"400": _BAD, "404": "no such segment"},
+                conditional=False,  # streamed, any size: never kept
             )
         },
         "/api/users/{user_id}": {
@@ -306,6 +329,34 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         "/api/status": {
             "get": _get("the latest aggregated dates and the newest aggregate run",
                         json_response(ref("Status"), "the status"), [], {})
+        },
+        "/healthz": {
+            "get": {
+                "summary": "liveness: the process answers (asks nothing of Cassandra; never needs credentials)",
+                "security": [],
+                "responses": {"200": json_response(ref("Alive"), "the process is alive")},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "readiness: whether Cassandra answers a query of the keyspace (never needs credentials, "
+                "never cached)",
+                "security": [],
+                "responses": {
+                    "200": json_response(ref("Ready"), "Cassandra is reachable"),
+                    "503": json_response(ref("Ready"), "Cassandra is unreachable, or the keyspace is missing",
+                                         RETRY_AFTER),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics, summed over the server's workers (never needs credentials, never "
+                "cached)",
+                "security": [],
+                "responses": {"200": {"description": "the Prometheus text format",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            }
         },
         "/api/openapi.json": {
             "get": {
@@ -329,5 +380,7 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
         document["components"]["securitySchemes"] = {"basic": {"type": "http", "scheme": "basic"}}
         document["security"] = [{"basic": []}]
         for item in paths.values():
+            if item["get"].get("security") == []:  # the probes stay open
+                continue
             item["get"]["responses"]["401"] = json_response(ref("Error"), "missing or wrong credentials")
     return document

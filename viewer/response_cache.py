@@ -8,7 +8,8 @@ writes, the late-order note and the rejected counts, appear in a few answers
 (``STREAM_FED``): those are kept at most ``ORDERLOG_VIEWER_CACHE_SECONDS`` as well.
 
 Not cached: the CSV export (streamed, any size), errors, redirects, the assets (they have
-their own long-lived caching). ``ORDERLOG_VIEWER_CACHE_SECONDS=0`` turns all of it off.
+their own long-lived caching), the probes (/healthz, /readyz: they tell the present state).
+``ORDERLOG_VIEWER_CACHE_SECONDS=0`` turns all of it off.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from collections import OrderedDict
 from flask import Flask, Response, current_app, g, request
 
 from viewer.db import get_store
+from viewer.health import PUBLIC_ENDPOINTS
 
 # Endpoints whose answer includes what the streaming job writes.
 STREAM_FED = {"api.daily_order_summaries", "api.rejected_events", "pages.daily"}
-NOT_CACHED = ("assets.plotly_js", "api.openapi")
+NOT_CACHED = ("assets.plotly_js", "api.openapi", *PUBLIC_ENDPOINTS)
 MAX_ENTRIES = 4096
 MAX_BODY_BYTES = 1024 * 1024
 # Browsers may keep an answer but must ask again (with its ETag) before showing it; shared
@@ -80,14 +82,17 @@ def _answer_from_cache() -> Response | None:
         return None
     g.response_cache = found
     generation, etag = found
-    if etag in request.if_none_match:
+    # Weak comparison, as RFC 9110 asks for If-None-Match. "*" means "any current answer":
+    # a kept one is, else only the answer itself says whether there is one (_keep; a 404 is not).
+    wanted = request.if_none_match
+    if not wanted.star_tag and wanted.contains_weak(etag):
         response = Response(status=304)
     else:
         hit = _cache().get(etag)
         if hit is None:
             return None
         body, status, content_type = hit
-        response = Response(body, status=status, content_type=content_type)
+        response = Response(status=304) if wanted.star_tag else Response(body, status=status, content_type=content_type)
     g.response_cache_hit = True
     response.set_etag(etag)
     response.headers["Cache-Control"] = CACHE_CONTROL
@@ -105,6 +110,8 @@ def _keep(response: Response) -> Response:
         return response
     generation, etag = found
     _cache().put(generation, etag, (body, response.status_code, response.content_type or "application/octet-stream"))
+    if request.if_none_match.star_tag:
+        response = Response(status=304)
     response.set_etag(etag)
     response.headers["Cache-Control"] = CACHE_CONTROL
     return response
