@@ -2,7 +2,7 @@
 
 Every record is judged as ``orderlog.events.parse_record`` judges it, the same function the
 ingest API's rules live in. A record in the ingest API's canonical form that the rules
-accept is judged in Spark itself by that function's twin, ``canonical_event_col`` (the
+accept is judged in Spark itself by that function's twin, ``with_canonical_event`` (the
 common case, kept free of Python); every other record goes to ``parse_record`` itself,
 through a vectorized (Arrow) pandas UDF: JSON type checks (a number where a string
 belongs) cannot be expressed faithfully as Spark expressions in general, and the twin
@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -30,10 +31,10 @@ from orderlog.business_day import business_date_col
 from orderlog.events import (
     MAX_EVENT_BYTES,
     InvalidEvent,
-    canonical_event_col,
     derived_order_id,
     parse_record,
     printable,
+    with_canonical_event,
 )
 from orderlog.layout import RAW_ORDER_BUCKETS, bucket_col, rejected_bucket_col
 from orderlog.rejected import KEPT_PAYLOAD_BYTES, REPLAY_HEADER, REPLAY_HEADER_MAX_BYTES, parse_replay_header
@@ -137,13 +138,19 @@ def _int_or_none(value: object) -> int | None:
 @pandas_udf(PARSED_TYPE)  # type: ignore[call-overload]
 def parse_records(
     value: pd.Series, topic: pd.Series, partition: pd.Series, offset: pd.Series, timestamp_us: pd.Series,
-    replay_header: pd.Series,
+    replay_header: pd.Series, deferred: pd.Series,
 ) -> pd.DataFrame:
-    rows = [
-        parse_kafka_record(v, t, int(p), int(o), _int_or_none(us), h)
-        for v, t, p, o, us, h in zip(value, topic, partition, offset, timestamp_us, replay_header, strict=True)
-    ]
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(PARSED_FIELDS)
+    """parse_kafka_record of each deferred record; a null row for the others (judged in
+    Spark, their inputs sent as nulls: next to nothing to convert and carry, and no Python
+    work but this one pass over the flags)."""
+    columns: list[list[object]] = [[None] * len(deferred) for _ in PARSED_FIELDS]
+    values, topics, partitions, offsets, times_us, replay_headers = (
+        series.to_numpy(dtype=object) for series in (value, topic, partition, offset, timestamp_us, replay_header))
+    for i in np.flatnonzero(deferred.to_numpy(dtype=bool)):
+        row = parse_kafka_record(values[i], topics[i], int(partitions[i]), int(offsets[i]), _int_or_none(times_us[i]),
+                                 replay_headers[i])
+        for column, field in zip(columns, row, strict=True):
+            column[i] = field
     # Nullable ints built as such: ints mixed with None would pass through float64 and lose
     # the last digits of a time far from 1970 (a received_at in the year 321, a replay's
     # Kafka time in 9999), and a column of all-None must not turn into float or object.
@@ -161,20 +168,20 @@ def with_parsed(df: DataFrame) -> DataFrame:
     timestamp, headers).
 
     Two paths, one verdict: a record in the ingest API's canonical form that the rules
-    accept is judged in Spark itself (``orderlog.events.canonical_event_col``, no Python
-    worker, no Arrow); every other record (non-canonical, invalid, replayed) goes to
-    ``parse_record`` through the pandas UDF. The split is a filter and its negation on the
-    same deterministic column (``current_timestamp`` is fixed per query), so each record
-    takes exactly one path."""
-    native = canonical_event_col(F.col("value"), F.least(F.col("timestamp"), F.current_timestamp()))
+    accept is judged in Spark itself (``orderlog.events.with_canonical_event``, no Python
+    work); every other record (non-canonical, invalid, replayed) goes to ``parse_record``
+    through the pandas UDF. One projection, not a split: a filter and its negation would
+    read the batch twice and judge every record natively twice (Spark copies the column into
+    both branches). The UDF sees every row but gets a deferred record's inputs only."""
     # A replay is keyed by its header's coordinates: the UDF's job (parse_kafka_record). Not
-    # F.exists: a lambda takes the whole filter out of whole-stage code generation, and the
-    # native rule then runs interpreted, slower than the Python path.
+    # F.exists: a lambda takes the projection out of whole-stage code generation.
     has_replay_header = F.coalesce(F.array_contains(F.col("headers.key"), REPLAY_HEADER), F.lit(False))
-    judged = df.withColumn(_NATIVE, F.when(~has_replay_header, native))
-    in_spark = judged.where(F.col(_NATIVE).isNotNull()).withColumn("parsed", _parsed_of_native(F.col(_NATIVE)))
-    in_python = judged.where(F.col(_NATIVE).isNull()).transform(_with_parsed_by_python)
-    return in_spark.unionByName(in_python).drop(_NATIVE)
+    now = F.least(F.col("timestamp"), F.current_timestamp())
+    judged = with_canonical_event(df, _NATIVE, F.col("value"), now, eligible=~has_replay_header)
+    deferred = F.col(_NATIVE).isNull()
+    return judged.withColumn(
+        "parsed", F.when(deferred, _parsed_by_python(deferred)).otherwise(_parsed_of_native(F.col(_NATIVE)))
+    ).drop(_NATIVE)
 
 
 _NATIVE = "_native_event"
@@ -185,7 +192,7 @@ def _is_replay_header(header: Column) -> Column:
 
 
 def _parsed_of_native(event: Column) -> Column:
-    """canonical_event_col's struct as PARSED_TYPE: what parse_kafka_record returns for it."""
+    """with_canonical_event's struct as PARSED_TYPE: what parse_kafka_record returns for it."""
     return F.struct(
         event["order_id"].alias("order_id"),
         event["user_id"].alias("user_id"),
@@ -197,26 +204,28 @@ def _parsed_of_native(event: Column) -> Column:
     )
 
 
-def _with_parsed_by_python(df: DataFrame) -> DataFrame:
+def _parsed_by_python(deferred: Column) -> Column:
     replay_headers = F.filter(F.col("headers"), _is_replay_header)
-    return df.withColumn(
-        "parsed",
-        parse_records(
-            # A value longer than MAX_EVENT_BYTES is rejected for its length alone, and its
-            # first MAX_EVENT_BYTES + 1 bytes get the same verdict: whatever producers send,
-            # the UDF's input stays a few KiB a record (10,000 records of 1 MB would not fit
-            # an Arrow batch, nor the Python worker's memory).
-            F.substring(F.col("value"), 1, MAX_EVENT_BYTES + 1),
-            F.col("topic"),
-            F.col("partition"),
-            F.col("offset"),
-            F.unix_micros(F.col("timestamp")),
-            # Two replay headers are as malformed as a bad one: the record is judged as itself.
-            F.when(
-                F.size(replay_headers) == 1,
-                F.substring(replay_headers[0]["value"], 1, REPLAY_HEADER_MAX_BYTES + 1),
-            ),
-        ),
+
+    def only_deferred(column: Column) -> Column:
+        return F.when(deferred, column)
+
+    return parse_records(
+        # A value longer than MAX_EVENT_BYTES is rejected for its length alone, and its
+        # first MAX_EVENT_BYTES + 1 bytes get the same verdict: whatever producers send,
+        # the UDF's input stays a few KiB a record (10,000 records of 1 MB would not fit
+        # an Arrow batch, nor the Python worker's memory).
+        only_deferred(F.substring(F.col("value"), 1, MAX_EVENT_BYTES + 1)),
+        only_deferred(F.col("topic")),
+        F.col("partition"),
+        F.col("offset"),
+        only_deferred(F.unix_micros(F.col("timestamp"))),
+        # Two replay headers are as malformed as a bad one: the record is judged as itself.
+        only_deferred(F.when(
+            F.size(replay_headers) == 1,
+            F.substring(replay_headers[0]["value"], 1, REPLAY_HEADER_MAX_BYTES + 1),
+        )),
+        deferred,
     )
 
 

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from orderlog.menu import JAPANESE, WESTERN, canonical_menu_type
 
-if TYPE_CHECKING:  # pyspark is only needed by the streaming job (canonical_event_col)
-    from pyspark.sql import Column
+if TYPE_CHECKING:  # pyspark is only needed by the streaming job (with_canonical_event)
+    from pyspark.sql import Column, DataFrame
 
 # json's own C string encoder (ensure_ascii=False): quotes, escapes, nothing else.
 _encode_json_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
@@ -367,42 +367,47 @@ CANONICAL_RECORD_PATTERN = (
 CANONICAL_RECORD_MAX_BYTES = 512
 
 
-def canonical_event_col(value: Column, now: Column) -> Column:
-    """``parse_record``'s verdict as a Spark column, for the records it can judge exactly:
-    a canonical record (CANONICAL_RECORD_PATTERN) that every rule accepts at ``now`` gives
-    the struct (order_id, user_id, menu_type, timestamp, timestamp_text, received_at) of
-    the OrderEvent parse_record returns (timestamp_text: the timestamp as sent); any other
-    record gives null, and is left to parse_record. It never rejects: a refusal's reason is
-    parse_record's alone. tests/test_streaming_native.py proves the two agree."""
+def with_canonical_event(df: DataFrame, name: str, value: Column, now: Column, eligible: Column) -> DataFrame:
+    """Adds ``name``: ``parse_record``'s verdict as a Spark column, for the records it can
+    judge exactly. An ``eligible`` canonical record (CANONICAL_RECORD_PATTERN) that every
+    rule accepts at ``now`` gives the struct (order_id, user_id, menu_type, timestamp,
+    timestamp_text, received_at) of the OrderEvent parse_record returns (timestamp_text: the
+    timestamp as sent); any other record gives null, and is left to parse_record. It never
+    rejects: a refusal's reason is parse_record's alone. tests/test_streaming_native.py
+    proves the two agree.
+
+    Three projections, not one column: Spark does not share a subexpression between the
+    branches of a CASE WHEN, so one column split the text and parsed each time once per
+    use (about eight splits a record); the optimizer keeps a projection whose costly
+    columns are used more than once, so each is computed once."""
     from pyspark.sql import functions as F
 
     text = value.cast("string")
+    canonical = eligible & (F.length(value) <= CANONICAL_RECORD_MAX_BYTES) & text.rlike(CANONICAL_RECORD_PATTERN)
     # Once the pattern matched, no field holds a '"': the values sit at fixed places between
     # the quotes, and one split is cheaper than a regex per field.
-    quoted = F.split(text, '"')
-
-    def instant(raw: Column) -> Column:
-        # Spark's own ISO parser (no format: several times cheaper than a pattern's), null
-        # for a date or time that does not exist (February 30th, 24:00, a 60th second).
-        return F.try_to_timestamp(raw)
-
-    order_id, user_id, menu_type = quoted[3], quoted[7], quoted[11]
-    timestamp_text = quoted[15]
-    timestamp, received_at = instant(timestamp_text), instant(quoted[19])
+    parts, timestamp, received_at = (f"_{name}_{part}" for part in ("parts", "timestamp", "received_at"))
+    quoted = F.col(parts)
+    order_id, user_id, menu_type, timestamp_text = quoted[3], quoted[7], quoted[11], quoted[15]
+    with_parts = df.withColumn(parts, F.when(canonical, F.split(text, '"')))
+    # Spark's own ISO parser (no format: several times cheaper than a pattern's), null for a
+    # date or time that does not exist (February 30th, 24:00, a 60th second).
+    with_times = with_parts.withColumn(timestamp, F.try_to_timestamp(timestamp_text)).withColumn(
+        received_at, F.try_to_timestamp(quoted[19]))
     # A null (a time that does not exist) leaves the record to parse_record, like false.
     accepted = (
-        (F.trim(user_id) != F.lit(""))  # only spaces: "must not be empty"
-        & received_at.isNotNull()
-        & (timestamp >= F.lit(EARLIEST_TIMESTAMP))
-        & (timestamp <= now + F.expr(f"INTERVAL {MAX_FUTURE_SKEW.days} DAYS"))
+        quoted.isNotNull()
+        & (F.trim(user_id) != F.lit(""))  # only spaces: "must not be empty"
+        & F.col(received_at).isNotNull()
+        & (F.col(timestamp) >= F.lit(EARLIEST_TIMESTAMP))
+        & (F.col(timestamp) <= now + F.expr(f"INTERVAL {MAX_FUTURE_SKEW.days} DAYS"))
     )
     event = F.struct(
         order_id.alias("order_id"),
         user_id.alias("user_id"),
         menu_type.alias("menu_type"),
-        timestamp.alias("timestamp"),
+        F.col(timestamp).alias("timestamp"),
         timestamp_text.alias("timestamp_text"),
-        received_at.alias("received_at"),
+        F.col(received_at).alias("received_at"),
     )
-    canonical = (F.length(value) <= CANONICAL_RECORD_MAX_BYTES) & text.rlike(CANONICAL_RECORD_PATTERN)
-    return F.when(canonical, F.when(accepted, event))
+    return with_times.withColumn(name, F.when(accepted, event)).drop(parts, timestamp, received_at)

@@ -1,4 +1,4 @@
-"""The streaming job's two paths agree: ``orderlog.events.canonical_event_col`` (Spark, for
+"""The streaming job's two paths agree: ``orderlog.events.with_canonical_event`` (Spark, for
 records in the ingest API's canonical form) either defers a record or yields exactly what
 ``parse_record`` yields for it (accepted, with the same fields), and ``with_parsed`` gives
 every record, whichever path judged it, the verdict of ``parse_kafka_record``.
@@ -25,8 +25,8 @@ from orderlog.events import (
     EARLIEST_TIMESTAMP,
     MAX_FUTURE_SKEW,
     OrderEvent,
-    canonical_event_col,
     parse_record,
+    with_canonical_event,
 )
 from orderlog.rejected import REPLAY_HEADER
 from tests.hostile import HOSTILE_HEADERS, header_values, record_values
@@ -159,7 +159,7 @@ def judge_in_spark(spark: SparkSession, records: list) -> list:
     judged = (
         spark.createDataFrame(rows, KAFKA_SCHEMA)
         .transform(with_parsed)
-        .withColumn("native", canonical_event_col(F.col("value"), now))
+        .transform(with_canonical_event, "native", F.col("value"), now, F.lit(True))
         # Instants as epoch microseconds: collected datetimes would be in this process's zone.
         .select("offset", "parsed", F.struct(
             "native.order_id", "native.user_id", "native.menu_type", "native.timestamp_text",
