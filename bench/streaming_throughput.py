@@ -1,13 +1,18 @@
 """Benchmark of the streaming job (prints figures; asserts nothing).
 
-1. Sustained throughput: pre-load N events into a fresh topic, then time the job's own
-   source + foreachBatch writer (local[2], availableNow) draining them into Cassandra.
+1. Sustained throughput, at each size of --sizes: pre-load N events into a fresh topic, then
+   time the job's own source + foreachBatch writer (local[2], availableNow) draining them
+   into Cassandra; the time per event, and the Spark jobs per batch (the query's job group).
+   The events are the ingest API's own records (OrderEvent.to_json_bytes, judged in Spark);
+   --form client sends the same events as clients write them (judged by the Python UDF).
 2. The ceiling: the same rows written to the same Cassandra node by a concurrent
-   cassandra-driver writer (prepared INSERT, execute_concurrent, one process per core).
+   cassandra-driver writer (prepared INSERT, execute_concurrent, one process per core), on
+   --raw-events rows; stream_vs_raw_writer is the job's rate at the largest size over it.
 3. End-to-end latency at a steady rate: `./spark-submit.sh streaming` runs as a subprocess;
    events are produced at R/s, and a poller reads Cassandra until each row is readable.
 
-    .venv/bin/python -m bench.streaming_throughput [--events 200000] [--rate 1000] [--seconds 30]
+    .venv/bin/python -m bench.streaming_throughput [--sizes 100000,1000000,5000000] [--rate 1000] [--seconds 30]
+    .venv/bin/python -m bench.streaming_throughput --sizes 20000 --raw-events 20000 --skip latency  # quick
 
 Uses its own keyspace (orderlog_bench_streaming) and fresh topics; the demo is untouched.
 The last line of the output is one JSON object: {"bench": "streaming", "ratios": {...},
@@ -26,6 +31,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -42,24 +48,37 @@ from jobs.stream_transforms import parse_one
 from orderlog.business_day import business_date
 from orderlog.cassandra_session import connect, shutdown
 from orderlog.config import Settings, child_environment, load_or_exit
-from orderlog.events import parse_record
+from orderlog.events import OrderEvent, parse_record
 from orderlog.layout import RAW_ORDER_BUCKETS, bucket_of
 from orderlog.schema import apply_cql
 
 ROOT = Path(__file__).resolve().parent.parent
 
 KEYSPACE = "orderlog_bench_streaming"
+STAMPS = ["2025-05-31T12:00:00+09:00", "2025-05-31T23:59:59+09:00", "2025-06-01T09:30:00+09:00"]
 INSERT = (
     "INSERT INTO raw_orders (order_date, bucket, order_id, user_id, menu_type, ordered_at, ordered_at_text, "
     "received_at, kafka_partition, kafka_offset, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
-def event(i: int, run: str, stamp: str) -> bytes:
-    return json.dumps({
-        "order_id": f"{run}-{i}", "user_id": f"user-{i % 50_000}", "menu_type": "japanese" if i % 3 else "western",
-        "timestamp": stamp, "received_at": "2025-05-31T03:00:00.000+00:00",
-    }, separators=(",", ":")).encode()
+RECEIVED_AT = datetime(2025, 5, 31, 3, tzinfo=UTC)
+# Two forms of the same events: as the ingest API writes them, and as a client may send them.
+API, CLIENT = "api", "client"
+
+
+def event(i: int, run: str, stamp: str, form: str = API) -> bytes:
+    menu = "japanese" if i % 3 else "western"
+    if form == CLIENT:  # another key order and spacing, no milliseconds: the Python path
+        return json.dumps({"user_id": f"user-{i % 50_000}", "timestamp": stamp, "menu_type": menu,
+                           "order_id": f"{run}-{i}", "received_at": "2025-05-31T03:00:00Z"}).encode()
+    timestamp = datetime.fromisoformat(stamp)
+    return OrderEvent(f"{run}-{i}", f"user-{i % 50_000}", menu, timestamp, RECEIVED_AT).to_json_bytes()
+
+
+def events(count: int, run: str, form: str) -> Iterator[bytes]:
+    for i in range(count):
+        yield event(i, run, STAMPS[i % len(STAMPS)], form)
 
 
 def new_topic(settings: Settings, prefix: str) -> str:
@@ -76,7 +95,7 @@ def delete_topic(settings: Settings, name: str) -> None:
     admin.close()
 
 
-def preload(settings: Settings, topic: str, values: list[bytes]) -> float:
+def preload(settings: Settings, topic: str, values: Iterable[bytes]) -> float:
     producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all",
                              linger_ms=20, batch_size=512 * 1024)
     started = time.monotonic()
@@ -96,8 +115,11 @@ def truncate(settings: Settings) -> None:
 # --- 1. the job's writer, draining a pre-loaded topic --------------------------------------
 
 
-def drain(settings: Settings, topic: str, max_offsets: int, conf: dict[str, str]) -> tuple[float, float, int]:
-    """(wall seconds, seconds inside non-empty batches, batches) to write the whole topic."""
+def drain(
+    settings: Settings, topic: str, max_offsets: int, conf: dict[str, str]
+) -> tuple[float, float, int, float]:
+    """(wall seconds, seconds inside non-empty batches, batches, Spark jobs per non-empty
+    batch) to write the whole topic."""
     spark = local_session(settings, "bench-streaming", extra=conf)
     quiet_logs()
     checkpoint = f"/tmp/bench-streaming-{uuid.uuid4().hex[:8]}"  # noqa: S108  (a throwaway checkpoint)
@@ -112,13 +134,17 @@ def drain(settings: Settings, topic: str, max_offsets: int, conf: dict[str, str]
     query.awaitTermination()
     wall = time.monotonic() - started
     batches = [p for p in query.recentProgress if p["numInputRows"] > 0]
+    # Spark runs a query's batches in a job group named by its run id: every job they ran
+    # (an empty batch runs none).
+    jobs = len(spark.sparkContext.statusTracker().getJobIdsForGroup(str(query.runId)))
     busy = sum(p["durationMs"]["triggerExecution"] for p in batches) / 1000
     validate = sum(b["validate_s"] for b in writer.stats.values())
     write = sum(b["write_s"] for b in writer.stats.values())
     print(f"  inside the batches: read+validate {validate:.1f} s, write {write:.1f} s, "
-          f"Spark's own (offsets, checkpoint) {busy - validate - write:.1f} s")
+          f"Spark's own (offsets, checkpoint) {busy - validate - write:.1f} s; "
+          f"{jobs / max(1, len(batches)):.1f} Spark jobs per batch")
     spark.stop()
-    return wall, busy, len(batches)
+    return wall, busy, len(batches), jobs / max(1, len(batches))
 
 
 # --- 2. the raw write rate of the node ------------------------------------------------------
@@ -175,7 +201,7 @@ def raw_write(settings: Settings, rows: list[tuple], processes: int, concurrency
 
 
 def latency(
-    settings: Settings, rate: int, seconds: int, trigger: str, conf: dict[str, str], warmup: int
+    settings: Settings, rate: int, seconds: int, trigger: str, conf: dict[str, str], warmup: int, form: str = API
 ) -> tuple[list[float], list[float]]:
     """Seconds from send to readable in Cassandra, per event: (warm-up, measured). Each second
     of production gets its own business date, so the poller reads only partitions in flight.
@@ -231,7 +257,7 @@ def latency(
             pause = target - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-            value = event(i, run, stamp)
+            value = event(i, run, stamp, form)
             with lock:
                 pending_days[day] = pending_days.get(day, 0) + 1
             sent[f"{run}-{i}"] = time.monotonic()
@@ -250,11 +276,25 @@ def latency(
         delete_topic(settings, topic)
 
 
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = sorted(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of counts: {text[:40]!r}") from None
+    if not sizes or sizes[0] < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return sizes
+
+
 def main() -> None:
     # Spark's Python workers run this interpreter (it has pandas and pyarrow), not python3.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--sizes", type=_sizes, default=[100_000, 1_000_000, 5_000_000],
+                   help="pre-loaded events of each throughput run, comma-separated")
+    p.add_argument("--raw-events", type=int, default=200_000, help="rows of the raw writer's run")
+    p.add_argument("--form", choices=[API, CLIENT], default=API,
+                   help="api: the ingest API's records (judged in Spark); client: the Python path")
     p.add_argument("--max-offsets-per-trigger", type=int, default=50_000)
     p.add_argument("--writer-processes", type=int, default=2)
     p.add_argument("--writer-concurrency", type=int, default=128)
@@ -271,10 +311,10 @@ def main() -> None:
 
     settings = load_or_exit("bench.streaming_throughput").replace(cassandra_keyspace=KEYSPACE)
     apply_cql(settings)
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; conf {conf or 'default'}")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; conf {conf or 'default'}"
+          f"; {args.form} records")
     run = uuid.uuid4().hex[:6]
-    stamps = ["2025-05-31T12:00:00+09:00", "2025-05-31T23:59:59+09:00", "2025-06-01T09:30:00+09:00"]
-    values = [event(i, run, stamps[i % 3]) for i in range(args.events)]
+    values = list(events(args.raw_events, run, args.form))
 
     # The validation's own cost: the shared rule, per record, in one Python process.
 
@@ -289,17 +329,19 @@ def main() -> None:
 
     figures: dict[str, float | None] = {"validation_us_per_record": round(per_record * 1e6, 2)}
     job_rate = raw_rate = None
-    if "throughput" not in args.skip:
+    for size in [] if "throughput" in args.skip else args.sizes:
         topic = new_topic(settings, "bench-streaming")
-        seconds = preload(settings, topic, values)
-        print(f"pre-loaded {len(values):,} events in {seconds:.1f} s ({len(values) / seconds:,.0f}/s, kafka-python)")
+        seconds = preload(settings, topic, events(size, uuid.uuid4().hex[:6], args.form))
+        print(f"pre-loaded {size:,} events in {seconds:.1f} s ({size / seconds:,.0f}/s, kafka-python)")
         truncate(settings)
-        wall, busy, batches = drain(settings, topic, args.max_offsets_per_trigger, conf)
-        job_rate = len(values) / busy
-        figures.update(events=len(values), stream_events_per_s=round(job_rate),
-                       stream_us_per_event=round(busy / len(values) * 1e6, 2))
-        print(f"streaming job: {len(values):,} events in {batches} batches, {busy:.1f} s in batches "
-              f"({job_rate:,.0f} events/s), {wall:.1f} s wall with session start ({len(values) / wall:,.0f}/s)")
+        wall, busy, batches, jobs = drain(settings, topic, args.max_offsets_per_trigger, conf)
+        job_rate = size / busy  # the last (largest) size's is the one compared with the raw writer
+        figures.update({f"stream_events_per_s_{size}": round(job_rate),
+                        f"stream_us_per_event_{size}": round(busy / size * 1e6, 2),
+                        f"spark_jobs_per_batch_{size}": round(jobs, 2)})
+        print(f"streaming job: {size:,} events in {batches} batches, {busy:.1f} s in batches "
+              f"({job_rate:,.0f} events/s, {busy / size * 1e6:.1f} us/event), {wall:.1f} s wall with session "
+              f"start ({size / wall:,.0f}/s)")
         delete_topic(settings, topic)
     if "raw" not in args.skip:
         rows = raw_rows(values, "bench", settings.business.tz)
@@ -315,7 +357,7 @@ def main() -> None:
     if job_rate and raw_rate:
         print(f"ratio streaming / best raw writer: {job_rate / raw_rate:.0%}")
     if "latency" not in args.skip:
-        warm, lat = latency(settings, args.rate, args.seconds, args.trigger, conf, args.warmup)
+        warm, lat = latency(settings, args.rate, args.seconds, args.trigger, conf, args.warmup, args.form)
         for name, values_, n in (("warm-up", warm, args.warmup), ("steady", lat, args.seconds)):
             q = statistics.quantiles(values_, n=100) if len(values_) >= 2 else [float("nan")] * 99
             print(f"latency {name} at {args.rate}/s for {n} s (trigger {args.trigger}): "

@@ -1,9 +1,12 @@
 """The pure transformations of the streaming job: Kafka records in, table rows out.
 
-Every record is validated by ``orderlog.events.parse_record``, the same function the
-ingest API's rules live in, applied through a vectorized (Arrow) pandas UDF: JSON type
-checks (a number where a string belongs) cannot be expressed faithfully as Spark
-expressions, and a rule written twice would drift.
+Every record is judged as ``orderlog.events.parse_record`` judges it, the same function the
+ingest API's rules live in. A record in the ingest API's canonical form that the rules
+accept is judged in Spark itself by that function's twin, ``with_canonical_event`` (the
+common case, kept free of Python); every other record goes to ``parse_record`` itself,
+through a vectorized (Arrow) pandas UDF: JSON type checks (a number where a string
+belongs) cannot be expressed faithfully as Spark expressions in general, and the twin
+never rejects, so every reason comes from the one rule (tests/test_streaming_native.py).
 
 Any record at all becomes a raw_orders row or a rejected_events row: nothing a producer
 can put in a key, a value, a header or a timestamp may fail a task (a failed task fails
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -24,7 +28,14 @@ from pyspark.sql import types as T
 from pyspark.sql.functions import pandas_udf
 
 from orderlog.business_day import business_date_col
-from orderlog.events import MAX_EVENT_BYTES, InvalidEvent, derived_order_id, parse_record, printable
+from orderlog.events import (
+    MAX_EVENT_BYTES,
+    InvalidEvent,
+    derived_order_id,
+    parse_record,
+    printable,
+    with_canonical_event,
+)
 from orderlog.layout import RAW_ORDER_BUCKETS, bucket_col, rejected_bucket_col
 from orderlog.rejected import KEPT_PAYLOAD_BYTES, REPLAY_HEADER, REPLAY_HEADER_MAX_BYTES, parse_replay_header
 
@@ -127,13 +138,19 @@ def _int_or_none(value: object) -> int | None:
 @pandas_udf(PARSED_TYPE)  # type: ignore[call-overload]
 def parse_records(
     value: pd.Series, topic: pd.Series, partition: pd.Series, offset: pd.Series, timestamp_us: pd.Series,
-    replay_header: pd.Series,
+    replay_header: pd.Series, deferred: pd.Series,
 ) -> pd.DataFrame:
-    rows = [
-        parse_kafka_record(v, t, int(p), int(o), _int_or_none(us), h)
-        for v, t, p, o, us, h in zip(value, topic, partition, offset, timestamp_us, replay_header, strict=True)
-    ]
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(PARSED_FIELDS)
+    """parse_kafka_record of each deferred record; a null row for the others (judged in
+    Spark, their inputs sent as nulls: next to nothing to convert and carry, and no Python
+    work but this one pass over the flags)."""
+    columns: list[list[object]] = [[None] * len(deferred) for _ in PARSED_FIELDS]
+    values, topics, partitions, offsets, times_us, replay_headers = (
+        series.to_numpy(dtype=object) for series in (value, topic, partition, offset, timestamp_us, replay_header))
+    for i in np.flatnonzero(deferred.to_numpy(dtype=bool)):
+        row = parse_kafka_record(values[i], topics[i], int(partitions[i]), int(offsets[i]), _int_or_none(times_us[i]),
+                                 replay_headers[i])
+        for column, field in zip(columns, row, strict=True):
+            column[i] = field
     # Nullable ints built as such: ints mixed with None would pass through float64 and lose
     # the last digits of a time far from 1970 (a received_at in the year 321, a replay's
     # Kafka time in 9999), and a column of all-None must not turn into float or object.
@@ -148,26 +165,67 @@ _INT_FIELDS = frozenset(f.name for f in PARSED_TYPE.fields if isinstance(f.dataT
 
 def with_parsed(df: DataFrame) -> DataFrame:
     """Adds ``parsed`` (PARSED_TYPE) to Kafka records (value, topic, partition, offset,
-    timestamp, headers)."""
-    replay_headers = F.filter(F.col("headers"), lambda header: header["key"] == F.lit(REPLAY_HEADER))
-    return df.withColumn(
-        "parsed",
-        parse_records(
-            # A value longer than MAX_EVENT_BYTES is rejected for its length alone, and its
-            # first MAX_EVENT_BYTES + 1 bytes get the same verdict: whatever producers send,
-            # the UDF's input stays a few KiB a record (10,000 records of 1 MB would not fit
-            # an Arrow batch, nor the Python worker's memory).
-            F.substring(F.col("value"), 1, MAX_EVENT_BYTES + 1),
-            F.col("topic"),
-            F.col("partition"),
-            F.col("offset"),
-            F.unix_micros(F.col("timestamp")),
-            # Two replay headers are as malformed as a bad one: the record is judged as itself.
-            F.when(
-                F.size(replay_headers) == 1,
-                F.substring(replay_headers[0]["value"], 1, REPLAY_HEADER_MAX_BYTES + 1),
-            ),
-        ),
+    timestamp, headers).
+
+    Two paths, one verdict: a record in the ingest API's canonical form that the rules
+    accept is judged in Spark itself (``orderlog.events.with_canonical_event``, no Python
+    work); every other record (non-canonical, invalid, replayed) goes to ``parse_record``
+    through the pandas UDF. One projection, not a split: a filter and its negation would
+    read the batch twice and judge every record natively twice (Spark copies the column into
+    both branches). The UDF sees every row but gets a deferred record's inputs only."""
+    # A replay is keyed by its header's coordinates: the UDF's job (parse_kafka_record). Not
+    # F.exists: a lambda takes the projection out of whole-stage code generation.
+    has_replay_header = F.coalesce(F.array_contains(F.col("headers.key"), REPLAY_HEADER), F.lit(False))
+    now = F.least(F.col("timestamp"), F.current_timestamp())
+    judged = with_canonical_event(df, _NATIVE, F.col("value"), now, eligible=~has_replay_header)
+    deferred = F.col(_NATIVE).isNull()
+    return judged.withColumn(
+        "parsed", F.when(deferred, _parsed_by_python(deferred)).otherwise(_parsed_of_native(F.col(_NATIVE)))
+    ).drop(_NATIVE)
+
+
+_NATIVE = "_native_event"
+
+
+def _is_replay_header(header: Column) -> Column:
+    return header["key"] == F.lit(REPLAY_HEADER)
+
+
+def _parsed_of_native(event: Column) -> Column:
+    """with_canonical_event's struct as PARSED_TYPE: what parse_kafka_record returns for it."""
+    return F.struct(
+        event["order_id"].alias("order_id"),
+        event["user_id"].alias("user_id"),
+        event["menu_type"].alias("menu_type"),
+        F.unix_micros(event["timestamp"]).alias("ordered_at_us"),
+        event["timestamp_text"].alias("ordered_at_text"),
+        F.unix_micros(event["received_at"]).alias("received_at_us"),
+        *(F.lit(None).cast(field.dataType).alias(field.name) for field in PARSED_TYPE.fields[6:]),
+    )
+
+
+def _parsed_by_python(deferred: Column) -> Column:
+    replay_headers = F.filter(F.col("headers"), _is_replay_header)
+
+    def only_deferred(column: Column) -> Column:
+        return F.when(deferred, column)
+
+    return parse_records(
+        # A value longer than MAX_EVENT_BYTES is rejected for its length alone, and its
+        # first MAX_EVENT_BYTES + 1 bytes get the same verdict: whatever producers send,
+        # the UDF's input stays a few KiB a record (10,000 records of 1 MB would not fit
+        # an Arrow batch, nor the Python worker's memory).
+        only_deferred(F.substring(F.col("value"), 1, MAX_EVENT_BYTES + 1)),
+        only_deferred(F.col("topic")),
+        F.col("partition"),
+        F.col("offset"),
+        only_deferred(F.unix_micros(F.col("timestamp"))),
+        # Two replay headers are as malformed as a bad one: the record is judged as itself.
+        only_deferred(F.when(
+            F.size(replay_headers) == 1,
+            F.substring(replay_headers[0]["value"], 1, REPLAY_HEADER_MAX_BYTES + 1),
+        )),
+        deferred,
     )
 
 
