@@ -25,25 +25,14 @@ from datetime import UTC, datetime
 import psutil
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from jobs.session import local_session
 from jobs.stream_lifecycle import quiet_logs
+from jobs.stream_source import KAFKA_SCHEMA
 from jobs.stream_transforms import with_parsed
 from orderlog.config import load_or_exit
 from orderlog.events import OrderEvent, with_canonical_event
 
-# The Kafka source's columns.
-KAFKA_SCHEMA = T.StructType([
-    T.StructField("key", T.BinaryType()),
-    T.StructField("value", T.BinaryType()),
-    T.StructField("topic", T.StringType()),
-    T.StructField("partition", T.IntegerType()),
-    T.StructField("offset", T.LongType()),
-    T.StructField("timestamp", T.TimestampType()),
-    T.StructField("headers", T.ArrayType(T.StructType([
-        T.StructField("key", T.StringType()), T.StructField("value", T.BinaryType())]))),
-])
 ORDERED_AT = datetime.fromisoformat("2025-05-31T12:00:00+09:00")
 RECEIVED_AT = datetime(2025, 5, 31, 3, tzinfo=UTC)
 KAFKA_TIME = datetime(2025, 5, 31, 4)

@@ -5,9 +5,24 @@ from __future__ import annotations
 import re
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
 
 from orderlog.config import Settings
 from orderlog.kafka_security import spark_kafka_options
+
+# The columns of Spark's Kafka source (the batch foreachBatch gets), for building batches of
+# records by hand: the tests and bench.stream_validation.
+KAFKA_HEADERS_TYPE = T.ArrayType(T.StructType([T.StructField("key", T.StringType()),
+                                               T.StructField("value", T.BinaryType())]))
+KAFKA_SCHEMA = T.StructType([
+    T.StructField("key", T.BinaryType()),
+    T.StructField("value", T.BinaryType()),
+    T.StructField("topic", T.StringType()),
+    T.StructField("partition", T.IntegerType()),
+    T.StructField("offset", T.LongType()),
+    T.StructField("timestamp", T.TimestampType()),
+    T.StructField("headers", KAFKA_HEADERS_TYPE),
+])
 
 # The Kafka client's exceptions that mean the brokers refuse us; what follows is its reason.
 _SASL_REFUSED = re.compile(r"SaslAuthenticationException: ([^\n]{1,300})")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from orderlog.config import MASK, KafkaSettings
 
@@ -19,32 +19,45 @@ _LOGIN_MODULES = {
 }
 
 
-def librdkafka_security(kafka: KafkaSettings) -> dict[str, Any]:
-    """librdkafka's (confluent-kafka's) security settings."""
-    config: dict[str, Any] = {"security.protocol": kafka.security_protocol.lower()}
+class _ClientNames(NamedTuple):
+    """What a Python client library calls each security setting."""
+
+    protocol: str
+    mechanism: str
+    username: str
+    password: str
+    ca_file: str
+    cert_file: str
+    key_file: str
+
+
+_LIBRDKAFKA = _ClientNames("security.protocol", "sasl.mechanism", "sasl.username", "sasl.password",
+                           "ssl.ca.location", "ssl.certificate.location", "ssl.key.location")
+_KAFKA_PYTHON = _ClientNames("security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
+                             "ssl_cafile", "ssl_certfile", "ssl_keyfile")
+
+
+def _security(kafka: KafkaSettings, names: _ClientNames, protocol: str) -> dict[str, Any]:
+    config: dict[str, Any] = {names.protocol: protocol}
     if kafka.uses_sasl:
-        config |= {"sasl.mechanism": kafka.sasl_mechanism, "sasl.username": kafka.sasl_username,
-                   "sasl.password": kafka.sasl_password}
+        config |= {names.mechanism: kafka.sasl_mechanism, names.username: kafka.sasl_username,
+                   names.password: kafka.sasl_password}
     if kafka.uses_tls:
         if kafka.ssl_ca_file:
-            config["ssl.ca.location"] = kafka.ssl_ca_file
+            config[names.ca_file] = kafka.ssl_ca_file
         if kafka.ssl_cert_file:
-            config |= {"ssl.certificate.location": kafka.ssl_cert_file, "ssl.key.location": kafka.ssl_key_file}
+            config |= {names.cert_file: kafka.ssl_cert_file, names.key_file: kafka.ssl_key_file}
     return config
+
+
+def librdkafka_security(kafka: KafkaSettings) -> dict[str, Any]:
+    """librdkafka's (confluent-kafka's) security settings."""
+    return _security(kafka, _LIBRDKAFKA, kafka.security_protocol.lower())
 
 
 def kafka_python_security(kafka: KafkaSettings) -> dict[str, Any]:
     """kafka-python's security settings (its producers, consumers and admin clients)."""
-    config: dict[str, Any] = {"security_protocol": kafka.security_protocol}
-    if kafka.uses_sasl:
-        config |= {"sasl_mechanism": kafka.sasl_mechanism, "sasl_plain_username": kafka.sasl_username,
-                   "sasl_plain_password": kafka.sasl_password}
-    if kafka.uses_tls:
-        if kafka.ssl_ca_file:
-            config["ssl_cafile"] = kafka.ssl_ca_file
-        if kafka.ssl_cert_file:
-            config |= {"ssl_certfile": kafka.ssl_cert_file, "ssl_keyfile": kafka.ssl_key_file}
-    return config
+    return _security(kafka, _KAFKA_PYTHON, kafka.security_protocol)
 
 
 def kafka_python_client(kafka: KafkaSettings) -> dict[str, Any]:

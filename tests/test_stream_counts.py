@@ -12,13 +12,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from jobs.stream_counts import batch_day_counts
+from jobs.stream_source import KAFKA_SCHEMA
 from jobs.stream_transforms import with_parsed
 
 TOKYO = "Asia/Tokyo"
-KAFKA_SCHEMA = (
-    "key BINARY, value BINARY, topic STRING, partition INT, offset LONG, timestamp TIMESTAMP, "
-    "headers ARRAY<STRUCT<key: STRING, value: BINARY>>"
-)
 COUNTS_SCHEMA = T.StructType(
     [
         T.StructField("day", T.DateType()),

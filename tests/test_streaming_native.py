@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from jobs.stream_source import KAFKA_SCHEMA
 from jobs.stream_transforms import PARSED_FIELDS, parse_kafka_record, with_parsed
 from orderlog.events import (
     EARLIEST_TIMESTAMP,
@@ -30,7 +31,7 @@ from orderlog.events import (
 )
 from orderlog.rejected import REPLAY_HEADER
 from tests.hostile import HOSTILE_HEADERS, header_values, record_values
-from tests.test_streaming_totality import KAFKA_SCHEMA, KAFKA_TS, TOPIC
+from tests.test_streaming_totality import KAFKA_TS, TOPIC
 
 # No shrinking: each step would be a Spark job (minutes for a batch of 40); the assertion
 # names the record instead.

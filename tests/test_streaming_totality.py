@@ -18,8 +18,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
+from jobs.stream_source import KAFKA_SCHEMA
 from jobs.stream_transforms import (
     MAX_REASON_CHARS,
     PARSED_FIELDS,
@@ -173,20 +173,6 @@ def spark() -> SparkSession:
     from orderlog.config import load_settings
 
     return local_session(load_settings(), "orderlog-tests")
-
-
-HEADER_TYPE = T.ArrayType(T.StructType([T.StructField("key", T.StringType()), T.StructField("value", T.BinaryType())]))
-KAFKA_SCHEMA = T.StructType(
-    [
-        T.StructField("key", T.BinaryType()),
-        T.StructField("value", T.BinaryType()),
-        T.StructField("topic", T.StringType()),
-        T.StructField("partition", T.IntegerType()),
-        T.StructField("offset", T.LongType()),
-        T.StructField("timestamp", T.TimestampType()),
-        T.StructField("headers", HEADER_TYPE),
-    ]
-)
 
 
 def expected_origin(headers, own: KafkaCoordinates) -> KafkaCoordinates:

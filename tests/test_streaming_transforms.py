@@ -17,6 +17,7 @@ from pyspark.sql import types as T
 
 from jobs.cassandra_io import short_cause
 from jobs.stream_progress import offsets_behind
+from jobs.stream_source import KAFKA_SCHEMA
 from jobs.stream_transforms import (
     filter_rejected,
     filter_valid,
@@ -31,20 +32,6 @@ from orderlog.layout import RAW_ORDER_BUCKETS, bucket_of, rejected_bucket_of
 TOKYO = "Asia/Tokyo"
 TOPIC = "orders-t"
 KAFKA_TS = datetime(2025, 6, 1, 0, 0, tzinfo=UTC)
-KAFKA_SCHEMA = T.StructType(
-    [
-        T.StructField("key", T.BinaryType()),
-        T.StructField("value", T.BinaryType()),
-        T.StructField("topic", T.StringType()),
-        T.StructField("partition", T.IntegerType()),
-        T.StructField("offset", T.LongType()),
-        T.StructField("timestamp", T.TimestampType()),
-        T.StructField(
-            "headers",
-            T.ArrayType(T.StructType([T.StructField("key", T.StringType()), T.StructField("value", T.BinaryType())])),
-        ),
-    ]
-)
 JAPANESE_MENU = "menu_type: must be 'japanese' or 'western' (or 和食 / 洋食)"
 
 

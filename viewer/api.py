@@ -13,7 +13,7 @@ from orderlog.business_day import date_range
 from orderlog.menu import SEGMENT_LABELS, SEGMENTS
 from viewer import audience, changes, queries, trends
 from viewer.csv_export import csv_rows, sizes_csv, summaries_csv
-from viewer.db import get_store
+from viewer.db import Store, get_store
 from viewer.errors import error_response
 from viewer.openapi import openapi_document
 from viewer.params import (
@@ -138,32 +138,32 @@ def _csv_range(latest_of: Callable[[queries.LastAggregated], date | None]) -> tu
     return span if span is not None else error_response(404, "nothing has been aggregated yet")
 
 
-def _csv_download(text: str, filename: str) -> Response:
-    # Whole, not streamed: a range is at most MAX_RANGE_DAYS rows a segment, so the
-    # answer is small enough to be kept between runs like any other (response_cache).
-    response = Response(text, mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+def _range_csv(
+    latest_of: Callable[[queries.LastAggregated], date | None], name: str,
+    rows_csv: Callable[[Store, date, date], str],
+) -> Any:
+    """A range export (``name``_FIRST_LAST.csv), or the error of its range. Whole, not
+    streamed: a range is at most MAX_RANGE_DAYS rows a segment, so the answer is small
+    enough to be kept between runs like any other (response_cache)."""
+    span = _csv_range(latest_of)
+    if not isinstance(span, tuple):
+        return span
+    first, last = span
+    response = Response(rows_csv(get_store(), first, last), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}_{first}_{last}.csv"'
     return response
 
 
 @bp.get("/daily_order_summaries.csv")
 def daily_order_summaries_csv() -> Any:
-    span = _csv_range(_LATEST_SUMMARY)
-    if not isinstance(span, tuple):
-        return span
-    first, last = span
-    days = queries.summaries_between(get_store(), first, last)
-    return _csv_download(summaries_csv(days), f"daily_order_summaries_{first}_{last}.csv")
+    return _range_csv(_LATEST_SUMMARY, "daily_order_summaries",
+                      lambda store, first, last: summaries_csv(queries.summaries_between(store, first, last)))
 
 
 @bp.get("/segment_sizes.csv")
 def segment_sizes_csv() -> Any:
-    span = _csv_range(_LATEST_SIZES)
-    if not isinstance(span, tuple):
-        return span
-    first, last = span
-    by_date = queries.sizes_between(get_store(), first, last)
-    return _csv_download(sizes_csv(by_date), f"segment_sizes_{first}_{last}.csv")
+    return _range_csv(_LATEST_SIZES, "segment_sizes",
+                      lambda store, first, last: sizes_csv(queries.sizes_between(store, first, last)))
 
 
 @bp.get("/rejected_events")

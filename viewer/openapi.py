@@ -33,6 +33,18 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 _DATE = {"type": "string", "format": "date"}
 _INSTANT = {"type": "string", "format": "date-time", "description": "UTC, ISO-8601 with Z"}
+# A run of the aggregate job's ledger, as the status answers show it.
+_RUN_FIELDS: dict[str, Any] = {
+    "order_date": _nullable(_DATE),
+    "run_id": {"type": "string"},
+    "status": _nullable({"type": "string"}),
+    "orders_read": _nullable({"type": "integer"}),
+    "users_touched": _nullable({"type": "integer"}),
+    "started_at": _nullable(_INSTANT),
+    "finished_at": _nullable(_INSTANT),
+    "duration_ms": _nullable({"type": "integer"}),
+    "error": _nullable({"type": "string"}),
+}
 _COUNT = {"type": "integer", "minimum": 0}
 
 
@@ -262,21 +274,8 @@ def _schemas() -> dict[str, Any]:
                 "aggregated_at": _nullable(_INSTANT),
                 "segments_as_of": _nullable(_DATE),
                 "last_run": _nullable(
-                    {
-                        "type": "object",
-                        "description": "the newest run of the aggregate job's ledger",
-                        "properties": {
-                            "order_date": _nullable(_DATE),
-                            "run_id": {"type": "string"},
-                            "status": _nullable({"type": "string"}),
-                            "orders_read": _nullable({"type": "integer"}),
-                            "users_touched": _nullable({"type": "integer"}),
-                            "started_at": _nullable(_INSTANT),
-                            "finished_at": _nullable(_INSTANT),
-                            "duration_ms": _nullable({"type": "integer"}),
-                            "error": _nullable({"type": "string"}),
-                        },
-                    }
+                    {"type": "object", "description": "the newest run of the aggregate job's ledger",
+                     "properties": _RUN_FIELDS}
                 ),
             }
         ),
@@ -338,20 +337,7 @@ def _schemas() -> dict[str, Any]:
             }
         ),
         "WaitingDate": _object({"date": _DATE, "late_orders": _COUNT, "why": {"type": "string"}}),
-        "AggregateRun": _object(
-            {
-                "order_date": _nullable(_DATE),
-                "run_id": {"type": "string"},
-                "status": _nullable({"type": "string"}),
-                "trigger": _nullable({"type": "string"}),
-                "orders_read": _nullable({"type": "integer"}),
-                "users_touched": _nullable({"type": "integer"}),
-                "started_at": _nullable(_INSTANT),
-                "finished_at": _nullable(_INSTANT),
-                "duration_ms": _nullable({"type": "integer"}),
-                "error": _nullable({"type": "string"}),
-            }
-        ),
+        "AggregateRun": _object({**_RUN_FIELDS, "trigger": _nullable({"type": "string"})}),
         "Error": {
             "type": "object",
             "required": ["error"],
