@@ -10,6 +10,8 @@ import json
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from ingest_api import create_app
@@ -407,3 +409,14 @@ def test_kafka_unacknowledged_requests_are_counted_as_failures_and_refused_event
     assert _sample(client, "orderlog_ingest_events_refused_total", reason="kafka_unavailable") == refused + 2
     assert _sample(client, "orderlog_ingest_requests_refused_total", reason="kafka_unavailable") == requests + 1
     close_app_producer(app)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(path=st.sampled_from(["/", "/healthz", "/api/log", "/openapi.json", "/nope"]),
+       host=st.one_of(st.sampled_from(["x" * 64, "a..b", ".", "[::1", "127.0.0.1:99999"]),
+                      st.text(st.characters(min_codepoint=0x21, max_codepoint=0xFF), min_size=1, max_size=80)))
+def test_any_host_header_gets_no_5xx(app, path, host):
+    response = app.test_client().get(path, headers={"Host": host})
+    assert response.status_code < 500, response.get_data(as_text=True)[:300]
+    if response.status_code >= 400:
+        assert response.get_json()["error"]

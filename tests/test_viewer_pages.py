@@ -440,6 +440,35 @@ def test_any_request_gets_no_5xx_and_a_4xx_says_what_is_wrong(app: object, path:
             assert "invalid parameter" in message.group(1)
 
 
+# A Host header is as much input as a query: any latin-1 text a client may send (a label
+# longer than 63 characters, an empty label, a bad port) must not reach a 5xx.
+host_headers = st.one_of(
+    st.sampled_from(["x" * 64, "a..b", ".", "[::1", "127.0.0.1:99999", "é.example", "-", "a_b"]),
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0xFF), min_size=1, max_size=80),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(path=st.sampled_from(["/", "/daily", "/segments", "/users/alice", "/status", "/healthz", "/readyz",
+                             "/nope", "/api/status", "/api/users/alice", "/api/nope"]),
+       host=host_headers)
+def test_any_host_header_gets_no_5xx(app: object, path: str, host: str) -> None:
+    """A page that cannot even be routed for its Host answers a bare error page: the usual
+    one links to the app's pages, which cannot be built for that host."""
+    response = app.test_client().get(path, headers={"Host": host})  # type: ignore[attr-defined]
+    assert response.status_code < 500, response.get_data(as_text=True)[:500]
+    if response.status_code >= 400 and not path.startswith("/api/") and path not in ("/healthz", "/readyz"):
+        assert response.mimetype == "text/html"
+        assert re.search(r'<p id="error-message">.+</p>', response.get_data(as_text=True)), response.data[:300]
+
+
+def test_a_host_no_url_can_carry_gets_a_400_page_that_says_so(app: object) -> None:
+    response = app.test_client().get("/daily", headers={"Host": "x" * 64})  # type: ignore[attr-defined]
+    assert response.status_code == 400
+    assert '<p id="error-message">The browser (or proxy) sent a request that this server could not understand.</p>' \
+        in response.get_data(as_text=True)
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(
     path=st.sampled_from(["/daily", "/segments", "/api/daily_order_summaries", "/api/segment_sizes",

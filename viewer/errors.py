@@ -11,6 +11,8 @@ import logging
 from cassandra import DriverException, OperationTimedOut, RequestExecutionException
 from cassandra.cluster import NoHostAvailable
 from flask import Flask, Response, current_app, make_response, render_template, request
+from flask.globals import request_ctx
+from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
 from viewer.params import BadCursor, BadParameter
@@ -37,7 +39,16 @@ def error_response(status: int, message: str, **extra: object) -> Response | tup
         response = current_app.json.response({"error": message, **extra})
         response.status_code = status
         return response
+    if request_ctx.url_adapter is None:
+        # Not even routed (a Host header no URL can be built for, say): the page template
+        # links to the app's pages, which cannot be built either, so a bare page says it.
+        return _bare_error_page(status, message), status
     return render_template("error.html", status=status, message=message), status
+
+
+def _bare_error_page(status: int, message: str) -> str:
+    return (f'<!doctype html>\n<html lang="ja"><head><meta charset="utf-8"><title>{status}</title></head>'
+            f'<body><main><h1>{status}</h1><p id="error-message">{escape(message)}</p></main></body></html>\n')
 
 
 def _bad_parameter(e: BadParameter) -> Response | tuple[str, int]:
