@@ -91,3 +91,35 @@ def test_an_old_keyspace_gets_the_new_column_once_and_keeps_its_rows(stack, sett
     finally:
         admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
         shutdown(admin)
+
+
+@pytest.mark.integration
+def test_a_viewer_on_a_keyspace_older_than_it_says_run_make_schema_then_works(stack, settings) -> None:
+    """A keyspace made before a table the viewer reads existed (stream_progress, say): every
+    page and /readyz answer 503 naming `make schema`, not a bare "Cassandra unavailable";
+    after `make schema` the same running app answers."""
+    from tests.viewer_data import viewer_app
+    from viewer.db import close_app
+
+    old = settings.replace(cassandra_keyspace=f"{settings.cassandra.keyspace}_older")
+    apply_cql(old)
+    admin = connect(settings, keyspace="")
+    app = viewer_app(old)
+    try:
+        admin.execute(f"DROP TABLE {old.cassandra.keyspace}.stream_progress", timeout=60)
+        client = app.test_client()
+        page, api, ready = client.get("/daily"), client.get("/api/status"), client.get("/readyz")
+        for response in (page, api, ready):
+            assert response.status_code == 503
+            assert "run `make schema`" in response.get_data(as_text=True), response.get_data(as_text=True)[:300]
+        assert "stream_progress" in api.get_json()["error"]
+        assert "orderlog_viewer_cassandra_up 0.0" in client.get("/metrics").get_data(as_text=True)
+
+        apply_cql(old)
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/api/status").status_code == 200
+        assert "orderlog_viewer_cassandra_up 1.0" in client.get("/metrics").get_data(as_text=True)
+    finally:
+        close_app(app)
+        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
+        shutdown(admin)

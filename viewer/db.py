@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cassandra import InvalidRequest
 from cassandra.cluster import ResponseFuture, ResultSet, Session
 from cassandra.query import PreparedStatement
 from flask import Flask, current_app
@@ -118,6 +119,11 @@ LATEST_RUN_SCOPE = "aggregate"
 GENERATION_MEMO_S = 1.0
 
 
+class SchemaOutOfDate(Exception):
+    """The keyspace lacks a table or column this viewer reads: it was made by an older
+    version, and `make schema` brings it up to date."""
+
+
 class Store:
     """A driver session with the viewer's prepared statements, and the per-process cache of
     what the aggregate job wrote, kept until the next aggregate run finishes."""
@@ -125,9 +131,16 @@ class Store:
     def __init__(self, session: Session, cache_seconds: float = 5.0):
         self.session = session
         self.cache_seconds = cache_seconds
-        self.statements: dict[str, PreparedStatement] = {
-            name: session.prepare(cql) for name, cql in STATEMENTS.items()
-        }
+        try:
+            self.statements: dict[str, PreparedStatement] = {
+                name: session.prepare(cql) for name, cql in STATEMENTS.items()
+            }
+        except InvalidRequest as exc:
+            cause = " ".join(str(exc).split())[:200]
+            raise SchemaOutOfDate(
+                f"the tables of keyspace {session.keyspace} are older than this viewer ({cause}); run `make "
+                "schema` (python -m orderlog.schema apply), which adds what is missing and keeps every row"
+            ) from exc
         self._cache: dict[str, tuple[str, Any]] = {}
         self._cache_lock = threading.Lock()
         self._generation: tuple[float, str] | None = None
@@ -192,7 +205,12 @@ class _Holder:
             return store
         with self._lock:
             if self._store is None or self._pid != pid:
-                self._store = Store(connect(self.settings), self.cache_seconds)
+                session = connect(self.settings)
+                try:
+                    self._store = Store(session, self.cache_seconds)
+                except BaseException:
+                    shutdown(session)  # the next request tries again (after `make schema`)
+                    raise
                 self._pid = pid
             return self._store
 

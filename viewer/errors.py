@@ -15,6 +15,7 @@ from flask.globals import request_ctx
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
+from viewer.db import SchemaOutOfDate
 from viewer.params import BadCursor, BadParameter
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,11 @@ def _cassandra(e: Exception) -> Response | tuple[str, int]:
     return response
 
 
+def _schema_out_of_date(e: SchemaOutOfDate) -> Response | tuple[str, int]:
+    log.error("%s", e)
+    return error_response(503, str(e))
+
+
 def _unexpected(e: Exception) -> Response | tuple[str, int]:
     log.exception("unexpected error on %s", request.path)
     return error_response(500, "internal error (logged on the server)")
@@ -96,6 +102,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(BadParameter, _bad_parameter)
     app.register_error_handler(BadCursor, _bad_cursor)
     app.register_error_handler(HTTPException, _http)
+    app.register_error_handler(SchemaOutOfDate, _schema_out_of_date)
     for exc in CASSANDRA_ERRORS:
         app.register_error_handler(exc, _cassandra)
     app.register_error_handler(Exception, _unexpected)

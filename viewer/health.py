@@ -13,7 +13,7 @@ from cassandra.cluster import NoHostAvailable
 from flask import Blueprint, current_app, jsonify
 
 from orderlog.cassandra_session import refusal
-from viewer.db import LATEST_RUN_SCOPE, get_store
+from viewer.db import LATEST_RUN_SCOPE, SchemaOutOfDate, get_store
 from viewer.errors import CASSANDRA_ERRORS, RETRY_AFTER_SECONDS
 
 bp = Blueprint("health", __name__)
@@ -42,6 +42,8 @@ def readyz() -> Any:
         body = {"status": "unavailable", "cassandra": "unreachable", **where,
                 "error": refusal(settings, exc) or f"Cassandra at {cassandra.address}: {reason(exc)}"}
         return jsonify(body), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    except SchemaOutOfDate as exc:
+        return jsonify({"status": "unavailable", "cassandra": "reachable", **where, "error": str(exc)}), 503
     return jsonify({"status": "ok", "cassandra": "reachable", **where})
 
 

@@ -19,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from orderlog.metrics import LATENCY_BUCKETS, exposition
 from viewer import queries
-from viewer.db import get_store
+from viewer.db import SchemaOutOfDate, get_store
 from viewer.errors import CASSANDRA_ERRORS
 
 REQUESTS = Counter("orderlog_viewer_requests", "HTTP requests answered, by endpoint (its route), method and status",
@@ -40,7 +40,7 @@ class LedgerCollector:
         tz = self.app.config["SETTINGS"].business.tz
         try:
             last = queries.last_aggregated(get_store(), tz)
-        except CASSANDRA_ERRORS:
+        except (*CASSANDRA_ERRORS, SchemaOutOfDate):
             up.add_metric([], 0)
             yield up
             return

@@ -12,7 +12,7 @@ from orderlog.business_day import date_range
 from orderlog.menu import EVEN, JAPANESE, MENU_LABELS, SEGMENT_LABELS, SEGMENTS, WESTERN
 from viewer import audience, changes, charts, queries, trends
 from viewer.assets import plotly_js_url
-from viewer.db import get_store
+from viewer.db import SchemaOutOfDate, get_store
 from viewer.errors import CASSANDRA_ERRORS, error_response
 from viewer.params import (
     DEFAULT_USER_MATCHES,
@@ -72,7 +72,7 @@ def points(value: float | None) -> str:
 def common() -> dict[str, Any]:
     try:
         last = queries.last_aggregated(get_store(), _tz())
-    except CASSANDRA_ERRORS:
+    except (*CASSANDRA_ERRORS, SchemaOutOfDate):
         last = None  # the error page itself must still render
     return {
         "last": last,
