@@ -250,11 +250,26 @@ class Cluster:
         log(f"kafka: 3 brokers up ({time.monotonic() - began:.1f} s)")
         # One at a time: a joining Cassandra node allocates its tokens against the ring it sees.
         for server in [*self.cassandra, self.spark_master, *self.spark_workers]:
-            if server.start(java):
+            if self._start_joining(server, java, log):
                 started.append(server.label)
                 log(f"{server.label} started ({time.monotonic() - began:.1f} s, pid {server.pid()})")
         log(f"cluster up in {time.monotonic() - began:.1f} s; started: {', '.join(started) or 'nothing'}")
         return started
+
+    @staticmethod
+    def _start_joining(server: Server, java: str, log: Callable[[str], None]) -> bool:
+        """server.start, once more if a Cassandra node gave up joining because it had not
+        heard from the seed yet (a short ring delay keeps the start fast; under load a
+        gossip round can take longer). It exits before joining, so starting it again is
+        safe: it bootstraps from the beginning."""
+        try:
+            return server.start(java)
+        except StackError:
+            if "Unable to contact any seeds" not in _last_start_of(server.log_file):
+                raise
+            log(f"{server.label} had not heard from the seed when joining; starting it again")
+            time.sleep(5)
+            return server.start(java)
 
     def down(self, log: Callable[[str], None] = print) -> None:
         """Stops everything: Spark, then the Cassandra nodes together, then the Kafka nodes
@@ -268,6 +283,17 @@ class Cluster:
 
     def status(self) -> list[ServerStatus]:
         return [server.status() for server in self.servers()]
+
+
+def _last_start_of(log_file: Path) -> str:
+    """What a server logged since it was last started (the launch writes a marker line)."""
+    try:
+        with open(log_file, "rb") as log:
+            log.seek(max(0, log_file.stat().st_size - 1_000_000))
+            text = log.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return text[text.rfind("==== starting "):]
 
 
 def unfenced_brokers(settings: Settings) -> list[int]:

@@ -107,7 +107,14 @@ def local_cluster() -> Iterator[object]:
 
     settings = cluster_settings()
     servers = Cluster(settings)
-    started = servers.up(log=lambda line: print(f"[cluster] {line}"))
+    ran_before = any(server.pid() is not None for server in servers.servers())
+    try:
+        started = servers.up(log=lambda line: print(f"[cluster] {line}"))
+    except BaseException:
+        # A start that fails half way must not leave the nodes it did start running.
+        if not ran_before and not os.environ.get("ORDERLOG_KEEP_CLUSTER"):
+            servers.down(log=lambda line: print(f"[cluster] {line}"))
+        raise
     apply_cql(settings)
     create_topic(settings)
     yield servers
