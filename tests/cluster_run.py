@@ -9,13 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from local_stack import supervisor
 from local_stack.cluster import SPARK_MASTER_URL, master_state
 from local_stack.supervisor import free_ports
 from orderlog.config import Settings
-from orderlog.schema import apply_cql, create_topic
+from orderlog.schema import create_topic
+from tests.conftest import empty_keyspace, pipeline_services
 from tests.streaming_job import wait_for
-from tools import pipeline
 
 
 def applications(name: str) -> list[dict]:
@@ -50,20 +49,7 @@ def running_pipeline(local_cluster, folder: Path) -> Iterator[tuple[Settings, di
         stream_write_retry_seconds=600,
     )
     assert settings.spark.master == SPARK_MASTER_URL
-    apply_cql(settings)
-    from orderlog.cassandra_session import connect, shutdown
-    from orderlog.schema import truncate_tables
-
-    session = connect(settings)
-    try:
-        truncate_tables(session)
-    finally:
-        shutdown(session)
+    empty_keyspace(settings)
     create_topic(settings)
-    processes: dict = {}
-    try:
-        processes.update(pipeline.start_services(settings, folder / "logs", processes.__setitem__))
+    with pipeline_services(settings, folder / "logs") as processes:
         yield settings, processes
-    finally:
-        pipeline.stop_services(processes)
-        assert not any(supervisor.running(p) for p in processes.values())

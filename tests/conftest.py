@@ -32,6 +32,35 @@ from orderlog.config import Settings, load_settings  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def empty_keyspace(settings: Settings) -> None:
+    """The keyspace of ``settings`` with every table of tables.cql, all of them empty."""
+    from orderlog.cassandra_session import connect, shutdown
+    from orderlog.schema import apply_cql, truncate_tables
+
+    apply_cql(settings)
+    session = connect(settings)
+    try:
+        truncate_tables(session)
+    finally:
+        shutdown(session)
+
+
+@contextlib.contextmanager
+def pipeline_services(settings: Settings, logs: Path) -> Iterator[dict]:
+    """streaming, ingest and viewer (tools.pipeline) running in the background on
+    ``settings``: their processes by name; all stopped afterwards, none left running."""
+    from local_stack import supervisor
+    from tools import pipeline
+
+    processes: dict = {}
+    try:
+        processes.update(pipeline.start_services(settings, logs, processes.__setitem__))
+        yield processes
+    finally:
+        pipeline.stop_services(processes)
+        assert not any(supervisor.running(p) for p in processes.values())
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return load_settings()

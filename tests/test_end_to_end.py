@@ -17,7 +17,7 @@ import pytest
 
 from local_stack import supervisor
 from local_stack.supervisor import free_ports
-from orderlog.schema import apply_cql, truncate_tables
+from tests.conftest import empty_keyspace, pipeline_services
 from tools import pipeline
 from tools import replay as replay_cli
 
@@ -41,27 +41,15 @@ def e2e_settings(settings, stack, kafka_topic, tmp_path):
         viewer_workers=1,
         viewer_cache_seconds=0,
     )
-    apply_cql(private)
-    from orderlog.cassandra_session import connect, shutdown
-
-    session = connect(private)
-    try:
-        truncate_tables(session)
-    finally:
-        shutdown(session)
+    empty_keyspace(private)
     return private
 
 
 @pytest.fixture
 def running(e2e_settings, tmp_path):
     """streaming, ingest and viewer running in the background; stopped afterwards."""
-    processes: dict = {}
-    try:
-        processes.update(pipeline.start_services(e2e_settings, tmp_path / "logs", processes.__setitem__))
+    with pipeline_services(e2e_settings, tmp_path / "logs") as processes:
         yield processes
-    finally:
-        pipeline.stop_services(processes)
-        assert not any(supervisor.running(p) for p in processes.values())
 
 
 def test_the_viewer_shows_exactly_what_the_generator_sent(e2e_settings, running, tmp_path, capsys):

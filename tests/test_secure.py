@@ -37,7 +37,8 @@ from local_stack.supervisor import free_ports
 from orderlog.config import Settings, load_settings, secret_variables
 from orderlog.kafka_admin import brokers_answer
 from orderlog.kafka_security import kafka_python_client, kafka_python_security
-from orderlog.schema import apply_cql, topic_configs, truncate_tables
+from orderlog.schema import apply_cql, topic_configs
+from tests.conftest import empty_keyspace, pipeline_services
 from tools import pipeline
 from tools import replay as replay_cli
 
@@ -110,21 +111,9 @@ def secure_pipeline(secure_stack, secure_environ, secure_topic, tmp_path) -> Ite
         stream_checkpoint_location=str(tmp_path / "checkpoint"), ingest_port=ingest_port, viewer_port=viewer_port,
         paths_var=str(tmp_path / "var"), ingest_workers=1, viewer_workers=1, viewer_cache_seconds=0,
     )
-    apply_cql(private)
-    from orderlog.cassandra_session import connect, shutdown
-
-    session = connect(private)
-    try:
-        truncate_tables(session)
-    finally:
-        shutdown(session)
-    processes: dict = {}
-    try:
-        processes.update(pipeline.start_services(private, tmp_path / "logs", processes.__setitem__))
+    empty_keyspace(private)
+    with pipeline_services(private, tmp_path / "logs") as processes:
         yield private, processes
-    finally:
-        pipeline.stop_services(processes)
-        assert not any(supervisor.running(p) for p in processes.values())
 
 
 def test_the_whole_path_runs_through_the_secure_servers(secure_pipeline, tmp_path, capsys):

@@ -36,9 +36,8 @@ from orderlog.kafka_security import (
     librdkafka_security,
     spark_kafka_options,
 )
+from tests.test_config import ROOT, VARIABLES  # the same facts as the configuration tests use
 
-ROOT = Path(__file__).resolve().parent.parent
-VARIABLES = [declaration.env for _, _, declaration, _ in declarations()]
 # What a secret is only accepted with.
 NEEDED_WITH = {"ORDERLOG_VIEWER_PASSWORD": {"ORDERLOG_VIEWER_USER": "u"},
                "ORDERLOG_CASSANDRA_PASSWORD": {"ORDERLOG_CASSANDRA_USERNAME": "u"}}
