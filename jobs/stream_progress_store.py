@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobs.stream_metrics import behind_by_partition
-from orderlog.cassandra_session import connect
+from orderlog.cassandra_session import connect, shutdown
 from orderlog.config import Settings
 
 log = logging.getLogger("orderlog.streaming")
@@ -82,7 +82,7 @@ class ProgressStore:
 
     def close(self) -> None:
         if self.session is not None:
-            self.session.cluster.shutdown()
+            shutdown(self.session)
             self.session = None
 
     def close_quietly(self) -> None:
