@@ -17,6 +17,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 GOOD = {"user_id": "u-1", "timestamp": "2025-05-31T12:34:56+09:00", "menu_type": "japanese"}
 ACK_TIMEOUT_MS = 4000
+# Far above any answer's own bound (the ack timeout), so only a request that hangs fails it,
+# never a slow machine.
+HANG_S = 60
 
 
 def make_client(server, kafka_client):
@@ -68,7 +71,7 @@ def test_kafka_down_gives_503_and_the_same_app_recovers(private_kafka, kafka_cli
     assert down.json["error"].startswith("Kafka did not acknowledge the records (")
     assert down.json["error"].endswith("retry later with these order_ids, which counts each event once")
     assert len(down.json["order_ids"]) == 3
-    assert waited < ACK_TIMEOUT_MS / 1000 + 2  # bounded: the request never hangs
+    assert waited < HANG_S, waited  # bounded: the request never hangs
     single = client.post("/api/log", json=GOOD)
     assert single.status_code == 503 and single.headers["Retry-After"] == "5"
     health = client.get("/readyz")
@@ -92,6 +95,7 @@ def test_kafka_down_gives_503_and_the_same_app_recovers(private_kafka, kafka_cli
 # kafka-python cannot create a producer without a broker; librdkafka creates one and waits
 FIRST_REFUSAL = {"kafka-python": "Kafka is unavailable (",
                  "confluent-kafka": "Kafka did not acknowledge the records (KafkaTimeoutError: 1 of 1 not acknowledged"}
+ANY_REFUSAL = ("Kafka is unavailable (", "Kafka did not acknowledge the records (")
 
 
 def test_kafka_down_at_start_then_up_without_restarting_the_app(private_kafka, kafka_client):
@@ -101,10 +105,11 @@ def test_kafka_down_at_start_then_up_without_restarting_the_app(private_kafka, k
     response = client.post("/api/log", json=GOOD)
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert response.json["error"].startswith(FIRST_REFUSAL[kafka_client])
-    # while Kafka stays down the API answers at once instead of re-trying to connect each time
+    # Still down: refused again (at once, or after one more probe: which one depends on the
+    # clock, so tests/test_ingest_fail_fast.py proves "at once" with a clock of its own).
     again = client.post("/api/log", json=GOOD)
-    assert again.status_code == 503
-    assert time.monotonic() - started < ACK_TIMEOUT_MS / 1000 + 2
+    assert again.status_code == 503 and again.json["error"].startswith(ANY_REFUSAL), again.json
+    assert time.monotonic() - started < HANG_S
     assert client.get("/readyz").status_code == 503
 
     private_kafka.start()
