@@ -50,6 +50,21 @@ def test_both_texts_of_a_label_fill_in_the_same_values_and_plurals_come_in_pairs
             assert "count" in fields(en), key
 
 
+def test_every_label_the_templates_name_exists() -> None:
+    """A template's t("key") of a key that does not exist would fail the page at render time."""
+    from pathlib import Path
+
+    import viewer
+
+    used = {"t": set(), "tn": set()}
+    for template in (Path(viewer.__file__).parent / "templates").glob("*.html"):
+        for function, key in re.findall(r"""\b(tn?)\(["']([\w.]+)["']\s*[,)]""", template.read_text()):
+            used[function].add(key)
+    assert len(used["t"]) > 100 and used["tn"]
+    assert used["t"] - set(PAIRS) == set()
+    assert {f"{key}.{form}" for key in used["tn"] for form in ("one", "other")} - set(PAIRS) == set()
+
+
 def test_the_japanese_texts_are_japanese_and_the_english_ones_english() -> None:
     assert all(JAPANESE_SCRIPT.search(text) for text in LABELS[JA].values())
     assert not any(JAPANESE_SCRIPT.search(text) for text in LABELS[EN].values())
@@ -200,6 +215,13 @@ def test_an_error_page_follows_the_language(app: object) -> None:
     assert "ユーザー「nobody-at-all」の集計済みの注文はありません。" in html
     html = get(app, "/daily?date=nope&lang=en").get_data(as_text=True)
     assert html_lang(html) == "en" and "<h1>400 Bad request</h1>" in html
+
+
+@pytest.mark.integration
+def test_the_bare_error_page_of_a_host_no_url_can_carry_says_its_language_too(app: object) -> None:
+    for lang in LANGUAGES:
+        response = get(app, f"/daily?lang={lang}", Host="x" * 64)
+        assert response.status_code == 400 and html_lang(response.get_data(as_text=True)) == lang
 
 
 @pytest.mark.integration
