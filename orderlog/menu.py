@@ -23,19 +23,24 @@ MENU_ALIASES: dict[str, str] = {
     "洋食": WESTERN,
 }
 
-MENU_LABELS: dict[str, str] = {
-    JAPANESE: "和食 Japanese",
-    WESTERN: "洋食 Western",
+# The pages' words for each menu type and segment, per language (viewer.labels chooses
+# the language); the bilingual labels below are what the JSON API and the CSVs carry.
+JA = "ja"
+EN = "en"
+MENU_NAMES: dict[str, dict[str, str]] = {
+    JA: {JAPANESE: "和食", WESTERN: "洋食"},
+    EN: {JAPANESE: "Japanese", WESTERN: "Western"},
 }
+MENU_LABELS: dict[str, str] = {menu: f"{MENU_NAMES[JA][menu]} {MENU_NAMES[EN][menu]}" for menu in MENU_TYPES}
 
 # A user's preference: more Japanese orders, more Western orders, or a tie.
 EVEN = "even"
 SEGMENTS: tuple[str, ...] = (JAPANESE, WESTERN, EVEN)
-SEGMENT_LABELS: dict[str, str] = {
-    JAPANESE: "和食派 Japanese-leaning",
-    WESTERN: "洋食派 Western-leaning",
-    EVEN: "どちらも Even",
+SEGMENT_NAMES: dict[str, dict[str, str]] = {
+    JA: {JAPANESE: "和食派", WESTERN: "洋食派", EVEN: "どちらも"},
+    EN: {JAPANESE: "Japanese-leaning", WESTERN: "Western-leaning", EVEN: "Even"},
 }
+SEGMENT_LABELS: dict[str, str] = {s: f"{SEGMENT_NAMES[JA][s]} {SEGMENT_NAMES[EN][s]}" for s in SEGMENTS}
 
 
 def canonical_menu_type(value: str) -> str | None:

@@ -69,6 +69,7 @@ def test_the_nightly_run_folds_in_orders_that_arrived_after_their_date_was_aggre
     app = viewer_app(settings)
     try:
         client = app.test_client()
+        client.set_cookie("lang", "en")  # the page's English sentences below
         body, html = daily(client, LATE_DAY)
         assert numbers(body) == (2, 2, 4, 3, 7)  # the numbers of the run, and 7 orders since
         assert '<strong id="day-late-count">7</strong> orders arrived after the last run (at ' in html

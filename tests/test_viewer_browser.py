@@ -61,12 +61,18 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
+# The browser's language, which it sends as Accept-Language: the tests below read the English
+# pages unless they say otherwise (test_the_language_switch_* reads both).
+LOCALES = {"ja": "ja-JP", "en": "en-US"}
+
+
 class Watched:
     """A page that records console errors, page errors, dialogs and off-host requests."""
 
-    def __init__(self, browser: object, base: str):
+    def __init__(self, browser: object, base: str, lang: str = "en"):
         self.base = base
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+        self.context = browser.new_context(  # type: ignore[attr-defined]
+            viewport={"width": 1280, "height": 900}, locale=LOCALES[lang])
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.dialogs: list[str] = []
@@ -115,8 +121,7 @@ def watched(browser: object, server: str) -> Iterator[Watched]:
 def test_daily_page_chart_numbers_and_date_picker(watched: Watched) -> None:
     page = watched.open("/daily")
     traces = watched.chart("daily-chart")
-    assert [t["name"] for t in traces] == ["和食 Japanese", "洋食 Western", "和食率 Japanese share (%)",
-                                           "和食率 7日移動平均 Japanese share, 7 days (%)"]
+    assert [t["name"] for t in traces] == ["Japanese", "Western", "Japanese share (%)", "Japanese share, 7 days (%)"]
     japanese, western, share, moving = traces
     assert moving["y"][-1] == 56.19
     assert japanese["x"][0] == "2025-05-02" and japanese["x"][-1] == "2025-05-31" and len(japanese["x"]) == 29
@@ -143,8 +148,7 @@ def test_daily_page_chart_numbers_and_date_picker(watched: Watched) -> None:
     page.click("#month-compare-link")
     page.wait_for_url("**compare_from=2025-04-01**")
     names = [t["name"] for t in watched.chart("daily-chart")]
-    assert names[-2:] == ["比較期間 合計 Total, 2025-04-01 – 2025-05-01",
-                          "比較期間 和食率 Japanese share (%), 2025-04-01 – 2025-05-01"]
+    assert names[-2:] == ["Total, 2025-04-01 – 2025-05-01", "Japanese share (%), 2025-04-01 – 2025-05-01"]
     watched.assert_clean()
 
 
@@ -152,9 +156,9 @@ def test_segments_page_chart_list_paging_and_xss_as_text(watched: Watched) -> No
     page = watched.open("/segments")
     traces = watched.chart("segments-chart")
     assert [(t["name"], t["y"]) for t in traces] == [
-        ("和食派 Japanese-leaning", [241, 246, 255]),
-        ("洋食派 Western-leaning", [1, 1, 2]),
-        ("どちらも Even", [2, 2, 1]),
+        ("Japanese-leaning", [241, 246, 255]),
+        ("Western-leaning", [1, 1, 2]),
+        ("Even", [2, 2, 1]),
     ]
     assert traces[0]["x"] == ["2025-05-29", "2025-05-30", "2025-05-31"]
     flows = watched.chart("flows-chart")
@@ -184,7 +188,7 @@ def test_user_page_of_the_xss_user_shows_the_id_as_text(watched: Watched) -> Non
     page = watched.open("/users/alice")
     traces = watched.chart("user-chart")
     assert traces[0]["x"] == ["2024-12-31", "2025-05-30", "2025-05-31"] and traces[0]["y"] == [1, 1, 1]
-    assert page.inner_text("#user-preference") == "和食派 Japanese-leaning"
+    assert page.inner_text("#user-preference") == "Japanese-leaning"
     watched.shoot("user")
     watched.assert_clean()
 
@@ -192,11 +196,52 @@ def test_user_page_of_the_xss_user_shows_the_id_as_text(watched: Watched) -> Non
 def test_a_date_not_aggregated_reads_well(watched: Watched) -> None:
     page = watched.open("/daily?date=2025-05-15&from=2020-01-01&to=2020-01-31")
     assert page.inner_text("#day-empty") == (
-        "2025-05-15 has not been aggregated yet (the latest aggregated date is 2025-05-31)."
+        "Thu 2025-05-15 has not been aggregated yet. The latest aggregated date is Sat 2025-05-31."
     )
-    assert page.inner_text("#range-empty") == "No aggregated days between 2020-01-01 and 2020-01-31."
+    assert page.inner_text("#range-empty") == "No aggregated days between Wed 2020-01-01 and Fri 2020-01-31."
     watched.shoot("daily_empty")
     watched.assert_clean()
+
+
+def test_the_language_switch_turns_the_pages_english_and_the_next_page_stays_english(
+    browser: object, server: str
+) -> None:
+    w = Watched(browser, server, lang="ja")  # a reader whose browser asks for Japanese
+    try:
+        page = w.open("/daily?date=2025-05-10&from=2025-05-09&to=2025-05-11")
+        assert page.get_attribute("html", "lang") == "ja"
+        assert page.inner_text("h1") == "日別注文"
+        assert page.get_attribute("#language-switch a[aria-current]", "lang") == "ja"
+        names = [t["name"] for t in w.chart("daily-chart")]
+        assert names[:3] == ["和食", "洋食", "和食率 (%)"]
+        # The switch is reachable by keyboard: focus the link, press Enter.
+        english = page.locator('#language-switch a[hreflang="en"]')
+        assert english.inner_text() == "English" and english.get_attribute("lang") == "en"
+        english.focus()
+        assert page.evaluate("document.activeElement.textContent") == "English"
+        page.keyboard.press("Enter")
+        page.wait_for_url("**lang=en**")
+        assert page.get_attribute("html", "lang") == "en"
+        assert page.inner_text("h1") == "Daily orders"
+        assert page.inner_text("#day-japanese") == "110"  # the same page and date
+        assert page.get_attribute("#language-switch a[aria-current]", "lang") == "en"
+        names = [t["name"] for t in w.chart("daily-chart")]
+        assert names[:3] == ["Japanese", "Western", "Japanese share (%)"]
+        cookie = next(c for c in w.context.cookies() if c["name"] == "lang")
+        assert cookie["value"] == "en" and cookie["sameSite"] == "Lax" and cookie["httpOnly"]
+        # The next page, without ?lang=: still English (the cookie), whatever the browser asks for.
+        page.click("header nav >> text=Segments")
+        page.wait_for_url("**/segments")
+        assert page.get_attribute("html", "lang") == "en" and page.inner_text("h1") == "Segments"
+        assert [t["name"] for t in w.chart("segments-chart")] == ["Japanese-leaning", "Western-leaning", "Even"]
+        # And back to Japanese.
+        page.click('#language-switch a[hreflang="ja"]')
+        page.wait_for_url("**lang=ja**")
+        assert page.get_attribute("html", "lang") == "ja" and page.inner_text("h1") == "セグメント"
+        w.shoot("segments_ja")
+        w.assert_clean()
+    finally:
+        w.close()
 
 
 # -- accessibility (axe-core) and phone width ------------------------------------------------
@@ -226,17 +271,20 @@ def axe_script() -> Path:
     return AXE
 
 
+@pytest.mark.parametrize("lang", LOCALES)
 @pytest.mark.parametrize("path", EVERY_PAGE)
 def test_every_page_has_no_serious_or_critical_accessibility_violation(
-    browser: object, server: str, axe_script: Path, path: str
+    browser: object, server: str, axe_script: Path, path: str, lang: str
 ) -> None:
     # axe is injected as an inline script, which the pages' CSP (script-src 'self') forbids: only
     # this test's context bypasses it.
-    context = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    context = browser.new_context(  # type: ignore[attr-defined]
+        bypass_csp=True, viewport={"width": 1280, "height": 900}, locale=LOCALES[lang])
     try:
         page = context.new_page()
         response = page.goto(server + path)
         assert response is not None and response.status == 200
+        assert page.get_attribute("html", "lang") == lang
         page.add_script_tag(path=str(axe_script))
         violations = page.evaluate(
             """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
@@ -248,20 +296,23 @@ def test_every_page_has_no_serious_or_critical_accessibility_violation(
         context.close()
 
 
+@pytest.mark.parametrize("lang", LOCALES)
 @pytest.mark.parametrize("path", EVERY_PAGE)
-def test_every_page_fits_a_phone_375_px_wide(browser: object, server: str, path: str) -> None:
-    context = browser.new_context(viewport={"width": 375, "height": 812})  # type: ignore[attr-defined]
+def test_every_page_fits_a_phone_375_px_wide(browser: object, server: str, path: str, lang: str) -> None:
+    # English labels are the longer ones: both languages must fit.
+    context = browser.new_context(viewport={"width": 375, "height": 812}, locale=LOCALES[lang])  # type: ignore[attr-defined]
     try:
         page = context.new_page()
         response = page.goto(server + path)
         assert response is not None and response.status == 200
+        assert page.get_attribute("html", "lang") == lang
         if page.locator("[data-chart]").count():
             page.wait_for_selector(".chart[data-rendered='true']", timeout=20_000)
         # No horizontal scrolling of the page: wide tables scroll inside their own box.
         assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
         SCREENSHOTS.mkdir(exist_ok=True)
         name = path.strip("/").split("?")[0].replace("/", "_")[:40] or "root"
-        page.screenshot(path=str(SCREENSHOTS / f"phone_{name}_{EVERY_PAGE.index(path)}.png"), full_page=True)
+        page.screenshot(path=str(SCREENSHOTS / f"phone_{name}_{EVERY_PAGE.index(path)}_{lang}.png"), full_page=True)
     finally:
         context.close()
 
@@ -280,10 +331,10 @@ def test_status_page_shows_the_stream_the_days_and_the_runs(watched: Watched, ca
         ("order-logs", "q-1", "run-1", 41, heard, 1500, 4000, 2600.0, 3100.0, {0: 5, 1: 0, 2: 12}, 3990, 10, heard),
     )
     page = watched.open("/daily")
-    page.click("header nav >> text=状況 Status")  # the header's link
+    page.click("header nav >> text=Status")  # the header's link
     page.wait_for_url("**/status")
     page = watched.open("/status?to=2025-06-01")
-    assert page.inner_text("#stream-state").startswith("Behind 遅延: 17 records not processed yet")
+    assert page.inner_text("#stream-state").startswith("Behind: 17 records not processed yet")
     assert page.inner_text("#stream-offsets-behind") == "17"
     assert page.inner_text("#stream-partitions") == "0: 5, 1: 0, 2: 12"
     row = page.locator('tr[data-date="2025-05-30"] td').all_inner_texts()

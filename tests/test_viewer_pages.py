@@ -33,7 +33,10 @@ def app(cassandra: object, settings: object) -> Iterator[object]:
 
 @pytest.fixture
 def client(app: object) -> object:
-    return app.test_client()  # type: ignore[attr-defined]
+    """A reader who chose English (the pages' texts below; tests/test_viewer_i18n.py has both)."""
+    client = app.test_client()  # type: ignore[attr-defined]
+    client.set_cookie("lang", "en")
+    return client
 
 
 def page(client: object, url: str, status: int = 200) -> str:
@@ -56,7 +59,7 @@ def test_root_redirects_to_daily(client: object) -> None:
 
 def test_daily_page_defaults_to_latest_date_and_30_day_range(client: object) -> None:
     html = page(client, "/daily")
-    assert "Last aggregated 最終集計: <strong>2025-05-31</strong>" in html
+    assert "Last aggregated: <strong>Sat 2025-05-31</strong>" in html
     assert "(at 2025-06-01 11:00 JST)" in html  # 02:00 UTC in the business time zone
     assert '<span class="value" id="day-japanese">120</span>' in html
     assert '<span class="value" id="day-western">95</span>' in html
@@ -64,9 +67,9 @@ def test_daily_page_defaults_to_latest_date_and_30_day_range(client: object) -> 
     assert '<span class="value" id="day-share">55.8%</span>' in html
     fig = figure(html, "daily-chart")
     japanese, western, share, moving = fig["data"]
-    assert moving["name"] == "和食率 7日移動平均 Japanese share, 7 days (%)" and moving["yaxis"] == "y2"
+    assert moving["name"] == "Japanese share, 7 days (%)" and moving["yaxis"] == "y2"
     assert moving["x"] == japanese["x"] and moving["y"][0] == 51.79 and moving["y"][-1] == 56.19
-    assert japanese["name"] == "和食 Japanese" and western["name"] == "洋食 Western"
+    assert japanese["name"] == "Japanese" and western["name"] == "Western"
     # 2025-05-02 .. 2025-05-31 without the 15th
     assert japanese["x"][0] == "2025-05-02" and japanese["x"][-1] == "2025-05-31" and len(japanese["x"]) == 29
     assert "2025-05-15" not in japanese["x"]
@@ -88,26 +91,25 @@ def card_changes(html: str) -> dict[tuple[str, str], str]:
 def test_daily_cards_show_the_change_against_the_previous_day_and_a_week_earlier(client: object) -> None:
     changes = card_changes(page(client, "/daily?date=2025-05-31"))
     assert changes == {
-        ("japanese", "previous_day"): "前日比 vs previous day: −10 (−7.7%)",
-        ("japanese", "week_before"): "前週同曜日比 vs same weekday last week: −4 (−3.2%)",
-        ("western", "previous_day"): "前日比 vs previous day: −5 (−5.0%)",
-        ("western", "week_before"): "前週同曜日比 vs same weekday last week: −7 (−6.9%)",
-        ("total", "previous_day"): "前日比 vs previous day: −15 (−6.5%)",
-        ("total", "week_before"): "前週同曜日比 vs same weekday last week: −11 (−4.9%)",
-        ("japanese_share", "previous_day"): "前日比 vs previous day: −0.7 pt",
-        ("japanese_share", "week_before"): "前週同曜日比 vs same weekday last week: +0.9 pt",
+        ("japanese", "previous_day"): "vs previous day: −10 (−7.7%)",
+        ("japanese", "week_before"): "vs same weekday last week: −4 (−3.2%)",
+        ("western", "previous_day"): "vs previous day: −5 (−5.0%)",
+        ("western", "week_before"): "vs same weekday last week: −7 (−6.9%)",
+        ("total", "previous_day"): "vs previous day: −15 (−6.5%)",
+        ("total", "week_before"): "vs same weekday last week: −11 (−4.9%)",
+        ("japanese_share", "previous_day"): "vs previous day: −0.7 pt",
+        ("japanese_share", "week_before"): "vs same weekday last week: +0.9 pt",
     }
     after_gap = card_changes(page(client, "/daily?date=2025-05-16"))
-    assert after_gap[("total", "previous_day")] == "前日比 vs previous day: no data データなし"
-    assert after_gap[("japanese", "week_before")] == "前週同曜日比 vs same weekday last week: +7 (+6.4%)"
+    assert after_gap[("total", "previous_day")] == "vs previous day: no data"
+    assert after_gap[("japanese", "week_before")] == "vs same weekday last week: +7 (+6.4%)"
 
 
 def test_daily_page_says_when_orders_arrived_after_the_last_run(client: object) -> None:
     html = page(client, "/daily?date=2025-05-30")
     assert (
-        '<p class="late" id="day-late">集計後の注文 Late orders: <strong id="day-late-count">7</strong> orders '
-        "arrived after the last run (at 2025-05-31 02:00 JST); the next nightly run folds them in. "
-        "次回の夜間集計で反映されます。</p>"
+        '<p class="late" id="day-late">Late orders: <strong id="day-late-count">7</strong> orders '
+        "arrived after the last run (at 2025-05-31 02:00 JST); the next nightly run folds them in.</p>"
     ) in html
     assert 'id="day-late"' not in page(client, "/daily?date=2025-05-31")  # its run saw everything
 
@@ -118,9 +120,9 @@ def test_daily_page_shows_rejected_counts_and_samples_escaped(client: object) ->
     cells = dict(re.findall(r'<tr data-date="([0-9-]+)".*?<td class="num rejected-count">([0-9,]+)</td></tr>', html))
     assert len(cells) == 30 and cells["2025-05-31"] == "7" and cells["2025-05-30"] == "99"
     assert cells["2025-05-15"] == "0" and set(cells.values()) == {"0", "7", "99"}
-    assert '<th class="num" title="records the streaming job rejected">Rejected 不正</th>' in html
+    assert '<th class="num" title="records the streaming job rejected">Rejected</th>' in html
     section = html[html.index('<section class="card" id="rejected">'):]
-    assert '<strong id="rejected-count">7</strong> records of 2025-05-31 rejected by the streaming job' in section
+    assert '<strong id="rejected-count">7</strong> records of Sat 2025-05-31 rejected by the streaming job' in section
     samples = re.findall(r'<tr><td class="reason">(.*?)</td><td class="coordinates">(.*?)</td>'
                          r'<td class="payload">(.*?)</td></tr>', section, re.S)
     assert [coordinates for _, coordinates, _ in samples] == [
@@ -136,9 +138,9 @@ def test_daily_page_shows_rejected_counts_and_samples_escaped(client: object) ->
 
 def test_daily_page_of_a_date_with_no_rejected_records_or_none_kept(client: object) -> None:
     html = page(client, "/daily?date=2025-05-29")
-    assert '<p class="empty" id="rejected-none">No rejected records on 2025-05-29. 不正な記録はありません。</p>' in html
+    assert '<p class="empty" id="rejected-none">No rejected records on Thu 2025-05-29.</p>' in html
     html = page(client, "/daily?date=2025-05-30")
-    assert '<strong id="rejected-count">99</strong> records of 2025-05-30' in html
+    assert '<strong id="rejected-count">99</strong> records of Fri 2025-05-30' in html
     assert "None of them is kept any more: rejected records expire after 30 days." in html
     assert 'id="rejected-samples"' not in html
 
@@ -156,14 +158,14 @@ def test_daily_page_of_a_chosen_date_and_range(client: object) -> None:
 def test_daily_chart_overlays_a_second_period_day_by_day(client: object) -> None:
     html = page(client, "/daily?date=2025-05-18&from=2025-05-16&to=2025-05-18&compare_from=2025-05-01")
     traces = figure(html, "daily-chart")["data"]
-    assert [t["name"] for t in traces[4:]] == ["比較期間 合計 Total, 2025-05-01 – 2025-05-03",
-                                               "比較期間 和食率 Japanese share (%), 2025-05-01 – 2025-05-03"]
+    assert [t["name"] for t in traces[4:]] == ["Total, 2025-05-01 – 2025-05-03",
+                                               "Japanese share (%), 2025-05-01 – 2025-05-03"]
     total, share = traces[4:]
     assert total["x"] == share["x"] == ["2025-05-16", "2025-05-17", "2025-05-18"]
     assert total["customdata"] == ["2025-05-01", "2025-05-02", "2025-05-03"]
     assert total["y"] == [194, 198, 202] and share["y"] == [52.06, 51.52, 50.99] and share["yaxis"] == "y2"
     assert 'name="compare_from" value="2025-05-01"' in html
-    assert "Dashed: 2025-05-01 – 2025-05-03 (3 aggregated days)" in html
+    assert "Dashed: Thu 2025-05-01 – Sat 2025-05-03 (3 aggregated days)" in html
 
 
 def test_daily_page_links_this_month_against_last_month(client: object) -> None:
@@ -174,9 +176,9 @@ def test_daily_page_links_this_month_against_last_month(client: object) -> None:
 
 def test_daily_page_of_a_date_not_aggregated_says_so(client: object) -> None:
     html = page(client, "/daily?date=2025-05-15")
-    assert "2025-05-15 has not been aggregated yet (the latest aggregated date is 2025-05-31)." in html
+    assert "Thu 2025-05-15 has not been aggregated yet. The latest aggregated date is Sat 2025-05-31." in html
     html = page(client, "/daily?from=2020-01-01&to=2020-01-31")
-    assert "No aggregated days between 2020-01-01 and 2020-01-31." in html
+    assert "No aggregated days between Wed 2020-01-01 and Fri 2020-01-31." in html
 
 
 def test_daily_page_bad_parameter_is_400_page(client: object) -> None:
@@ -191,15 +193,15 @@ def test_segments_page_sizes_chart_and_first_page(client: object) -> None:
     assert '<td class="num">255</td><td class="num">+12</td><td class="num">−3</td>' in html
     assert '<td class="num">2</td><td class="num">+1</td><td class="num">−0</td>' in html
     fig = figure(html, "segments-chart")
-    assert [t["name"] for t in fig["data"]] == ["和食派 Japanese-leaning", "洋食派 Western-leaning", "どちらも Even"]
+    assert [t["name"] for t in fig["data"]] == ["Japanese-leaning", "Western-leaning", "Even"]
     assert fig["data"][0]["x"] == ["2025-05-29", "2025-05-30", "2025-05-31"]
     assert fig["data"][0]["y"] == [241, 246, 255]
     assert fig["data"][2]["y"] == [2, 2, 1]
     flows = figure(html, "flows-chart")
     assert [(t["name"], t["y"]) for t in flows["data"]] == [
-        ("和食派 Japanese-leaning 流入 entered", [3, 5, 12]), ("和食派 Japanese-leaning 流出 exited", [-1, 0, -3]),
-        ("洋食派 Western-leaning 流入 entered", [0, 0, 1]), ("洋食派 Western-leaning 流出 exited", [0, 0, 0]),
-        ("どちらも Even 流入 entered", [1, 0, 0]), ("どちらも Even 流出 exited", [0, 0, -1]),
+        ("Japanese-leaning entered", [3, 5, 12]), ("Japanese-leaning exited", [-1, 0, -3]),
+        ("Western-leaning entered", [0, 0, 1]), ("Western-leaning exited", [0, 0, 0]),
+        ("Even entered", [1, 0, 0]), ("Even exited", [0, 0, -1]),
     ]
     assert flows["data"][0]["x"] == ["2025-05-29", "2025-05-30", "2025-05-31"]
     assert flows["layout"]["barmode"] == "relative"
@@ -211,7 +213,7 @@ def test_segments_page_sizes_chart_and_first_page(client: object) -> None:
     assert XSS_USER not in html
     assert 'href="/users/%3Cscript%3Ealert(%22x%22)%3C/script%3E"' in html
     assert 'id="csv-link" href="/api/user_segments/japanese.csv"' in html
-    assert "255 users in 和食派 Japanese-leaning" in html
+    assert "255 users in Japanese-leaning." in html
     assert 'id="sizes-csv-link" href="/api/segment_sizes.csv?from=2025-05-02&amp;to=2025-05-31"' in html
     assert 'id="next-page"' in html and 'id="prev-page"' not in html
 
@@ -228,7 +230,7 @@ def test_segments_page_audience_filters_show_the_count_before_the_download(clien
         assert 'name="min_orders" min="1" value="6"' in html and '<option value="orders" selected>' in html
         html = page(client, "/segments?segment=japanese&prefix=zz-&active_within_days=7&per_page=1")
         assert re.findall(r'<a class="user-id" href="[^"]*">(.*?)</a>', html) == ["zz-a"]
-        assert "<strong>1</strong> user match these filters" in html and 'id="next-page"' not in html
+        assert "<strong>1</strong> user matches these filters" in html and 'id="next-page"' not in html
     finally:
         statement = cassandra.prepare("DELETE FROM user_segments WHERE segment = 'japanese' AND user_id = ? "  # type: ignore[attr-defined]
                                       "AND bucket = ?")
@@ -262,7 +264,7 @@ def test_segments_page_of_an_older_date_and_unknown_segment(client: object) -> N
     html = page(client, "/segments?date=2025-05-30")
     assert '<td class="num">246</td><td class="num">+5</td><td class="num">−0</td>' in html
     html = page(client, "/segments?date=2025-04-01")
-    assert "2025-04-01 has not been aggregated yet (segments are aggregated up to 2025-05-31)." in html
+    assert "Tue 2025-04-01 has not been aggregated yet. Segments are aggregated up to Sat 2025-05-31." in html
     html = page(client, "/segments?segment=sushi", 400)
     assert "invalid parameter &#39;segment&#39;: must be one of japanese, western, even" in html
 
@@ -271,14 +273,14 @@ def test_user_page(client: object) -> None:
     html = page(client, "/users/alice")
     assert '<span class="value" id="user-japanese">3</span>' in html
     assert '<span class="value" id="user-western">1</span>' in html
-    assert '<span class="value" id="user-preference">和食派 Japanese-leaning</span>' in html
+    assert '<span class="value" id="user-preference">Japanese-leaning</span>' in html
     fig = figure(html, "user-chart")
     assert fig["data"][0]["x"] == ["2024-12-31", "2025-05-30", "2025-05-31"]
     assert fig["data"][0]["y"] == [1, 1, 1] and fig["data"][1]["y"] == [0, 0, 1]
     timeline = re.search(r'<p id="segment-timeline">(.*?)</p>', html, re.S).group(1)
     assert " ".join(timeline.split()) == (
-        'Segments セグメント推移: <span class="period" data-segment="japanese">和食派 Japanese-leaning since '
-        "2024-12-31</span>"
+        'Segments: <span class="period" data-segment="japanese">Japanese-leaning since '
+        "Tue 2024-12-31</span>"
     )
 
 
@@ -286,8 +288,8 @@ def test_user_page_timeline_shows_each_period(client: object, cassandra: object)
     ViewerData(cassandra).user("flipper", [(date(2025, 5, 20), 0, 1), (date(2025, 5, 26), 1, 0)])  # 0:1, then 1:1
     html = page(client, "/users/flipper")
     periods = re.findall(r'<span class="period" data-segment="(\w+)">(.*?)</span>', html)
-    assert periods == [("even", "どちらも Even since 2025-05-26"),
-                       ("western", "洋食派 Western-leaning 2025-05-20 → 2025-05-25")]
+    assert periods == [("even", "Even since Mon 2025-05-26"),
+                       ("western", "Western-leaning Tue 2025-05-20 → Sun 2025-05-25")]
 
 
 def test_user_page_escapes_an_xss_id_and_unknown_user_is_404(client: object) -> None:
@@ -308,9 +310,9 @@ def test_user_lookup_redirects(client: object) -> None:
 def test_users_page_finds_users_by_prefix(client: object) -> None:
     html = page(client, "/users?prefix=a")
     rows = re.findall(r'<tr><td><a class="user-id" href="([^"]*)">(.*?)</a></td><td>(.*?)</td>', html)
-    assert rows == [("/users/alice", "alice", "和食派 Japanese-leaning"),
-                    ("/users/amy", "amy", "和食派 Japanese-leaning"),
-                    ("/users/anna", "anna", "洋食派 Western-leaning")]
+    assert rows == [("/users/alice", "alice", "Japanese-leaning"),
+                    ("/users/amy", "amy", "Japanese-leaning"),
+                    ("/users/anna", "anna", "Western-leaning")]
     assert 'id="users-more"' not in html and 'value="a"' in html
     many = page(client, "/users?prefix=p-")
     assert len(re.findall(r'class="user-id"', many)) == 20 and 'id="users-more"' in many
@@ -325,28 +327,30 @@ def chart_summaries(html: str) -> dict[str, str]:
 def test_charts_have_a_text_alternative_tables_a_caption_and_the_nav_marks_the_page(client: object) -> None:
     html = page(client, "/daily?date=2025-05-10&from=2025-05-09&to=2025-05-11")
     assert chart_summaries(html) == {"daily-chart": (
-        "Orders per day, 2025-05-09 to 2025-05-11 (3 aggregated days): 630 orders, the most on 2025-05-11 (214); "
+        "Orders per day, Fri 2025-05-09 to Sun 2025-05-11 (3 aggregated days): 630 orders, the most on Sun 2025-05-11 "
+        "(214); "
         "Japanese share 52.9% on the first day and 51.9% on the last, 52.0% over the last 7 days.")}
     assert 'role="figure" aria-labelledby="daily-chart-summary"' in html
-    assert "<caption>Daily orders 2025-05-09 – 2025-05-11, latest first 日別の注文数</caption>" in html
+    assert "<caption>Daily orders Fri 2025-05-09 – Sun 2025-05-11, latest first</caption>" in html
     current = re.findall(r'<a [^>]*aria-current="page"[^>]*>', html)
     assert current == ['<a href="/daily" class="active" aria-current="page">']
     html = page(client, "/segments")
     assert chart_summaries(html) == {
-        "segments-chart": "Users per segment, 2025-05-29 to 2025-05-31: 和食派 Japanese-leaning 241 → 255; "
-                          "洋食派 Western-leaning 1 → 2; どちらも Even 2 → 1.",
-        "flows-chart": "Users who entered and exited each segment per day, 2025-05-29 to 2025-05-31: "
-                       "和食派 Japanese-leaning +20 −4; 洋食派 Western-leaning +1 −0; どちらも Even +1 −1.",
+        "segments-chart": "Users per segment, Thu 2025-05-29 to Sat 2025-05-31: Japanese-leaning 241 → 255; "
+                          "Western-leaning 1 → 2; Even 2 → 1.",
+        "flows-chart": "Users who entered and exited each segment per day, Thu 2025-05-29 to Sat 2025-05-31: "
+                       "Japanese-leaning +20 −4; Western-leaning +1 −0; Even +1 −1.",
     }
     # the table both charts draw
-    assert '<tr><td>2025-05-31</td><td class="num">255</td><td class="num">+12</td><td class="num">−3</td>' in html
+    assert '<tr><td>Sat 2025-05-31</td><td class="num">255</td><td class="num">+12</td><td class="num">−3</td>' in html
     assert re.findall(r"<caption>(.*?)</caption>", html) == [
-        "Segment sizes as of 2025-05-31 セグメントの大きさ",
-        "Segment sizes, entered and exited, 2025-05-02 – 2025-05-31",
-        "Users of 和食派 Japanese-leaning, page 1 セグメントのユーザー"]
+        "Segment sizes as of Sat 2025-05-31",
+        "Segment sizes, entered and exited, Fri 2025-05-02 – Sat 2025-05-31",
+        "Users of Japanese-leaning, page 1"]
     html = page(client, "/users/alice")
     assert chart_summaries(html) == {
-        "user-chart": "Orders per day, 2024-12-31 to 2025-05-31 (3 days with orders): 3 Japanese and 1 Western."}
+        "user-chart": "Orders per day, Tue 2024-12-31 to Sat 2025-05-31 (3 days with orders): 3 Japanese and 1 "
+                      "Western."}
     assert 'href="/users" class="active" aria-current="page"' in html
 
 
@@ -552,8 +556,9 @@ def test_auth_needs_both_user_and_password(settings: object) -> None:
 def test_empty_states_read_well(app: object, cassandra: object) -> None:
     truncate(cassandra)
     client = app.test_client()  # type: ignore[attr-defined]
+    client.set_cookie("lang", "en")
     html = page(client, "/daily")
-    assert "Nothing aggregated yet 未集計" in html
+    assert "Nothing aggregated yet" in html
     assert "No daily summaries yet: the aggregate job has not run." in html
     assert "data-chart" not in html and "/assets/plotly-" not in html
     html = page(client, "/segments")
@@ -582,7 +587,7 @@ def test_empty_states_read_well(app: object, cassandra: object) -> None:
     assert (len(body["days"]), body["total"]) == (30, 0)
     assert 'id="rejected"' not in page(client, "/daily")  # no date to show
     html = page(client, "/daily?date=2025-05-31")
-    assert "No rejected records on 2025-05-31." in html
+    assert "No rejected records on Sat 2025-05-31." in html
 
 
 def test_cassandra_unreachable_is_503_with_retry_after_never_500(settings: object) -> None:
@@ -595,7 +600,7 @@ def test_cassandra_unreachable_is_503_with_retry_after_never_500(settings: objec
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert response.get_json() == {"error": "the data store (Cassandra) is unavailable; retry shortly"}
-    response = client.get("/segments")
+    response = client.get("/segments?lang=en")
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     html = response.get_data(as_text=True)
     assert "the data store (Cassandra) is unavailable; retry shortly" in html

@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     # Here, not at the top: `import viewer.params` (tests, tools) must not load every
     # blueprint and Plotly with it.
-    from viewer import api, assets, auth, db, errors, health, metrics, pages, response_cache, status
+    from viewer import api, assets, auth, db, errors, health, i18n, metrics, pages, response_cache, status
     from viewer.params import UserIdConverter, check_single
 
     # User ids may hold slashes, doubled or leading ones too: they are matched whole, and
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     auth.init_app(app)
     app.before_request(lambda: check_single(request.args))
     errors.init_app(app)
+    i18n.init_app(app)
     response_cache.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(assets.bp)

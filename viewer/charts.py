@@ -1,7 +1,8 @@
 """Plotly figures of the pages, as plain JSON-able dicts (pure functions of the data).
 
 The pages embed them with Jinja's |tojson (safe inside <script>) and static/viewer.js
-draws them with the Plotly served by the app.
+draws them with the Plotly served by the app. Every name, axis title and sentence is in the
+page's language (``lang``, viewer/labels.py): the script draws what the page gives it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from orderlog.business_day import shift_days
-from orderlog.menu import EVEN, JAPANESE, MENU_LABELS, SEGMENT_LABELS, SEGMENTS, WESTERN
+from orderlog.menu import EVEN, JA, JAPANESE, MENU_NAMES, SEGMENT_NAMES, SEGMENTS, WESTERN
+from viewer.i18n import day, text
 from viewer.queries import DaySummary, SegmentSize, UserDay
 from viewer.trends import Comparison
 
@@ -51,10 +53,10 @@ def _plain(fig: go.Figure) -> dict[str, Any]:
     return json.loads(pio.to_json(fig, validate=True))
 
 
-def _menu_bars(x: list[str], days: list[Any]) -> list[go.Bar]:
+def _menu_bars(x: list[str], days: list[Any], lang: str) -> list[go.Bar]:
     """Japanese and Western orders per day, as the two stacked bars every chart uses."""
     return [
-        go.Bar(name=MENU_LABELS[menu], x=x, y=[getattr(d, menu) for d in days], marker_color=COLORS[menu])
+        go.Bar(name=MENU_NAMES[lang][menu], x=x, y=[getattr(d, menu) for d in days], marker_color=COLORS[menu])
         for menu in (JAPANESE, WESTERN)
     ]
 
@@ -67,18 +69,19 @@ def daily_figure(
     days: list[DaySummary],
     moving: dict[date, float | None] | None = None,
     comparison: Comparison | None = None,
+    lang: str = JA,
 ) -> dict[str, Any]:
     """Orders per day (stacked bars) with the Japanese share (line, right axis); the share
     over 7 days (``moving``, by date) and a second period drawn day by day over the range
     (``comparison``: its total orders and its share, dashed) when given."""
     x = [d.date.isoformat() for d in days]
     traces: list[Any] = [
-        *_menu_bars(x, days),
-        go.Scatter(name="和食率 Japanese share (%)", x=x, y=[_percent(d.japanese_share) for d in days], yaxis="y2",
+        *_menu_bars(x, days, lang),
+        go.Scatter(name=text(lang, "chart.share"), x=x, y=[_percent(d.japanese_share) for d in days], yaxis="y2",
                    mode="lines+markers", line={"color": COLORS[SHARE], "width": 2}),
     ]
     if moving is not None:
-        traces.append(go.Scatter(name="和食率 7日移動平均 Japanese share, 7 days (%)", x=x,
+        traces.append(go.Scatter(name=text(lang, "chart.moving"), x=x,
                                  y=[_percent(moving.get(d.date)) for d in days], yaxis="y2", mode="lines",
                                  line={"color": COLORS[MOVING], "width": 3}))
     if comparison is not None:
@@ -87,10 +90,11 @@ def daily_figure(
         shown = [d.date.isoformat() for _, d in aligned]  # the compared period's own dates, on hover
         period = f"{comparison.first.isoformat()} – {comparison.last.isoformat()}"
         traces += [
-            go.Scatter(name=f"比較期間 合計 Total, {period}", x=cx, y=[d.total for _, d in aligned], customdata=shown,
+            go.Scatter(name=text(lang, "chart.compare_total", period=period), x=cx, y=[d.total for _, d in aligned],
+                       customdata=shown,
                        mode="lines", line={"color": COLORS[COMPARED], "dash": "dash"},
                        hovertemplate="%{customdata}: %{y}"),
-            go.Scatter(name=f"比較期間 和食率 Japanese share (%), {period}", x=cx,
+            go.Scatter(name=text(lang, "chart.compare_share", period=period), x=cx,
                        y=[_percent(d.japanese_share) for _, d in aligned], customdata=shown, yaxis="y2",
                        mode="lines", line={"color": COLORS[SHARE], "dash": "dot"},
                        hovertemplate="%{customdata}: %{y}%"),
@@ -100,9 +104,9 @@ def daily_figure(
         layout={
             **_LAYOUT,
             "barmode": "stack",
-            "xaxis": _date_axis(x, "business date"),
-            "yaxis": {"title": {"text": "orders 注文数"}, "rangemode": "tozero"},
-            "yaxis2": {"title": {"text": "Japanese share %"}, "overlaying": "y", "side": "right",
+            "xaxis": _date_axis(x, text(lang, "chart.business_date")),
+            "yaxis": {"title": {"text": text(lang, "chart.orders")}, "rangemode": "tozero"},
+            "yaxis2": {"title": {"text": text(lang, "chart.share_axis")}, "overlaying": "y", "side": "right",
                        "range": [0, 100], "showgrid": False,
                        # Fixed ticks: left alone, Plotly aligns them to the count axis (14.2, 28.4, ...).
                        "tickmode": "array", "tickvals": [0, 25, 50, 75, 100]},
@@ -111,32 +115,32 @@ def daily_figure(
     return _plain(fig)
 
 
-def segments_figure(by_date: dict[date, dict[str, SegmentSize]]) -> dict[str, Any]:
+def segments_figure(by_date: dict[date, dict[str, SegmentSize]], lang: str = JA) -> dict[str, Any]:
     """Segment sizes over time, one line per segment."""
     x = [d.isoformat() for d in by_date]
     fig = go.Figure(
         data=[
-            go.Scatter(name=SEGMENT_LABELS[s], x=x, y=[sizes[s].users for sizes in by_date.values()],
+            go.Scatter(name=SEGMENT_NAMES[lang][s], x=x, y=[sizes[s].users for sizes in by_date.values()],
                        mode="lines+markers", line={"color": COLORS[s]})
             for s in SEGMENTS
         ],
         layout={
             **_LAYOUT,
-            "xaxis": _date_axis(x, "as of"),
-            "yaxis": {"title": {"text": "users ユーザー数"}, "rangemode": "tozero"},
+            "xaxis": _date_axis(x, text(lang, "chart.as_of")),
+            "yaxis": {"title": {"text": text(lang, "chart.users")}, "rangemode": "tozero"},
         },
     )
     return _plain(fig)
 
 
-def segment_flows_figure(by_date: dict[date, dict[str, SegmentSize]]) -> dict[str, Any]:
+def segment_flows_figure(by_date: dict[date, dict[str, SegmentSize]], lang: str = JA) -> dict[str, Any]:
     """Users who entered (up) and exited (down) each segment per day, as relative bars."""
     x = [d.isoformat() for d in by_date]
     traces = []
     for s in SEGMENTS:
-        traces.append(go.Bar(name=f"{SEGMENT_LABELS[s]} 流入 entered", x=x, legendgroup=s,
+        traces.append(go.Bar(name=text(lang, "chart.entered", segment=SEGMENT_NAMES[lang][s]), x=x, legendgroup=s,
                              y=[sizes[s].entered for sizes in by_date.values()], marker_color=COLORS[s]))
-        traces.append(go.Bar(name=f"{SEGMENT_LABELS[s]} 流出 exited", x=x, legendgroup=s,
+        traces.append(go.Bar(name=text(lang, "chart.exited", segment=SEGMENT_NAMES[lang][s]), x=x, legendgroup=s,
                              y=[-sizes[s].exited for sizes in by_date.values()], marker_color=COLORS[s],
                              marker_pattern_shape="/"))
     fig = go.Figure(
@@ -144,26 +148,26 @@ def segment_flows_figure(by_date: dict[date, dict[str, SegmentSize]]) -> dict[st
         layout={
             **_LAYOUT,
             "barmode": "relative",
-            "xaxis": _date_axis(x, "as of"),
-            "yaxis": {"title": {"text": "users entered (+) / exited (−)"}, "zeroline": True},
+            "xaxis": _date_axis(x, text(lang, "chart.as_of")),
+            "yaxis": {"title": {"text": text(lang, "chart.flows_axis")}, "zeroline": True},
         },
     )
     return _plain(fig)
 
 
-def user_figure(history: list[UserDay]) -> dict[str, Any]:
+def user_figure(history: list[UserDay], lang: str = JA) -> dict[str, Any]:
     """One user's orders per day (oldest first)."""
     days = sorted(history, key=lambda d: d.date)
     x = [d.date.isoformat() for d in days]
     fig = go.Figure(
         data=[
-            *_menu_bars(x, days),
+            *_menu_bars(x, days, lang),
         ],
         layout={
             **_LAYOUT,
             "barmode": "stack",
-            "xaxis": _date_axis(x, "business date"),
-            "yaxis": {"title": {"text": "orders 注文数"}, "rangemode": "tozero", "dtick": 1},
+            "xaxis": _date_axis(x, text(lang, "chart.business_date")),
+            "yaxis": {"title": {"text": text(lang, "chart.orders")}, "rangemode": "tozero", "dtick": 1},
         },
     )
     return _plain(fig)
@@ -176,49 +180,49 @@ def _pct(share: float | None) -> str:
     return "—" if share is None else f"{100 * share:.1f}%"
 
 
-def daily_summary(days: list[DaySummary], moving: dict[date, float | None] | None = None) -> str:
+def daily_summary(days: list[DaySummary], moving: dict[date, float | None] | None = None, lang: str = JA) -> str:
     """What the trend chart shows, in one sentence."""
     if not days:
-        return "No aggregated days."
+        return text(lang, "chart.daily_none")
     first, last = days[0], days[-1]
     busiest = max(days, key=lambda d: d.total)
-    text = (
-        f"Orders per day, {first.date.isoformat()} to {last.date.isoformat()} ({len(days)} aggregated days): "
-        f"{sum(d.total for d in days):,} orders, the most on {busiest.date.isoformat()} ({busiest.total:,}); "
-        f"Japanese share {_pct(first.japanese_share)} on the first day and {_pct(last.japanese_share)} on the last"
+    sentence = text(
+        lang, "chart.daily_summary", first=day(lang, first.date), last=day(lang, last.date), days=len(days),
+        orders=f"{sum(d.total for d in days):,}", busiest=day(lang, busiest.date), most=f"{busiest.total:,}",
+        share_first=_pct(first.japanese_share), share_last=_pct(last.japanese_share),
     )
     if moving:
-        text += f", {_pct(moving.get(last.date))} over the last 7 days"
-    return text + "."
+        sentence += text(lang, "chart.daily_moving", share=_pct(moving.get(last.date)))
+    return sentence + text(lang, "chart.end")
 
 
-def sizes_summary(by_date: dict[date, dict[str, SegmentSize]]) -> str:
+def sizes_summary(by_date: dict[date, dict[str, SegmentSize]], lang: str = JA) -> str:
     if not by_date:
-        return "No segment sizes."
+        return text(lang, "chart.sizes_none")
     first, last = next(iter(by_date)), list(by_date)[-1]
     moves = "; ".join(
-        f"{SEGMENT_LABELS[s]} {by_date[first][s].users:,} → {by_date[last][s].users:,}" for s in SEGMENTS
+        f"{SEGMENT_NAMES[lang][s]} {by_date[first][s].users:,} → {by_date[last][s].users:,}" for s in SEGMENTS
     )
-    return f"Users per segment, {first.isoformat()} to {last.isoformat()}: {moves}."
+    return text(lang, "chart.sizes_summary", first=day(lang, first), last=day(lang, last), moves=moves)
 
 
-def flows_summary(by_date: dict[date, dict[str, SegmentSize]]) -> str:
+def flows_summary(by_date: dict[date, dict[str, SegmentSize]], lang: str = JA) -> str:
     if not by_date:
-        return "No segment sizes."
+        return text(lang, "chart.sizes_none")
     first, last = next(iter(by_date)), list(by_date)[-1]
     moves = "; ".join(
-        f"{SEGMENT_LABELS[s]} +{sum(v[s].entered for v in by_date.values()):,} "
+        f"{SEGMENT_NAMES[lang][s]} +{sum(v[s].entered for v in by_date.values()):,} "
         f"−{sum(v[s].exited for v in by_date.values()):,}"
         for s in SEGMENTS
     )
-    return f"Users who entered and exited each segment per day, {first.isoformat()} to {last.isoformat()}: {moves}."
+    return text(lang, "chart.flows_summary", first=day(lang, first), last=day(lang, last), moves=moves)
 
 
-def user_summary(history: list[UserDay]) -> str:
+def user_summary(history: list[UserDay], lang: str = JA) -> str:
     if not history:
-        return "No orders."
+        return text(lang, "chart.user_none")
     days = sorted(history, key=lambda d: d.date)
-    return (
-        f"Orders per day, {days[0].date.isoformat()} to {days[-1].date.isoformat()} ({len(days)} days with orders): "
-        f"{sum(d.japanese for d in days):,} Japanese and {sum(d.western for d in days):,} Western."
+    return text(
+        lang, "chart.user_summary", first=day(lang, days[0].date), last=day(lang, days[-1].date), days=len(days),
+        japanese=f"{sum(d.japanese for d in days):,}", western=f"{sum(d.western for d in days):,}",
     )

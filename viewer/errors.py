@@ -16,6 +16,7 @@ from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
 from viewer.db import SchemaOutOfDate
+from viewer.i18n import language
 from viewer.params import BadCursor, BadParameter
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def error_response(status: int, message: str, **extra: object) -> Response | tup
 
 
 def _bare_error_page(status: int, message: str) -> str:
-    return (f'<!doctype html>\n<html lang="ja"><head><meta charset="utf-8"><title>{status}</title></head>'
+    return (f'<!doctype html>\n<html lang="{language()}"><head><meta charset="utf-8"><title>{status}</title></head>'
             f'<body><main><h1>{status}</h1><p id="error-message">{escape(message)}</p></main></body></html>\n')
 
 

@@ -9,11 +9,12 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from orderlog.business_day import date_range
-from orderlog.menu import EVEN, JAPANESE, MENU_LABELS, SEGMENT_LABELS, SEGMENTS, WESTERN
+from orderlog.menu import EVEN, JAPANESE, SEGMENTS, WESTERN
 from viewer import audience, changes, charts, queries, trends
 from viewer.assets import plotly_js_url
 from viewer.db import SchemaOutOfDate, get_store
 from viewer.errors import CASSANDRA_ERRORS, error_response
+from viewer.i18n import language, text
 from viewer.params import (
     DEFAULT_USER_MATCHES,
     MAX_PAGE,
@@ -77,8 +78,6 @@ def common() -> dict[str, Any]:
     return {
         "last": last,
         "plotly_js": plotly_js_url(),
-        "menu_labels": MENU_LABELS,
-        "segment_labels": SEGMENT_LABELS,
         "segments": SEGMENTS,
         "JAPANESE": JAPANESE,
         "WESTERN": WESTERN,
@@ -105,6 +104,7 @@ def daily() -> Any:
     rejected_by_date: dict[date, int] = {}
     compare_from = parse_date(request.args, "compare_from")
     trend = None
+    lang = language()
     if span is not None:
         trend = trends.range_trend(store, span, compare_from)
         days = trend.days
@@ -123,9 +123,9 @@ def daily() -> Any:
         rejected_by_date=rejected_by_date,
         rejected=queries.rejected_of(store, chosen, PAGE_REJECTED_SAMPLES) if chosen else None,
         rejected_ttl_days=current_app.config["SETTINGS"].rejected.ttl_days,
-        figure=charts.daily_figure(days, trend.moving, trend.comparison) if trend and days else None,
+        figure=charts.daily_figure(days, trend.moving, trend.comparison, lang) if trend and days else None,
         comparison=trend.comparison if trend else None,
-        chart_summary=charts.daily_summary(days, trend.moving if trend else None),
+        chart_summary=charts.daily_summary(days, trend.moving if trend else None, lang),
         month_link=_month_link(chosen or (span[1] if span else None)),
     )
 
@@ -183,17 +183,18 @@ def segments() -> Any:
         page = queries.members_page(store, segment, **args)
     current = queries.sizes_of(store, last.segments_as_of) if last.segments_as_of else {}
     # With a cursor the page number is only shown (page_no rides along in the links).
+    lang = language()
     shown_page = parse_int(request.args, "page_no", 1, 1, MAX_PAGE) if args["after"] else args["page"]
     return render_template(
         "segments.html",
         chosen=chosen,
         sizes=sizes,
         span=span,
-        figure=charts.segments_figure(history) if history else None,
-        flows_figure=charts.segment_flows_figure(history) if history else None,
+        figure=charts.segments_figure(history, lang) if history else None,
+        flows_figure=charts.segment_flows_figure(history, lang) if history else None,
         history=history,
-        sizes_summary=charts.sizes_summary(history),
-        flows_summary=charts.flows_summary(history),
+        sizes_summary=charts.sizes_summary(history, lang),
+        flows_summary=charts.flows_summary(history, lang),
         segment=segment,
         current_count=current[segment].users if segment in current else None,
         page=page,
@@ -226,13 +227,14 @@ def user_lookup() -> Any:
 def user(user_id: str) -> Any:
     check_user_id(user_id)
     summary = queries.user_summary(get_store(), user_id)
+    lang = language()
     if summary is None:
-        return error_response(404, f"No aggregated orders for user “{user_id}”.")
+        return error_response(404, text(lang, "user.not_found", user=user_id))
     return render_template(
         "user.html",
         u=summary,
-        figure=charts.user_figure(summary.history) if summary.history else None,
+        figure=charts.user_figure(summary.history, lang) if summary.history else None,
         timeline=segment_timeline(summary.history),
-        chart_summary=charts.user_summary(summary.history),
+        chart_summary=charts.user_summary(summary.history, lang),
         now=datetime.now(UTC),
     )

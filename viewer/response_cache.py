@@ -24,6 +24,7 @@ from flask import Flask, Response, current_app, g, request
 
 from viewer.db import get_store
 from viewer.health import PUBLIC_ENDPOINTS
+from viewer.i18n import is_page, language
 
 # Endpoints whose answer includes what the streaming job writes.
 STREAM_FED = {"api.daily_order_summaries", "api.rejected_events", "pages.daily", "status.status_page",
@@ -74,6 +75,10 @@ def _etag_of_request() -> tuple[str, str] | None:
     key = generation
     if request.endpoint in STREAM_FED:
         key += f":{int(time.time() // store.cache_seconds)}"
+    # A page's answer depends on its language (?lang=, cookie or Accept-Language: not all in
+    # the path), so the language is in its key and ETag; the API's answers are the same in both.
+    if is_page():
+        key += f":{language()}"
     digest = hashlib.sha256(f"{key}\n{request.full_path}".encode("utf-8", "surrogatepass")).hexdigest()
     return generation, digest[:32]
 
