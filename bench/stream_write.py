@@ -40,7 +40,7 @@ OPTION_NAMES = {
     "buffer": "spark.cassandra.output.batch.grouping.buffer.size",
     "key": "spark.cassandra.output.batch.grouping.key",
 }
-DEFAULT_SETTINGS = ["default", "writes=16", "rows=64", "rows=64,writes=16", "rows=256,writes=8"]
+DEFAULT_SETTINGS = ["default", "bytes=16384", "writes=16", "bytes=16384,writes=16", "bytes=32768,writes=16"]
 COLUMNS = ["order_date", "bucket", "order_id", "user_id", "menu_type", "ordered_at", "ordered_at_text",
            "received_at", "kafka_partition", "kafka_offset", "ingested_at"]
 
