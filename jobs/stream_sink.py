@@ -34,8 +34,24 @@ STREAM_DAY_COUNTS = "stream_day_counts"
 QUERY_ID_PROPERTY = "sql.streaming.queryId"
 # Between retries of a batch's writes: first pause, and the longest.
 FIRST_PAUSE_S, LONGEST_PAUSE_S = 1.0, 10.0
+# The connector's batching of the raw_orders write, unless the session sets its own
+# (`--conf spark.cassandra.output.…`). A micro-batch's rows fall in few partitions (a few
+# business dates x RAW_ORDER_BUCKETS), so unlogged batches of one partition can be much
+# larger than the connector's default 1 KiB (~8 rows): 16 KiB (~100 rows, under Cassandra's
+# default 50 KiB batch_size_fail_threshold, above its 5 KiB warn threshold) and 16 batches in
+# flight per task wrote ~2x the rows/s of the defaults (bench.stream_write, docs/benchmarks.md).
+RAW_ORDERS_WRITE_DEFAULTS = {
+    "spark.cassandra.output.batch.size.bytes": "16384",
+    "spark.cassandra.output.concurrent.writes": "16",
+}
 # (day, kind, records) of a batch: what stream_day_counts is written from.
 DayCounts = list[tuple[Any, str, int]]
+
+
+def raw_orders_write_options(session_conf: dict[str, str]) -> dict[str, str]:
+    """RAW_ORDERS_WRITE_DEFAULTS, less the settings the session's conf gives (an operator's
+    --conf wins: a write option would override it)."""
+    return {key: value for key, value in RAW_ORDERS_WRITE_DEFAULTS.items() if key not in session_conf}
 
 
 class DayCountWriter:
@@ -153,7 +169,9 @@ class BatchWriter:
     def _write(self, parsed: DataFrame, rejected: int, batch_id: int, query_id: str, counts: DayCounts) -> None:
         tz = self.settings.business.timezone
         valid_rows = parsed.transform(filter_valid).transform(to_raw_orders, tz)
-        write_table(valid_rows, self.settings, RAW_ORDERS, session_epoch=self.epoch)
+        session_conf = dict(parsed.sparkSession.sparkContext.getConf().getAll())
+        write_table(valid_rows, self.settings, RAW_ORDERS, session_epoch=self.epoch,
+                    options=raw_orders_write_options(session_conf))
         if rejected:
             rejected_rows = parsed.transform(filter_rejected).transform(to_rejected_events, tz)
             # Rejected rows expire: a flood of bad records cannot fill the disk for good.

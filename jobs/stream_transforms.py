@@ -18,6 +18,7 @@ Spark expressions around it are total.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -160,10 +161,26 @@ def parse_records(
     })
 
 
+def _parse_deferred_record(
+    value: bytes | None, topic: str, partition: int, offset: int, timestamp_us: int | None,
+    replay_header: bytes | None, deferred: bool,
+) -> tuple[object, ...] | None:
+    """parse_kafka_record of a deferred record, null for the others: the row-at-a-time twin
+    of parse_records, for Spark's Arrow-optimized Python UDF (``useArrow=True``)."""
+    if not deferred:
+        return None
+    return parse_kafka_record(value, topic, partition, offset, timestamp_us, replay_header)
+
+
+# The same rule as parse_records, called once per row with Arrow as the transport instead of
+# pandas; measured against it by bench.stream_validation (docs/benchmarks.md).
+parse_records_arrow = F.udf(_parse_deferred_record, PARSED_TYPE, useArrow=True)
+
+
 _INT_FIELDS = frozenset(f.name for f in PARSED_TYPE.fields if isinstance(f.dataType, (T.IntegerType, T.LongType)))
 
 
-def with_parsed(df: DataFrame) -> DataFrame:
+def with_parsed(df: DataFrame, python_udf: Callable[..., Column] | None = None) -> DataFrame:
     """Adds ``parsed`` (PARSED_TYPE) to Kafka records (value, topic, partition, offset,
     timestamp, headers).
 
@@ -172,16 +189,18 @@ def with_parsed(df: DataFrame) -> DataFrame:
     work); every other record (non-canonical, invalid, replayed) goes to ``parse_record``
     through the pandas UDF. One projection, not a split: a filter and its negation would
     read the batch twice and judge every record natively twice (Spark copies the column into
-    both branches). The UDF sees every row but gets a deferred record's inputs only."""
+    both branches). The UDF sees every row but gets a deferred record's inputs only.
+    ``python_udf`` is the deferred records' UDF (parse_records unless given)."""
     # A replay is keyed by its header's coordinates: the UDF's job (parse_kafka_record). Not
     # F.exists: a lambda takes the projection out of whole-stage code generation.
     has_replay_header = F.coalesce(F.array_contains(F.col("headers.key"), REPLAY_HEADER), F.lit(False))
     now = F.least(F.col("timestamp"), F.current_timestamp())
     judged = with_canonical_event(df, _NATIVE, F.col("value"), now, eligible=~has_replay_header)
     deferred = F.col(_NATIVE).isNull()
-    return judged.withColumn(
-        "parsed", F.when(deferred, _parsed_by_python(deferred)).otherwise(_parsed_of_native(F.col(_NATIVE)))
-    ).drop(_NATIVE)
+    by_python = _parsed_by_python(deferred, python_udf or parse_records)
+    return judged.withColumn("parsed", F.when(deferred, by_python).otherwise(_parsed_of_native(F.col(_NATIVE)))).drop(
+        _NATIVE
+    )
 
 
 _NATIVE = "_native_event"
@@ -204,13 +223,13 @@ def _parsed_of_native(event: Column) -> Column:
     )
 
 
-def _parsed_by_python(deferred: Column) -> Column:
+def _parsed_by_python(deferred: Column, python_udf: Callable[..., Column]) -> Column:
     replay_headers = F.filter(F.col("headers"), _is_replay_header)
 
     def only_deferred(column: Column) -> Column:
         return F.when(deferred, column)
 
-    return parse_records(
+    return python_udf(
         # A value longer than MAX_EVENT_BYTES is rejected for its length alone, and its
         # first MAX_EVENT_BYTES + 1 bytes get the same verdict: whatever producers send,
         # the UDF's input stays a few KiB a record (10,000 records of 1 MB would not fit

@@ -27,6 +27,7 @@ from jobs.stream_transforms import (
     filter_valid,
     parse_kafka_record,
     parse_one,
+    parse_records_arrow,
     to_raw_orders,
     to_rejected_events,
     with_parsed,
@@ -258,3 +259,21 @@ def test_the_udf_keeps_every_microsecond_of_times_far_from_1970(spark: SparkSess
     assert parsed[0].reason is None and parsed[0].received_at_us == -52_020_187_486_996_001
     assert parsed[0].replay_timestamp_us == 253_402_214_399_999_000
     assert parsed[1].reason is not None and parsed[1].received_at_us is None
+
+
+def test_the_arrow_udf_judges_a_hostile_batch_exactly_as_the_pandas_udf(spark: SparkSession):
+    # bench.stream_validation measures parse_records_arrow against the job's pandas UDF: both
+    # must be the same rule, field by field, on hostile records and far Kafka times too.
+    batch = hostile_batch(seed=20261126, size=300, topic=TOPIC)
+    rows = [
+        (key, value, TOPIC, offset % 3, offset, KAFKA_TIMES[offset % len(KAFKA_TIMES)].replace(tzinfo=None), headers)
+        for offset, (key, value, headers) in enumerate(batch)
+    ]
+    frame = spark.createDataFrame(rows, KAFKA_SCHEMA)
+
+    def parsed_by(*udf) -> dict:
+        return {r.offset: r.parsed for r in frame.transform(with_parsed, *udf).select("offset", "parsed").collect()}
+
+    by_pandas, by_arrow = parsed_by(), parsed_by(parse_records_arrow)
+    assert len(by_pandas) == len(batch)
+    assert by_arrow == by_pandas

@@ -17,6 +17,7 @@ from pyspark.sql import types as T
 
 from jobs.cassandra_io import short_cause
 from jobs.stream_progress import offsets_behind
+from jobs.stream_sink import raw_orders_write_options
 from jobs.stream_source import KAFKA_SCHEMA
 from jobs.stream_transforms import (
     filter_rejected,
@@ -291,3 +292,14 @@ def test_short_cause_picks_the_java_exception_out_of_a_py4j_error():
         "java.lang.IllegalStateException: Boom, aborting schema refresh"
     )
     assert short_cause(ValueError("plain")) == "plain"
+
+
+def test_raw_orders_write_batches_by_partition_unless_the_session_says_otherwise():
+    assert raw_orders_write_options({"spark.app.name": "x"}) == {
+        "spark.cassandra.output.batch.size.bytes": "16384",
+        "spark.cassandra.output.concurrent.writes": "16",
+    }
+    # An operator's --conf is the session's: a write option would silently override it.
+    assert raw_orders_write_options({"spark.cassandra.output.concurrent.writes": "4"}) == {
+        "spark.cassandra.output.batch.size.bytes": "16384",
+    }
