@@ -15,6 +15,7 @@ import plotly.io as pio
 
 from orderlog.business_day import shift_days
 from orderlog.menu import EVEN, JAPANESE, MENU_LABELS, SEGMENT_LABELS, SEGMENTS, WESTERN
+from viewer.heatmap import WEEKDAY_NAMES, WEEKDAYS, WeekdayHours
 from viewer.queries import DaySummary, SegmentSize, UserDay
 from viewer.trends import Comparison
 
@@ -109,6 +110,52 @@ def daily_figure(
         },
     )
     return _plain(fig)
+
+
+HOUR_LABELS = [f"{h:02d}:00" for h in range(24)]
+
+
+def hourly_figure(grid: WeekdayHours) -> dict[str, Any]:
+    """Orders by weekday (rows, Monday on top) and business hour (columns), as two heatmaps:
+    the orders of each cell (shown) and its Japanese share in % (hidden; the page's switch
+    shows one or the other). A cell without orders has no share: a gap, not 0 %."""
+    y = [WEEKDAY_NAMES[w] for w in WEEKDAYS]
+    orders = [[grid.cell(w, h).total for h in range(24)] for w in WEEKDAYS]
+    shares = [[_percent(grid.cell(w, h).japanese_share) for h in range(24)] for w in WEEKDAYS]
+    fig = go.Figure(
+        data=[
+            go.Heatmap(name="注文数 Orders", x=HOUR_LABELS, y=y, z=orders, colorscale="Blues", xgap=1, ygap=1,
+                       colorbar={"title": {"text": "orders"}},
+                       hovertemplate="%{y} %{x}: %{z} orders<extra></extra>"),
+            go.Heatmap(name="和食率 Japanese share (%)", x=HOUR_LABELS, y=y, z=shares, visible=False,
+                       colorscale=[[0, COLORS[WESTERN]], [0.5, "#f4f4f4"], [1, COLORS[JAPANESE]]],
+                       zmin=0, zmax=100, xgap=1, ygap=1, colorbar={"title": {"text": "% Japanese"}},
+                       hovertemplate="%{y} %{x}: %{z}% Japanese<extra></extra>"),
+        ],
+        layout={
+            **_LAYOUT,
+            "hovermode": "closest",
+            "height": 340,
+            "xaxis": {"title": {"text": "hour of the business day 時"}, "type": "category", "dtick": 3},
+            "yaxis": {"type": "category", "autorange": "reversed"},
+        },
+    )
+    return _plain(fig)
+
+
+def hourly_summary(grid: WeekdayHours, tz: str) -> str:
+    """What the heatmap shows, in one sentence."""
+    busy = [c for c in grid.cells if c.total]
+    if not busy:
+        return "No orders by hour in this range."
+    top = max(busy, key=lambda c: c.total)
+    most_japanese = max(busy, key=lambda c: (c.japanese_share, c.total))
+    return (
+        f"Orders by weekday and hour ({tz}) over {grid.dates} aggregated date{'' if grid.dates == 1 else 's'}: "
+        f"the most on {WEEKDAY_NAMES[top.weekday]} at {HOUR_LABELS[top.hour]} ({top.total:,} orders); the highest "
+        f"Japanese share on {WEEKDAY_NAMES[most_japanese.weekday]} at {HOUR_LABELS[most_japanese.hour]} "
+        f"({_pct(most_japanese.japanese_share)} of {most_japanese.total:,})."
+    )
 
 
 def segments_figure(by_date: dict[date, dict[str, SegmentSize]]) -> dict[str, Any]:
