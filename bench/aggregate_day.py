@@ -50,7 +50,9 @@ def generate(spark: SparkSession, settings: Settings, orders: int, users: int, d
         # A skewed spread of users: a few order a lot, most order once or twice.
         F.concat(F.lit("user-"), (F.pow(F.rand(seed), 2) * users).cast("long").cast("string")).alias("user_id"),
         F.when(F.rand(seed + 1) < 0.55, F.lit(JAPANESE)).otherwise(F.lit(WESTERN)).alias("menu_type"),
-        F.lit(datetime(day.year, day.month, day.day, 3, tzinfo=UTC)).alias("ordered_at"),
+        # Spread over the day, so the aggregate's hourly counts fill every hour.
+        (F.lit(int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) - 9 * 3600)
+         + (F.rand(seed + 2) * 86_400).cast("long")).cast("timestamp").alias("ordered_at"),
     )
     write_table(df.withColumn("bucket", bucket_col(F.col("order_id"), RAW_ORDER_BUCKETS)), settings, "raw_orders")
     return time.perf_counter() - started

@@ -46,7 +46,7 @@ LATEST = date(2025, 5, 31)
 def load(settings: Settings, users: int, days: int) -> None:
     apply_cql(settings)
     session = connect(settings)
-    for table in ("daily_order_summaries", "segment_sizes", "user_segments"):
+    for table in ("daily_order_summaries", "segment_sizes", "user_segments", "hourly_order_counts"):
         session.execute(f"TRUNCATE {table}", timeout=120)
     rnd = random.Random(7)
     summary = session.prepare(
@@ -59,6 +59,14 @@ def load(settings: Settings, users: int, days: int) -> None:
         j, w = rnd.randint(50_000, 70_000), rnd.randint(40_000, 60_000)
         rows.append((d.year, d, j, w, j + w, rnd.randint(60_000, 90_000)))
     execute_concurrent_with_args(session, summary, rows, concurrency=64, raise_on_first_error=True)
+    # The 24 hourly counts of each date (what the heatmap reads), shaped like lunch and dinner.
+    hour = session.prepare(
+        "INSERT INTO hourly_order_counts (year, order_date, hour, japanese, western) VALUES (?, ?, ?, ?, ?)"
+    )
+    shape = [1, 0, 0, 0, 0, 0, 1, 2, 3, 3, 4, 8, 14, 10, 5, 3, 3, 5, 9, 12, 8, 4, 2, 1]
+    hour_rows = [(y, d, h, rnd.randint(0, 600) * shape[h], rnd.randint(0, 500) * shape[h])
+                 for y, d, *_ in rows for h in range(24)]
+    execute_concurrent_with_args(session, hour, hour_rows, concurrency=64, raise_on_first_error=True)
 
     member = session.prepare(
         "INSERT INTO user_segments (segment, bucket, user_id, japanese, western, last_order_date) "
@@ -234,6 +242,12 @@ def main() -> None:
         "segment sizes CSV (30 days)": [
             f"/api/segment_sizes.csv?from={d - timedelta(days=29)}&to={d}"
             for d in (rnd.choice(dates) for _ in range(500))
+        ],
+        "hourly heatmap (30 days)": [
+            f"/api/hourly_orders?from={d - timedelta(days=29)}&to={d}" for d in (rnd.choice(dates) for _ in range(500))
+        ],
+        "hourly heatmap (366 days, the most)": [
+            f"/api/hourly_orders?from={d - timedelta(days=365)}&to={d}" for d in (rnd.choice(dates) for _ in range(50))
         ],
         "users by prefix (20 of ~10,000)": [f"/api/users?prefix=u0{rnd.randrange(100):02d}" for _ in range(200)],
         "users by prefix (20 of ~1,000)": [f"/api/users?prefix=u0{rnd.randrange(1000):03d}" for _ in range(500)],

@@ -73,6 +73,8 @@ def run_day(
     figures = transforms.day_figures(day_counts, day).first().asDict()
     summaries.write_summary(figures)
     after_step("summary")
+    summaries.write_hourly(transforms.hourly_rows(figures))
+    after_step("hourly")
 
     years = sorted(set(summaries.aggregated_years()) | {day.year})
     history = read_history(spark, settings, day_counts.select("user_id"), years)

@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.cassandra_io import read_table
+from orderlog.business_day import business_hour_col
 from orderlog.config import Settings
 from orderlog.layout import RAW_ORDER_BUCKETS, USER_DAY_BUCKETS
 
@@ -28,7 +29,10 @@ def read_day(spark: SparkSession, settings: Settings, name: str, day: date, buck
 
 
 def read_orders(spark: SparkSession, settings: Settings, day: date) -> DataFrame:
-    return read_day(spark, settings, "raw_orders", day, RAW_ORDER_BUCKETS).select("user_id", "menu_type")
+    """The day's orders: user, menu type and the business hour of the order's timestamp."""
+    return read_day(spark, settings, "raw_orders", day, RAW_ORDER_BUCKETS).select(
+        "user_id", "menu_type", business_hour_col(F.col("ordered_at"), settings.business.timezone).alias("hour")
+    )
 
 
 def read_stored_counts(spark: SparkSession, settings: Settings, day: date) -> DataFrame:

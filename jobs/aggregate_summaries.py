@@ -1,7 +1,8 @@
-"""The aggregate's daily summaries and segment sizes, through the Python driver: the
-summary of a date is written here, and segment sizes are chained from the sizes of the
-aggregated date before (a few rows per date). Every statement is prepared once; every
-write first renews the run's lock (``guard``, the ledger's check_lock)."""
+"""The aggregate's daily summaries, hourly counts and segment sizes, through the Python
+driver: the summary and the 24 hourly counts of a date are written here, and segment
+sizes are chained from the sizes of the aggregated date before (a few rows per date).
+Every statement is prepared once; every write first renews the run's lock (``guard``, the
+ledger's check_lock)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from cassandra.cluster import Session
+from cassandra.concurrent import execute_concurrent_with_args
 
 STATEMENTS = {
     "write_summary": (
         "INSERT INTO daily_order_summaries (year, order_date, japanese, western, total, users, aggregated_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    ),
+    "write_hour": (
+        "INSERT INTO hourly_order_counts (year, order_date, hour, japanese, western) VALUES (?, ?, ?, ?, ?)"
     ),
     # DISTINCT over the partition key of a table with one partition per year: tiny.
     "summary_years": "SELECT DISTINCT year FROM daily_order_summaries",
@@ -46,6 +51,12 @@ class Summaries:
         self.guard("the daily summary")
         self._execute("write_summary", (row["year"], row["order_date"], row["japanese"], row["western"],
                                         row["total"], row["users"], datetime.now(UTC)))
+
+    def write_hourly(self, rows: list[dict]) -> None:
+        """The 24 hourly counts of a date (jobs.aggregate_transforms.hourly_rows)."""
+        self.guard("the hourly counts")
+        params = [(r["year"], r["order_date"], r["hour"], r["japanese"], r["western"]) for r in rows]
+        execute_concurrent_with_args(self.session, self.statements["write_hour"], params, raise_on_first_error=True)
 
     def aggregated_dates_from(self, day: date) -> list[date]:
         dates: list[date] = []

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import date
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from orderlog.business_day import HOURS_OF_DAY
 from orderlog.layout import SEGMENT_BUCKETS, USER_DAY_BUCKETS, bucket_col
 from orderlog.menu import JAPANESE, MENU_TYPES, SEGMENTS, WESTERN, preference_col
 
@@ -23,14 +24,28 @@ def filter_valid_orders(orders: DataFrame) -> DataFrame:
     return orders.filter(F.col("user_id").isNotNull() & F.col("menu_type").isin(*MENU_TYPES))
 
 
+def _orders_by_hour(menu: str) -> Column:
+    """An aggregate: the orders of menu in each business hour, as an array indexed by hour
+    (an hour outside 0..23, or none, counts in no hour)."""
+    of_menu = F.col("menu_type") == menu
+    return F.array(
+        *[F.count(F.when(of_menu & (F.col("hour") == hour), 1)) for hour in range(HOURS_OF_DAY)]
+    ).cast("array<int>")
+
+
 def user_day_counts(orders: DataFrame) -> DataFrame:
-    """C_D(u): each user's Japanese and Western orders among the given orders of one day."""
+    """C_D(u): each user's Japanese and Western orders among the given orders of one day,
+    and the same per business hour (``*_by_hour``: 24 counts). The hours ride on the
+    per-user grouping so that the day's hourly totals come from the one materialized frame
+    of the day (``day_figures``), without another pass over the orders."""
     return (
         orders.transform(filter_valid_orders)
         .groupBy("user_id")
         .agg(
             F.sum(F.when(F.col("menu_type") == JAPANESE, 1).otherwise(0)).cast("int").alias("japanese"),
             F.sum(F.when(F.col("menu_type") == WESTERN, 1).otherwise(0)).cast("int").alias("western"),
+            _orders_by_hour(JAPANESE).alias("japanese_by_hour"),
+            _orders_by_hour(WESTERN).alias("western_by_hour"),
         )
     )
 
@@ -43,7 +58,11 @@ def old_and_new_counts(old_counts: DataFrame, new_counts: DataFrame) -> DataFram
         "user_id", F.col("japanese").alias("old_japanese"), F.col("western").alias("old_western")
     )
     new = new_counts.select(
-        "user_id", F.col("japanese").alias("new_japanese"), F.col("western").alias("new_western")
+        "user_id",
+        F.col("japanese").alias("new_japanese"),
+        F.col("western").alias("new_western"),
+        F.col("japanese_by_hour").alias("new_japanese_by_hour"),
+        F.col("western_by_hour").alias("new_western_by_hour"),
     )
     return old.join(new, on="user_id", how="full")
 
@@ -55,9 +74,17 @@ def new_counts_of(day_counts: DataFrame) -> DataFrame:
     )
 
 
+def _summed_by_hour(name: str) -> Column:
+    """An aggregate: the per-hour arrays of column name summed hour by hour (0 when none)."""
+    return F.array(
+        *[F.coalesce(F.sum(F.col(name)[hour]), F.lit(0)) for hour in range(HOURS_OF_DAY)]
+    ).cast("array<bigint>")
+
+
 def day_figures(day_counts: DataFrame, day: date) -> DataFrame:
     """One row for the day: the summary (zeros when nobody ordered: a global aggregate
-    always yields a row), the touched users and the stale ones (stored, no order left)."""
+    always yields a row), its orders per business hour (``*_by_hour``, 24 counts each), the
+    touched users and the stale ones (stored, no order left)."""
     ordered = F.col("new_japanese").isNotNull()
     return day_counts.agg(
         F.coalesce(F.sum("new_japanese"), F.lit(0)).cast("long").alias("japanese"),
@@ -65,6 +92,8 @@ def day_figures(day_counts: DataFrame, day: date) -> DataFrame:
         F.count(F.when(ordered, 1)).cast("long").alias("users"),
         F.count("user_id").cast("long").alias("touched"),
         F.count(F.when(~ordered, 1)).cast("long").alias("stale"),
+        _summed_by_hour("new_japanese_by_hour").alias("japanese_by_hour"),
+        _summed_by_hour("new_western_by_hour").alias("western_by_hour"),
     ).select(
         F.lit(day.year).alias("year"),
         F.lit(day).alias("order_date"),
@@ -74,7 +103,21 @@ def day_figures(day_counts: DataFrame, day: date) -> DataFrame:
         "users",
         "touched",
         "stale",
+        "japanese_by_hour",
+        "western_by_hour",
     )
+
+
+def hourly_rows(figures: Mapping[str, object]) -> list[dict[str, object]]:
+    """hourly_order_counts rows of a day from its figures: all 24 hours, zeros included,
+    so that a re-run overwrites every hour (an hour whose orders vanished becomes 0)."""
+    day = figures["order_date"]
+    japanese, western = figures["japanese_by_hour"], figures["western_by_hour"]
+    return [
+        {"year": day.year, "order_date": day, "hour": hour,  # type: ignore[attr-defined]
+         "japanese": int(japanese[hour]), "western": int(western[hour])}  # type: ignore[index]
+        for hour in range(HOURS_OF_DAY)
+    ]
 
 
 def with_user_day_keys(counts: DataFrame, day: date) -> DataFrame:

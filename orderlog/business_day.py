@@ -1,6 +1,12 @@
 """The business day: an order belongs to the calendar day of its timestamp in the
 business time zone (default Asia/Tokyo). 2025-05-31T23:30:00+09:00 is 2025-05-31;
-2025-05-31T15:30:00Z is 2025-06-01."""
+2025-05-31T15:30:00Z is 2025-06-01. Its business hour is the hour of the same local
+time (0..23): 2025-05-31T12:34:56+09:00 is hour 12 in Tokyo.
+
+In a zone with daylight saving time the local clock skips or repeats an hour on the change
+days: the skipped hour (e.g. 02:00 in the spring) gets no order, and the repeated one (e.g.
+01:00 in the autumn) holds the orders of both real hours. Counts per hour of a day are
+therefore counts per *clock* hour, which is what "lunch at 12" means."""
 
 from __future__ import annotations
 
@@ -34,6 +40,25 @@ def business_date_col(timestamp_col: Column, tz: str) -> Column:
     from pyspark.sql import functions as F
 
     return F.to_date(F.from_utc_timestamp(timestamp_col, tz))
+
+
+HOURS_OF_DAY = 24
+
+
+def business_hour(instant: datetime, tz: ZoneInfo | str) -> int:
+    """The hour (0..23) of an aware datetime on the clock of the business time zone."""
+    if instant.tzinfo is None:
+        raise ValueError("business_hour needs a timezone-aware datetime")
+    zone = ZoneInfo(tz) if isinstance(tz, str) else tz
+    return instant.astimezone(zone).hour
+
+
+def business_hour_col(timestamp_col: Column, tz: str) -> Column:
+    """The same rule as a Spark column: the hour of a timestamp (an instant) in tz. Like
+    ``business_date_col``, right only in a session whose time zone is UTC (jobs/session.py)."""
+    from pyspark.sql import functions as F
+
+    return F.hour(F.from_utc_timestamp(timestamp_col, tz))
 
 
 def yesterday(tz: ZoneInfo | str, now: datetime | None = None) -> date:

@@ -25,10 +25,11 @@ D1, D2, D3 = date(2025, 5, 29), date(2025, 5, 30), date(2025, 5, 31)
 J, W = JAPANESE, WESTERN
 
 # alice: J, then W W -> western on D2; bob: J W -> even; carol: only D3; dave: W on D1 only.
+# Business hours: lunch (12), dinner (19), and the ends of the day (0, 23).
 ORDERS = [
-    order(D1, "alice", J), order(D1, "bob", J), order(D1, "dave", W),
-    order(D2, "alice", W), order(D2, "alice", W), order(D2, "bob", W),
-    order(D3, "carol", J), order(D3, "carol", J), order(D3, "alice", J),
+    order(D1, "alice", J, 12), order(D1, "bob", J, 12), order(D1, "dave", W, 19),
+    order(D2, "alice", W, 0), order(D2, "alice", W, 19), order(D2, "bob", W, 23),
+    order(D3, "carol", J, 12), order(D3, "carol", J, 13), order(D3, "alice", J, 19),
 ]  # fmt: skip
 
 
@@ -67,6 +68,10 @@ def test_in_order_run_writes_every_table(spark, settings, clean_cassandra) -> No
     assert state["segment_sizes"][(D2, W)] == (2, 1, 0)  # alice entered western on D2
     assert state["segment_sizes"][(D2, J)] == (0, 0, 2)  # alice and bob left japanese
     assert state["segment_sizes"][(D3, EVEN)] == (2, 1, 0)  # alice: 2:2
+    hourly = state["hourly_order_counts"]
+    assert len(hourly) == 3 * 24  # every hour of every date, zeros included
+    assert (hourly[(D1, 12)], hourly[(D1, 19)], hourly[(D1, 13)]) == ((2, 0), (0, 1), (0, 0))
+    assert (hourly[(D2, 0)], hourly[(D2, 23)]) == ((0, 1), (0, 1))
     assert ledger(clean_cassandra) == [
         (D1, "succeeded", 3, 3), (D2, "succeeded", 3, 2), (D3, "succeeded", 3, 2)
     ]  # fmt: skip
@@ -87,12 +92,14 @@ def test_reruns_and_backfills_equal_the_in_order_run(spark, settings, clean_cass
 def test_late_orders_then_rerun_counts_them_once(spark, settings, clean_cassandra) -> None:
     insert_orders(clean_cassandra, ORDERS)
     run(spark, settings, D1, D2, D3)
-    late = [order(D2, "dave", J), order(D2, "dave", J), order(D2, "erin", W)]
+    late = [order(D2, "dave", J, 12), order(D2, "dave", J, 12), order(D2, "erin", W, 19)]
     insert_orders(clean_cassandra, late)
     run(spark, settings, D2)
     run(spark, settings, D2)
     expected = expected_state(snapshot(ORDERS + late, [D1, D2, D3]))
     assert actual_state(clean_cassandra) == expected
+    assert expected["hourly_order_counts"][(D2, 12)] == (2, 0)
+    assert expected["hourly_order_counts"][(D2, 19)] == (0, 2)
     assert expected["user_preferences"]["dave"] == (2, 1, J, D1, D2)
     assert (W, "dave") not in expected["user_segments"]
 
@@ -105,13 +112,32 @@ def test_a_day_without_orders_gets_a_row_of_zeros(spark, settings, clean_cassand
     assert state == expected_state(snapshot(ORDERS, [D1]) | {D2: {}})
 
 
+def test_a_rerun_after_orders_vanished_leaves_no_stale_hour(spark, settings, clean_cassandra) -> None:
+    """A late-order correction that removes orders (here: the raw rows deleted): the re-run
+    writes 0 into the hour they were in, it does not keep the old count."""
+    from orderlog.layout import RAW_ORDER_BUCKETS, bucket_of
+
+    insert_orders(clean_cassandra, ORDERS)
+    run(spark, settings, D1)
+    assert actual_state(clean_cassandra)["hourly_order_counts"][(D1, 19)] == (0, 1)
+    dave = next(o for o in ORDERS if o[0] == D1 and o[2] == "dave")
+    clean_cassandra.execute(
+        "DELETE FROM raw_orders WHERE order_date = %s AND bucket = %s AND order_id = %s",
+        (D1, bucket_of(dave[1], RAW_ORDER_BUCKETS), dave[1]),
+    )
+    run(spark, settings, D1)
+    state = actual_state(clean_cassandra)
+    assert state["hourly_order_counts"][(D1, 19)] == (0, 0)
+    assert state == expected_state(snapshot([o for o in ORDERS if o != dave], [D1]))
+
+
 @pytest.mark.fault
-@pytest.mark.parametrize("step", ["summary", "daily_counts", "transitions", "preferences", "segments"])
+@pytest.mark.parametrize("step", ["summary", "hourly", "daily_counts", "transitions", "preferences", "segments"])
 def test_a_crashed_run_is_redone_first_by_the_next_run(spark, settings, clean_cassandra, step) -> None:
     insert_orders(clean_cassandra, ORDERS)
     run(spark, settings, D1, D2)
     # Late orders for D1 flip bob and alice: the crashed run has rewritten some rows only.
-    late = [order(D1, "bob", W), order(D1, "bob", W), order(D1, "alice", J), order(D1, "alice", J)]
+    late = [order(D1, "bob", W, 7), order(D1, "bob", W, 12), order(D1, "alice", J, 21), order(D1, "alice", J, 21)]
     insert_orders(clean_cassandra, late)
     with pytest.raises(InjectedCrash):
         run(spark, settings, D1, crash_after=step)

@@ -8,30 +8,55 @@ import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
+from orderlog.business_day import HOURS_OF_DAY
+from orderlog.config import load_settings
 from orderlog.layout import RAW_ORDER_BUCKETS, SEGMENT_BUCKETS, USER_DAY_BUCKETS, bucket_of
 from orderlog.menu import EVEN, JAPANESE, SEGMENTS, WESTERN, preference
 
-# An order as the tests hold it: (order_date, order_id, user_id, menu_type).
-Order = tuple[date, str, str, str]
+# An order as the tests hold it: (order_date, order_id, user_id, menu_type, business hour);
+# a 4-tuple is an order at noon.
+Order = tuple[date, str, str, str, int]
+NOON = 12
 _ids = itertools.count()
 
 
-def order(day: date, user: str, menu: str) -> Order:
-    return (day, f"o{next(_ids):07d}", user, menu)
+def order(day: date, user: str, menu: str, hour: int = NOON) -> Order:
+    return (day, f"o{next(_ids):07d}", user, menu, hour)
 
 
-def day_counts(orders: Iterable[Order]) -> dict[date, dict[str, tuple[int, int]]]:
+def _hour(o: tuple) -> int:
+    return o[4] if len(o) > 4 else NOON
+
+
+class DayCounts(dict):
+    """A date's per-user counts {user: (japanese, western)}, and in ``hours`` its counts per
+    business hour {hour: (japanese, western)} (only the hours with orders)."""
+
+    def __init__(self, users: Mapping[str, tuple[int, int]], hours: Mapping[int, tuple[int, int]]):
+        super().__init__(users)
+        self.hours = dict(hours)
+
+
+def day_counts(orders: Iterable[tuple]) -> dict[date, DayCounts]:
     counts: dict[date, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-    for day, _, user, menu in orders:
+    hours: dict[date, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    for o in orders:
+        day, _, user, menu = o[:4]
         counts[day][user][0 if menu == JAPANESE else 1] += 1
-    return {d: {u: (c[0], c[1]) for u, c in users.items()} for d, users in counts.items()}
+        hours[day][_hour(o)][0 if menu == JAPANESE else 1] += 1
+    return {
+        d: DayCounts({u: (c[0], c[1]) for u, c in users.items()}, {h: (c[0], c[1]) for h, c in hours[d].items()})
+        for d, users in counts.items()
+    }
 
 
 def expected_state(snapshots: Mapping[date, Mapping[str, tuple[int, int]]]) -> dict[str, object]:
     """Every table of the aggregate, given the per-user counts of each aggregated date as
-    its last run saw them (a date aggregated with no orders maps to {})."""
-    summaries, daily, history, transitions, sizes = {}, {}, {}, {}, {}
+    its last run saw them (a date aggregated with no orders maps to {}); a DayCounts also
+    gives the date's hours, which are all 24 rows, zeros included."""
+    summaries, daily, history, transitions, sizes, hourly = {}, {}, {}, {}, {}, {}
     cum: dict[str, tuple[int, int]] = {}
     first: dict[str, date] = {}
     last: dict[str, date] = {}
@@ -40,6 +65,9 @@ def expected_state(snapshots: Mapping[date, Mapping[str, tuple[int, int]]]) -> d
         j = sum(c[0] for c in users.values())
         w = sum(c[1] for c in users.values())
         summaries[day] = (j, w, j + w, len(users))
+        hours = getattr(users, "hours", {})
+        for hour in range(HOURS_OF_DAY):
+            hourly[(day, hour)] = hours.get(hour, (0, 0))
         before = {u: preference(*c) for u, c in cum.items()}
         for user, (uj, uw) in users.items():
             daily[(day, user)] = (uj, uw)
@@ -67,18 +95,22 @@ def expected_state(snapshots: Mapping[date, Mapping[str, tuple[int, int]]]) -> d
         "user_preferences": preferences,
         "user_segments": segments,
         "segment_sizes": sizes,
+        "hourly_order_counts": hourly,
     }
 
 
-def insert_orders(session: object, orders: Iterable[Order]) -> None:
-    """Rows as the streaming job writes them (its row shape of raw_orders)."""
+def insert_orders(session: object, orders: Iterable[tuple]) -> None:
+    """Rows as the streaming job writes them (its row shape of raw_orders), each at half
+    past its business hour in the configured business time zone."""
     statement = session.prepare(  # type: ignore[attr-defined]
         "INSERT INTO raw_orders (order_date, bucket, order_id, user_id, menu_type, ordered_at, "
         "ordered_at_text, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     )
     now = datetime.now(UTC)
-    for day, order_id, user, menu in orders:
-        at = datetime(day.year, day.month, day.day, 3, 0, tzinfo=UTC)  # 12:00 in Tokyo
+    zone = ZoneInfo(load_settings().business.timezone)
+    for o in orders:
+        day, order_id, user, menu = o[:4]
+        at = datetime(day.year, day.month, day.day, _hour(o), 30, tzinfo=zone).astimezone(UTC)
         session.execute(  # type: ignore[attr-defined]
             statement,
             (day, bucket_of(order_id, RAW_ORDER_BUCKETS), order_id, user, menu, at, at.isoformat(), now),
@@ -115,6 +147,9 @@ def actual_state(session: object) -> dict[str, object]:
         state["user_segments"][(r.segment, r.user_id)] = (r.japanese, r.western, _d(r.last_order_date))
     for r in rows("SELECT * FROM segment_sizes"):
         state["segment_sizes"][(_d(r.as_of), r.segment)] = (r.users, r.entered, r.exited)
+    for r in rows("SELECT * FROM hourly_order_counts"):
+        assert r.year == _d(r.order_date).year
+        state["hourly_order_counts"][(_d(r.order_date), r.hour)] = (r.japanese, r.western)
     return state
 
 
@@ -145,7 +180,20 @@ def test_model_first_order_tie_and_switch() -> None:
     assert state["daily_order_summaries"] == {D1: (2, 1, 3, 2), D2: (0, 2, 2, 1)}
 
 
+def test_model_hours_are_24_rows_per_date_zeros_included() -> None:
+    orders = [order(D1, "a", JAPANESE, 12), order(D1, "b", WESTERN, 12), order(D1, "a", JAPANESE, 19),
+              order(D2, "a", WESTERN, 0)]
+    counts = day_counts(orders)
+    state = expected_state({D1: counts[D1], D2: counts[D2]})
+    hourly = state["hourly_order_counts"]
+    assert len(hourly) == 48
+    assert (hourly[(D1, 12)], hourly[(D1, 19)], hourly[(D1, 13)]) == ((1, 1), (1, 0), (0, 0))
+    assert hourly[(D2, 0)] == (0, 1)
+    assert sum(j + w for j, w in hourly.values()) == len(orders)
+
+
 def test_model_day_without_orders_keeps_sizes() -> None:
     state = expected_state({D1: {"a": (1, 0)}, D2: {}})
     assert state["daily_order_summaries"][D2] == (0, 0, 0, 0)
     assert state["segment_sizes"][(D2, JAPANESE)] == (1, 0, 0)
+    assert all(state["hourly_order_counts"][(D2, h)] == (0, 0) for h in range(HOURS_OF_DAY))

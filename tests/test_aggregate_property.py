@@ -20,10 +20,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 DAYS = [date(2025, 12, 30) + timedelta(days=n) for n in range(4)]  # crosses a year
 USERS = ["u1", "u2", "u3", "u4", "ユーザー5"]
-STEPS = ["summary", "daily_counts", "transitions", "preferences", "segments"]
+STEPS = ["summary", "hourly", "daily_counts", "transitions", "preferences", "segments"]
 
+# Business hours: the ends of the day, lunch and dinner (few values, so hours collide).
+HOURS = [0, 12, 19, 23]
 orders_st = st.lists(
-    st.tuples(st.sampled_from(DAYS), st.sampled_from(USERS), st.sampled_from([JAPANESE, WESTERN])),
+    st.tuples(st.sampled_from(DAYS), st.sampled_from(USERS), st.sampled_from([JAPANESE, WESTERN]),
+              st.sampled_from(HOURS)),
     max_size=12,
 )
 action_st = st.one_of(

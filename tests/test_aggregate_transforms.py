@@ -15,6 +15,16 @@ from orderlog.menu import EVEN, JAPANESE, WESTERN, preference, preference_col
 D1, D2, D3 = date(2025, 5, 29), date(2025, 5, 30), date(2025, 5, 31)
 COUNTS = "user_id string, japanese int, western int"
 TIMELINE = "user_id string, order_date date, japanese int, western int"
+NOON = 12
+
+
+def _new(spark, rows):
+    """New counts of a day as user_day_counts gives them: every order at noon."""
+    at_noon = lambda n: [n if h == NOON else 0 for h in range(24)]  # noqa: E731
+    return spark.createDataFrame(
+        [(u, j, w, at_noon(j), at_noon(w)) for u, j, w in rows],
+        COUNTS + ", japanese_by_hour array<int>, western_by_hour array<int>",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -26,37 +36,57 @@ def spark():
     return local_session(load_settings(), "orderlog-tests")
 
 
-def test_user_day_counts_counts_each_menu_and_drops_uncountable_rows(spark) -> None:
+def test_user_day_counts_counts_each_menu_and_hour_and_drops_uncountable_rows(spark) -> None:
     orders = spark.createDataFrame(
-        [("a", JAPANESE), ("a", WESTERN), ("a", JAPANESE), ("b", WESTERN), (None, JAPANESE), ("c", "sushi")],
-        "user_id string, menu_type string",
+        [("a", JAPANESE, 12), ("a", WESTERN, 19), ("a", JAPANESE, 12), ("b", WESTERN, 0), (None, JAPANESE, 12),
+         ("c", "sushi", 12), ("d", WESTERN, None)],
+        "user_id string, menu_type string, hour int",
     )
-    expected = spark.createDataFrame([("a", 2, 1), ("b", 0, 1)], COUNTS)
+    hours = lambda **at: [at.get(f"h{h}", 0) for h in range(24)]  # noqa: E731
+    expected = spark.createDataFrame(
+        [("a", 2, 1, hours(h12=2), hours(h19=1)), ("b", 0, 1, hours(), hours(h0=1)),
+         ("d", 0, 1, hours(), hours())],  # an order without a timestamp counts in no hour
+        COUNTS + ", japanese_by_hour array<int>, western_by_hour array<int>",
+    )
     assert_df_equality(transforms.user_day_counts(orders), expected, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_day_figures_sum_the_new_counts_and_count_touched_and_stale_users(spark) -> None:
     old = spark.createDataFrame([("a", 1, 0), ("stale", 0, 3)], COUNTS)
-    new = spark.createDataFrame([("a", 2, 1), ("b", 0, 1)], COUNTS)
+    new = _new(spark, [("a", 2, 1), ("b", 0, 1)])
     row = transforms.day_figures(transforms.old_and_new_counts(old, new), D3).first().asDict()
+    noon = lambda n: [n if h == NOON else 0 for h in range(24)]  # noqa: E731
     assert row == {
         "year": 2025, "order_date": D3, "japanese": 2, "western": 2, "total": 4, "users": 2, "touched": 3, "stale": 1,
+        "japanese_by_hour": noon(2), "western_by_hour": noon(2),
     }
 
 
 def test_day_figures_of_a_day_without_orders_is_a_row_of_zeros(spark) -> None:
-    empty = spark.createDataFrame([], COUNTS)
-    rows = transforms.day_figures(transforms.old_and_new_counts(empty, empty), D3).collect()
+    rows = transforms.day_figures(
+        transforms.old_and_new_counts(spark.createDataFrame([], COUNTS), _new(spark, [])), D3
+    ).collect()
     assert [r.asDict() for r in rows] == [
-        {"year": 2025, "order_date": D3, "japanese": 0, "western": 0, "total": 0, "users": 0, "touched": 0, "stale": 0}
+        {"year": 2025, "order_date": D3, "japanese": 0, "western": 0, "total": 0, "users": 0, "touched": 0, "stale": 0,
+         "japanese_by_hour": [0] * 24, "western_by_hour": [0] * 24}
     ]
+
+
+def test_hourly_rows_are_all_24_hours_zeros_included() -> None:
+    figures = {"order_date": D3, "japanese_by_hour": [0] * 12 + [5] + [0] * 11, "western_by_hour": [1] + [0] * 23}
+    rows = transforms.hourly_rows(figures)
+    assert [r["hour"] for r in rows] == list(range(24))
+    assert rows[0] == {"year": 2025, "order_date": D3, "hour": 0, "japanese": 0, "western": 1}
+    assert rows[12] == {"year": 2025, "order_date": D3, "hour": 12, "japanese": 5, "western": 0}
+    assert sum(r["japanese"] + r["western"] for r in rows) == 6
 
 
 def test_old_and_new_counts_give_back_the_new_counts_and_the_stale_users(spark) -> None:
     old = spark.createDataFrame([("a", 1, 0), ("stale", 0, 3)], COUNTS)
-    new = spark.createDataFrame([("a", 2, 1), ("b", 0, 1)], COUNTS)
+    new = _new(spark, [("a", 2, 1), ("b", 0, 1)])
     day_counts = transforms.old_and_new_counts(old, new)
-    assert_df_equality(transforms.new_counts_of(day_counts), new, ignore_row_order=True, ignore_nullable=True)
+    expected = new.select("user_id", "japanese", "western")
+    assert_df_equality(transforms.new_counts_of(day_counts), expected, ignore_row_order=True, ignore_nullable=True)
     assert [r.user_id for r in transforms.stale_users(day_counts).collect()] == ["stale"]
 
 
@@ -136,7 +166,7 @@ def test_segment_deletions_remove_the_old_segment_of_a_user_who_switched(spark) 
     # new: first order ever, no old segment to delete.
     prefs = _prefs(spark, [("switch", 2, 3, WESTERN), ("stay", 3, 1, JAPANESE), ("new", 0, 1, WESTERN)])
     old = spark.createDataFrame([], COUNTS)
-    new = spark.createDataFrame([("switch", 0, 3), ("stay", 1, 0), ("new", 0, 1)], COUNTS)
+    new = _new(spark, [("switch", 0, 3), ("stay", 1, 0), ("new", 0, 1)])
     got = transforms.segment_deletions(prefs, transforms.old_and_new_counts(old, new), all_but_new_segment=False)
     expected = spark.createDataFrame(
         [(JAPANESE, bucket_of("switch", SEGMENT_BUCKETS), "switch")], "segment string, bucket short, user_id string"
@@ -149,7 +179,7 @@ def test_segment_deletions_on_a_rerun_use_the_stored_contribution(spark) -> None
     # 0:2 -> western: the even row must go.
     prefs = _prefs(spark, [("late", 1, 2, WESTERN)])
     old = spark.createDataFrame([("late", 0, 1)], COUNTS)
-    new = spark.createDataFrame([("late", 0, 2)], COUNTS)
+    new = _new(spark, [("late", 0, 2)])
     day_counts = transforms.old_and_new_counts(old, new)
     got = [tuple(r) for r in transforms.segment_deletions(prefs, day_counts, all_but_new_segment=False).collect()]
     assert got == [(EVEN, bucket_of("late", SEGMENT_BUCKETS), "late")]
@@ -157,7 +187,7 @@ def test_segment_deletions_on_a_rerun_use_the_stored_contribution(spark) -> None
 
 def test_segment_deletions_after_a_crash_remove_every_other_segment(spark) -> None:
     prefs = _prefs(spark, [("a", 1, 0, JAPANESE)])
-    new = spark.createDataFrame([("a", 1, 0)], COUNTS)
+    new = _new(spark, [("a", 1, 0)])
     old = spark.createDataFrame([("gone", 1, 0)], COUNTS)  # no order left at all
     day_counts = transforms.old_and_new_counts(old, new)
     got = sorted(tuple(r) for r in transforms.segment_deletions(prefs, day_counts, all_but_new_segment=True).collect())

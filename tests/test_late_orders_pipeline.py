@@ -32,7 +32,7 @@ FIRST = [
 ]  # fmt: skip
 # A POS that was offline: 7 orders of LATE_DAY arrive after the date was aggregated. They
 # turn ann from even (1:1) to Western, dan from Western to Japanese, and add eve.
-LATE = [order(LATE_DAY, "ann", W), order(LATE_DAY, "ann", W), order(LATE_DAY, "eve", J)] + [
+LATE = [order(LATE_DAY, "ann", W, 19), order(LATE_DAY, "ann", W, 19), order(LATE_DAY, "eve", J, 21)] + [
     order(LATE_DAY, "dan", J) for _ in range(4)
 ]
 
@@ -40,8 +40,9 @@ LATE = [order(LATE_DAY, "ann", W), order(LATE_DAY, "ann", W), order(LATE_DAY, "e
 def stream(spark, settings, topic: str, checkpoint: Path, orders: list[Order]) -> None:
     """The orders as clients send them, through Kafka and the streaming job's own writer."""
     values = [
-        json.dumps({"order_id": oid, "user_id": user, "menu_type": menu, "timestamp": f"{day}T12:00:00+09:00"})
-        for day, oid, user, menu in orders
+        json.dumps({"order_id": oid, "user_id": user, "menu_type": menu,
+                    "timestamp": f"{day}T{hour:02d}:30:00+09:00"})  # in Tokyo, the tests' business zone
+        for day, oid, user, menu, hour in orders
     ]
     produce(settings, topic, [(None, v.encode()) for v in values])
     run_available(spark, settings, topic, str(checkpoint))

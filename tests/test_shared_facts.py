@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orderlog.business_day import business_date, date_range, yesterday
+from orderlog.business_day import business_date, business_hour, date_range, yesterday
 from orderlog.config import ConfigError, load_settings
 from orderlog.layout import RAW_ORDER_BUCKETS, REJECTED_BUCKETS, SEGMENT_BUCKETS, bucket_of, rejected_bucket_of
 from orderlog.menu import EVEN, JAPANESE, WESTERN, canonical_menu_type, preference
@@ -174,6 +174,31 @@ def test_business_date_needs_an_aware_datetime():
         business_date(datetime(2025, 5, 31, 12, 0), TOKYO)
 
 
+@pytest.mark.parametrize(
+    ("timestamp", "zone", "expected"),
+    [
+        ("2025-05-31T12:34:56+09:00", TOKYO, 12),
+        ("2025-05-31T23:59:59+09:00", TOKYO, 23),
+        ("2025-05-31T15:00:00+00:00", TOKYO, 0),  # already 2025-06-01 00:00 in Tokyo
+        ("2025-05-31T02:59:59+00:00", TOKYO, 11),
+        # New York, spring forward on 2025-03-09: 01:59:59 EST is followed by 03:00 EDT.
+        ("2025-03-09T06:59:59+00:00", "America/New_York", 1),
+        ("2025-03-09T07:00:00+00:00", "America/New_York", 3),
+        # Fall back on 2025-11-02: 01:00-01:59 happens twice (EDT, then EST).
+        ("2025-11-02T05:30:00+00:00", "America/New_York", 1),
+        ("2025-11-02T06:30:00+00:00", "America/New_York", 1),
+        ("2025-11-02T07:30:00+00:00", "America/New_York", 2),
+    ],
+)
+def test_business_hour_is_the_hour_on_the_business_clock(timestamp, zone, expected):
+    assert business_hour(datetime.fromisoformat(timestamp), zone) == expected
+
+
+def test_business_hour_needs_an_aware_datetime():
+    with pytest.raises(ValueError, match="timezone-aware"):
+        business_hour(datetime(2025, 5, 31, 12, 0), TOKYO)
+
+
 def test_yesterday_is_the_previous_business_day():
     # 2025-05-31 20:00 UTC is already 06-01 in Tokyo: yesterday there is 05-31.
     assert yesterday(TOKYO, now=datetime(2025, 5, 31, 20, 0, tzinfo=UTC)) == date(2025, 5, 31)
@@ -215,6 +240,52 @@ def test_spark_columns_agree_with_the_python_rules(spark):
         assert row.rejected_bucket == rejected_bucket_of(row.offset), row.offset
         # Compare with the instant we sent: collect() renders timestamps in the local zone.
         assert row.day == business_date(at_of[row.key], TOKYO), row.key
+
+
+# Zones with and without daylight saving time, one with a 30-minute change (Lord Howe) and
+# one whose offset is not a whole hour (Kathmandu, +05:45).
+CLOCK_ZONES = [TOKYO, "UTC", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kathmandu",
+               "America/Sao_Paulo"]
+# Within the events' accepted range (from 2000), and before 2037 where both time zone
+# databases still hold explicit transitions rather than extrapolated rules.
+INSTANTS = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2036, 12, 31), timezones=st.just(UTC))
+
+
+def _near_a_change(zone: str, year: int) -> list[datetime]:
+    """Instants every 20 minutes around each offset change of the zone in a year."""
+    from zoneinfo import ZoneInfo
+
+    tz, found = ZoneInfo(zone), []
+    at = datetime(year, 1, 1, tzinfo=UTC)
+    while at.year == year:
+        nxt = at + timedelta(hours=6)
+        if at.astimezone(tz).utcoffset() != nxt.astimezone(tz).utcoffset():
+            found += [at + timedelta(minutes=20 * n) for n in range(19)]
+        at = nxt
+    return found
+
+
+@pytest.mark.integration
+@hypothesis.settings(
+    max_examples=12, deadline=None, suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture]
+)
+@given(zone=st.sampled_from(CLOCK_ZONES), year=st.integers(2000, 2036), instants=st.lists(INSTANTS, max_size=40))
+def test_spark_business_date_and_hour_agree_with_python(spark, zone, year, instants):
+    """Random instants and every instant around the zone's clock changes of a year: the
+    Spark twins give the same business date and hour as the Python rules."""
+    from pyspark.sql import functions as F
+
+    from orderlog.business_day import business_date_col, business_hour_col
+
+    instants = instants + _near_a_change(zone, year)
+    df = spark.createDataFrame([(n, at) for n, at in enumerate(instants)], "n INT, at TIMESTAMP")
+    rows = df.select(
+        "n", business_date_col(F.col("at"), zone).alias("day"), business_hour_col(F.col("at"), zone).alias("hour")
+    ).collect()
+    assert len(rows) == len(instants)
+    for row in rows:
+        at = instants[row.n]
+        assert (row.day, row.hour) == (business_date(at, zone), business_hour(at, zone)), (zone, at.isoformat())
 
 
 def test_kept_bytes_of_a_rejected_record():

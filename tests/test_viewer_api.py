@@ -15,6 +15,7 @@ from orderlog.layout import SEGMENT_BUCKETS, bucket_of
 from tests.viewer_data import (
     ALICE_HISTORY,
     BULK_MEMBERS,
+    HOURLY,
     IMG_REASON,
     LATEST,
     NAMED_MEMBERS,
@@ -842,6 +843,54 @@ def test_csv_cells_a_spreadsheet_would_run_start_with_an_apostrophe(client: obje
     assert set(get_json(client, "/api/user_segments/even?per_page=100")["user_ids"]) == {*formula_members, "dave"}
 
 
+# -- orders by weekday and hour ------------------------------------------------------------
+
+
+def _cell(body: dict, weekday: int, hour: int) -> dict:
+    cell = body["cells"][(weekday - 1) * 24 + hour]
+    assert (cell["weekday"], cell["hour"]) == (weekday, hour)
+    return cell
+
+
+def test_hourly_orders_sum_each_weekday_and_hour_over_the_range(client: object) -> None:
+    body = get_json(client, "/api/hourly_orders?from=2025-05-24&to=2025-05-31")
+    assert (body["from"], body["to"], body["timezone"], body["dates"]) == ("2025-05-24", "2025-05-31", "Asia/Tokyo", 3)
+    assert len(body["cells"]) == 7 * 24
+    assert [(w["weekday"], w["name"], w["dates"]) for w in body["weekdays"]][4:6] == [(5, "Friday", 1),
+                                                                                       (6, "Saturday", 2)]
+    # Saturday lunch: 05-24 (24 + 2) and 05-31 (60 + 20).
+    assert _cell(body, 6, 12) == {"weekday": 6, "hour": 12, "japanese": 84, "western": 22, "total": 106,
+                                  "japanese_share": round(84 / 106, 4)}
+    assert _cell(body, 5, 19) == {"weekday": 5, "hour": 19, "japanese": 50, "western": 70, "total": 120,
+                                  "japanese_share": round(50 / 120, 4)}
+    # No order in the cell: no share ("no data"), not 0.
+    assert _cell(body, 7, 12) == {"weekday": 7, "hour": 12, "japanese": 0, "western": 0, "total": 0,
+                                  "japanese_share": None}
+    assert sum(c["total"] for c in body["cells"]) == sum(j + w for h in HOURLY.values() for j, w in h.values())
+
+
+def test_hourly_orders_default_to_the_30_days_up_to_the_latest_date(client: object) -> None:
+    body = get_json(client, "/api/hourly_orders")
+    assert (body["from"], body["to"]) == ("2025-05-02", "2025-05-31")
+    assert body["dates"] == 3
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter", "reason"),
+    [
+        ("from=2025-01-01&to=2026-01-02", "to", "a range may span at most 366 days"),
+        ("from=2025-06-01&to=2025-05-01", "from", "2025-06-01 is after 'to' 2025-05-01"),
+        ("from=2025-02-30", "from", "'2025-02-30' is not a calendar date"),
+        ("to=31-05-2025", "to", "must be a date YYYY-MM-DD, got '31-05-2025'"),
+        ("from=2025-05-01&from=2025-05-02", "from", "is given more than once"),
+    ],
+)
+def test_hourly_orders_refuse_a_bad_range(client: object, query: str, parameter: str, reason: str) -> None:
+    body = get_json(client, f"/api/hourly_orders?{query}", 400)
+    assert body["parameter"] == parameter
+    assert reason in body["error"]
+
+
 # -- the OpenAPI document, and schemathesis against it ----------------------------------------------
 
 
@@ -908,7 +957,8 @@ def test_schemathesis_valid_requests_match_the_document_and_never_get_5xx(app: o
     assert answered >= {"GET /api/daily_order_summaries", "GET /api/segment_sizes", "GET /api/user_segments",
                         "GET /api/daily_order_summaries.csv", "GET /api/segment_sizes.csv", "GET /api/users",
                         "GET /api/user_segments/{segment}", "GET /api/user_segments/{segment}.csv",
-                        "GET /api/status", "GET /api/rejected_events", "GET /api/status_overview"}, statuses
+                        "GET /api/status", "GET /api/rejected_events", "GET /api/status_overview",
+                        "GET /api/hourly_orders"}, statuses
     assert statuses[("GET /api/users/{user_id}", 404)] > 0
 
 

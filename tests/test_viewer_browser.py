@@ -152,6 +152,28 @@ def test_daily_page_chart_numbers_and_date_picker(watched: Watched) -> None:
     watched.assert_clean()
 
 
+def test_daily_page_heatmap_of_weekday_and_hour_and_its_switch(watched: Watched) -> None:
+    page = watched.open("/daily?from=2025-05-24&to=2025-05-31")
+    traces = watched.chart("hourly-chart")
+    assert [(t["name"], t["type"]) for t in traces] == [("Orders", "heatmap"), ("Japanese share (%)", "heatmap")]
+    drawn = lambda: page.evaluate(  # noqa: E731
+        """() => document.getElementById('hourly-chart').data.map(t => ({visible: t.visible, z: t.z}))"""
+    )
+    orders, share = drawn()
+    assert orders["z"][5][12] == 106 and orders["z"][4][19] == 120 and orders["z"][6][12] == 0
+    assert share["z"][5][12] == 79.25 and share["z"][6][12] is None
+    assert share["visible"] is False and orders["visible"] is not False
+    assert page.locator("#hourly-chart .hm, #hourly-chart image").count() > 0  # the heatmap was painted
+    # The switch shows the Japanese share instead of the orders.
+    page.get_by_label("Japanese share", exact=True).check()
+    page.wait_for_selector("#hourly-chart[data-view='1']", timeout=10_000)
+    orders, share = drawn()
+    assert (orders["visible"], share["visible"]) == (False, True)
+    assert page.inner_text('#hourly-table tr[data-hour="12"] td[data-weekday="6"]') == "84 / 22 (79.2%)"
+    watched.shoot("daily_hourly")
+    watched.assert_clean()
+
+
 def test_segments_page_chart_list_paging_and_xss_as_text(watched: Watched) -> None:
     page = watched.open("/segments")
     traces = watched.chart("segments-chart")

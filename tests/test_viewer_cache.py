@@ -157,6 +157,7 @@ def every_answer(client: object) -> dict[str, str]:
         f"/api/user_segments/{W}",
         f"/api/user_segments/{J}?min_orders=1&sort=orders",
         f"/api/segment_sizes?date={DAY}",
+        f"/api/hourly_orders?from={DAY}&to={DAY}",
         f"/api/daily_order_summaries.csv?from={DAY}&to={DAY}",
         f"/api/segment_sizes.csv?from={DAY}&to={DAY}",
         "/api/users/alice",

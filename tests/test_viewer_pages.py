@@ -174,6 +174,33 @@ def test_daily_page_links_this_month_against_last_month(client: object) -> None:
             '&amp;date=2025-05-31"') in html
 
 
+def test_daily_page_heatmap_of_weekday_and_hour(client: object) -> None:
+    html = page(client, "/daily?from=2025-05-24&to=2025-05-31")
+    fig = figure(html, "hourly-chart")
+    orders, share = fig["data"]
+    assert (orders["type"], orders["name"], share["name"]) == ("heatmap", "Orders", "Japanese share (%)")
+    assert orders["y"][5] == "Sat" and orders["x"][12] == "12:00"
+    assert orders["z"][5][12] == 106 and orders["z"][4][19] == 120  # Saturday lunch, Friday dinner
+    assert share["z"][5][12] == round(100 * 84 / 106, 2) and share["z"][6][12] is None  # Sunday: no data
+    assert share.get("visible") is False  # the switch shows one at a time
+    # The text alternative: a summary sentence and the table of every cell.
+    assert ("Orders by weekday and hour (Asia/Tokyo) over 3 aggregated dates: the most on Sat at 19:00 "
+            "(300 orders)") in html
+    assert "<caption>Orders by hour and weekday, 2025-05-24 – 2025-05-31: Japanese / Western (Japanese share)" in html
+    row = re.search(r'<tr data-hour="12">(.*?)</tr>', html, re.S).group(1)  # type: ignore[union-attr]
+    cells = re.findall(r'<td class="num" data-weekday="(\d)">(.*?)</td>', row, re.S)
+    assert dict(cells)["6"] == "84 / 22 (79.2%)"
+    assert dict(cells)["5"] == "80 / 30 (72.7%)"
+    assert "no data" in dict(cells)["7"]
+    assert 'data-chart-switch="hourly-chart"' in html
+
+
+def test_daily_page_heatmap_of_a_range_without_hourly_counts(client: object) -> None:
+    html = page(client, "/daily?from=2025-05-01&to=2025-05-10")
+    assert 'data-chart="hourly-chart"' not in html
+    assert "No orders by hour between 2025-05-01 and 2025-05-10." in html
+
+
 def test_daily_page_of_a_date_not_aggregated_says_so(client: object) -> None:
     html = page(client, "/daily?date=2025-05-15")
     assert "Thu 2025-05-15 has not been aggregated yet. The latest aggregated date is Sat 2025-05-31." in html

@@ -8,9 +8,12 @@ import io
 from datetime import UTC, date, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from viewer import charts, params, queries
 from viewer.csv_export import BOM, csv_rows, original_cell, sizes_csv, spreadsheet_safe, summaries_csv
+from viewer.heatmap import HourCount, weekday_hours
 from viewer.params import BadParameter, check_single, check_user_id, parse_date, parse_int, parse_prefix, parse_range
 
 
@@ -292,3 +295,41 @@ def test_audience_matches_and_ranks_members() -> None:
     assert Audience(active_within_days=3660).active_since(date(1, 1, 5)) == date.min  # cut at the calendar's start
     assert [m.user_id for m in by_orders([c, b, a], 3)] == ["c", "a", "b"]  # a and b: 3 orders each, by id
     assert Audience().filtered is False and Audience(sort="orders").query() == {"sort": "orders"}
+
+
+# -- the weekday x hour cells (viewer/heatmap.py) ------------------------------------------------
+
+_HOUR_ROWS = st.lists(
+    st.builds(
+        HourCount,
+        st.dates(min_value=date(2024, 1, 1), max_value=date(2026, 12, 31)),
+        st.integers(0, 23), st.integers(0, 10_000), st.integers(0, 10_000),
+    ),
+    max_size=60,
+)
+
+
+@given(rows=_HOUR_ROWS)
+def test_weekday_hours_sum_every_row_into_its_cell(rows) -> None:
+    grid = weekday_hours(rows)
+    assert len(grid.cells) == 7 * 24
+    assert sum(c.japanese for c in grid.cells) == sum(r.japanese for r in rows)
+    assert sum(c.western for c in grid.cells) == sum(r.western for r in rows)
+    assert grid.dates == len({r.date for r in rows})
+    for r in rows:
+        cell = grid.cell(r.date.isoweekday(), r.hour)
+        assert cell.japanese >= r.japanese and cell.western >= r.western
+    for c in grid.cells:
+        assert (c.japanese_share is None) == (c.total == 0)
+        assert c.japanese_share is None or 0 <= c.japanese_share <= 1
+
+
+def test_weekday_hours_of_two_saturdays_and_a_monday() -> None:
+    rows = [HourCount(date(2025, 5, 24), 12, 3, 1), HourCount(date(2025, 5, 31), 12, 1, 3),
+            HourCount(date(2025, 5, 26), 19, 0, 2)]
+    grid = weekday_hours(rows)
+    assert grid.cell(6, 12).to_json() == {"weekday": 6, "hour": 12, "japanese": 4, "western": 4, "total": 8,
+                                          "japanese_share": 0.5}
+    assert grid.cell(1, 19).japanese_share == 0.0
+    assert grid.cell(7, 12).to_json()["japanese_share"] is None
+    assert grid.dates_by_weekday == {1: 1, 2: 0, 3: 0, 4: 0, 5: 0, 6: 2, 7: 0}

@@ -71,6 +71,9 @@ class ViewerData:
             "kafka_key_length, kafka_timestamp, raw_value, raw_length, raw_sha256, reason, rejected_at, replayed_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
         )
+        self.hour = p(
+            "INSERT INTO hourly_order_counts (year, order_date, hour, japanese, western) VALUES (?, ?, ?, ?, ?)"
+        )
         self.run = p(
             "INSERT INTO aggregate_runs (year, order_date, run_id, status, trigger, orders_read, users_touched, "
             "started_at, finished_at, duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -88,6 +91,10 @@ class ViewerData:
             self.summary,
             [(d.year, d, j, w, j + w, u, AGGREGATED_AT) for d, j, w, u in days],
         )
+
+    def hourly(self, day: date, hours: dict[int, tuple[int, int]]) -> None:
+        """hour -> (japanese, western) of a date; as the aggregate writes them, all 24 hours."""
+        self._many(self.hour, [(day.year, day, h, *hours.get(h, (0, 0))) for h in range(24)])
 
     def sizes(self, as_of: date, sizes: dict[str, tuple[int, int, int]]) -> None:
         """segment -> (users, entered, exited) as of a date."""
@@ -149,6 +156,7 @@ class ViewerData:
 
 VIEWER_TABLES = (
     "daily_order_summaries",
+    "hourly_order_counts",
     "segment_sizes",
     "user_segments",
     "user_preferences",
@@ -192,6 +200,15 @@ def day_counts(d: date) -> tuple[int, int, int]:
     return 100 + d.day, 90 + (d.day * 3) % 20, 50 + d.day
 
 
+# Hourly counts (hour -> (japanese, western)) of three dates, adding up to their day_counts:
+# two Saturdays (05-24 and LATEST, 05-31) and a Friday (05-30); lunch at 12, dinner at 19.
+HOURLY = {
+    date(2025, 5, 24): {12: (24, 2), 19: (100, 100)},
+    date(2025, 5, 30): {12: (80, 30), 19: (50, 70)},
+    date(2025, 5, 31): {8: (20, 15), 12: (60, 20), 19: (40, 60)},
+}
+
+
 def summary_dates() -> list[date]:
     may = [date(2025, 5, n) for n in range(1, 32) if date(2025, 5, n) != MISSING_DAY]
     return [date(2024, 12, 31), *may]
@@ -228,6 +245,8 @@ def load_standard(session: object) -> None:
     truncate(session)
     data = ViewerData(session)
     data.summaries([(d, *day_counts(d)) for d in summary_dates()])
+    for day, hours in HOURLY.items():
+        data.hourly(day, hours)
     for as_of, sizes in SIZES.items():
         data.sizes(as_of, sizes)
     data.members(NAMED_MEMBERS + BULK_MEMBERS)

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, request
 
 from orderlog.business_day import date_range
 from orderlog.menu import SEGMENT_LABELS, SEGMENTS
-from viewer import audience, changes, queries, trends
+from viewer import audience, changes, heatmap, queries, trends
 from viewer.csv_export import csv_rows, sizes_csv, summaries_csv
 from viewer.db import Store, get_store
 from viewer.errors import error_response
@@ -19,6 +19,7 @@ from viewer.openapi import openapi_document
 from viewer.params import (
     DEFAULT_PER_PAGE,
     DEFAULT_USER_MATCHES,
+    MAX_HOURLY_RANGE_DAYS,
     MAX_PER_PAGE,
     MAX_USER_MATCHES,
     BadParameter,
@@ -164,6 +165,33 @@ def daily_order_summaries_csv() -> Any:
 def segment_sizes_csv() -> Any:
     return _range_csv(_LATEST_SIZES, "segment_sizes",
                       lambda store, first, last: sizes_csv(queries.sizes_between(store, first, last)))
+
+
+@bp.get("/hourly_orders")
+def hourly_orders() -> Any:
+    """Orders by weekday and business hour over a range (default: the 30 days up to the
+    latest aggregated date), each cell with its Japanese and Western counts."""
+    store = get_store()
+    given = request.args.get("from") or request.args.get("to")
+    latest = None if given else _LATEST_SUMMARY(queries.last_aggregated(store, _tz()))
+    span = parse_range(request.args, latest, MAX_HOURLY_RANGE_DAYS)
+    if span is None:
+        return error_response(404, "nothing has been aggregated yet")
+    first, last = span
+    grid = heatmap.weekday_hours(queries.hourly_between(store, first, last))
+    return hourly_json(first, last, grid)
+
+
+def hourly_json(first: date, last: date, grid: heatmap.WeekdayHours) -> dict[str, Any]:
+    return {
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "timezone": current_app.config["SETTINGS"].business.timezone,
+        "dates": grid.dates,
+        "weekdays": [{"weekday": w, "name": heatmap.WEEKDAY_NAMES[w], "dates": grid.dates_by_weekday[w]}
+                     for w in heatmap.WEEKDAYS],
+        "cells": [c.to_json() for c in grid.cells],
+    }
 
 
 @bp.get("/rejected_events")

@@ -16,7 +16,8 @@ import plotly.io as pio
 
 from orderlog.business_day import shift_days
 from orderlog.menu import EVEN, JA, JAPANESE, MENU_NAMES, SEGMENT_NAMES, SEGMENTS, WESTERN
-from viewer.i18n import day, text
+from viewer.heatmap import WEEKDAYS, WeekdayHours
+from viewer.i18n import day, text, weekday_name
 from viewer.queries import DaySummary, SegmentSize, UserDay
 from viewer.trends import Comparison
 
@@ -113,6 +114,53 @@ def daily_figure(
         },
     )
     return _plain(fig)
+
+
+HOUR_LABELS = [f"{h:02d}:00" for h in range(24)]
+
+
+def hourly_figure(grid: WeekdayHours, lang: str = JA) -> dict[str, Any]:
+    """Orders by weekday (rows, Monday on top) and business hour (columns), as two heatmaps:
+    the orders of each cell (shown) and its Japanese share in % (hidden; the page's switch
+    shows one or the other). A cell without orders has no share: a gap, not 0 %."""
+    y = [weekday_name(lang, w) for w in WEEKDAYS]
+    orders = [[grid.cell(w, h).total for h in range(24)] for w in WEEKDAYS]
+    shares = [[_percent(grid.cell(w, h).japanese_share) for h in range(24)] for w in WEEKDAYS]
+    orders_name, share_name = text(lang, "hourly.orders"), text(lang, "chart.share")
+    fig = go.Figure(
+        data=[
+            go.Heatmap(name=orders_name, x=HOUR_LABELS, y=y, z=orders, colorscale="Blues", xgap=1, ygap=1,
+                       colorbar={"title": {"text": orders_name}},
+                       hovertemplate="%{y} %{x}: %{z} " + text(lang, "chart.orders_unit") + "<extra></extra>"),
+            go.Heatmap(name=share_name, x=HOUR_LABELS, y=y, z=shares, visible=False,
+                       colorscale=[[0, COLORS[WESTERN]], [0.5, "#f4f4f4"], [1, COLORS[JAPANESE]]],
+                       zmin=0, zmax=100, xgap=1, ygap=1, colorbar={"title": {"text": text(lang, "chart.share_axis")}},
+                       hovertemplate="%{y} %{x}: " + share_name + " %{z}<extra></extra>"),
+        ],
+        layout={
+            **_LAYOUT,
+            "hovermode": "closest",
+            "height": 340,
+            "xaxis": {"title": {"text": text(lang, "chart.hour_axis")}, "type": "category", "dtick": 3},
+            "yaxis": {"type": "category", "autorange": "reversed"},
+        },
+    )
+    return _plain(fig)
+
+
+def hourly_summary(grid: WeekdayHours, tz: str, lang: str = JA) -> str:
+    """What the heatmap shows, in one sentence."""
+    busy = [c for c in grid.cells if c.total]
+    if not busy:
+        return text(lang, "chart.hourly_none")
+    top = max(busy, key=lambda c: c.total)
+    most_japanese = max(busy, key=lambda c: (c.japanese_share, c.total))
+    return text(
+        lang, "chart.hourly_summary", tz=tz, dates=grid.dates,
+        top_day=weekday_name(lang, top.weekday), top_hour=HOUR_LABELS[top.hour], top=f"{top.total:,}",
+        share_day=weekday_name(lang, most_japanese.weekday), share_hour=HOUR_LABELS[most_japanese.hour],
+        share=_pct(most_japanese.japanese_share), share_of=f"{most_japanese.total:,}",
+    )
 
 
 def segments_figure(by_date: dict[date, dict[str, SegmentSize]], lang: str = JA) -> dict[str, Any]:

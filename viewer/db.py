@@ -33,6 +33,11 @@ STATEMENTS: dict[str, str] = {
         "SELECT order_date, japanese, western, total, users, aggregated_at "
         "FROM daily_order_summaries WHERE year = ? AND order_date >= ? AND order_date <= ?"
     ),
+    # The weekday x hour heatmap: 24 rows per date of a range within one year partition.
+    "hourly_between": (
+        "SELECT order_date, hour, japanese, western "
+        "FROM hourly_order_counts WHERE year = ? AND order_date >= ? AND order_date <= ?"
+    ),
     "latest_summary_of_year": (
         "SELECT order_date, aggregated_at FROM daily_order_summaries WHERE year = ? LIMIT 1"
     ),

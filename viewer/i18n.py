@@ -79,6 +79,11 @@ def plural(lang: str, key: str, count: int, **values: Any) -> Markup:
     return label(lang, f"{key}.{'one' if count == 1 else 'other'}", count=f"{count:,}", **values)
 
 
+def weekday_name(lang: str, iso_weekday: int) -> str:
+    """A weekday's short name; ``iso_weekday`` 1 is Monday, 7 Sunday."""
+    return WEEKDAYS[lang][iso_weekday - 1]
+
+
 def day(lang: str, value: date) -> str:
     """A date for reading, with its weekday: "2025-05-31 (土)" / "Sat 2025-05-31" (URLs
     and data keep the bare ISO date)."""
@@ -122,6 +127,7 @@ def _template_globals() -> dict[str, Any]:
         "menu_labels": MENU_NAMES[lang],
         "segment_labels": SEGMENT_NAMES[lang],
         "has_label": lambda key: key in LABELS[lang],
+        "weekday_name": lambda iso_weekday: weekday_name(lang, iso_weekday),
         "language_links": switch_links,
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from orderlog.business_day import HOURS_OF_DAY
 from orderlog.events import USER_ID_MAX_LENGTH
 from orderlog.menu import SEGMENT_LABELS, SEGMENTS
 from orderlog.openapi import RETRY_AFTER, json_response, ref
@@ -14,6 +15,7 @@ from viewer.params import (
     DEFAULT_RANGE_DAYS,
     DEFAULT_USER_MATCHES,
     MAX_ACTIVE_DAYS,
+    MAX_HOURLY_RANGE_DAYS,
     MAX_MIN_ORDERS,
     MAX_PAGE,
     MAX_PAGE_OFFSET,
@@ -162,6 +164,36 @@ def _schemas() -> dict[str, Any]:
                          "items": _object({"date": _DATE, "rejected": _COUNT})},
                 "total": _COUNT,
             }
+        ),
+        "WeekdayHours": _object(
+            {
+                "from": _DATE,
+                "to": _DATE,
+                "timezone": {"type": "string", "description": "the business time zone the hours are in"},
+                "dates": {**_COUNT, "description": "aggregated dates of the range (the cells sum them)"},
+                "weekdays": {
+                    "type": "array", "minItems": 7, "maxItems": 7, "description": "Monday (1) to Sunday (7)",
+                    "items": _object({"weekday": {"type": "integer", "minimum": 1, "maximum": 7},
+                                      "name": {"type": "string"},
+                                      "dates": {**_COUNT, "description": "aggregated dates of that weekday"}}),
+                },
+                "cells": {
+                    "type": "array", "minItems": 7 * HOURS_OF_DAY, "maxItems": 7 * HOURS_OF_DAY,
+                    "description": "weekday by weekday, hour by hour: each (weekday, hour) summed over the "
+                    "range's dates; on a daylight-saving change day the skipped clock hour has no order and the "
+                    "repeated one holds both",
+                    "items": _object({
+                        "weekday": {"type": "integer", "minimum": 1, "maximum": 7},
+                        "hour": {"type": "integer", "minimum": 0, "maximum": HOURS_OF_DAY - 1},
+                        "japanese": _COUNT,
+                        "western": _COUNT,
+                        "total": _COUNT,
+                        "japanese_share": _nullable({"type": "number", "minimum": 0, "maximum": 1,
+                                                     "description": "null: no order in the cell"}),
+                    }),
+                },
+            },
+            "orders by weekday and hour of the business clock",
         ),
         "SegmentSize": size,
         "SizesOfDate": _object({"as_of": _DATE, "segments": by_segment}),
@@ -452,6 +484,19 @@ def openapi_document(*, auth: bool) -> dict[str, Any]:
                 "segment, oldest first; default: the 30 days up to the latest date with sizes",
                 _CSV_OK,
                 _DATE_PARAMETERS[1:],
+                {"400": _BAD, "404": "nothing is aggregated yet (and no range was given)"},
+            )
+        },
+        "/api/hourly_orders": {
+            "get": _get(
+                "orders by weekday x business hour over a range: each cell with its Japanese and Western counts "
+                "and share; default: the 30 days up to the latest aggregated date",
+                json_response(ref("WeekdayHours"), "the 7 x 24 cells"),
+                [
+                    _query("from", _DATE, _RANGE.replace(f"at most {MAX_RANGE_DAYS}", f"at most "
+                                                         f"{MAX_HOURLY_RANGE_DAYS}")),
+                    _query("to", _DATE, f"see from; at most {MAX_HOURLY_RANGE_DAYS} days"),
+                ],
                 {"400": _BAD, "404": "nothing is aggregated yet (and no range was given)"},
             )
         },

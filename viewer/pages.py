@@ -8,15 +8,16 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
-from orderlog.business_day import date_range
+from orderlog.business_day import date_range, shift_days
 from orderlog.menu import EVEN, JAPANESE, SEGMENTS, WESTERN
-from viewer import audience, changes, charts, queries, trends
+from viewer import audience, changes, charts, heatmap, queries, trends
 from viewer.assets import plotly_js_url
 from viewer.db import SchemaOutOfDate, get_store
 from viewer.errors import CASSANDRA_ERRORS, error_response
 from viewer.i18n import language, text
 from viewer.params import (
     DEFAULT_USER_MATCHES,
+    MAX_HOURLY_RANGE_DAYS,
     MAX_PAGE,
     BadParameter,
     audience_args,
@@ -127,7 +128,26 @@ def daily() -> Any:
         comparison=trend.comparison if trend else None,
         chart_summary=charts.daily_summary(days, trend.moving if trend else None, lang),
         month_link=_month_link(chosen or (span[1] if span else None)),
+        **_hourly_of(store, span, lang),
     )
+
+
+def _hourly_of(store: Any, span: tuple[date, date] | None, lang: str) -> dict[str, Any]:
+    """The weekday x hour heatmap of the page's range (its last MAX_HOURLY_RANGE_DAYS days
+    at most, as the API allows): the template's hourly_* values."""
+    if span is None:
+        return {"hourly_span": None, "hourly": None, "hourly_figure": None, "hourly_summary": ""}
+    first = max(span[0], shift_days(span[1], -(MAX_HOURLY_RANGE_DAYS - 1)))
+    grid = heatmap.weekday_hours(queries.hourly_between(store, first, span[1]))
+    tz = current_app.config["SETTINGS"].business.timezone
+    return {
+        "hourly_span": (first, span[1]),
+        "hourly": grid,
+        "hourly_figure": charts.hourly_figure(grid, lang) if grid.dates else None,
+        "hourly_summary": charts.hourly_summary(grid, tz, lang),
+        "hourly_tz": tz,
+        "weekdays": heatmap.WEEKDAYS,
+    }
 
 
 def _month_link(day: date | None) -> str | None:

@@ -20,6 +20,8 @@ from orderlog.events import USER_ID_MAX_LENGTH, user_id_character_problem
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 DEFAULT_RANGE_DAYS = 30
 MAX_RANGE_DAYS = 3660  # ten years: eleven year partitions at most
+# The weekday x hour heatmap reads 24 rows a date: a year of them (8,784 rows) at most.
+MAX_HOURLY_RANGE_DAYS = 366
 DEFAULT_PER_PAGE = 100
 MAX_PER_PAGE = 1000
 MAX_PAGE = 100_000
@@ -78,10 +80,12 @@ def parse_date(args: Mapping[str, str], name: str) -> date | None:
         raise BadParameter(name, f"{raw!r} is not a calendar date") from None
 
 
-def parse_range(args: Mapping[str, str], default_last: date | None) -> tuple[date, date] | None:
-    """`from` and `to` (both included). Missing ones default to a DEFAULT_RANGE_DAYS
-    window ending at default_last (cut short at the ends of the calendar, year 1 and
-    9999); None when there is nothing to default to."""
+def parse_range(
+    args: Mapping[str, str], default_last: date | None, max_days: int = MAX_RANGE_DAYS
+) -> tuple[date, date] | None:
+    """`from` and `to` (both included), at most max_days apart. Missing ones default to a
+    DEFAULT_RANGE_DAYS window ending at default_last (cut short at the ends of the
+    calendar, year 1 and 9999); None when there is nothing to default to."""
     first, last = parse_date(args, "from"), parse_date(args, "to")
     if first is None and last is None:
         if default_last is None:
@@ -93,8 +97,8 @@ def parse_range(args: Mapping[str, str], default_last: date | None) -> tuple[dat
         first = shift_days(last, -(DEFAULT_RANGE_DAYS - 1))
     if first > last:
         raise BadParameter("from", f"{first.isoformat()} is after 'to' {last.isoformat()}")
-    if (last - first).days + 1 > MAX_RANGE_DAYS:
-        raise BadParameter("to", f"a range may span at most {MAX_RANGE_DAYS} days")
+    if (last - first).days + 1 > max_days:
+        raise BadParameter("to", f"a range may span at most {max_days} days")
     return first, last
 
 

@@ -26,6 +26,7 @@ from orderlog.layout import REJECTED_BUCKETS, SEGMENT_BUCKETS
 from orderlog.menu import SEGMENTS
 from orderlog.rejected import payload_preview
 from viewer.db import Store
+from viewer.heatmap import HourCount
 from viewer.params import decode_cursor, encode_cursor
 
 # Years searched for the latest aggregated date: from next year back to this one.
@@ -292,6 +293,16 @@ def summaries_between(store: Store, first: date, last: date) -> list[DaySummary]
     futures = [store.execute_async("summaries_between", (y, first, last)) for y in _years(first, last)]
     days = [_summary(row) for f in futures for row in f.result()]
     return sorted(days, key=lambda s: s.date)
+
+
+def hourly_between(store: Store, first: date, last: date) -> list[HourCount]:
+    """The hourly counts of the aggregated dates of [first, last] (24 rows a date)."""
+    futures = [store.execute_async("hourly_between", (y, first, last)) for y in _years(first, last)]
+    return [
+        HourCount(_date(row.order_date), row.hour, _int(row.japanese), _int(row.western))  # type: ignore[arg-type]
+        for f in futures
+        for row in f.result()
+    ]
 
 
 def _latest_by_year(store: Store, statement: str, tz: ZoneInfo) -> Any | None:
