@@ -93,8 +93,10 @@ def test_kafka_down_gives_503_and_the_same_app_recovers(private_kafka, kafka_cli
 
 
 # kafka-python cannot create a producer without a broker; librdkafka creates one and waits
+# (the request's own deadline or librdkafka's message timeout, whichever a busy machine
+# reaches first, ends the wait: both say the record was not acknowledged)
 FIRST_REFUSAL = {"kafka-python": "Kafka is unavailable (",
-                 "confluent-kafka": "Kafka did not acknowledge the records (KafkaTimeoutError: 1 of 1 not acknowledged"}
+                 "confluent-kafka": "Kafka did not acknowledge the records ("}
 ANY_REFUSAL = ("Kafka is unavailable (", "Kafka did not acknowledge the records (")
 
 
