@@ -170,6 +170,19 @@ def clean_cassandra(cassandra: object) -> object:
     return cassandra
 
 
+@pytest.fixture(scope="module")
+def standard_viewer(cassandra: object, settings: Settings) -> Iterator[object]:
+    """One viewer app (one Cassandra session) on the standard dataset (tests/viewer_data.py),
+    for a module of viewer tests."""
+    from tests.viewer_data import load_standard, viewer_app
+    from viewer.db import close_app
+
+    load_standard(cassandra)
+    app = viewer_app(settings)
+    yield app
+    close_app(app)  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="session")
 def spark(stack: object, settings: Settings) -> Iterator[object]:
     """A local Spark session with the Kafka source and the Cassandra connector."""

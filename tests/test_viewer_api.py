@@ -25,21 +25,14 @@ from tests.viewer_data import (
     ViewerData,
     day_counts,
     japanese_ids,
-    load_standard,
-    viewer_app,
 )
-from viewer.db import close_app
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def app(cassandra: object, settings: object) -> Iterator[object]:
-    """One viewer app (one Cassandra session) on the standard dataset for the module."""
-    load_standard(cassandra)
-    app = viewer_app(settings)
-    yield app
-    close_app(app)  # type: ignore[arg-type]
+def app(standard_viewer: object) -> object:
+    return standard_viewer
 
 
 @pytest.fixture(scope="module")

@@ -138,11 +138,8 @@ PAGES = {
 
 
 @pytest.fixture(scope="module")
-def app(cassandra: object, settings: object) -> Iterator[object]:
-    load_standard(cassandra)
-    app = viewer_app(settings)
-    yield app
-    close_app(app)  # type: ignore[arg-type]
+def app(standard_viewer: object) -> object:
+    return standard_viewer
 
 
 def get(app: object, url: str, **headers: str) -> object:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.viewer_data import XSS_USER, ViewerData, japanese_ids, load_standard, truncate, viewer_app
+from tests.viewer_data import XSS_USER, ViewerData, japanese_ids, truncate, viewer_app
 from viewer.db import close_app
 from viewer.params import encode_cursor
 
@@ -24,11 +24,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def app(cassandra: object, settings: object) -> Iterator[object]:
-    load_standard(cassandra)
-    app = viewer_app(settings)
-    yield app
-    close_app(app)  # type: ignore[arg-type]
+def app(standard_viewer: object) -> object:
+    return standard_viewer
 
 
 @pytest.fixture
