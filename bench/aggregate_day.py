@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.aggregate import WRITE_CONCURRENCY, aggregate
+from jobs.aggregate import WRITE_OPTIONS, aggregate
 from jobs.aggregate_io import read_day
 from jobs.cassandra_io import write_table
 from jobs.session import local_session
@@ -80,7 +80,7 @@ def scan_and_write_floor(spark: SparkSession, settings: Settings) -> tuple[float
         .groupBy("user_id")
         .agg(F.count("*").cast("int").alias("orders"))
     )
-    write_table(per_user, settings, FLOOR_TABLE, concurrent_writes=WRITE_CONCURRENCY)
+    write_table(per_user, settings, FLOOR_TABLE, options=WRITE_OPTIONS)
     elapsed = time.perf_counter() - started
     session = connect(settings)
     users = session.execute(f"SELECT COUNT(*) FROM {FLOOR_TABLE}", timeout=120).one()[0]

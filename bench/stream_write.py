@@ -25,8 +25,8 @@ import sys
 import time
 import uuid
 
-from bench.streaming_throughput import KEYSPACE, events, raw_rows
-from jobs.cassandra_io import write_table
+from bench.streaming_throughput import KEYSPACE, RAW_COLUMNS, events, raw_rows
+from jobs.cassandra_io import CONCURRENT_WRITES, write_table
 from jobs.session import local_session
 from jobs.stream_lifecycle import quiet_logs
 from jobs.stream_sink import RAW_ORDERS
@@ -36,13 +36,11 @@ from orderlog.schema import apply_cql
 OPTION_NAMES = {
     "rows": "spark.cassandra.output.batch.size.rows",
     "bytes": "spark.cassandra.output.batch.size.bytes",
-    "writes": "spark.cassandra.output.concurrent.writes",
+    "writes": CONCURRENT_WRITES,
     "buffer": "spark.cassandra.output.batch.grouping.buffer.size",
     "key": "spark.cassandra.output.batch.grouping.key",
 }
 DEFAULT_SETTINGS = ["default", "bytes=16384", "writes=16", "bytes=16384,writes=16", "bytes=32768,writes=16"]
-COLUMNS = ["order_date", "bucket", "order_id", "user_id", "menu_type", "ordered_at", "ordered_at_text",
-           "received_at", "kafka_partition", "kafka_offset", "ingested_at"]
 
 
 def options_of(setting: str) -> dict[str, str]:
@@ -74,7 +72,7 @@ def main() -> None:
     quiet_logs()
     cores = spark.sparkContext.defaultParallelism
     rows = raw_rows(list(events(args.rows, uuid.uuid4().hex[:6], "api")), "bench", settings.business.tz)
-    frame = spark.createDataFrame(rows, COLUMNS).coalesce(2).cache()
+    frame = spark.createDataFrame(rows, list(RAW_COLUMNS)).coalesce(2).cache()
     frame.count()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; {args.rows:,} rows, "
           f"{frame.rdd.getNumPartitions()} tasks (defaultParallelism {cores})")

@@ -56,10 +56,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 KEYSPACE = "orderlog_bench_streaming"
 STAMPS = ["2025-05-31T12:00:00+09:00", "2025-05-31T23:59:59+09:00", "2025-06-01T09:30:00+09:00"]
-INSERT = (
-    "INSERT INTO raw_orders (order_date, bucket, order_id, user_id, menu_type, ordered_at, ordered_at_text, "
-    "received_at, kafka_partition, kafka_offset, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+# The raw_orders columns of a raw_rows() tuple, in its order.
+RAW_COLUMNS = ("order_date", "bucket", "order_id", "user_id", "menu_type", "ordered_at", "ordered_at_text",
+               "received_at", "kafka_partition", "kafka_offset", "ingested_at")
+INSERT = f"INSERT INTO raw_orders ({', '.join(RAW_COLUMNS)}) VALUES ({', '.join('?' * len(RAW_COLUMNS))})"
 
 
 RECEIVED_AT = datetime(2025, 5, 31, 3, tzinfo=UTC)

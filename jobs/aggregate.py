@@ -29,7 +29,7 @@ from jobs.aggregate_io import delete_keys, delete_rows, read_history, read_order
 from jobs.aggregate_ledger import Ledger
 from jobs.aggregate_lock import MAX_TTL_SECONDS, MIN_TTL_SECONDS, LockHeld, LockLost
 from jobs.aggregate_summaries import Summaries
-from jobs.cassandra_io import write_table
+from jobs.cassandra_io import CONCURRENT_WRITES, write_table
 from jobs.session import build_session
 from orderlog import late_orders as late
 from orderlog.business_day import date_argument, date_range, yesterday
@@ -45,6 +45,7 @@ DEFAULT_LOCK_TTL_SECONDS = 300
 # batch per user, and a small day's frame is one task: with the connector's default of 5
 # in flight, writing them waited on round trips (measured: 2x faster at 64, docs/benchmarks.md).
 WRITE_CONCURRENCY = 64
+WRITE_OPTIONS = {CONCURRENT_WRITES: str(WRITE_CONCURRENCY)}
 
 
 class InjectedCrash(RuntimeError):
@@ -84,19 +85,19 @@ def run_day(
     # Every write below first renews the lock: a run that lost it stops here (LockLost).
     keyed = transforms.with_user_day_keys(new_counts, day)
     ledger.check_lock("the daily counts")
-    write_table(keyed.drop("year"), settings, "user_daily_counts", concurrent_writes=WRITE_CONCURRENCY)
-    write_table(keyed.drop("bucket"), settings, "user_daily_history", concurrent_writes=WRITE_CONCURRENCY)
+    write_table(keyed.drop("year"), settings, "user_daily_counts", options=WRITE_OPTIONS)
+    write_table(keyed.drop("bucket"), settings, "user_daily_history", options=WRITE_OPTIONS)
     after_step("daily_counts")
     ledger.check_lock("the segment transitions")
     write_table(transforms.transition_rows(transitions, day), settings, "user_segment_transitions",
-                concurrent_writes=WRITE_CONCURRENCY)
+                options=WRITE_OPTIONS)
     after_step("transitions")
 
     # A filter of the materialized transitions (the row of each user's last date).
     preferences = transforms.user_preferences(transitions)
     ledger.check_lock("the preferences and segments")
-    write_table(preferences, settings, "user_preferences", concurrent_writes=WRITE_CONCURRENCY)
-    write_table(transforms.segment_rows(preferences), settings, "user_segments", concurrent_writes=WRITE_CONCURRENCY)
+    write_table(preferences, settings, "user_preferences", options=WRITE_OPTIONS)
+    write_table(transforms.segment_rows(preferences), settings, "user_segments", options=WRITE_OPTIONS)
     after_step("preferences")
     deletions = transforms.segment_deletions(preferences, day_counts, all_but_new_segment=recovering)
     ledger.check_lock("the segment deletions")

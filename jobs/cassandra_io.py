@@ -12,6 +12,8 @@ from orderlog.config import Settings
 CASSANDRA_FORMAT = "org.apache.spark.sql.cassandra"
 # The connector's default keep-alive; a session epoch is added to it (see write_table).
 KEEP_ALIVE_MS = 3_600_000
+# The connector's batches in flight per task (its default: 5), a write option.
+CONCURRENT_WRITES = "spark.cassandra.output.concurrent.writes"
 
 
 def read_table(spark: SparkSession, settings: Settings, table: str, **options: str) -> DataFrame:
@@ -21,18 +23,15 @@ def read_table(spark: SparkSession, settings: Settings, table: str, **options: s
 
 def write_table(
     df: DataFrame, settings: Settings, table: str, *, ttl_seconds: int | None = None, session_epoch: int | None = None,
-    concurrent_writes: int | None = None, options: dict[str, str] | None = None,
+    options: dict[str, str] | None = None,
 ) -> None:
     """Upserts the rows of df (the connector's writes are idempotent on the primary key).
     ``ttl_seconds`` gives the rows a TTL. ``session_epoch`` makes the connector use a
     session of its own: a different connector configuration (here its keep-alive) is
     another session, so a new epoch never reuses one cut off by an outage.
-    ``concurrent_writes`` is the connector's in-flight batches per task (default 5);
-    ``options`` other connector output settings of this write only."""
+    ``options`` are connector output settings of this write only (e.g. CONCURRENT_WRITES)."""
     writer = df.write.format(CASSANDRA_FORMAT).mode("append").options(keyspace=settings.cassandra.keyspace,
                                                                        table=table, **(options or {}))
-    if concurrent_writes is not None:
-        writer = writer.option("spark.cassandra.output.concurrent.writes", str(concurrent_writes))
     if session_epoch is not None:
         writer = writer.option("spark.cassandra.connection.keepAliveMS", str(KEEP_ALIVE_MS + session_epoch))
     if ttl_seconds is not None:

@@ -18,7 +18,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from jobs.cassandra_health import CassandraHealth
-from jobs.cassandra_io import short_cause, write_table
+from jobs.cassandra_io import CONCURRENT_WRITES, short_cause, write_table
 from jobs.stream_counts import batch_day_counts
 from jobs.stream_transforms import filter_rejected, filter_valid, to_raw_orders, to_rejected_events, with_parsed
 from orderlog.cassandra_session import CassandraUnavailable
@@ -42,7 +42,7 @@ FIRST_PAUSE_S, LONGEST_PAUSE_S = 1.0, 10.0
 # flight per task wrote ~2x the rows/s of the defaults (bench.stream_write, docs/benchmarks.md).
 RAW_ORDERS_WRITE_DEFAULTS = {
     "spark.cassandra.output.batch.size.bytes": "16384",
-    "spark.cassandra.output.concurrent.writes": "16",
+    CONCURRENT_WRITES: "16",
 }
 # (day, kind, records) of a batch: what stream_day_counts is written from.
 DayCounts = list[tuple[Any, str, int]]

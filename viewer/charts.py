@@ -14,7 +14,7 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from orderlog.business_day import shift_days
+from orderlog.business_day import HOURS_OF_DAY, shift_days
 from orderlog.menu import EVEN, JA, JAPANESE, MENU_NAMES, SEGMENT_NAMES, SEGMENTS, WESTERN
 from viewer.heatmap import WEEKDAYS, WeekdayHours
 from viewer.i18n import day, text, weekday_name
@@ -116,7 +116,7 @@ def daily_figure(
     return _plain(fig)
 
 
-HOUR_LABELS = [f"{h:02d}:00" for h in range(24)]
+HOUR_LABELS = [f"{h:02d}:00" for h in range(HOURS_OF_DAY)]
 
 
 def hourly_figure(grid: WeekdayHours, lang: str = JA) -> dict[str, Any]:
@@ -124,8 +124,8 @@ def hourly_figure(grid: WeekdayHours, lang: str = JA) -> dict[str, Any]:
     the orders of each cell (shown) and its Japanese share in % (hidden; the page's switch
     shows one or the other). A cell without orders has no share: a gap, not 0 %."""
     y = [weekday_name(lang, w) for w in WEEKDAYS]
-    orders = [[grid.cell(w, h).total for h in range(24)] for w in WEEKDAYS]
-    shares = [[_percent(grid.cell(w, h).japanese_share) for h in range(24)] for w in WEEKDAYS]
+    orders = [[grid.cell(w, h).total for h in range(HOURS_OF_DAY)] for w in WEEKDAYS]
+    shares = [[_percent(grid.cell(w, h).japanese_share) for h in range(HOURS_OF_DAY)] for w in WEEKDAYS]
     orders_name, share_name = text(lang, "hourly.orders"), text(lang, "chart.share")
     fig = go.Figure(
         data=[

@@ -147,6 +147,7 @@ def _hourly_of(store: Any, span: tuple[date, date] | None, lang: str) -> dict[st
         "hourly_summary": charts.hourly_summary(grid, tz, lang),
         "hourly_tz": tz,
         "weekdays": heatmap.WEEKDAYS,
+        "hour_labels": charts.HOUR_LABELS,
     }
 
 
