@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from bench.preflight import require_stack
 from jobs.aggregate import WRITE_OPTIONS, aggregate
 from jobs.aggregate_io import read_day
 from jobs.cassandra_io import write_table
@@ -182,6 +183,7 @@ def main() -> None:
     if args.quick:
         args.orders, args.skip_python = [20_000], True
     settings = load_or_exit("bench.aggregate_day").replace(cassandra_keyspace=args.keyspace)
+    require_stack("bench.aggregate_day", settings, cassandra=True)
     spark = local_session(settings, "bench-aggregate")
     results = []
     for orders in args.orders:

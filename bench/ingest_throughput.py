@@ -40,6 +40,7 @@ from pathlib import Path
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from bench.preflight import require_stack
 from bench.wrk import floor_app, gunicorn, rounded, wrk
 from ingest_api.kafka_python_backend import kafka_python_config
 from local_stack.supervisor import free_ports
@@ -192,6 +193,7 @@ def main() -> None:
 
 
     settings = load_or_exit("bench.ingest_throughput")
+    require_stack("bench.ingest_throughput", settings, kafka=True)
     topic = f"bench-ingest-{uuid.uuid4().hex[:8]}"
     perf_topic = topic + "-perf"
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from bench.preflight import require_stack
 from bench.wrk import rounded
 from local_stack.supervisor import free_ports
 from orderlog.config import Settings, child_environment, load_or_exit
@@ -101,6 +102,8 @@ def main() -> None:
     parser.add_argument("--batches", default="50,200,1000")
     args = parser.parse_args()
     settings = load_or_exit("bench.replay_generator")
+    if args.send:
+        require_stack("bench.replay_generator", settings, kafka=True)
     payloads, figures = bench_generation()
     ratios: dict[str, float | None] = {}
     if args.send:

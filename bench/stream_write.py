@@ -25,6 +25,7 @@ import sys
 import time
 import uuid
 
+from bench.preflight import require_stack
 from bench.streaming_throughput import KEYSPACE, RAW_COLUMNS, events, raw_rows
 from jobs.cassandra_io import CONCURRENT_WRITES, write_table
 from jobs.session import local_session
@@ -67,6 +68,7 @@ def main() -> None:
         options_of(setting)
 
     settings = load_or_exit("bench.stream_write").replace(cassandra_keyspace=KEYSPACE)
+    require_stack("bench.stream_write", settings, cassandra=True)
     apply_cql(settings)
     spark = local_session(settings, "bench-stream-write")
     quiet_logs()

@@ -40,6 +40,7 @@ from cassandra.query import BatchStatement, BatchType
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from bench.preflight import require_stack
 from jobs.session import local_session
 from jobs.stream_lifecycle import quiet_logs
 from jobs.stream_sink import BatchWriter
@@ -310,6 +311,7 @@ def main() -> None:
 
 
     settings = load_or_exit("bench.streaming_throughput").replace(cassandra_keyspace=KEYSPACE)
+    require_stack("bench.streaming_throughput", settings, kafka=True, cassandra=True)
     apply_cql(settings)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; conf {conf or 'default'}"
           f"; {args.form} records")

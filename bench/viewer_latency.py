@@ -30,6 +30,7 @@ from pathlib import Path
 from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 from cassandra.query import BatchStatement, BatchType
 
+from bench.preflight import require_stack
 from bench.wrk import floor_app, gunicorn, rounded, wrk
 from local_stack.supervisor import free_ports
 from orderlog.cassandra_session import connect, shutdown
@@ -211,6 +212,7 @@ def main() -> None:
     parser.add_argument("--calls", default="", help="only the calls whose name contains one of these (comma-separated)")
     args = parser.parse_args()
     settings = load_or_exit("bench.viewer_latency").replace(cassandra_keyspace=args.keyspace)
+    require_stack("bench.viewer_latency", settings, cassandra=True)
 
     if not args.skip_load:
         print(f"loading {args.days} days of summaries and {args.users:,} users into {args.keyspace} ...")
