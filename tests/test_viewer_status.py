@@ -121,7 +121,11 @@ def test_the_page_shows_a_stream_behind_and_the_days_figures(app: object, progre
     assert "an upper bound of the orders" in html
     # 05-30 waits for the nightly run: 7 orders arrived after its run.
     assert _text(html, "waiting-dates") == ("2025-05-30 : 7 orders arrived after its last run "
-                                            "(started 2025-05-30 17:00:00 UTC).")
+                                            "(started 2025-05-31 02:00 JST).")
+    # ... and in Japanese on a Japanese page (the job's plan words it in English for its logs).
+    japanese = app.test_client().get(f"/status?{WINDOW}", headers={"Accept-Language": "ja"})  # type: ignore[attr-defined]
+    assert _text(japanese.get_data(as_text=True), "waiting-dates") == (
+        "2025-05-30 : 前回の集計（2025-05-31 02:00 JST 開始）の後に 7 件の注文が届きました。")
     runs = re.findall(r'<tr class="run-(\w+)"><td>([\d-]+)</td><td>(\w+)</td>.*?<td class="num duration">([^<]*)</td>',
                       html, re.S)
     assert runs == [("succeeded", "2025-05-31", "nightly", "1.2 s"), ("succeeded", "2025-05-30", "nightly", "1.2 s")]

@@ -106,7 +106,9 @@ class DayStatus:
 class WaitingDate:
     date: date
     late: int
-    why: str
+    why: str  # the job's own words (its logs, the JSON); the page says it in its language
+    last_run_started: datetime | None  # None: no successful run of the date is recorded
+    has_run: bool
 
     def to_json(self) -> dict[str, Any]:
         return {"date": self.date.isoformat(), "late_orders": self.late, "why": self.why}
@@ -182,8 +184,11 @@ def status_overview(store: Store, topic: str, last: date, now: datetime) -> Stat
 
     with_orders = {d: n for d, n in stream_totals[ORDERS].items() if n}
     plan = nightly_dates(with_orders, seen, shift_days(last, -1))  # type: ignore[arg-type]
-    waiting = [WaitingDate(p.day, late_orders(with_orders[p.day], seen[p.day].records_seen if p.day in seen else None),
-                           p.why) for p in plan if p.trigger == LATE]
+    waiting = [
+        WaitingDate(p.day, late_orders(with_orders[p.day], seen[p.day].records_seen if p.day in seen else None),
+                    p.why, seen[p.day].started_at if p.day in seen else None, p.day in seen)
+        for p in plan if p.trigger == LATE
+    ]
 
     rejected_days = [d for d in sorted(stream_totals[REJECTED], reverse=True) if stream_totals[REJECTED][d]]
     reasons = {d: _reasons(store, d) for d in rejected_days[:REJECTED_SAMPLE_DAYS]}
