@@ -321,6 +321,12 @@ def test_the_api_and_the_csvs_do_not_depend_on_the_language(cached: object) -> N
         assert japanese.get_data() == english.get_data()
         assert japanese.headers["ETag"] == english.headers["ETag"]
         assert "Cookie" not in english.vary and "Content-Language" not in english.headers
+    # Nor do the probes and the metrics: no cookie set, no Vary for a proxy to key on.
+    for url in ("/healthz?lang=en", "/readyz?lang=en", "/metrics?lang=en"):
+        probe = get(cached, url, Cookie="lang=en", **{"Accept-Language": "en"})
+        assert probe.status_code == 200, url
+        assert "Cookie" not in probe.vary and "Set-Cookie" not in probe.headers
+        assert "Content-Language" not in probe.headers
     assert get(cached, "/api/user_segments?lang=en").get_json()["segments"]["japanese"]["label"] == \
         "和食派 Japanese-leaning"
     csv = get(cached, "/api/daily_order_summaries.csv?from=2025-05-31&to=2025-05-31&lang=en").get_data(as_text=True)

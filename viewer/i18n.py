@@ -103,8 +103,11 @@ def switch_links() -> list[dict[str, Any]]:
 
 
 def is_page() -> bool:
-    """Whether this request's answer is a page (which depends on the language)."""
-    return not request.path.startswith(("/api/", "/assets/", "/static/"))
+    """Whether this request's answer is a page (which depends on the language); the probes
+    and the metrics are not, whatever a client sends them."""
+    from viewer.health import PUBLIC_ENDPOINTS  # here: viewer.health's imports lead back to this module
+
+    return request.endpoint not in PUBLIC_ENDPOINTS and not request.path.startswith(("/api/", "/assets/", "/static/"))
 
 
 def _remember_and_vary(response: Response) -> Response:
