@@ -32,6 +32,19 @@ from orderlog.config import Settings, load_settings  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Shuts down the Cassandra clusters some tests' apps still hold (a viewer app built for
+    one test and dropped): left to interpreter exit, the driver's reconnection threads of a
+    cluster whose node a test stopped print "cannot schedule new futures after shutdown"."""
+    import gc
+
+    from cassandra.cluster import Cluster
+
+    for cluster in [o for o in gc.get_objects() if isinstance(o, Cluster)]:
+        if not cluster.is_shutdown:
+            cluster.shutdown()
+
+
 def empty_keyspace(settings: Settings) -> None:
     """The keyspace of ``settings`` with every table of tables.cql, all of them empty."""
     from orderlog.cassandra_session import connect, shutdown
