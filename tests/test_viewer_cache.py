@@ -74,6 +74,22 @@ def test_answers_are_kept_until_a_run_finishes_and_revalidated_with_etags(cached
     assert fresh.headers["ETag"] != etag
 
 
+def test_a_range_is_sliced_from_the_year_read_once_per_run(cached, clean_cassandra) -> None:
+    """Range calls read their year partition whole once per run: a range never asked
+    before is answered from it, so a write no finished run announces is not in it either."""
+    def japanese_sizes(url: str) -> list[int]:
+        return [d["segments"][JAPANESE]["users"] for d in cached.get(url).get_json()["days"]]
+
+    before = japanese_sizes(f"/api/segment_sizes?from={LATEST}&to={LATEST}")
+    set_japanese_size(clean_cassandra, LATEST, before[0] + 1000)
+    time.sleep(GENERATION_MEMO_S + 0.2)
+    another_range = f"/api/segment_sizes?from=2025-05-30&to={LATEST}"
+    assert japanese_sizes(another_range)[-1] == before[0]
+    note_finished_run(clean_cassandra, LATEST)
+    time.sleep(GENERATION_MEMO_S + 0.2)
+    assert japanese_sizes(another_range)[-1] == before[0] + 1000
+
+
 def test_conditional_requests_follow_rfc_9110(cached) -> None:
     etag = cached.get("/api/daily_order_summaries").headers["ETag"]
     # If-None-Match compares weakly: a proxy may have turned the tag into a weak one.
