@@ -8,7 +8,11 @@ The dates are the very columns the batch writes (``order_date_col`` of to_raw_or
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, timedelta
+from typing import Any
+
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs.stream_transforms import order_date_col, reject_date_col
@@ -28,3 +32,66 @@ def batch_day_counts(parsed: DataFrame, tz: str) -> DataFrame:
         .groupBy("day", "kind")
         .agg(F.count(F.lit(1)).alias("records"))
     )
+
+
+EPOCH = date(1970, 1, 1)
+# (day, kind, records) of a batch: what stream_day_counts is written from.
+DayCounts = list[tuple[date | None, str, int]]
+
+
+def day_count_metrics(tz: str, expected: Sequence[date] = ()) -> list[Column]:
+    """The batch's counts as aggregates that ride on its write (``DataFrame.observe``: no
+    Spark job of their own): per kind, its records, those without a date, those of each
+    ``expected`` date, and its first and last date (days since 1970: an observed value
+    reaches Python as a plain number). ``counts_of_metrics`` turns them into
+    ``batch_day_counts``' rows when they account for every record: a kind of one date, or
+    of expected dates only (the usual micro-batch: today's and yesterday's orders)."""
+    valid = F.col("parsed.reason").isNull()
+    metrics = []
+    for kind, of_kind, day in ((ORDERS, valid, order_date_col(tz)), (REJECTED, ~valid, reject_date_col(tz))):
+        day_number = F.when(of_kind, F.datediff(day, F.lit(EPOCH)))
+        metrics += [
+            F.count_if(of_kind).alias(f"{kind}_records"),
+            F.count_if(of_kind & day.isNull()).alias(f"{kind}_undated"),
+            F.min(day_number).alias(f"{kind}_first"),
+            F.max(day_number).alias(f"{kind}_last"),
+            *(F.count_if(of_kind & (day == F.lit(d))).alias(f"{kind}_on_{d.isoformat()}")
+              for d in dict.fromkeys(expected)),
+        ]
+    return metrics
+
+
+def counts_of_metrics(metrics: Mapping[str, Any], expected: Sequence[date] = ()) -> DayCounts | None:
+    """``batch_day_counts``' rows from ``day_count_metrics``' values, or None when they do
+    not account for every record (a kind over several dates not all expected)."""
+    counts: DayCounts = []
+    for kind in (ORDERS, REJECTED):
+        first, last = metrics[f"{kind}_first"], metrics[f"{kind}_last"]
+        records, undated = int(metrics[f"{kind}_records"] or 0), int(metrics[f"{kind}_undated"] or 0)
+        if undated:
+            counts.append((None, kind, undated))
+        if first == last:
+            if records > undated:
+                counts.append((EPOCH + timedelta(days=int(first)), kind, records - undated))
+            continue
+        on_expected = [(d, int(metrics[f"{kind}_on_{d.isoformat()}"] or 0)) for d in dict.fromkeys(expected)]
+        if sum(n for _, n in on_expected) != records - undated:
+            return None
+        counts += [(d, kind, n) for d, n in on_expected if n]
+    return counts
+
+
+# Expected dates of a batch's counts at most (each adds two aggregates to the write).
+MAX_EXPECTED_DATES = 8
+
+
+def expected_dates(today: date, previous: Iterable[date | None]) -> list[date]:
+    """The dates a batch's records most likely fall on: the business day, the days around
+    it (midnight, clocks of the clients), the previous batch's dates and the day after its
+    last (a stream that runs behind moves on one date at a time); the newest first, at most
+    MAX_EXPECTED_DATES."""
+    seen = [d for d in previous if d is not None]
+    candidates = {today, today - timedelta(days=1), today + timedelta(days=1), *seen}
+    if seen:
+        candidates.add(max(seen) + timedelta(days=1))
+    return sorted(candidates, reverse=True)[:MAX_EXPECTED_DATES]

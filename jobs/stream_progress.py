@@ -49,10 +49,10 @@ class ProgressLogger(StreamingQueryListener):
         source = p.sources[0] if p.sources else None
         behind = offsets_behind(source.latestOffset, source.endOffset) if source else None
         log.info(
-            "batch %d: %d rows (%s valid, %s rejected) in %.2f s (read+validate %.2f s, write %.2f s), "
-            "%.0f rows/s, %s offsets behind",
+            "batch %d: %d rows (%s valid, %s rejected) in %.2f s (read+validate+write orders %.2f s, rejected "
+            "and totals %.2f s), %.0f rows/s, %s offsets behind",
             p.batchId, rows, batch.get("valid", "?"), batch.get("rejected", "?"), seconds,
-            batch.get("validate_s", 0.0), batch.get("write_s", 0.0), rows / seconds if seconds else 0.0, behind,
+            batch.get("orders_s", 0.0), batch.get("rest_s", 0.0), rows / seconds if seconds else 0.0, behind,
         )
 
     def onQueryIdle(self, event: Any) -> None:

@@ -10,17 +10,21 @@ totals are replay-safe too (orderlog.late_orders.merge_batch_count).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, date, datetime
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Observation
 
 from jobs.cassandra_health import CassandraHealth
 from jobs.cassandra_io import CONCURRENT_WRITES, short_cause, write_table
-from jobs.stream_counts import batch_day_counts
+from jobs.stream_counts import DayCounts, batch_day_counts, counts_of_metrics, day_count_metrics, expected_dates
 from jobs.stream_transforms import filter_rejected, filter_valid, to_raw_orders, to_rejected_events, with_parsed
+from orderlog.business_day import business_date
 from orderlog.cassandra_session import CassandraUnavailable
 from orderlog.config import Settings
 from orderlog.late_orders import REJECTED, StreamCount, merge_batch_count
@@ -44,14 +48,32 @@ RAW_ORDERS_WRITE_DEFAULTS = {
     "spark.cassandra.output.batch.size.bytes": "16384",
     CONCURRENT_WRITES: "16",
 }
-# (day, kind, records) of a batch: what stream_day_counts is written from.
-DayCounts = list[tuple[Any, str, int]]
+# How long to wait for a write's observed counts (Spark hands them to a listener right
+# after the job); without them the batch groups its cached rows instead (one job more).
+OBSERVATION_WAIT_S = 30.0
 
 
 def raw_orders_write_options(session_conf: dict[str, str]) -> dict[str, str]:
     """RAW_ORDERS_WRITE_DEFAULTS, less the settings the session's conf gives (an operator's
     --conf wins: a write option would override it)."""
     return {key: value for key, value in RAW_ORDERS_WRITE_DEFAULTS.items() if key not in session_conf}
+
+
+def observed_values(observation: Any, wait_s: float) -> dict[str, Any] | None:
+    """An observation's values once its action has succeeded, or None when Spark has not
+    handed them over within ``wait_s`` (its listener bus can drop events when flooded).
+    ``Observation.get`` would wait for ever: it waits on a thread of its own, which is left
+    behind in that rare case."""
+    found: list[dict[str, Any]] = []
+
+    def get() -> None:
+        with contextlib.suppress(Exception):  # no values: the caller counts another way
+            found.append(dict(observation.get))
+
+    waiter = threading.Thread(target=get, name="observation-wait", daemon=True)
+    waiter.start()
+    waiter.join(wait_s)
+    return found[0] if found else None
 
 
 class DayCountWriter:
@@ -97,44 +119,34 @@ class BatchWriter:
         self.outages_seen = 0
         self.epoch = 0  # bumped after each outage: the connector then opens a fresh session
         self.day_counts: DayCountWriter | None = None
+        self.last_dates: set[date | None] = set()  # of the previous batch: expected again
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         # One wave of tasks: a topic with more partitions than cores would otherwise make
         # every small (low-latency) batch pay for several task waves.
         cores = batch.sparkSession.sparkContext.defaultParallelism
+        # Cached: the rejected rows (and, rarely, a grouping count) are read again after the
+        # raw_orders write, which parses the batch and fills the cache in the same job.
         parsed = batch.coalesce(max(1, cores)).transform(with_parsed).persist()
         try:
-            # The batch's one Spark job before the writes: validation, and the per-date counts
-            # (a few rows) that the rows and rejected figures are the sums of.
-            counts = [
-                (r["day"], r["kind"], int(r["records"]))
-                for r in batch_day_counts(parsed, self.settings.business.timezone).collect()
-            ]
-            rows = sum(n for _, _, n in counts)
-            rejected = sum(n for _, kind, n in counts if kind == REJECTED)
-            validated = time.monotonic()
-            retries = 0
-            if rows:
-                query_id = batch.sparkSession.sparkContext.getLocalProperty(QUERY_ID_PROPERTY)
-                if not query_id:  # foreachBatch always runs on the query's thread
-                    raise RuntimeError(f"no {QUERY_ID_PROPERTY} on the batch's thread: not run by a streaming query?")
-                retries = self._write_with_retry(parsed, rejected, batch_id, query_id, counts)
+            counts, retries, first_job_s = self._write_with_retry(parsed, batch_id)
         finally:
             parsed.unpersist()
+        rows = sum(n for _, _, n in counts)
+        rejected = sum(n for _, kind, n in counts if kind == REJECTED)
         self.stats[batch_id] = {
             "retries": retries,
             "rows": rows,
             "valid": rows - rejected,
             "rejected": rejected,
-            "validate_s": validated - started,
-            "write_s": time.monotonic() - validated,
+            "orders_s": first_job_s,
+            "rest_s": time.monotonic() - started - first_job_s,
         }
 
-    def _write_with_retry(
-        self, parsed: DataFrame, rejected: int, batch_id: int, query_id: str, counts: DayCounts
-    ) -> int:
-        """Writes the batch; returns how many times it was retried."""
+    def _write_with_retry(self, parsed: DataFrame, batch_id: int) -> tuple[DayCounts, int, float]:
+        """Writes the batch; returns its counts, how many times it was retried, and the
+        seconds of its first job (read, validate, write raw_orders) in the last attempt."""
         deadline = time.monotonic() + self.settings.stream.write_retry_seconds
         pause, cause, retries = FIRST_PAUSE_S, None, -1
         while True:
@@ -142,8 +154,8 @@ class BatchWriter:
             if cause is not None or not self.health.up() or self.health.outages != self.outages_seen:
                 self._wait_for_cassandra(deadline, cause or "node down", batch_id)
             try:
-                self._write(parsed, rejected, batch_id, query_id, counts)
-                return retries
+                counts, first_job_s = self._write(parsed, batch_id)
+                return counts, retries, first_job_s
             except Exception as exc:  # noqa: BLE001
                 # Every write is an idempotent upsert, so retrying any failure is safe; the
                 # usual one is Cassandra being down or restarting.
@@ -166,13 +178,26 @@ class BatchWriter:
         self.outages_seen = self.health.outages
         self.epoch += 1
 
-    def _write(self, parsed: DataFrame, rejected: int, batch_id: int, query_id: str, counts: DayCounts) -> None:
+    def _write(self, parsed: DataFrame, batch_id: int) -> tuple[DayCounts, float]:
+        """One attempt: raw_orders (the batch's counts observed by the same job), the
+        rejected rows, then the per-date totals. Returns the counts and the first job's seconds."""
         tz = self.settings.business.timezone
-        valid_rows = parsed.transform(filter_valid).transform(to_raw_orders, tz)
+        started = time.monotonic()
+        # A new observation per attempt: one of a failed write never gets its values.
+        observation = Observation(f"stream-batch-{batch_id}-{uuid.uuid4().hex[:8]}")
+        expected = expected_dates(business_date(datetime.now(UTC), tz), self.last_dates)
+        observed = parsed.observe(observation, *day_count_metrics(tz, expected))
+        valid_rows = observed.transform(filter_valid).transform(to_raw_orders, tz)
         session_conf = dict(parsed.sparkSession.sparkContext.getConf().getAll())
         write_table(valid_rows, self.settings, RAW_ORDERS, session_epoch=self.epoch,
                     options=raw_orders_write_options(session_conf))
-        if rejected:
+        first_job_s = time.monotonic() - started
+        metrics = observed_values(observation, OBSERVATION_WAIT_S)
+        counts = counts_of_metrics(metrics, expected) if metrics is not None else None
+        if counts is None:  # dates not expected (or no values came): group the cached rows
+            counts = [(r["day"], r["kind"], int(r["records"])) for r in batch_day_counts(parsed, tz).collect()]
+        self.last_dates = {day for day, _, _ in counts}
+        if any(kind == REJECTED for _, kind, _ in counts):
             rejected_rows = parsed.transform(filter_rejected).transform(to_rejected_events, tz)
             # Rejected rows expire: a flood of bad records cannot fill the disk for good.
             write_table(rejected_rows, self.settings, REJECTED_EVENTS, ttl_seconds=self.settings.rejected.ttl_seconds,
@@ -180,9 +205,19 @@ class BatchWriter:
         # Only after the rows: a total never counts a record that is not in its table yet
         # (the aggregate relies on it to tell late orders). A record without a date cannot
         # be in either table's key: nothing to count it under.
-        if self.day_counts is None:
-            self.day_counts = DayCountWriter(self.health.session, self.settings.cassandra.keyspace)
-        self.day_counts.write(query_id, batch_id, [c for c in counts if c[0] is not None])
+        dated = [c for c in counts if c[0] is not None]
+        if dated:
+            if self.day_counts is None:
+                self.day_counts = DayCountWriter(self.health.session, self.settings.cassandra.keyspace)
+            self.day_counts.write(self._query_id(parsed), batch_id, dated)
+        return counts, first_job_s
+
+    @staticmethod
+    def _query_id(parsed: DataFrame) -> str:
+        query_id = parsed.sparkSession.sparkContext.getLocalProperty(QUERY_ID_PROPERTY)
+        if not query_id:  # foreachBatch always runs on the query's thread
+            raise RuntimeError(f"no {QUERY_ID_PROPERTY} on the batch's thread: not run by a streaming query?")
+        return query_id
 
     def _give_up_after(self, deadline: float, cause: str, batch_id: int) -> None:
         if time.monotonic() < deadline:
