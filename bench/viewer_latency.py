@@ -69,8 +69,8 @@ def load(settings: Settings, users: int, days: int) -> None:
     execute_concurrent_with_args(session, hour, hour_rows, concurrency=64, raise_on_first_error=True)
 
     member = session.prepare(
-        "INSERT INTO user_segments (segment, bucket, user_id, japanese, western, last_order_date) "
-        "VALUES (?, ?, ?, ?, ?, ?)"
+        "INSERT INTO user_segments (segment, bucket, user_id, japanese, western, orders, last_order_date) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)"
     )
     counts = dict.fromkeys(SEGMENTS, 0)
     started, pending = time.monotonic(), {}
@@ -84,7 +84,7 @@ def load(settings: Settings, users: int, days: int) -> None:
         counts[seg] += 1
         key = (seg, bucket_of(user_id, SEGMENT_BUCKETS))
         rows_of = pending.setdefault(key, [])
-        rows_of.append((*key, user_id, j, w, LATEST - timedelta(days=rnd.randrange(days))))
+        rows_of.append((*key, user_id, j, w, j + w, LATEST - timedelta(days=rnd.randrange(days))))
         if len(rows_of) == 100:
             batches.append(_batch(member, pending.pop(key)))
         if len(batches) == 200 or n == users - 1:
