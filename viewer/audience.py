@@ -13,9 +13,11 @@ range of a prefix or cursor, in user_id order, without ALLOW FILTERING. So:
   an unfiltered page is (about skip + per_page + 1 rows; ``page=`` skips at most
   MAX_PAGE_OFFSET, the ``after`` cursor goes anywhere);
 - **sort=orders** (most orders first, ties by user_id) walks descending bands of orders
-  values ``[lo, hi)``: it finds the largest value (a few LIMIT 1 rounds), then splits the
-  range in halves, counting the upper half only (the lower half's count is the band's minus
-  it), until a band holds one orders value or at most BAND_ROWS members. A band wholly
+  values ``[lo, hi)``: it finds the largest value (a few LIMIT 1 rounds), then splits off
+  the top quarter of the range not counted yet and counts it (the top of a list is sparse:
+  a small count), splitting a counted band of more than BAND_ROWS members in halves (the
+  lower half's count is the band's minus the upper's), until a band holds one orders value
+  or at most BAND_ROWS members. A band wholly
   before the wanted rank is skipped by its count; a band of several values is read whole
   (at most BAND_ROWS rows) and sorted here; a band of one value is streamed in user_id
   order. Every count is cached per run, so page 1 costs a few small counts once and one
@@ -183,24 +185,30 @@ def ranked(store: Store, segment: str, where: Where, *, skip: int = 0, fetch_siz
     largest = _largest_orders(store, segment, where)
     if largest is None:
         return
-    bands = [(where.orders_from, largest + 1, _count(store, segment, where))]
+    # (lo, hi, members): orders in [lo, hi); members None while not counted. Only the upper
+    # part of a split is counted, so the whole list is never counted to rank its top.
+    bands: list[tuple[int, int, int | None]] = [(where.orders_from, largest + 1, None)]
     while bands:
         lo, hi, members = bands.pop()
+        if members is None and hi - lo == 1 and skip > 0:
+            members = _count(store, segment, replace(where, orders_from=None, orders_equal=lo))
         if members == 0:
             continue
-        if skip >= members:  # wholly before the wanted rank: skipped by its count
+        if members is not None and skip >= members:  # wholly before the wanted rank: skipped by its count
             skip -= members
             continue
         if hi - lo == 1:
             one_value = replace(where, orders_from=None, orders_equal=lo)
             yield from itertools.islice(_stream(store, segment, one_value, fetch_size), skip, None)
-        elif members <= BAND_ROWS:
+        elif members is not None and members <= BAND_ROWS:
             band = replace(where, orders_from=lo, orders_below=_below(hi))
             yield from sorted(_stream(store, segment, band, queries.bucket_fetch_size(members)), key=rank_key)[skip:]
         else:
-            mid = lo + (hi - lo) // 2
+            # Not counted yet: split off its top quarter (the top of a list is the sparse
+            # part, so that count is small); counted and too big: split in halves.
+            mid = hi - max(1, (hi - lo) // 4) if members is None else lo + (hi - lo) // 2
             upper = _count(store, segment, replace(where, orders_from=mid, orders_below=_below(hi)))
-            bands += [(lo, mid, members - upper), (mid, hi, upper)]  # the upper half first
+            bands += [(lo, mid, None if members is None else members - upper), (mid, hi, upper)]  # upper first
             continue
         skip = 0
 
@@ -227,7 +235,7 @@ def page(
         return AudiencePage([], False, None)
     if audience.sort == "orders":
         rows = list(itertools.islice(
-            ranked(store, segment, where, skip=skip, fetch_size=queries.bucket_fetch_size(per_page + 1)),
+            ranked(store, segment, where, skip=skip, fetch_size=queries.bucket_fetch_size(skip + per_page + 1)),
             per_page + 1))
         return AudiencePage(rows[:per_page], len(rows) > per_page, None)
     stream = _stream(store, segment, where, queries.bucket_fetch_size(skip + per_page + 1))
