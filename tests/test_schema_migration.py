@@ -200,3 +200,29 @@ def test_the_orders_backfill_stopped_part_way_runs_again_and_changes_only_null_r
     finally:
         session.execute(f"DROP KEYSPACE IF EXISTS {ks.cassandra.keyspace}", timeout=60)
         shutdown(session)
+
+
+@pytest.mark.integration
+def test_a_viewer_on_a_keyspace_without_the_audience_indexes_says_run_make_schema(stack, settings) -> None:
+    """Without the index on orders the audience queries would need ALLOW FILTERING: the
+    viewer says so at once (503 naming `make schema`), and works after it."""
+    from tests.viewer_data import viewer_app
+    from viewer.db import close_app
+
+    old = settings.replace(cassandra_keyspace=f"{settings.cassandra.keyspace}_noindex")
+    apply_cql(old)
+    admin = connect(settings, keyspace="")
+    app = viewer_app(old)
+    try:
+        admin.execute(f"DROP INDEX {old.cassandra.keyspace}.user_segments_orders", timeout=60)
+        client = app.test_client()
+        answer = client.get("/api/user_segments/japanese?min_orders=3")
+        assert answer.status_code == 503 and "run `make schema`" in answer.get_data(as_text=True)
+
+        apply_cql(old)
+        body = client.get("/api/user_segments/japanese?min_orders=3").get_json()
+        assert body["matching"] == 0 and body["users"] == []
+    finally:
+        close_app(app)
+        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
+        shutdown(admin)
