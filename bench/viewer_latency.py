@@ -7,6 +7,7 @@ configuration. Ends with one JSON line (`{"bench": ..., "ratios": ..., "figures"
 
     .venv/bin/python -m bench.viewer_latency                 # load (once) and measure
     .venv/bin/python -m bench.viewer_latency --skip-load     # measure only
+    .venv/bin/python -m bench.viewer_latency --skip-load --audience   # the audience filters, cold and warm
 
 Data goes to its own keyspace (orderlog_bench_viewer by default); the demo is untouched.
 """
@@ -70,8 +71,8 @@ def load(settings: Settings, users: int, days: int) -> None:
     execute_concurrent_with_args(session, hour, hour_rows, concurrency=64, raise_on_first_error=True)
 
     member = session.prepare(
-        "INSERT INTO user_segments (segment, bucket, user_id, japanese, western, last_order_date) "
-        "VALUES (?, ?, ?, ?, ?, ?)"
+        "INSERT INTO user_segments (segment, bucket, user_id, japanese, western, orders, last_order_date) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)"
     )
     counts = dict.fromkeys(SEGMENTS, 0)
     started, pending = time.monotonic(), {}
@@ -85,7 +86,7 @@ def load(settings: Settings, users: int, days: int) -> None:
         counts[seg] += 1
         key = (seg, bucket_of(user_id, SEGMENT_BUCKETS))
         rows_of = pending.setdefault(key, [])
-        rows_of.append((*key, user_id, j, w, LATEST - timedelta(days=rnd.randrange(days))))
+        rows_of.append((*key, user_id, j, w, j + w, LATEST - timedelta(days=rnd.randrange(days))))
         if len(rows_of) == 100:
             batches.append(_batch(member, pending.pop(key)))
         if len(batches) == 200 or n == users - 1:
@@ -197,6 +198,46 @@ def measure_csv(port: int, segment: str) -> tuple[int, float]:
     return lines - 1, time.perf_counter() - t0
 
 
+def measure_audience(port: int, segment: str, repeats: int = 3) -> dict[str, float]:
+    """The audience filters on the whole segment, one request at a time on one worker: the
+    first request of each call (cold: it computes the counts and bands it needs, except
+    those an earlier call already cached), then the median of ``repeats`` more, each with
+    another per_page (warm: the per-run cache answers the counts, the page itself is read;
+    the same URL again would be answered whole by the response cache), and the ranked
+    CSV's rows/s."""
+    calls = {
+        "count + first page, min_orders=30": f"/api/user_segments/{segment}?min_orders=30",
+        "count + first page, min_orders=10": f"/api/user_segments/{segment}?min_orders=10",
+        "count + first page, active_within_days=7": f"/api/user_segments/{segment}?active_within_days=7",
+        "first page sorted by orders": f"/api/user_segments/{segment}?sort=orders",
+        "page 50 sorted by orders": f"/api/user_segments/{segment}?sort=orders&page=50",
+        "page 50 sorted by orders, min_orders=10": f"/api/user_segments/{segment}?sort=orders&page=50&min_orders=10",
+    }
+    figures: dict[str, float] = {}
+    for name, path in calls.items():
+        times, matching = [], None
+        for n in range(1 + repeats):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+            t0 = time.perf_counter()
+            conn.request("GET", f"{path}&per_page={100 - n}")
+            body = json.loads(conn.getresponse().read())
+            times.append(time.perf_counter() - t0)
+            matching = body.get("matching")
+        figures[f"{name} (cold)"], figures[name] = times[0], statistics.median(times[1:])
+        print(f"{name:44} cold {times[0] * 1000:>7.0f} ms   warm {figures[name] * 1000:>6.0f} ms   "
+              f"matching {matching:,}")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
+    t0 = time.perf_counter()
+    conn.request("GET", f"/api/user_segments/{segment}.csv?sort=orders")
+    response, rows = conn.getresponse(), -1
+    while chunk := response.read(1 << 16):
+        rows += chunk.count(b"\n")
+    secs = time.perf_counter() - t0
+    figures["sorted CSV rows/s"] = rows / secs
+    print(f"{'CSV sorted by orders':44} {rows:,} rows in {secs:.1f} s ({rows / secs:,.0f} rows/s)")
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keyspace", default="orderlog_bench_viewer")
@@ -210,6 +251,8 @@ def main() -> None:
     parser.add_argument("--cache-seconds", type=float, default=5.0, help="ORDERLOG_VIEWER_CACHE_SECONDS of the server")
     parser.add_argument("--skip-baseline", action="store_true", help="no bare-driver run, no CSV export")
     parser.add_argument("--calls", default="", help="only the calls whose name contains one of these (comma-separated)")
+    parser.add_argument("--audience", action="store_true",
+                        help="only the audience filters on the biggest segment, one request at a time, cold and warm")
     args = parser.parse_args()
     settings = load_or_exit("bench.viewer_latency").replace(cassandra_keyspace=args.keyspace)
     require_stack("bench.viewer_latency", settings, cassandra=True)
@@ -219,6 +262,26 @@ def main() -> None:
         t0 = time.monotonic()
         load(settings, args.users, args.days)
         print(f"  loaded in {time.monotonic() - t0:.0f} s")
+
+    if args.audience:
+        session = connect(settings)
+        sizes = {s: sum(session.execute("SELECT COUNT(*) FROM user_segments WHERE segment = %s AND bucket = %s",
+                                        (s, b), timeout=120).one()[0] for b in range(SEGMENT_BUCKETS))
+                 for s in SEGMENTS}
+        shutdown(session)
+        biggest = max(sizes, key=sizes.__getitem__)
+        (port,) = free_ports(1)
+        server = start_server(settings, port, 1, args.threads, 3600)
+        try:
+            print(f"\naudience filters of segment {biggest} ({sizes[biggest]:,} members), one worker\n")
+            figures = measure_audience(port, biggest)
+            print(f"load average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
+            print(json.dumps({"bench": "viewer_audience", "segment_members": sizes[biggest],
+                              "figures": rounded(figures)}))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        return
 
     rnd = random.Random(1)
     dates = [LATEST - timedelta(days=n) for n in range(args.days)]
@@ -253,8 +316,8 @@ def main() -> None:
         ],
         "users by prefix (20 of ~10,000)": [f"/api/users?prefix=u0{rnd.randrange(100):02d}" for _ in range(200)],
         "users by prefix (20 of ~1,000)": [f"/api/users?prefix=u0{rnd.randrange(1000):03d}" for _ in range(500)],
-        # audience filters: a page reads the list until it is full (or 100,000 members), and the
-        # filtered count reads up to 100,000 (kept until the next run: here the cache decides)
+        # audience filters: SAI queries per bucket; the exact count is kept until the next run
+        # (here the cache decides; --audience measures them uncached)
         "audience page: min_orders=25 (100)": [f"/api/user_segments/{s}?min_orders=25" for s in SEGMENTS[:2]],
         "audience page: active 7 days, prefix u0NN": [
             f"/api/user_segments/japanese?active_within_days=7&prefix=u0{rnd.randrange(100):02d}" for _ in range(200)

@@ -203,14 +203,16 @@ def user_preferences(transitions: DataFrame) -> DataFrame:
 
 
 def segment_rows(preferences: DataFrame) -> DataFrame:
-    """Rows of user_segments: each user in the segment of its preference, with its last
-    order date (what the viewer's "active within N days" filter reads)."""
+    """Rows of user_segments: each user in the segment of its preference, with its total
+    orders and last order date (what the viewer's audience filters and its ranking read,
+    through the table's indexes)."""
     return preferences.select(
         F.col("preference").alias("segment"),
         bucket_col(F.col("user_id"), SEGMENT_BUCKETS).alias("bucket"),
         "user_id",
         "japanese",
         "western",
+        (F.col("japanese") + F.col("western")).alias("orders"),
         "last_order_date",
     )
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Callable
 
-from cassandra import OperationTimedOut
+from cassandra import OperationTimedOut, Unauthorized
 from cassandra.cluster import NoHostAvailable
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -24,8 +25,21 @@ from orderlog.kafka_admin import describe
 from orderlog.kafka_admin import refusal as kafka_refusal
 from orderlog.kafka_security import kafka_python_client
 from orderlog.logs import configure, progress, report
+from orderlog.orders_backfill import backfill_orders
 from orderlog.rejected_migration import MigrationError, migrate_rejected_events
-from orderlog.tables import keyspace_cql, strip_comments, table_columns, table_names, table_statements
+from orderlog.tables import (
+    index_names,
+    index_statements,
+    keyspace_cql,
+    strip_comments,
+    table_columns,
+    table_names,
+    table_statements,
+)
+
+# How long `make schema` waits for a new index to be built over the rows a table already
+# has (SAI answers no query on an index until then).
+INDEX_BUILD_TIMEOUT_S = 600.0
 
 
 def add_missing_columns(session: object, keyspace: str) -> list[str]:
@@ -52,25 +66,61 @@ def apply_cql(
     migration_after: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Keyspace, tables, the rejected_events layout migration (orderlog.rejected_migration,
-    logging one line per step), then the columns older keyspaces lack; returns the ALTERs it
-    ran. ``migration_after`` is the migration's test hook."""
+    logging one line per step), the columns older keyspaces lack, then the indexes (on
+    columns the ALTERs may just have added) and the orders backfill
+    (orderlog.orders_backfill); returns the ALTERs it ran. ``migration_after`` is the
+    migration's test hook."""
     session = connect(settings, keyspace="")
     try:
-        statements = [keyspace_cql(settings)]
-        for statement in table_statements():
-            statements.append(statement)
-        session.execute(strip_comments(statements[0]), timeout=60)
+        indexes = index_statements()
+        session.execute(strip_comments(keyspace_cql(settings)), timeout=60)
         session.set_keyspace(settings.cassandra.keyspace)
-        for statement in statements[1:]:
-            session.execute(statement, timeout=60)
+        for statement in table_statements():
+            if statement not in indexes:
+                session.execute(statement, timeout=60)
         # Schema changes propagate asynchronously; wait so the caller can use them.
         session.cluster.control_connection.wait_for_schema_agreement()
         # Before the ALTERs: the older rejected_events is replaced, not given the new columns.
         migrate_rejected_events(session, settings.cassandra.keyspace, settings.rejected.ttl_seconds, log=log,
                                 after=migration_after)
-        return add_missing_columns(session, settings.cassandra.keyspace)
+        altered = add_missing_columns(session, settings.cassandra.keyspace)
+        for statement in indexes:
+            session.execute(statement, timeout=60)
+        session.cluster.control_connection.wait_for_schema_agreement()
+        wait_for_indexes(session, settings.cassandra.keyspace, log)
+        backfill_orders(session, log)
+        return altered
     finally:
         shutdown(session)
+
+
+def wait_for_indexes(session: object, keyspace: str, log: Callable[[str], None] = lambda line: None,
+                     timeout_s: float = INDEX_BUILD_TIMEOUT_S) -> None:
+    """Waits until every index of tables.cql answers queries on the node the session talks
+    to (an index created over existing rows is built in the background)."""
+    wanted, said = set(index_names()), False
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            rows = session.execute(  # type: ignore[attr-defined]
+                "SELECT keyspace_name, index_name, is_queryable FROM system_views.sai_column_indexes", timeout=60
+            )
+        except Unauthorized:
+            # A role granted every keyspace still lacks the virtual system_views (the secure
+            # profile's): an index over an empty or small table is ready at once anyway.
+            log("cannot see whether the indexes are built (no SELECT on system_views.sai_column_indexes): "
+                "not waiting; a query on an index still being built fails until it is")
+            return
+        ready = {r.index_name for r in rows if r.keyspace_name == keyspace and r.is_queryable}
+        if wanted <= ready:
+            return
+        if time.monotonic() > deadline:
+            raise MigrationError(f"the indexes {', '.join(sorted(wanted - ready))} of keyspace {keyspace} were "
+                                 f"still being built after {timeout_s:.0f} s; run `make schema` again later")
+        if not said:
+            log(f"building the indexes {', '.join(sorted(wanted - ready))} over the existing rows")
+            said = True
+        time.sleep(0.5)
 
 
 def truncate_tables(session: object) -> None:

@@ -43,6 +43,16 @@ def table_statements() -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+def index_statements() -> list[str]:
+    """The CREATE CUSTOM INDEX statements of tables.cql (applied after the tables' columns)."""
+    return [s for s in table_statements() if s.split()[:2] == ["CREATE", "CUSTOM"]]
+
+
+def index_names() -> list[str]:
+    """The names of the indexes of tables.cql (CREATE CUSTOM INDEX IF NOT EXISTS <name> ON ...)."""
+    return [s.split()[6] for s in index_statements()]
+
+
 def table_names() -> list[str]:
     names = []
     for statement in table_statements():

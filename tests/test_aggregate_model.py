@@ -144,6 +144,7 @@ def actual_state(session: object) -> dict[str, object]:
         )
     for r in rows("SELECT * FROM user_segments"):
         assert r.bucket == bucket_of(r.user_id, SEGMENT_BUCKETS)
+        assert r.orders == r.japanese + r.western, r  # what the audience indexes range over
         state["user_segments"][(r.segment, r.user_id)] = (r.japanese, r.western, _d(r.last_order_date))
     for r in rows("SELECT * FROM segment_sizes"):
         state["segment_sizes"][(_d(r.as_of), r.segment)] = (r.users, r.entered, r.exited)

@@ -124,3 +124,105 @@ def test_a_viewer_on_a_keyspace_older_than_it_says_run_make_schema_then_works(st
         close_app(app)
         admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
         shutdown(admin)
+
+
+# user_segments before the audience indexes: no orders column.
+OLD_USER_SEGMENTS = """
+CREATE TABLE user_segments (
+    segment text, bucket smallint, user_id text, japanese bigint, western bigint, last_order_date date,
+    PRIMARY KEY ((segment, bucket), user_id)
+)
+"""
+
+
+@pytest.mark.integration
+def test_an_old_user_segments_gets_orders_filled_in_and_indexed_once(stack, settings) -> None:
+    old = settings.replace(cassandra_keyspace=f"{settings.cassandra.keyspace}_orders")
+    admin = connect(settings, keyspace="")
+    try:
+        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
+        admin.execute(
+            f"CREATE KEYSPACE {old.cassandra.keyspace} WITH replication = {settings.cassandra.replication}",
+            timeout=60,
+        )
+        admin.set_keyspace(old.cassandra.keyspace)
+        admin.execute(OLD_USER_SEGMENTS, timeout=60)
+        insert = admin.prepare("INSERT INTO user_segments (segment, bucket, user_id, japanese, western) "
+                               "VALUES ('japanese', ?, ?, ?, ?)")
+        members = [(b, f"u{n:04d}", n % 7 + 1, n % 3) for n in range(2500) for b in [n % 4]]
+        for member in members:
+            admin.execute(insert, member)
+        lines: list[str] = []
+
+        ks = old.cassandra.keyspace
+        assert apply_cql(old, log=lines.append) == [f"ALTER TABLE {ks}.user_segments ADD orders bigint"]
+        assert "user_segments.orders: filled in 2,500 rows written before the column existed" in lines
+
+        select = admin.prepare("SELECT user_id, orders FROM user_segments WHERE segment = 'japanese' AND bucket = ?")
+        stored = {r.user_id: r.orders for b in range(4) for r in admin.execute(select, (b,))}
+        assert stored == {user_id: j + w for _, user_id, j, w in members}
+        # The index answers for the filled-in rows (a null would not be indexed).
+        at_least = admin.prepare("SELECT COUNT(*) FROM user_segments WHERE segment = 'japanese' AND bucket = ? "
+                                 "AND orders >= ?")
+        assert sum(admin.execute(at_least, (b, 8)).one()[0] for b in range(4)) == sum(
+            1 for *_, j, w in members if j + w >= 8)
+
+        lines.clear()
+        assert apply_cql(old, log=lines.append) == []  # idempotent: nothing added, no second scan
+        assert not [line for line in lines if "user_segments.orders" in line]
+        done = admin.execute("SELECT rows_changed FROM schema_migrations WHERE migration = %s",
+                             ("user_segments.orders backfill",)).one()
+        assert done.rows_changed == 2500
+    finally:
+        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
+        shutdown(admin)
+
+
+@pytest.mark.integration
+def test_the_orders_backfill_stopped_part_way_runs_again_and_changes_only_null_rows(stack, settings) -> None:
+    from orderlog.orders_backfill import backfill_orders
+
+    ks = settings.replace(cassandra_keyspace=f"{settings.cassandra.keyspace}_backfill")
+    apply_cql(ks)
+    session = connect(ks)
+    try:
+        insert = session.prepare("INSERT INTO user_segments (segment, bucket, user_id, japanese, western, orders) "
+                                 "VALUES ('western', 3, ?, ?, ?, ?)")
+        session.execute(insert, ("has", 1, 2, 3))
+        session.execute(insert, ("lacks", 4, 5, None))
+        # No finished row: as after a run killed before its end.
+        session.execute("DELETE FROM schema_migrations WHERE migration = %s", ("user_segments.orders backfill",))
+        assert backfill_orders(session) == 1
+        rows = {r.user_id: r.orders for r in session.execute(
+            "SELECT user_id, orders FROM user_segments WHERE segment = 'western' AND bucket = 3")}
+        assert rows == {"has": 3, "lacks": 9}
+        assert backfill_orders(session) is None  # finished: not run again
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {ks.cassandra.keyspace}", timeout=60)
+        shutdown(session)
+
+
+@pytest.mark.integration
+def test_a_viewer_on_a_keyspace_without_the_audience_indexes_says_run_make_schema(stack, settings) -> None:
+    """Without the index on orders the audience queries would need ALLOW FILTERING: the
+    viewer says so at once (503 naming `make schema`), and works after it."""
+    from tests.viewer_data import viewer_app
+    from viewer.db import close_app
+
+    old = settings.replace(cassandra_keyspace=f"{settings.cassandra.keyspace}_noindex")
+    apply_cql(old)
+    admin = connect(settings, keyspace="")
+    app = viewer_app(old)
+    try:
+        admin.execute(f"DROP INDEX {old.cassandra.keyspace}.user_segments_orders", timeout=60)
+        client = app.test_client()
+        answer = client.get("/api/user_segments/japanese?min_orders=3")
+        assert answer.status_code == 503 and "run `make schema`" in answer.get_data(as_text=True)
+
+        apply_cql(old)
+        body = client.get("/api/user_segments/japanese?min_orders=3").get_json()
+        assert body["matching"] == 0 and body["users"] == []
+    finally:
+        close_app(app)
+        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
+        shutdown(admin)

@@ -333,3 +333,17 @@ def test_weekday_hours_of_two_saturdays_and_a_monday() -> None:
     assert grid.cell(1, 19).japanese_share == 0.0
     assert grid.cell(7, 12).to_json()["japanese_share"] is None
     assert grid.dates_by_weekday == {1: 1, 2: 0, 3: 0, 4: 0, 5: 0, 6: 2, 7: 0}
+
+
+def test_audience_statements_name_only_the_restrictions_and_bind_every_value() -> None:
+    from viewer.audience import Audience, Where, base_where
+
+    cql, params = Where(user_from="ab", user_below="ac", orders_from=3, active_since=date(2025, 5, 25)).cql("COUNT(*)")
+    assert cql == ("SELECT COUNT(*) FROM user_segments WHERE segment = ? AND bucket = ? AND user_id >= ? AND "
+                   "user_id < ? AND orders >= ? AND last_order_date >= ?")
+    assert params == ["ab", "ac", 3, date(2025, 5, 25)]
+    cql, params = Where(user_after="x'; DROP", orders_equal=7).cql("user_id", limit=True)
+    assert cql.endswith("user_id > ? AND orders = ? LIMIT ?") and params == ["x'; DROP", 7]
+    # a cursor past the prefix's range: nothing can match, no query
+    assert base_where(Audience(min_orders=1), None, "ab", "ac") is None
+    assert base_where(Audience(), None, "ab", "aa") == Where(user_from="ab", user_below="ac")

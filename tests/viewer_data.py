@@ -46,8 +46,8 @@ class ViewerData:
             "INSERT INTO segment_sizes (year, as_of, segment, users, entered, exited) VALUES (?, ?, ?, ?, ?, ?)"
         )
         self.member = p(
-            "INSERT INTO user_segments (segment, bucket, user_id, japanese, western, last_order_date) "
-            "VALUES (?, ?, ?, ?, ?, ?)"
+            "INSERT INTO user_segments (segment, bucket, user_id, japanese, western, orders, last_order_date) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)"
         )
         self.pref = p(
             "INSERT INTO user_preferences (user_id, japanese, western, preference, first_order_date, "
@@ -104,7 +104,8 @@ class ViewerData:
         """(user_id, japanese, western[, last_order_date]): each user into the segment of its counts."""
         self._many(
             self.member,
-            [(preference(m[1], m[2]), bucket_of(m[0], SEGMENT_BUCKETS), *m[:3], m[3] if len(m) > 3 else None)
+            [(preference(m[1], m[2]), bucket_of(m[0], SEGMENT_BUCKETS), *m[:3], m[1] + m[2],
+              m[3] if len(m) > 3 else None)
              for m in members],
         )
 

@@ -301,10 +301,7 @@ def segment_members(segment: str) -> Any:
         "next_after": found.next_after,
         "filters": {"min_orders": wanted.min_orders, "active_within_days": wanted.active_within_days,
                     "active_since": queries.iso(wanted.active_since(as_of)), "sort": wanted.sort},
-        "matching": matching.count,
-        "matching_complete": matching.complete,
-        "scanned": found.scanned,
-        "scan_limit_reached": found.scan_limit_reached,
+        "matching": matching,
     }
 
 
@@ -317,7 +314,7 @@ def segment_csv(segment: str) -> Any:
     as_of = queries.last_aggregated(store, _tz()).segments_as_of
     filename = f"user_segment_{segment}_{as_of.isoformat() if as_of else 'current'}.csv"
     # A generator over the merged bucket pages: the whole segment is never in memory
-    # (sorted by orders: the bounded ranking, refused before any byte when too long).
+    # (sorted by orders: band after band, at most audience.BAND_ROWS members at a time).
     members = audience.export(store, segment, wanted, as_of, prefix) if wanted.filtered else (
         queries.iter_members(store, segment, prefix))
     body = csv_rows(members)

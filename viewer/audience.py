@@ -1,15 +1,33 @@
 """Audience filters of a segment list (a coupon campaign's list): at least N orders, a
-last order within N days, sorted by orders. Cassandra cannot filter or sort user_segments
-by these (its key is (segment, bucket), user_id), so the list is streamed in user_id
-order (the 16-bucket merge of viewer/queries.py) and filtered here, with bounds:
+last order within N days, sorted by orders. Exact and bounded for a segment of any size.
 
-- a page reads at most MAX_SCAN members; when it stops there before the page is full it
-  says so, and its ``next_after`` cursor continues from the last member it read;
-- the filtered count reads at most MAX_SCAN members: exact when the list ends within
-  them, else "at least N of the first MAX_SCAN";
-- sort=orders ranks the whole list with a heap of the wanted rows: a list longer than
-  MAX_SCAN is refused with a message saying to narrow it (prefix=) or to use the
-  id-ordered CSV export, which streams any size.
+user_segments has a Storage-Attached Index on ``orders`` and one on ``last_order_date``
+(cassandra/tables.cql): within one bucket partition, Cassandra answers ``orders >= ?``,
+``orders < ?``, ``orders = ?`` and ``last_order_date >= ?`` together with the user_id
+range of a prefix or cursor, in user_id order, without ALLOW FILTERING. So:
+
+- the filtered **count** is one ``COUNT(*)`` with the filters per bucket partition, all
+  SEGMENT_BUCKETS in flight at once, kept until the next aggregate run (``store.cached``);
+  a selective filter is cheap, one matching most of the list costs about a plain count;
+- a filtered **page in user_id order** reads only matching rows, merged over the buckets as
+  an unfiltered page is (about skip + per_page + 1 rows; ``page=`` skips at most
+  MAX_PAGE_OFFSET, the ``after`` cursor goes anywhere);
+- **sort=orders** (most orders first, ties by user_id) walks descending bands of orders
+  values ``[lo, hi)``: it finds the largest value (a few LIMIT 1 rounds), then splits off
+  the top quarter of the range not counted yet and counts it (the top of a list is sparse:
+  a small count), splitting a counted band of more than BAND_ROWS members in halves (the
+  lower half's count is the band's minus the upper's), until a band holds one orders value
+  or at most BAND_ROWS members. A band wholly
+  before the wanted rank is skipped by its count; a band of several values is read whole
+  (at most BAND_ROWS rows) and sorted here; a band of one value is streamed in user_id
+  order. Every count is cached per run, so page 1 costs a few small counts once and one
+  band read. A page reads at most MAX_PAGE_OFFSET + per_page + 1 + BAND_ROWS rows; the CSV
+  streams band after band (any size, at most BAND_ROWS members in memory).
+
+``orders`` is japanese + western, written by the aggregate job with every row (older rows
+are filled in by ``make schema``: orderlog/orders_backfill.py). A member without a last
+order date (a row written before the job stored it) is not known to be active: it does
+not match ``active_within_days`` (SAI does not index a null either).
 """
 
 from __future__ import annotations
@@ -17,17 +35,22 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
 from orderlog.business_day import shift_days
+from orderlog.layout import SEGMENT_BUCKETS
 from viewer import queries
 from viewer.db import Store
-from viewer.params import BadParameter, decode_cursor, encode_cursor
+from viewer.params import decode_cursor, encode_cursor
 from viewer.queries import Member
 
-MAX_SCAN = 100_000
+# A band of several orders values is read whole and sorted in memory: at most this many members.
+BAND_ROWS = 5000
+# Rows per bucket partition per round trip when streaming (the CSV, a band of one value).
+STREAM_FETCH_SIZE = queries.EXPORT_FETCH_SIZE
+_MEMBER_COLUMNS = "user_id, japanese, western, last_order_date"
 
 
 @dataclass(frozen=True)
@@ -59,15 +82,140 @@ class Audience:
 
 
 def matches(member: Member, min_orders: int | None, active_since: date | None) -> bool:
+    """The filters in Python (the reference the tests hold the queries to)."""
     if min_orders is not None and member.orders < min_orders:
         return False
-    # A row written before the job stored last order dates has none: not known to be active.
     return active_since is None or (member.last_order_date is not None and member.last_order_date >= active_since)
+
+
+def rank_key(member: Member) -> tuple[int, str]:
+    return (-member.orders, member.user_id)
 
 
 def by_orders(members: Iterable[Member], wanted: int) -> list[Member]:
     """The ``wanted`` members with the most orders (ties in user_id order), in that order."""
-    return heapq.nsmallest(wanted, members, key=lambda m: (-m.orders, m.user_id))
+    return heapq.nsmallest(wanted, members, key=rank_key)
+
+
+@dataclass(frozen=True)
+class Where:
+    """The restrictions of one query of a bucket partition beyond (segment, bucket): each is
+    bound as a parameter; the CQL text only names which are present."""
+
+    user_after: str | None = None  # user_id > ?
+    user_from: str | None = None  # user_id >= ?
+    user_below: str | None = None  # user_id < ?
+    orders_from: int | None = None  # orders >= ?
+    orders_below: int | None = None  # orders < ?
+    orders_equal: int | None = None  # orders = ?
+    active_since: date | None = None  # last_order_date >= ?
+
+    def cql(self, select: str, *, limit: bool = False) -> tuple[str, list[Any]]:
+        parts, params = ["segment = ?", "bucket = ?"], []
+        for column, op, value in (
+            ("user_id", ">", self.user_after), ("user_id", ">=", self.user_from), ("user_id", "<", self.user_below),
+            ("orders", ">=", self.orders_from), ("orders", "<", self.orders_below), ("orders", "=", self.orders_equal),
+            ("last_order_date", ">=", self.active_since),
+        ):
+            if value is not None:
+                parts.append(f"{column} {op} ?")
+                params.append(value)
+        text = f"SELECT {select} FROM user_segments WHERE {' AND '.join(parts)}" + (" LIMIT ?" if limit else "")
+        return text, params
+
+
+def base_where(audience: Audience, as_of: date | None, prefix: str | None, after: str | None) -> Where | None:
+    """The filters and the user_id range of a prefix and/or cursor; None when no id can match."""
+    upper = queries.prefix_upper(prefix) if prefix else None
+    where = Where(orders_from=audience.min_orders, active_since=audience.active_since(as_of), user_below=upper)
+    if prefix and (after is None or after < prefix):
+        return replace(where, user_from=prefix)
+    if after is not None:
+        if upper is not None and after >= upper:
+            return None
+        return replace(where, user_after=after)
+    return where
+
+
+def _stream(store: Store, segment: str, where: Where, fetch_size: int) -> Iterator[Member]:
+    """The matching members of every bucket, merged in user_id order (pages fetched as needed)."""
+    cql, params = where.cql(_MEMBER_COLUMNS)
+    futures = [store.execute_cql_async(cql, [segment, b, *params], fetch_size) for b in range(SEGMENT_BUCKETS)]
+    return queries.merged(futures)
+
+
+def _count(store: Store, segment: str, where: Where) -> int:
+    """COUNT(*) of the matching members over every bucket, all in flight at once; cached per run."""
+
+    def compute() -> int:
+        cql, params = where.cql("COUNT(*)")
+        futures = [store.execute_cql_async(cql, [segment, b, *params]) for b in range(SEGMENT_BUCKETS)]
+        return sum(f.result().one()[0] for f in futures)
+
+    return store.cached(f"audience_count:{segment}:{where!r}", compute)
+
+
+def _largest_orders(store: Store, segment: str, where: Where) -> int | None:
+    """The largest orders value among the matching members (None: none match). Each round
+    asks every bucket for its first member (user_id order) with orders >= the bound and
+    raises the bound above the largest answer: the answers are random with respect to
+    orders, so a few rounds reach the top. Cached per run."""
+
+    def compute() -> int | None:
+        largest, bound = None, where.orders_from
+        while True:
+            cql, params = replace(where, orders_from=bound).cql("japanese, western", limit=True)
+            futures = [store.execute_cql_async(cql, [segment, b, *params, 1]) for b in range(SEGMENT_BUCKETS)]
+            found = [(r.japanese or 0) + (r.western or 0) for f in futures for r in f.result()]
+            if not found:
+                return largest
+            largest = max(found)
+            if largest >= 2**63 - 1:
+                return largest
+            bound = largest + 1
+
+    return store.cached(f"audience_largest:{segment}:{where!r}", compute)
+
+
+def ranked(store: Store, segment: str, where: Where, *, skip: int = 0, fetch_size: int = STREAM_FETCH_SIZE
+           ) -> Iterator[Member]:
+    """The matching members by orders (most first, ties in user_id order), from rank
+    ``skip`` on, streamed band by band (see the module's docstring)."""
+    where = replace(where, orders_from=max(where.orders_from or 0, 0))  # orders are counts: never below 0
+    largest = _largest_orders(store, segment, where)
+    if largest is None:
+        return
+    # (lo, hi, members): orders in [lo, hi); members None while not counted. Only the upper
+    # part of a split is counted, so the whole list is never counted to rank its top.
+    bands: list[tuple[int, int, int | None]] = [(where.orders_from, largest + 1, None)]
+    while bands:
+        lo, hi, members = bands.pop()
+        if members is None and hi - lo == 1 and skip > 0:
+            members = _count(store, segment, replace(where, orders_from=None, orders_equal=lo))
+        if members == 0:
+            continue
+        if members is not None and skip >= members:  # wholly before the wanted rank: skipped by its count
+            skip -= members
+            continue
+        if hi - lo == 1:
+            one_value = replace(where, orders_from=None, orders_equal=lo)
+            yield from itertools.islice(_stream(store, segment, one_value, fetch_size), skip, None)
+        elif members is not None and members <= BAND_ROWS:
+            band = replace(where, orders_from=lo, orders_below=_below(hi))
+            yield from sorted(_stream(store, segment, band, queries.bucket_fetch_size(members)), key=rank_key)[skip:]
+        else:
+            # Not counted yet: split off its top quarter (the top of a list is the sparse
+            # part, so that count is small); counted and too big: split in halves.
+            mid = hi - max(1, (hi - lo) // 4) if members is None else lo + (hi - lo) // 2
+            upper = _count(store, segment, replace(where, orders_from=mid, orders_below=_below(hi)))
+            bands += [(lo, mid, None if members is None else members - upper), (mid, hi, upper)]  # upper first
+            continue
+        skip = 0
+
+
+def _below(hi: int) -> int | None:
+    """The bound ``orders < hi``; none above the largest bigint (a band's hi may be 2**63)."""
+    return hi if hi < 2**63 else None
 
 
 @dataclass(frozen=True)
@@ -75,88 +223,39 @@ class AudiencePage:
     members: list[Member]
     has_more: bool
     next_after: str | None
-    scanned: int  # members of the list read for this page
-    scan_limit_reached: bool
-
-
-@dataclass(frozen=True)
-class AudienceCount:
-    count: int  # members that match among the ones read
-    complete: bool  # False: the list is longer than MAX_SCAN and count is a lower bound
-
-
-class Scan:
-    """At most MAX_SCAN members of a list, in user_id order, counting them; ``cut`` tells
-    that the list goes on after them."""
-
-    def __init__(self, members: Iterator[Member]):
-        self._members = members
-        self.read = 0
-        self.last: Member | None = None
-        self.cut = False
-
-    def __iter__(self) -> Iterator[Member]:
-        for m in self._members:
-            if self.read == MAX_SCAN:
-                self.cut = True
-                return
-            self.read += 1
-            self.last = m
-            yield m
-
-
-def too_long_to_sort() -> BadParameter:
-    return BadParameter(
-        "sort",
-        f"sorting by orders ranks the whole list and reads at most {MAX_SCAN:,} members; this list has more: "
-        "narrow it with 'prefix', or download the CSV in user_id order",
-    )
 
 
 def page(
     store: Store, segment: str, audience: Audience, as_of: date | None, *,
     per_page: int, page: int, prefix: str | None, after: str | None,
 ) -> AudiencePage:
-    since = audience.active_since(as_of)
     skip = (page - 1) * per_page
-    scan = Scan(queries.iter_members(store, segment, prefix, decode_cursor(after) if after else None))
-    wanted = (m for m in scan if matches(m, audience.min_orders, since))
+    where = base_where(audience, as_of, prefix, decode_cursor(after) if after else None)
+    if where is None:
+        return AudiencePage([], False, None)
     if audience.sort == "orders":
-        ranked = by_orders(wanted, skip + per_page + 1)
-        if scan.cut:
-            raise too_long_to_sort()
-        rows = ranked[skip:]
-        return AudiencePage(rows[:per_page], len(rows) > per_page, None, scan.read, False)
-    rows = list(itertools.islice(wanted, skip, skip + per_page + 1))
-    if len(rows) > per_page:
-        return AudiencePage(rows[:per_page], True, encode_cursor(rows[per_page - 1].user_id), scan.read, False)
-    if scan.cut and scan.last is not None:
-        # Stopped at the bound: the next page continues after the last member read.
-        return AudiencePage(rows, True, encode_cursor(scan.last.user_id), scan.read, True)
-    return AudiencePage(rows, False, None, scan.read, False)
+        rows = list(itertools.islice(
+            ranked(store, segment, where, skip=skip, fetch_size=queries.bucket_fetch_size(skip + per_page + 1)),
+            per_page + 1))
+        return AudiencePage(rows[:per_page], len(rows) > per_page, None)
+    stream = _stream(store, segment, where, queries.bucket_fetch_size(skip + per_page + 1))
+    rows = list(itertools.islice(stream, skip, skip + per_page + 1))
+    has_more = len(rows) > per_page
+    return AudiencePage(rows[:per_page], has_more, encode_cursor(rows[per_page - 1].user_id) if has_more
+                        else None)
 
 
-def count(store: Store, segment: str, audience: Audience, as_of: date | None, prefix: str | None) -> AudienceCount:
-    """How many members of the list match (kept until the next aggregate run)."""
-    since = audience.active_since(as_of)
-
-    def compute() -> AudienceCount:
-        scan = Scan(queries.iter_members(store, segment, prefix))
-        found = sum(1 for m in scan if matches(m, audience.min_orders, since))
-        return AudienceCount(found, not scan.cut)
-
-    key = f"audience_count:{segment}:{prefix!r}:{audience.min_orders}:{since}"
-    return store.cached(key, compute)
+def count(store: Store, segment: str, audience: Audience, as_of: date | None, prefix: str | None) -> int:
+    """How many members of the list match, exactly (kept until the next aggregate run)."""
+    where = base_where(audience, as_of, prefix, None)
+    return 0 if where is None else _count(store, segment, where)
 
 
 def export(store: Store, segment: str, audience: Audience, as_of: date | None, prefix: str | None) -> Iterator[Member]:
-    """The CSV's members: the whole filtered list in user_id order, streamed (any size);
-    sorted by orders, the bounded ranking of ``page``."""
-    since = audience.active_since(as_of)
+    """The CSV's members: the whole filtered list, in user_id order or by orders, streamed (any size)."""
+    where = base_where(audience, as_of, prefix, None)
+    if where is None:
+        return iter(())
     if audience.sort == "orders":
-        scan = Scan(queries.iter_members(store, segment, prefix))
-        ranked = by_orders((m for m in scan if matches(m, audience.min_orders, since)), MAX_SCAN)
-        if scan.cut:
-            raise too_long_to_sort()
-        return iter(ranked)
-    return (m for m in queries.iter_members(store, segment, prefix) if matches(m, audience.min_orders, since))
+        return ranked(store, segment, where)
+    return _stream(store, segment, where, STREAM_FETCH_SIZE)

@@ -108,6 +108,12 @@ STATEMENTS: dict[str, str] = {
         "SELECT user_id, japanese, western, last_order_date FROM user_segments "
         "WHERE segment = ? AND bucket = ? AND user_id >= ? AND user_id < ?"
     ),
+    # The audience filters (viewer/audience.py) build their statements from a fixed set of
+    # restrictions and prepare them on first use; this one, prepared with the rest, tells a
+    # keyspace without the orders column or the indexes apart at start (SchemaOutOfDate).
+    "audience_indexes": (
+        "SELECT COUNT(*) FROM user_segments WHERE segment = ? AND bucket = ? AND orders >= ? AND last_order_date >= ?"
+    ),
     "preference_of_user": (
         "SELECT user_id, japanese, western, preference, first_order_date, last_order_date, updated_at "
         "FROM user_preferences WHERE user_id = ?"
@@ -147,6 +153,7 @@ class Store:
                 "schema` (python -m orderlog.schema apply), which adds what is missing and keeps every row"
             ) from exc
         self._cache: dict[str, tuple[str, Any]] = {}
+        self._composed: dict[str, PreparedStatement] = {}
         self._cache_lock = threading.Lock()
         self._generation: tuple[float, str] | None = None
 
@@ -154,7 +161,21 @@ class Store:
         return self.session.execute(self.statements[name].bind(params))
 
     def execute_async(self, name: str, params: Sequence[Any], fetch_size: int | None = None) -> ResponseFuture:
-        bound = self.statements[name].bind(params)
+        return self._execute_async(self.statements[name], params, fetch_size)
+
+    def execute_cql_async(self, cql: str, params: Sequence[Any], fetch_size: int | None = None) -> ResponseFuture:
+        """A statement composed by the code from fixed parts (never from a request's text),
+        prepared once per process on first use; values are bound parameters only."""
+        statement = self._composed.get(cql)
+        if statement is None:
+            statement = self.session.prepare(cql)
+            with self._cache_lock:
+                self._composed[cql] = statement
+        return self._execute_async(statement, params, fetch_size)
+
+    def _execute_async(self, statement: PreparedStatement, params: Sequence[Any], fetch_size: int | None
+                       ) -> ResponseFuture:
+        bound = statement.bind(params)
         if fetch_size is not None:
             bound.fetch_size = fetch_size
         return self.session.execute_async(bound)

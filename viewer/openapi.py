@@ -9,7 +9,6 @@ from orderlog.business_day import HOURS_OF_DAY
 from orderlog.events import USER_ID_MAX_LENGTH
 from orderlog.menu import SEGMENT_LABELS, SEGMENTS
 from orderlog.openapi import RETRY_AFTER, json_response, ref
-from viewer.audience import MAX_SCAN
 from viewer.params import (
     DEFAULT_PER_PAGE,
     DEFAULT_RANGE_DAYS,
@@ -238,12 +237,7 @@ def _schemas() -> dict[str, Any]:
                 "filters": {"type": "object", "properties": {
                     "min_orders": _nullable({"type": "integer"}), "active_within_days": _nullable({"type": "integer"}),
                     "active_since": _nullable(_DATE), "sort": {"type": "string", "enum": list(SORTS)}}},
-                "matching": {**_COUNT, "description": "members of the list that match the filters"},
-                "matching_complete": {"type": "boolean", "description": f"false: the list is longer than "
-                                      f"{MAX_SCAN:,} members and `matching` counts the first {MAX_SCAN:,}"},
-                "scanned": {**_COUNT, "description": "members of the list this page read"},
-                "scan_limit_reached": {"type": "boolean", "description": "this page stopped at the bound; "
-                                       "next_after continues after the last member read"},
+                "matching": {**_COUNT, "description": "members of the list that match the filters (exact)"},
             },
         ),
         "Member": member,
@@ -415,8 +409,7 @@ _AUDIENCE_PARAMETERS = [
     _query("active_within_days", {"type": "integer", "minimum": 1, "maximum": MAX_ACTIVE_DAYS},
            "only members whose last order is within this many days up to the segments' date (both included)"),
     _query("sort", {"type": "string", "enum": list(SORTS), "default": "user_id"},
-           f"orders: most orders first (ties by user_id), paged by number; a list of more than {MAX_SCAN:,} "
-           "members is refused (narrow it with prefix)"),
+           "orders: most orders first (ties by user_id), paged by number (the CSV has the whole ranking)"),
 ]
 _SEGMENT = _path("segment", {"type": "string", "enum": list(SEGMENTS)}, "the segment")
 _USER_ID = _path(

@@ -195,10 +195,10 @@ def segments() -> Any:
     history = queries.sizes_between(store, *span) if span else {}
     args = page_args(request.args)
     wanted = audience.Audience(**audience_args(request.args))
-    matching = scanned_page = None
+    matching = None
     if wanted.filtered:
-        scanned_page = audience.page(store, segment, wanted, last.segments_as_of, **args)
-        page = queries.MemberPage(scanned_page.members, scanned_page.has_more, scanned_page.next_after)
+        found = audience.page(store, segment, wanted, last.segments_as_of, **args)
+        page = queries.MemberPage(found.members, found.has_more, found.next_after)
         matching = audience.count(store, segment, wanted, last.segments_as_of, args["prefix"])
     else:
         page = queries.members_page(store, segment, **args)
@@ -223,8 +223,6 @@ def segments() -> Any:
         next_link=_next_link(page, args["page"], shown_page),
         audience=wanted,
         matching=matching,
-        scanned_page=scanned_page,
-        max_scan=audience.MAX_SCAN,
         prev_link=_page_link(page=args["page"] - 1) if not args["after"] and args["page"] > 1 else None,
         first_link=_page_link() if args["after"] else None,
         shown_page=shown_page,

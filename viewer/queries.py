@@ -442,7 +442,7 @@ def _start_members(
     ]
 
 
-def _merged(futures: list[Any]) -> Iterator[Member]:
+def merged(futures: list[Any]) -> Iterator[Member]:
     # Later pages of a bucket are fetched only if the merge needs them (the driver
     # pages a ResultSet as it is iterated).
     streams = [
@@ -452,7 +452,7 @@ def _merged(futures: list[Any]) -> Iterator[Member]:
     return heapq.merge(*streams, key=lambda m: m.user_id)
 
 
-def _bucket_fetch_size(wanted: int) -> int:
+def bucket_fetch_size(wanted: int) -> int:
     """Rows to ask of each bucket for `wanted` merged rows. crc32 spreads user ids evenly,
     so a bucket holds about wanted/SEGMENT_BUCKETS of them; the expected share plus four
     standard deviations almost never needs a second round trip, and a bucket that holds
@@ -473,7 +473,7 @@ def iter_members(
     store: Store, segment: str, prefix: str | None = None, after_id: str | None = None
 ) -> Iterator[Member]:
     """Every member of a segment (with the prefix, after the id), in user_id order, streamed."""
-    yield from _merged(_start_members(store, segment, prefix, after_id, EXPORT_FETCH_SIZE))
+    yield from merged(_start_members(store, segment, prefix, after_id, EXPORT_FETCH_SIZE))
 
 
 def members_page(
@@ -489,10 +489,10 @@ def members_page(
     start (or from the cursor `after`, an opaque value of a previous page's next_after)."""
     after_id = decode_cursor(after) if after else None
     skip = (page - 1) * per_page
-    fetch_size = _bucket_fetch_size(skip + per_page + 1)
+    fetch_size = bucket_fetch_size(skip + per_page + 1)
 
     def compute() -> MemberPage:
-        return _page(_merged(_start_members(store, segment, prefix, after_id, fetch_size)), skip, per_page)
+        return _page(merged(_start_members(store, segment, prefix, after_id, fetch_size)), skip, per_page)
 
     if page == 1 and not prefix and not after:
         # The first page is what most visits ask for, and it only changes when the nightly
@@ -503,11 +503,11 @@ def members_page(
 
 def first_pages(store: Store, segments: tuple[str, ...], per_page: int) -> dict[str, MemberPage]:
     """The first page of several segments, all their bucket queries in flight at once."""
-    fetch_size = _bucket_fetch_size(per_page + 1)
+    fetch_size = bucket_fetch_size(per_page + 1)
 
     def compute() -> dict[str, MemberPage]:
         started = {s: _start_members(store, s, None, None, fetch_size) for s in segments}
-        return {s: _page(_merged(futures), 0, per_page) for s, futures in started.items()}
+        return {s: _page(merged(futures), 0, per_page) for s, futures in started.items()}
 
     return store.cached(f"first_pages:{','.join(segments)}:{per_page}", compute)
 
@@ -536,8 +536,8 @@ def users_by_prefix(store: Store, prefix: str, limit: int) -> tuple[list[FoundUs
     user_segments is clustered by user_id: so this is the segment lists' prefix search
     over all three segments (3 x SEGMENT_BUCKETS range slices in flight at once, merged
     lazily), reading about ``limit`` rows whatever the number of users. No extra table."""
-    fetch_size = _bucket_fetch_size(limit + 1)
-    streams = [_tagged(s, _merged(_start_members(store, s, prefix, None, fetch_size))) for s in SEGMENTS]
+    fetch_size = bucket_fetch_size(limit + 1)
+    streams = [_tagged(s, merged(_start_members(store, s, prefix, None, fetch_size))) for s in SEGMENTS]
     found: list[FoundUser] = []
     last_id = None
     for user_id, segment, m in heapq.merge(*streams):
