@@ -124,3 +124,29 @@ def test_a_list_of_many_bands_ranks_exactly_deep_pages_and_the_whole_csv(store: 
     finally:
         audience.BAND_ROWS = before
         clear(cassandra)
+
+
+def test_the_largest_orders_is_found_in_few_probes_whatever_the_id_order(store: Store, cassandra: object) -> None:
+    """Orders growing with the user id: the first member of each bucket above a bound is the
+    next value up, so stepping from answer to answer would take a probe per value; galloping
+    then halving takes O(log largest)."""
+    members = [Member(f"u{n:05d}", n, 0, AS_OF) for n in range(1, 1001)]
+    clear(cassandra)
+    write(cassandra, members)
+    calls = []
+    real = store.execute_cql_async
+
+    def counted(cql: str, params: list, fetch_size: int | None = None) -> object:
+        calls.append(cql)
+        return real(cql, params, fetch_size)
+
+    store.execute_cql_async = counted  # type: ignore[method-assign]
+    try:
+        top = audience.page(store, SEGMENT, Audience(sort="orders"), AS_OF, per_page=3, page=1, prefix=None,
+                            after=None)
+        assert [m.orders for m in top.members] == [1000, 999, 998]
+        probes = sum(1 for cql in calls if cql.endswith("LIMIT ?")) // SEGMENT_BUCKETS
+        assert probes <= 3 * 1000 .bit_length(), probes  # 30, where stepping took about 1,000
+    finally:
+        del store.execute_cql_async
+        clear(cassandra)

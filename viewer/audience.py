@@ -51,6 +51,7 @@ BAND_ROWS = 5000
 # Rows per bucket partition per round trip when streaming (the CSV, a band of one value).
 STREAM_FETCH_SIZE = queries.EXPORT_FETCH_SIZE
 _MEMBER_COLUMNS = "user_id, japanese, western, last_order_date"
+MAX_ORDERS = 2**63 - 1  # orders is a bigint
 
 
 @dataclass(frozen=True)
@@ -156,23 +157,37 @@ def _count(store: Store, segment: str, where: Where) -> int:
 
 
 def _largest_orders(store: Store, segment: str, where: Where) -> int | None:
-    """The largest orders value among the matching members (None: none match). Each round
-    asks every bucket for its first member (user_id order) with orders >= the bound and
-    raises the bound above the largest answer: the answers are random with respect to
-    orders, so a few rounds reach the top. Cached per run."""
+    """The largest orders value among the matching members (None: none match). A probe asks
+    every bucket for its first member (user_id order) with orders >= a bound: it says
+    whether any member reaches the bound, and its answers are values that exist. Galloping
+    then halving the bound takes O(log largest) probes, whatever the order of the user ids
+    against their orders. Cached per run."""
+
+    def probe(bound: int | None) -> int | None:
+        cql, params = replace(where, orders_from=bound).cql("japanese, western", limit=True)
+        futures = [store.execute_cql_async(cql, [segment, b, *params, 1]) for b in range(SEGMENT_BUCKETS)]
+        found = [(r.japanese or 0) + (r.western or 0) for f in futures for r in f.result()]
+        return max(found) if found else None
 
     def compute() -> int | None:
-        largest, bound = None, where.orders_from
-        while True:
-            cql, params = replace(where, orders_from=bound).cql("japanese, western", limit=True)
-            futures = [store.execute_cql_async(cql, [segment, b, *params, 1]) for b in range(SEGMENT_BUCKETS)]
-            found = [(r.japanese or 0) + (r.western or 0) for f in futures for r in f.result()]
-            if not found:
-                return largest
-            largest = max(found)
-            if largest >= 2**63 - 1:
-                return largest
-            bound = largest + 1
+        largest = probe(where.orders_from)
+        if largest is None:
+            return None
+        step = 1
+        while largest + step <= MAX_ORDERS:  # gallop: an empty probe bounds the largest value
+            above = probe(largest + step)
+            if above is None:
+                break
+            largest, step = above, step * 2
+        lo, hi = largest, min(largest + step, MAX_ORDERS + 1)  # a value exists at lo, none at hi or above
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            above = probe(mid)
+            if above is None:
+                hi = mid
+            else:
+                lo = above
+        return lo
 
     return store.cached(f"audience_largest:{segment}:{where!r}", compute)
 
