@@ -39,23 +39,34 @@ EPOCH = date(1970, 1, 1)
 DayCounts = list[tuple[date | None, str, int]]
 
 
-def day_count_metrics(tz: str, expected: Sequence[date] = ()) -> list[Column]:
-    """The batch's counts as aggregates that ride on its write (``DataFrame.observe``: no
-    Spark job of their own): per kind, its records, those without a date, those of each
-    ``expected`` date, and its first and last date (days since 1970: an observed value
-    reaches Python as a plain number). ``counts_of_metrics`` turns them into
-    ``batch_day_counts``' rows when they account for every record: a kind of one date, or
-    of expected dates only (the usual micro-batch: today's and yesterday's orders)."""
+COUNT_DAY, COUNT_VALID = "count_day", "count_valid"
+
+
+def with_count_day(parsed: DataFrame, tz: str) -> DataFrame:
+    """Parsed records with the day each is counted under, as days since 1970 (an observed
+    value reaches Python as a plain number), and whether it is an order: computed once per
+    record, not once per aggregate of ``day_count_metrics``."""
     valid = F.col("parsed.reason").isNull()
+    day = F.when(valid, order_date_col(tz)).otherwise(reject_date_col(tz))
+    return parsed.withColumn(COUNT_VALID, valid).withColumn(COUNT_DAY, F.datediff(day, F.lit(EPOCH)))
+
+
+def day_count_metrics(expected: Sequence[date] = ()) -> list[Column]:
+    """The batch's counts as aggregates of ``with_count_day``'s columns that ride on its
+    write (``DataFrame.observe``: no Spark job of their own): per kind, its records, those
+    without a date, those of each ``expected`` date, and its first and last date.
+    ``counts_of_metrics`` turns them into ``batch_day_counts``' rows when they account for
+    every record: a kind of one date, or of expected dates only (the usual micro-batch:
+    today's and yesterday's orders)."""
+    day = F.col(COUNT_DAY)
     metrics = []
-    for kind, of_kind, day in ((ORDERS, valid, order_date_col(tz)), (REJECTED, ~valid, reject_date_col(tz))):
-        day_number = F.when(of_kind, F.datediff(day, F.lit(EPOCH)))
+    for kind, of_kind in ((ORDERS, F.col(COUNT_VALID)), (REJECTED, ~F.col(COUNT_VALID))):
         metrics += [
             F.count_if(of_kind).alias(f"{kind}_records"),
             F.count_if(of_kind & day.isNull()).alias(f"{kind}_undated"),
-            F.min(day_number).alias(f"{kind}_first"),
-            F.max(day_number).alias(f"{kind}_last"),
-            *(F.count_if(of_kind & (day == F.lit(d))).alias(f"{kind}_on_{d.isoformat()}")
+            F.min(F.when(of_kind, day)).alias(f"{kind}_first"),
+            F.max(F.when(of_kind, day)).alias(f"{kind}_last"),
+            *(F.count_if(of_kind & (day == F.lit((d - EPOCH).days))).alias(f"{kind}_on_{d.isoformat()}")
               for d in dict.fromkeys(expected)),
         ]
     return metrics

@@ -22,7 +22,14 @@ from pyspark.sql import DataFrame, Observation
 
 from jobs.cassandra_health import CassandraHealth
 from jobs.cassandra_io import CONCURRENT_WRITES, short_cause, write_table
-from jobs.stream_counts import DayCounts, batch_day_counts, counts_of_metrics, day_count_metrics, expected_dates
+from jobs.stream_counts import (
+    DayCounts,
+    batch_day_counts,
+    counts_of_metrics,
+    day_count_metrics,
+    expected_dates,
+    with_count_day,
+)
 from jobs.stream_transforms import filter_rejected, filter_valid, to_raw_orders, to_rejected_events, with_parsed
 from orderlog.business_day import business_date
 from orderlog.cassandra_session import CassandraUnavailable
@@ -186,7 +193,7 @@ class BatchWriter:
         # A new observation per attempt: one of a failed write never gets its values.
         observation = Observation(f"stream-batch-{batch_id}-{uuid.uuid4().hex[:8]}")
         expected = expected_dates(business_date(datetime.now(UTC), tz), self.last_dates)
-        observed = parsed.observe(observation, *day_count_metrics(tz, expected))
+        observed = parsed.transform(with_count_day, tz).observe(observation, *day_count_metrics(expected))
         valid_rows = observed.transform(filter_valid).transform(to_raw_orders, tz)
         session_conf = dict(parsed.sparkSession.sparkContext.getConf().getAll())
         write_table(valid_rows, self.settings, RAW_ORDERS, session_epoch=self.epoch,

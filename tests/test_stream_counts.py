@@ -21,6 +21,7 @@ from jobs.stream_counts import (
     counts_of_metrics,
     day_count_metrics,
     expected_dates,
+    with_count_day,
 )
 from jobs.stream_sink import observed_values
 from jobs.stream_source import KAFKA_SCHEMA
@@ -90,7 +91,8 @@ def test_an_empty_batch_has_no_counts(spark: SparkSession) -> None:
 
 def observed_counts(batch: object, expected: list[date] | None = None) -> list | None:
     """What the streaming sink gets from the write's observation: the same aggregates."""
-    metrics = batch.agg(*day_count_metrics(TOKYO, expected or [])).first().asDict()  # type: ignore[attr-defined]
+    counted = batch.transform(with_count_day, TOKYO)  # type: ignore[attr-defined]
+    metrics = counted.agg(*day_count_metrics(expected or [])).first().asDict()
     return counts_of_metrics(metrics, expected or [])
 
 
