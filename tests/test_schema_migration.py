@@ -3,12 +3,16 @@ the columns it lacks, once, and keeps its rows."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pytest
+from cassandra.cluster import Session
 from cassandra.util import uuid_from_time
 
 from orderlog.cassandra_session import connect, shutdown
+from orderlog.config import Settings
 from orderlog.rejected_migration import NEW_KEY
 from orderlog.schema import apply_cql
 from orderlog.tables import create_table_statement, table_columns, table_keys, table_names
@@ -60,9 +64,11 @@ def test_the_parsed_columns_and_keys_are_the_live_ones(cassandra, settings) -> N
             keys[table]), table
 
 
-@pytest.mark.integration
-def test_an_old_keyspace_gets_the_new_column_once_and_keeps_its_rows(stack, settings) -> None:
-    old = settings.replace(cassandra_keyspace=f"{settings.cassandra.keyspace}_migration")
+@contextlib.contextmanager
+def older_keyspace(settings: Settings, suffix: str, *tables: str) -> Iterator[tuple[Settings, Session]]:
+    """A keyspace an older version made: only ``tables``, as it created them. Yields its
+    settings and a session on it; dropped afterwards."""
+    old = settings.replace(cassandra_keyspace=f"{settings.cassandra.keyspace}_{suffix}")
     admin = connect(settings, keyspace="")
     try:
         admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
@@ -71,7 +77,37 @@ def test_an_old_keyspace_gets_the_new_column_once_and_keeps_its_rows(stack, sett
             timeout=60,
         )
         admin.set_keyspace(old.cassandra.keyspace)
-        admin.execute(OLD_AGGREGATE_RUNS, timeout=60)
+        for table in tables:
+            admin.execute(table, timeout=60)
+        yield old, admin
+    finally:
+        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
+        shutdown(admin)
+
+
+@contextlib.contextmanager
+def viewer_missing(settings: Settings, suffix: str, drop: str) -> Iterator[tuple[Settings, object]]:
+    """A viewer app on a fresh keyspace of this version from which ``drop`` (a DROP statement
+    with ``{ks}`` for the keyspace) then took something away; all dropped afterwards."""
+    from tests.viewer_data import viewer_app
+    from viewer.db import close_app
+
+    old = settings.replace(cassandra_keyspace=f"{settings.cassandra.keyspace}_{suffix}")
+    apply_cql(old)
+    admin = connect(settings, keyspace="")
+    app = viewer_app(old)
+    try:
+        admin.execute(drop.format(ks=old.cassandra.keyspace), timeout=60)
+        yield old, app.test_client()
+    finally:
+        close_app(app)
+        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
+        shutdown(admin)
+
+
+@pytest.mark.integration
+def test_an_old_keyspace_gets_the_new_column_once_and_keeps_its_rows(stack, settings) -> None:
+    with older_keyspace(settings, "migration", OLD_AGGREGATE_RUNS) as (old, admin):
         day, started = date(2025, 5, 31), datetime(2025, 6, 1, 1, 0, tzinfo=UTC)
         run_id = uuid_from_time(started)
         admin.execute(
@@ -89,9 +125,6 @@ def test_an_old_keyspace_gets_the_new_column_once_and_keeps_its_rows(stack, sett
         assert tables["aggregate_runs"].columns["trigger"].cql_type == "text"
         row = admin.execute("SELECT run_id, status, trigger FROM aggregate_runs WHERE year = 2025").one()
         assert (row.run_id, row.status, row.trigger) == (run_id, "succeeded", None)
-    finally:
-        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
-        shutdown(admin)
 
 
 @pytest.mark.integration
@@ -99,16 +132,7 @@ def test_a_viewer_on_a_keyspace_older_than_it_says_run_make_schema_then_works(st
     """A keyspace made before a table the viewer reads existed (stream_progress, say): every
     page and /readyz answer 503 naming `make schema`, not a bare "Cassandra unavailable";
     after `make schema` the same running app answers."""
-    from tests.viewer_data import viewer_app
-    from viewer.db import close_app
-
-    old = settings.replace(cassandra_keyspace=f"{settings.cassandra.keyspace}_older")
-    apply_cql(old)
-    admin = connect(settings, keyspace="")
-    app = viewer_app(old)
-    try:
-        admin.execute(f"DROP TABLE {old.cassandra.keyspace}.stream_progress", timeout=60)
-        client = app.test_client()
+    with viewer_missing(settings, "older", "DROP TABLE {ks}.stream_progress") as (old, client):
         page, api, ready = client.get("/daily"), client.get("/api/status"), client.get("/readyz")
         for response in (page, api, ready):
             assert response.status_code == 503
@@ -120,10 +144,6 @@ def test_a_viewer_on_a_keyspace_older_than_it_says_run_make_schema_then_works(st
         assert client.get("/readyz").status_code == 200
         assert client.get("/api/status").status_code == 200
         assert "orderlog_viewer_cassandra_up 1.0" in client.get("/metrics").get_data(as_text=True)
-    finally:
-        close_app(app)
-        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
-        shutdown(admin)
 
 
 # user_segments before the audience indexes: no orders column.
@@ -137,16 +157,7 @@ CREATE TABLE user_segments (
 
 @pytest.mark.integration
 def test_an_old_user_segments_gets_orders_filled_in_and_indexed_once(stack, settings) -> None:
-    old = settings.replace(cassandra_keyspace=f"{settings.cassandra.keyspace}_orders")
-    admin = connect(settings, keyspace="")
-    try:
-        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
-        admin.execute(
-            f"CREATE KEYSPACE {old.cassandra.keyspace} WITH replication = {settings.cassandra.replication}",
-            timeout=60,
-        )
-        admin.set_keyspace(old.cassandra.keyspace)
-        admin.execute(OLD_USER_SEGMENTS, timeout=60)
+    with older_keyspace(settings, "orders", OLD_USER_SEGMENTS) as (old, admin):
         insert = admin.prepare("INSERT INTO user_segments (segment, bucket, user_id, japanese, western) "
                                "VALUES ('japanese', ?, ?, ?, ?)")
         members = [(b, f"u{n:04d}", n % 7 + 1, n % 3) for n in range(2500) for b in [n % 4]]
@@ -173,9 +184,6 @@ def test_an_old_user_segments_gets_orders_filled_in_and_indexed_once(stack, sett
         done = admin.execute("SELECT rows_changed FROM schema_migrations WHERE migration = %s",
                              ("user_segments.orders backfill",)).one()
         assert done.rows_changed == 2500
-    finally:
-        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
-        shutdown(admin)
 
 
 @pytest.mark.integration
@@ -206,23 +214,10 @@ def test_the_orders_backfill_stopped_part_way_runs_again_and_changes_only_null_r
 def test_a_viewer_on_a_keyspace_without_the_audience_indexes_says_run_make_schema(stack, settings) -> None:
     """Without the index on orders the audience queries would need ALLOW FILTERING: the
     viewer says so at once (503 naming `make schema`), and works after it."""
-    from tests.viewer_data import viewer_app
-    from viewer.db import close_app
-
-    old = settings.replace(cassandra_keyspace=f"{settings.cassandra.keyspace}_noindex")
-    apply_cql(old)
-    admin = connect(settings, keyspace="")
-    app = viewer_app(old)
-    try:
-        admin.execute(f"DROP INDEX {old.cassandra.keyspace}.user_segments_orders", timeout=60)
-        client = app.test_client()
+    with viewer_missing(settings, "noindex", "DROP INDEX {ks}.user_segments_orders") as (old, client):
         answer = client.get("/api/user_segments/japanese?min_orders=3")
         assert answer.status_code == 503 and "run `make schema`" in answer.get_data(as_text=True)
 
         apply_cql(old)
         body = client.get("/api/user_segments/japanese?min_orders=3").get_json()
         assert body["matching"] == 0 and body["users"] == []
-    finally:
-        close_app(app)
-        admin.execute(f"DROP KEYSPACE IF EXISTS {old.cassandra.keyspace}", timeout=60)
-        shutdown(admin)
