@@ -27,11 +27,11 @@ from datetime import UTC, date, datetime, timedelta
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from bench.preflight import require_stack
 from jobs.aggregate import WRITE_OPTIONS, aggregate
 from jobs.aggregate_io import read_day
 from jobs.cassandra_io import write_table
 from jobs.session import local_session
+from local_stack.preflight import require_stack
 from orderlog.cassandra_session import connect, shutdown
 from orderlog.config import Settings, load_or_exit
 from orderlog.layout import RAW_ORDER_BUCKETS, bucket_col

@@ -40,9 +40,9 @@ from pathlib import Path
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from bench.preflight import require_stack
 from bench.wrk import floor_app, gunicorn, rounded, wrk
 from ingest_api.kafka_python_backend import kafka_python_config
+from local_stack.preflight import require_stack
 from local_stack.supervisor import free_ports
 from orderlog.config import Settings, child_environment, load_or_exit
 from orderlog.events import validate_event

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from bench.preflight import require_stack
 from bench.wrk import rounded
+from local_stack.preflight import require_stack
 from local_stack.supervisor import free_ports
 from orderlog.config import Settings, child_environment, load_or_exit
 from tools.generator import ReplayParams, generate

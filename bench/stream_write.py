@@ -25,12 +25,12 @@ import sys
 import time
 import uuid
 
-from bench.preflight import require_stack
 from bench.streaming_throughput import KEYSPACE, RAW_COLUMNS, events, raw_rows
 from jobs.cassandra_io import CONCURRENT_WRITES, write_table
 from jobs.session import local_session
 from jobs.stream_lifecycle import quiet_logs
 from jobs.stream_sink import RAW_ORDERS
+from local_stack.preflight import require_stack
 from orderlog.config import load_or_exit
 from orderlog.schema import apply_cql
 

@@ -40,12 +40,12 @@ from cassandra.query import BatchStatement, BatchType
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from bench.preflight import require_stack
 from jobs.session import local_session
 from jobs.stream_lifecycle import quiet_logs
 from jobs.stream_sink import BatchWriter
 from jobs.stream_source import read_kafka
 from jobs.stream_transforms import parse_one
+from local_stack.preflight import require_stack
 from orderlog.business_day import business_date
 from orderlog.cassandra_session import connect, shutdown
 from orderlog.config import Settings, child_environment, load_or_exit

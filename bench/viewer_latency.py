@@ -31,8 +31,8 @@ from pathlib import Path
 from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 from cassandra.query import BatchStatement, BatchType
 
-from bench.preflight import require_stack
 from bench.wrk import floor_app, gunicorn, rounded, wrk
+from local_stack.preflight import require_stack
 from local_stack.supervisor import free_ports
 from orderlog.cassandra_session import connect, shutdown
 from orderlog.config import Settings, child_environment, load_or_exit

@@ -1,4 +1,4 @@
-"""The benchmarks' check before they load anything: the servers they measure answer.
+"""The benchmarks' check before they load anything (bench/): the servers they measure answer.
 Without it a benchmark started before `make up` dies deep in a driver with a traceback;
 with it, it says in one line which server does not answer and how to start it."""
 
