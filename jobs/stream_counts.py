@@ -19,6 +19,12 @@ from jobs.stream_transforms import order_date_col, reject_date_col
 from orderlog.late_orders import ORDERS, REJECTED
 
 
+def counted_day_col(tz: str) -> Column:
+    """The date a parsed record is counted under: an order's business date, else (rejected)
+    the business date of its Kafka time."""
+    return F.when(F.col("parsed.reason").isNull(), order_date_col(tz)).otherwise(reject_date_col(tz))
+
+
 def batch_day_counts(parsed: DataFrame, tz: str) -> DataFrame:
     """(day, kind, records) of parsed Kafka records (``with_parsed``'s output): kind is
     'orders' or 'rejected'. One pass over the parsed rows: a union of a valid and a rejected
@@ -26,7 +32,7 @@ def batch_day_counts(parsed: DataFrame, tz: str) -> DataFrame:
     valid = F.col("parsed.reason").isNull()
     return (
         parsed.select(
-            F.when(valid, order_date_col(tz)).otherwise(reject_date_col(tz)).alias("day"),
+            counted_day_col(tz).alias("day"),
             F.when(valid, F.lit(ORDERS)).otherwise(F.lit(REJECTED)).alias("kind"),
         )
         .groupBy("day", "kind")
@@ -46,9 +52,9 @@ def with_count_day(parsed: DataFrame, tz: str) -> DataFrame:
     """Parsed records with the day each is counted under, as days since 1970 (an observed
     value reaches Python as a plain number), and whether it is an order: computed once per
     record, not once per aggregate of ``day_count_metrics``."""
-    valid = F.col("parsed.reason").isNull()
-    day = F.when(valid, order_date_col(tz)).otherwise(reject_date_col(tz))
-    return parsed.withColumn(COUNT_VALID, valid).withColumn(COUNT_DAY, F.datediff(day, F.lit(EPOCH)))
+    return parsed.withColumn(COUNT_VALID, F.col("parsed.reason").isNull()).withColumn(
+        COUNT_DAY, F.datediff(counted_day_col(tz), F.lit(EPOCH))
+    )
 
 
 def day_count_metrics(expected: Sequence[date] = ()) -> list[Column]:

@@ -135,9 +135,13 @@ class BatchWriter:
         cores = batch.sparkSession.sparkContext.defaultParallelism
         # Cached: the rejected rows (and, rarely, a grouping count) are read again after the
         # raw_orders write, which parses the batch and fills the cache in the same job.
+        # Read before the writes: a programming error, not a Cassandra outage to retry.
+        query_id = batch.sparkSession.sparkContext.getLocalProperty(QUERY_ID_PROPERTY)
+        if not query_id:  # foreachBatch always runs on the query's thread
+            raise RuntimeError(f"no {QUERY_ID_PROPERTY} on the batch's thread: not run by a streaming query?")
         parsed = batch.coalesce(max(1, cores)).transform(with_parsed).persist()
         try:
-            counts, retries, first_job_s = self._write_with_retry(parsed, batch_id)
+            counts, retries, first_job_s = self._write_with_retry(parsed, batch_id, query_id)
         finally:
             parsed.unpersist()
         rows = sum(n for _, _, n in counts)
@@ -151,7 +155,7 @@ class BatchWriter:
             "rest_s": time.monotonic() - started - first_job_s,
         }
 
-    def _write_with_retry(self, parsed: DataFrame, batch_id: int) -> tuple[DayCounts, int, float]:
+    def _write_with_retry(self, parsed: DataFrame, batch_id: int, query_id: str) -> tuple[DayCounts, int, float]:
         """Writes the batch; returns its counts, how many times it was retried, and the
         seconds of its first job (read, validate, write raw_orders) in the last attempt."""
         deadline = time.monotonic() + self.settings.stream.write_retry_seconds
@@ -161,7 +165,7 @@ class BatchWriter:
             if cause is not None or not self.health.up() or self.health.outages != self.outages_seen:
                 self._wait_for_cassandra(deadline, cause or "node down", batch_id)
             try:
-                counts, first_job_s = self._write(parsed, batch_id)
+                counts, first_job_s = self._write(parsed, batch_id, query_id)
                 return counts, retries, first_job_s
             except Exception as exc:  # noqa: BLE001
                 # Every write is an idempotent upsert, so retrying any failure is safe; the
@@ -185,7 +189,7 @@ class BatchWriter:
         self.outages_seen = self.health.outages
         self.epoch += 1
 
-    def _write(self, parsed: DataFrame, batch_id: int) -> tuple[DayCounts, float]:
+    def _write(self, parsed: DataFrame, batch_id: int, query_id: str) -> tuple[DayCounts, float]:
         """One attempt: raw_orders (the batch's counts observed by the same job), the
         rejected rows, then the per-date totals. Returns the counts and the first job's seconds."""
         tz = self.settings.business.timezone
@@ -216,15 +220,8 @@ class BatchWriter:
         if dated:
             if self.day_counts is None:
                 self.day_counts = DayCountWriter(self.health.session, self.settings.cassandra.keyspace)
-            self.day_counts.write(self._query_id(parsed), batch_id, dated)
+            self.day_counts.write(query_id, batch_id, dated)
         return counts, first_job_s
-
-    @staticmethod
-    def _query_id(parsed: DataFrame) -> str:
-        query_id = parsed.sparkSession.sparkContext.getLocalProperty(QUERY_ID_PROPERTY)
-        if not query_id:  # foreachBatch always runs on the query's thread
-            raise RuntimeError(f"no {QUERY_ID_PROPERTY} on the batch's thread: not run by a streaming query?")
-        return query_id
 
     def _give_up_after(self, deadline: float, cause: str, batch_id: int) -> None:
         if time.monotonic() < deadline:
