@@ -150,6 +150,19 @@ def answer_size(port: int, path: str) -> int:
     return len(conn.getresponse().read())
 
 
+def check_answers(port: int, calls: dict[str, list[str]]) -> None:
+    """Every call answers 200 before it is timed: a keyspace loaded by an older version (a
+    table missing) or not loaded at all would otherwise be measured as fast errors."""
+    for name, paths in calls.items():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        conn.request("GET", paths[0])
+        response = conn.getresponse()
+        body = response.read()[:300].decode("utf-8", "replace")
+        if response.status != 200:
+            raise SystemExit(f"bench.viewer_latency: {name}: GET {paths[0]} answered {response.status} ({body}); "
+                             "load the data again (run without --skip-load)")
+
+
 def summarize(latencies: list[float], seconds: float, errors: int = 0) -> dict:
     ms = sorted(x * 1000 for x in latencies)
     q = statistics.quantiles(ms, n=100)
@@ -338,6 +351,7 @@ def main() -> None:
     try:
         print(f"\nviewer: gunicorn {args.workers} workers x {args.threads} threads; "
               f"cache {args.cache_seconds:g} s; {args.clients} concurrent clients, {args.seconds:.0f} s per call\n")
+        check_answers(port, calls)
         measure_wrk(port, next(iter(calls.values())), args.clients, 3)  # warm-up
         print(f"{'call':34} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}")
         results = {}
@@ -346,6 +360,9 @@ def main() -> None:
             results[name] = r
             print(f"{name:34} {r['n']:>9,} {r['rps']:>8.0f} {r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f} "
                   f"{r['errors']:>6}")
+        failed = {name: r["errors"] for name, r in results.items() if r["errors"]}
+        if failed:
+            raise SystemExit(f"bench.viewer_latency: requests failed (non-2xx or socket errors): {failed}")
         if args.calls:  # a quick look at some calls: no floor, no baseline, no JSON line
             print(f"load average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
             return

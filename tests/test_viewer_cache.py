@@ -90,6 +90,37 @@ def test_a_range_is_sliced_from_the_year_read_once_per_run(cached, clean_cassand
     assert japanese_sizes(another_range)[-1] == before[0] + 1000
 
 
+def test_a_dates_summary_comes_from_the_year_read_and_its_late_orders_stay_live(clean_cassandra, settings) -> None:
+    """The summary of a date never asked before costs no read (the year partition was read
+    once this run), so a write no finished run announces is not in it; its late orders
+    follow the stream's totals within cache_seconds all the same."""
+    load_standard(clean_cassandra)
+    note_finished_run(clean_cassandra, LATEST)
+    app = viewer_app(settings, viewer_cache_seconds=1)
+    client = app.test_client()  # type: ignore[attr-defined]
+    other = date(2025, 5, 30)
+    try:
+        assert client.get(f"/api/daily_order_summaries?date={LATEST}").status_code == 200
+        update = clean_cassandra.prepare(  # type: ignore[attr-defined]
+            "UPDATE daily_order_summaries SET japanese = ? WHERE year = ? AND order_date = ?")
+        clean_cassandra.execute(update, (999_999, other.year, other))  # type: ignore[attr-defined]
+        first = client.get(f"/api/daily_order_summaries?date={other}").get_json()
+        assert first["japanese"] != 999_999
+
+        stream = clean_cassandra.prepare(  # type: ignore[attr-defined]
+            "UPDATE stream_day_counts SET records = ? WHERE year = ? AND day = ? AND kind = ? AND query_id = ?")
+        clean_cassandra.execute(stream, (100, other.year, other, "orders", "query-late"))  # type: ignore[attr-defined]
+        time.sleep(1.2)
+        later = client.get(f"/api/daily_order_summaries?date={other}").get_json()
+        assert later["late_orders"] == first["late_orders"] + 100 and later["japanese"] == first["japanese"]
+
+        note_finished_run(clean_cassandra, LATEST)
+        time.sleep(GENERATION_MEMO_S + 0.2)
+        assert client.get(f"/api/daily_order_summaries?date={other}").get_json()["japanese"] == 999_999
+    finally:
+        close_app(app)  # type: ignore[arg-type]
+
+
 def test_conditional_requests_follow_rfc_9110(cached) -> None:
     etag = cached.get("/api/daily_order_summaries").headers["ETag"]
     # If-None-Match compares weakly: a proxy may have turned the tag into a weak one.

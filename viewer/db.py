@@ -69,6 +69,12 @@ STATEMENTS: dict[str, str] = {
     "last_run_of_date": (
         "SELECT run_id, started_at, finished_at, records_seen FROM aggregated_dates WHERE year = ? AND order_date = ?"
     ),
+    # Every date's last run of a year (at most 366 rows): read once per aggregate run.
+    "last_runs_of_year": (
+        "SELECT order_date, run_id, started_at, finished_at, records_seen FROM aggregated_dates WHERE year = ?"
+    ),
+    # Every stream total of a year (366 days x 2 kinds x a few query ids).
+    "stream_totals_of_year": "SELECT day, kind, records FROM stream_day_counts WHERE year = ?",
     "latest_finished_run": "SELECT run_id, status, finished_at FROM latest_aggregate_run WHERE scope = ?",
     "latest_run_of_year": (
         "SELECT order_date, run_id, status, trigger, orders_read, users_touched, started_at, finished_at, "
@@ -201,14 +207,25 @@ class Store:
         0 turns the cache off). Only for what the aggregate job alone writes."""
         if not self.caching:
             return compute()
-        generation = self.generation()
+        return self._remembered(key, self.generation(), compute)
+
+    def cached_live(self, key: str, compute: Callable[[], Any]) -> Any:
+        """compute() for what the streaming job writes: remembered at most cache_seconds
+        (the same windows as the response cache's stream-fed answers) and never past a run."""
+        if not self.caching:
+            return compute()
+        return self._remembered(key, f"{self.generation()}@{int(time.time() // self.cache_seconds)}", compute)
+
+    def _remembered(self, key: str, tag: str, compute: Callable[[], Any]) -> Any:
+        # One entry per key, replaced when its tag changes: the cache holds no more keys
+        # than the code asks for, however long the process runs.
         with self._cache_lock:
             hit = self._cache.get(key)
-        if hit is not None and hit[0] == generation:
+        if hit is not None and hit[0] == tag:
             return hit[1]
         value = compute()
         with self._cache_lock:
-            self._cache[key] = (generation, value)
+            self._cache[key] = (tag, value)
         return value
 
     def close(self) -> None:

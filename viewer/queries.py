@@ -221,24 +221,59 @@ def _summary(row: Any) -> DaySummary:
 
 
 def summary_of(store: Store, day: date) -> DaySummary | None:
+    if store.caching:
+        return _summaries_by_date(store, day.year).get(day)
     row = store.execute("summary_of_date", (day.year, day)).one()
     return None if row is None else _summary(row)
 
 
 def summaries_of(store: Store, days: list[date]) -> dict[date, DaySummary]:
     """The summaries of a few dates (those aggregated), their queries in flight at once."""
+    if store.caching:
+        found = (_summaries_by_date(store, d.year).get(d) for d in days)
+        return {s.date: s for s in found if s is not None}
     futures = [store.execute_async("summary_of_date", (d.year, d)) for d in days]
-    found = [f.result().one() for f in futures]
-    return {s.date: s for s in (_summary(row) for row in found if row is not None)}
+    found_rows = [f.result().one() for f in futures]
+    return {s.date: s for s in (_summary(row) for row in found_rows if row is not None)}
+
+
+def _summaries_by_date(store: Store, year: int) -> dict[date, DaySummary]:
+    # From the year partition the range calls read (once per aggregate run).
+    return store.cached(f"summaries_by_date:{year}",
+                        lambda: {s.date: s for s in _year_rows(store, "summaries_between", year, _summary)})
 
 
 def late_orders_of(store: Store, day: date) -> LateOrders:
-    totals = store.execute_async("stream_totals_of_date", (day.year, day, ORDERS))
-    last_run = store.execute_async("last_run_of_date", (day.year, day))
-    total = sum(_int(r.records) for r in totals.result())
-    run = last_run.result().one()
+    if store.caching:
+        # The year's stream totals (at most cache_seconds old) and last runs (until the next
+        # run): the summary of any date then costs no read, and its late orders stay as fresh
+        # as the response cache lets them be.
+        total = _stream_totals_of_year(store, day.year).get(day, 0)
+        run = _last_runs_of_year(store, day.year).get(day)
+    else:
+        totals = store.execute_async("stream_totals_of_date", (day.year, day, ORDERS))
+        last_run = store.execute_async("last_run_of_date", (day.year, day))
+        total = sum(_int(r.records) for r in totals.result())
+        run = last_run.result().one()
     seen = None if run is None else _int(run.records_seen)
     return LateOrders(late_orders(total, seen), None if run is None else _utc(run.started_at))
+
+
+def _stream_totals_of_year(store: Store, year: int) -> dict[date, int]:
+    def read() -> dict[date, int]:
+        totals: dict[date, int] = {}
+        for row in store.execute_async("stream_totals_of_year", (year,)).result():
+            if row.kind == ORDERS:
+                day = _date(row.day)
+                totals[day] = totals.get(day, 0) + _int(row.records)  # type: ignore[index]
+        return totals
+    return store.cached_live(f"stream_totals_of_year:{year}", read)
+
+
+def _last_runs_of_year(store: Store, year: int) -> dict[date, Any]:
+    return store.cached(f"last_runs_of_year:{year}", lambda: {
+        _date(row.order_date): row for row in store.execute_async("last_runs_of_year", (year,)).result()
+    })
 
 
 # -- rejected records ----------------------------------------------------------------
@@ -300,12 +335,16 @@ def _rows_between(store: Store, statement: str, first: date, last: date, convert
         futures = [store.execute_async(statement, (y, first, last)) for y in _years(first, last)]
         return [convert(row) for f in futures for row in f.result()]
 
-    def year(y: int) -> list[T]:
-        return store.cached(f"{statement}:{y}", lambda: [
-            convert(row) for row in store.execute_async(statement, (y, date(y, 1, 1), date(y, 12, 31))).result()
-        ])
+    return [item for y in _years(first, last) for item in _year_rows(store, statement, y, convert)
+            if first <= date_of(item) <= last]
 
-    return [item for y in _years(first, last) for item in year(y) if first <= date_of(item) <= last]
+
+def _year_rows(store: Store, statement: str, year: int, convert: Callable[[Any], T]) -> list[T]:
+    """A ``(year, first, last)`` statement's rows of a whole year, converted, read once per
+    aggregate run."""
+    return store.cached(f"{statement}:{year}", lambda: [
+        convert(row) for row in store.execute_async(statement, (year, date(year, 1, 1), date(year, 12, 31))).result()
+    ])
 
 
 def summaries_between(store: Store, first: date, last: date) -> list[DaySummary]:
