@@ -80,6 +80,18 @@ def count_ndjson_events(data: bytes, limit: int) -> int:
     return sum(1 for _ in itertools.islice(_NDJSON_LINE.finditer(data), limit))
 
 
+def ndjson_lines(data: bytes, max_batch: int) -> list[memoryview] | None:
+    """The non-blank lines of an NDJSON body as views of it (nothing copied), or None when
+    there are more than max_batch or one is larger than an event may be."""
+    body, lines = memoryview(data), []
+    for line in itertools.islice(_NDJSON_LINE.finditer(data), max_batch + 1):
+        start, end = line.span()
+        if end - start > MAX_EVENT_BYTES:
+            return None
+        lines.append(body[start:end])
+    return None if len(lines) > max_batch else lines
+
+
 def ndjson_items(data: bytes, max_batch: int) -> Iterator[Item]:
     """The events of an NDJSON body, one per non-blank line. Raises BatchRefused (413)
     before decoding anything when there are more than max_batch."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import hypothesis
 import jsonschema_rs
@@ -31,6 +31,7 @@ from ingest_api import create_app
 pytestmark = pytest.mark.integration
 
 GOOD = {"user_id": "u-1", "timestamp": "2025-05-31T12:34:56+09:00", "menu_type": "japanese"}
+JST = timezone(timedelta(hours=9))
 
 
 @pytest.fixture
@@ -99,10 +100,16 @@ def test_a_client_order_id_and_epoch_timestamp_are_kept(client, settings, kafka_
     )
 
 
+def _sent_time(seconds: int, iso: bool) -> int | str:
+    return datetime.fromtimestamp(seconds, JST).isoformat(timespec="milliseconds") if iso else seconds
+
+
+# ISO timestamps: the fast path (ingest_api/fast_batch.py); epoch numbers: the careful path.
+@pytest.mark.parametrize("iso", [True, False], ids=["iso", "epoch"])
 @pytest.mark.parametrize("as_ndjson", [False, True], ids=["json-array", "ndjson"])
-def test_a_batch_arrives_whole_with_ids_in_request_order(client, settings, kafka_topic, as_ndjson):
+def test_a_batch_arrives_whole_with_ids_in_request_order(client, settings, kafka_topic, as_ndjson, iso):
     batch = [
-        {"user_id": f"u-{n % 37}", "timestamp": 1748662496 + n, "menu_type": ("japanese", "洋食")[n % 2]}
+        {"user_id": f"u-{n % 37}", "timestamp": _sent_time(1748662496 + n, iso), "menu_type": ("japanese", "洋食")[n % 2]}
         for n in range(1000)
     ]
     if as_ndjson:
@@ -122,11 +129,33 @@ def test_a_batch_arrives_whole_with_ids_in_request_order(client, settings, kafka
         key, value = by_id[order_id]
         assert key == event["user_id"] == value["user_id"]
         assert value["menu_type"] == ("western" if event["menu_type"] == "洋食" else "japanese")
-        assert datetime.fromisoformat(value["timestamp"]).timestamp() == event["timestamp"]
+        # The canonical form: the offset as sent (UTC for epoch input), milliseconds.
+        sent = event["timestamp"]
+        canonical = sent if iso else datetime.fromtimestamp(sent, UTC).isoformat(timespec="milliseconds")
+        assert value["timestamp"] == canonical
+        assert datetime.fromisoformat(value["received_at"]).utcoffset() == timedelta(0)
     # one user's orders stay in the order they were sent (same key -> same partition)
     for user in ("u-0", "u-5"):
         sent = [oid for oid, e in zip(order_ids, batch, strict=True) if e["user_id"] == user]
         assert [v["order_id"] for k, v in records if k == user] == sent
+
+
+def test_records_a_full_producer_queue_refuses_wait_their_turn_in_order(settings, kafka_topic):
+    """produce_batch queues what fits; the rest (librdkafka's queue full) are produced one by
+    one as deliveries free room: every record acknowledged once, each user's in order."""
+    from ingest_api.confluent_backend import ConfluentProducer, confluent_config
+
+    config = confluent_config(settings.kafka.bootstrap_list, 10_000, **{"queue.buffering.max.messages": 100})
+    producer = ConfluentProducer(kafka_topic, config, ack_timeout_s=10.0)
+    records = [(f"u-{n % 7}".encode(), json.dumps({"n": n}).encode()) for n in range(1000)]
+    try:
+        producer.send_all(records)
+    finally:
+        producer.close()
+    got = consume(settings, kafka_topic, 1000)
+    assert sorted(value["n"] for _, value in got) == list(range(1000))
+    for user in range(7):
+        assert [v["n"] for k, v in got if k == f"u-{user}"] == list(range(user, 1000, 7))
 
 
 def test_an_invalid_batch_produces_nothing(client, settings, kafka_topic):
