@@ -4,10 +4,12 @@ aggregate job for the freshness test."""
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
+import flask
 import pytest
 
 from jobs.aggregate import aggregate
@@ -117,6 +119,64 @@ def test_a_dates_summary_comes_from_the_year_read_and_its_late_orders_stay_live(
         note_finished_run(clean_cassandra, LATEST)
         time.sleep(GENERATION_MEMO_S + 0.2)
         assert client.get(f"/api/daily_order_summaries?date={other}").get_json()["japanese"] == 999_999
+    finally:
+        close_app(app)  # type: ignore[arg-type]
+
+
+API_CALLS = [
+    f"/api/daily_order_summaries?date={LATEST}", "/api/daily_order_summaries?from=2025-05-01&to=2025-05-31",
+    "/api/daily_order_summaries.csv?from=2025-05-25&to=2025-05-31", "/api/user_segments",
+    f"/api/user_segments/{JAPANESE}?per_page=5", f"/api/user_segments/{WESTERN}?prefix=u&per_page=3",
+    "/api/segment_sizes?from=2025-05-25&to=2025-05-31", f"/api/rejected_events?date={LATEST}", "/api/status",
+    "/api/users?prefix=u", "/api/hourly_orders?from=2025-05-25&to=2025-05-31",
+]
+
+
+def headers_of(response: object) -> list[tuple[str, str]]:
+    return sorted(response.headers.items())  # type: ignore[attr-defined]
+
+
+def test_kept_api_answers_skip_flask_and_are_exactly_what_flask_answers(clean_cassandra, settings) -> None:
+    """KeptApiAnswers (viewer/response_cache.py) answers a kept API answer before Flask: the
+    same status, body and headers as Flask's own path, 304s alike, and Flask never sees it;
+    with basic auth, only with the right credentials; a repeated parameter still gets 400."""
+    from werkzeug.test import Client
+    from werkzeug.wrappers import Response as WerkzeugResponse
+
+    load_standard(clean_cassandra)
+    note_finished_run(clean_cassandra, LATEST)
+    app = viewer_app(settings, viewer_cache_seconds=30, viewer_user="analyst", viewer_password="s3cret")
+    seen_by_flask: list[str] = []
+    # First of Flask's hooks: Flask's own cache answers from a later one.
+    app.before_request_funcs.setdefault(None, []).insert(  # type: ignore[attr-defined]
+        0, lambda: seen_by_flask.append(flask.request.full_path))
+    client = app.test_client()  # type: ignore[attr-defined]
+    flask_only = Client(app.wsgi_app.flask_wsgi_app, WerkzeugResponse)  # type: ignore[attr-defined]
+    good = {"Authorization": "Basic " + base64.b64encode(b"analyst:s3cret").decode()}
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"analyst:guess").decode()}
+    try:
+        for url in API_CALLS:
+            first = client.get(url, headers=good)
+            assert first.status_code == 200, (url, first.get_data())
+            seen_by_flask.clear()
+            kept = client.get(url, headers=good)
+            assert seen_by_flask == [], f"{url} went through Flask"
+            from_flask = flask_only.get(url, headers=good)
+            assert (kept.status_code, kept.get_data(), headers_of(kept)) == (
+                from_flask.status_code, from_flask.get_data(), headers_of(from_flask)), url
+            assert len(seen_by_flask) == 1
+            etag = kept.headers["ETag"]
+            not_modified = client.get(url, headers={**good, "If-None-Match": etag})
+            assert len(seen_by_flask) == 1
+            flask_304 = flask_only.get(url, headers={**good, "If-None-Match": etag})
+            assert not_modified.status_code == flask_304.status_code == 304
+            assert headers_of(not_modified) == headers_of(flask_304) and not_modified.get_data() == b""
+            for headers in ({}, wrong, {"Authorization": "Bearer s3cret"}):
+                refused = client.get(url, headers=headers)
+                assert refused.status_code == 401 and "WWW-Authenticate" in refused.headers
+                assert refused.get_data() not in (b"", kept.get_data())
+        twice = client.get(f"/api/daily_order_summaries?date={LATEST}&date={LATEST}", headers=good)
+        assert twice.status_code == 400 and "more than once" in twice.get_json()["error"]
     finally:
         close_app(app)  # type: ignore[arg-type]
 

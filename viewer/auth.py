@@ -7,12 +7,13 @@ from __future__ import annotations
 import hmac
 
 from flask import Flask, Response, current_app, request
+from werkzeug.datastructures import Authorization
 
 from viewer.health import PUBLIC_ENDPOINTS
 
 
-def _credentials_ok(user: str, password: str) -> bool:
-    auth = request.authorization
+def credentials_ok(auth: Authorization | None, user: str, password: str) -> bool:
+    """Whether a request's Authorization holds these basic-auth credentials."""
     if auth is None or auth.type != "basic":
         return False
     # Compare both in constant time, always both, so timing says nothing.
@@ -24,7 +25,7 @@ def _credentials_ok(user: str, password: str) -> bool:
 def _require_auth() -> Response | None:
     viewer = current_app.config["SETTINGS"].viewer
     user, password = viewer.user, viewer.password
-    if not user or request.endpoint in PUBLIC_ENDPOINTS or _credentials_ok(user, password):
+    if not user or request.endpoint in PUBLIC_ENDPOINTS or credentials_ok(request.authorization, user, password):
         return None
     response = current_app.json.response({"error": "authentication required"})
     response.status_code = 401

@@ -89,13 +89,18 @@ def _unexpected(e: Exception) -> Response | tuple[str, int]:
 
 
 def _headers(response: Response) -> Response:
+    return with_security_headers(response, request.path)
+
+
+def with_security_headers(response: Response, path: str) -> Response:
+    """The headers every answer carries (those it does not set itself)."""
     # The names present, read once: werkzeug's setdefault raises (and builds) an HTTP
     # exception for every name it does not find, which every answer paid four times.
     present = {name.lower() for name, _ in response.headers}
     for name, value in _SECURITY_HEADERS:
         if name.lower() not in present:
             response.headers[name] = value
-    if "cache-control" not in present and (request.path.startswith("/api/") or response.mimetype == "text/html"):
+    if "cache-control" not in present and (path.startswith("/api/") or response.mimetype == "text/html"):
         # Customer data: never kept by shared caches. Answers with an ETag (response_cache)
         # say `private, no-cache` instead: a browser may keep them but must revalidate.
         response.headers["Cache-Control"] = "no-store"

@@ -81,12 +81,16 @@ def _started() -> None:
 
 
 def _answered(response: Response) -> Response:
-    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
-    started = g.get("metrics_started")
-    if started is not None:
-        LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+    rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    count_answer(rule, request.method, response.status_code, g.get("metrics_started"))
     return response
+
+
+def count_answer(rule: str, method: str, status: int, started: float | None) -> None:
+    """One answered request of a route (its rule), timed from started (perf_counter)."""
+    REQUESTS.labels(rule, method, str(status)).inc()
+    if started is not None:
+        LATENCY.labels(rule).observe(time.perf_counter() - started)
 
 
 def metrics() -> Response:
