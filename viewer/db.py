@@ -73,8 +73,6 @@ STATEMENTS: dict[str, str] = {
     "last_runs_of_year": (
         "SELECT order_date, run_id, started_at, finished_at, records_seen FROM aggregated_dates WHERE year = ?"
     ),
-    # Every stream total of a year (366 days x 2 kinds x a few query ids).
-    "stream_totals_of_year": "SELECT day, kind, records FROM stream_day_counts WHERE year = ?",
     "latest_finished_run": "SELECT run_id, status, finished_at FROM latest_aggregate_run WHERE scope = ?",
     "latest_run_of_year": (
         "SELECT order_date, run_id, status, trigger, orders_read, users_touched, started_at, finished_at, "

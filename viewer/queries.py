@@ -262,7 +262,8 @@ def late_orders_of(store: Store, day: date) -> LateOrders:
 def _stream_totals_of_year(store: Store, year: int) -> dict[date, int]:
     def read() -> dict[date, int]:
         totals: dict[date, int] = {}
-        for row in store.execute_async("stream_totals_of_year", (year,)).result():
+        whole_year = (year, date(year, 1, 1), date(year, 12, 31))
+        for row in store.execute_async("stream_totals_between", whole_year).result():
             if row.kind == ORDERS:
                 day = _date(row.day)
                 totals[day] = totals.get(day, 0) + _int(row.records)  # type: ignore[index]

@@ -147,9 +147,9 @@ def _repeats_a_parameter(request: Request) -> bool:
 class KeptApiAnswers:
     """WSGI, in front of Flask: a GET of the API whose answer this worker keeps is answered
     from it without Flask's request machinery (its context, eight hooks, the error handlers),
-    which cost a kept answer about twice what the answer itself does. The same checks, in
-    the same order as Flask's path: the route, basic auth, the run, the ETag, If-None-Match;
-    the same headers and metrics. Anything else, and anything that goes wrong here, goes to
+    which cost a kept answer about twice what the answer itself does. The same checks as
+    Flask's path (the route, a repeated parameter, basic auth, the run, the ETag,
+    If-None-Match); the same headers and metrics. Anything else, and anything that goes wrong here, goes to
     Flask, which answers (and reports) it; so this only ever serves what Flask would have."""
 
     def __init__(self, app: Flask):
