@@ -3,7 +3,8 @@ against the real gunicorn server and the real Cassandra, with a year of daily su
 a million users in segments. Prints p50/p95/p99 and requests/s per call, the same figures
 for the bare driver query under the same concurrency, and for the framework's floor: a
 constant-JSON Flask endpoint of the summary answer's size under the viewer's gunicorn
-configuration. Ends with one JSON line (`{"bench": ..., "ratios": ..., "figures": ...}`).
+configuration, measured in turns with the summary call (``--floor-rounds``, median ratio).
+Ends with one JSON line (`{"bench": ..., "ratios": ..., "figures": ...}`).
 
     .venv/bin/python -m bench.viewer_latency                 # load (once) and measure
     .venv/bin/python -m bench.viewer_latency --skip-load     # measure only
@@ -261,6 +262,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--floor-rounds", type=int, default=3,
+                        help="rounds of (constant-JSON floor, summary call) whose median ratio is reported")
     parser.add_argument("--cache-seconds", type=float, default=5.0, help="ORDERLOG_VIEWER_CACHE_SECONDS of the server")
     parser.add_argument("--skip-baseline", action="store_true", help="no bare-driver run, no CSV export")
     parser.add_argument("--calls", default="", help="only the calls whose name contains one of these (comma-separated)")
@@ -357,17 +360,29 @@ def main() -> None:
         # The floor, the bare query and the CSV first: the slowest calls below (cold audience
         # counts) leave the viewer busy for seconds after wrk stops, which would share the CPU.
         floor = None
+        rounds: list[tuple[dict, dict]] = []
         if not args.calls:
             summary_bytes = answer_size(port, calls["summary of a date"][0])
             (floor_port,) = free_ports(1)
             floor_env = child_environment(settings.replace(viewer_workers=args.workers, viewer_threads=args.threads,
                                                            viewer_log_level="warning"))
+            # The floor and the summary call in turns, each round's two runs a few seconds
+            # apart: the machine's speed drifts by more than the gap between them over minutes
+            # (a compaction, another process), so the ratio is each round's, and the median of those.
             with gunicorn("viewer/gunicorn.conf.py", floor_app(summary_bytes), floor_port, floor_env,
                           "/floor") as floor_base:
                 floor_url = floor_base.removeprefix("http://127.0.0.1:")
-                floor = measure_wrk(int(floor_url), ["/floor"], args.clients, args.seconds)
-            print(f"{f'constant JSON ({summary_bytes} bytes)':34} {floor['n']:>9,} {floor['rps']:>8.0f} "
-                  f"{floor['p50']:>8.1f} {floor['p95']:>8.1f} {floor['p99']:>8.1f} {floor['errors']:>6}")
+                for _ in range(args.floor_rounds):
+                    floor_run = measure_wrk(int(floor_url), ["/floor"], args.clients, args.seconds)
+                    summary_run = measure_wrk(port, calls["summary of a date"], args.clients, args.seconds)
+                    rounds.append((floor_run, summary_run))
+                    print(f"{f'constant JSON ({summary_bytes} bytes)':34} {floor_run['n']:>9,} "
+                          f"{floor_run['rps']:>8.0f} {floor_run['p50']:>8.1f} {floor_run['p95']:>8.1f} "
+                          f"{floor_run['p99']:>8.1f} {floor_run['errors']:>6}")
+                    print(f"{'  then the summary of a date':34} {summary_run['n']:>9,} {summary_run['rps']:>8.0f} "
+                          f"{summary_run['p50']:>8.1f} {summary_run['p95']:>8.1f} {summary_run['p99']:>8.1f} "
+                          f"{summary_run['errors']:>6}   ratio {summary_run['rps'] / floor_run['rps']:.2f}")
+            floor = statistics.median(f["rps"] for f, _ in rounds)
         base = csv_rate = None
         if not args.calls and not args.skip_baseline:
             base = measure_driver(settings, args.clients, args.seconds)
@@ -390,6 +405,7 @@ def main() -> None:
             return
         assert floor is not None
         s = results["summary of a date"]
+        round_ratios = [summary_run["rps"] / floor_run["rps"] for floor_run, summary_run in rounds]
         if base is not None:
             print(f"\nratio summary call / bare query: throughput {s['rps'] / base['rps']:.2f}, "
                   f"p95 {s['p95'] / base['p95']:.1f}x")
@@ -397,7 +413,9 @@ def main() -> None:
         print(f"load average at the end: {load_average:.2f} ({os.cpu_count()} cores)")
         p95 = {name: r["p95"] for name, r in results.items()}
         ratios = {
-            "summary_vs_framework_floor": s["rps"] / floor["rps"],
+            "summary_vs_framework_floor": statistics.median(round_ratios),
+            "summary_vs_framework_floor_lowest_round": min(round_ratios),
+            "summary_vs_framework_floor_highest_round": max(round_ratios),
             "summary_vs_bare_driver": None if base is None else s["rps"] / base["rps"],
         }
         figures = {
@@ -407,8 +425,8 @@ def main() -> None:
             "user_segments_p95_ms": p95["user_segments (3 first pages)"],
             "segment_page_50_p95_ms": p95["segment page 50 (by number)"],
             "prefix_search_p95_ms": p95["segment prefix search"],
-            "summary_requests_per_s": s["rps"],
-            "framework_floor_requests_per_s": floor["rps"],
+            "summary_requests_per_s": statistics.median(r["rps"] for _, r in rounds),
+            "framework_floor_requests_per_s": floor,
             "csv_rows_per_s": csv_rate,
             "load_average_1m": load_average,
         }

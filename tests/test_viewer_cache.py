@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 
 import flask
 import pytest
+from prometheus_client import REGISTRY
 
 from jobs.aggregate import aggregate
 from orderlog.menu import JAPANESE, WESTERN
@@ -132,6 +133,12 @@ API_CALLS = [
 ]
 
 
+def answers_counted(rule: str, status: int) -> float:
+    """The viewer's request counter of a route and status (viewer/metrics.py)."""
+    labels = {"endpoint": rule, "method": "GET", "status": str(status)}
+    return REGISTRY.get_sample_value("orderlog_viewer_requests_total", labels) or 0.0
+
+
 def headers_of(response: object) -> list[tuple[str, str]]:
     return sorted(response.headers.items())  # type: ignore[attr-defined]
 
@@ -159,18 +166,24 @@ def test_kept_api_answers_skip_flask_and_are_exactly_what_flask_answers(clean_ca
             first = client.get(url, headers=good)
             assert first.status_code == 200, (url, first.get_data())
             seen_by_flask.clear()
-            kept = client.get(url, headers=good)
+            rule = app.url_map.bind("localhost").match(url.split("?")[0], return_rule=True)[0].rule
+            counted_before = answers_counted(rule, 200)
+            # The second is made from the kept answer, the third is the second given again (ReadyAnswers).
+            kept, again = client.get(url, headers=good), client.get(url, headers=good)
             assert seen_by_flask == [], f"{url} went through Flask"
+            assert answers_counted(rule, 200) == counted_before + 2
             from_flask = flask_only.get(url, headers=good)
-            assert (kept.status_code, kept.get_data(), headers_of(kept)) == (
-                from_flask.status_code, from_flask.get_data(), headers_of(from_flask)), url
+            for answer in (kept, again):
+                assert (answer.status_code, answer.get_data(), headers_of(answer)) == (
+                    from_flask.status_code, from_flask.get_data(), headers_of(from_flask)), url
             assert len(seen_by_flask) == 1
             etag = kept.headers["ETag"]
-            not_modified = client.get(url, headers={**good, "If-None-Match": etag})
+            not_modified = [client.get(url, headers={**good, "If-None-Match": etag}) for _ in range(2)]
             assert len(seen_by_flask) == 1
             flask_304 = flask_only.get(url, headers={**good, "If-None-Match": etag})
-            assert not_modified.status_code == flask_304.status_code == 304
-            assert headers_of(not_modified) == headers_of(flask_304) and not_modified.get_data() == b""
+            for answer in not_modified:
+                assert answer.status_code == flask_304.status_code == 304
+                assert headers_of(answer) == headers_of(flask_304) and answer.get_data() == b""
             for headers in ({}, wrong, {"Authorization": "Bearer s3cret"}):
                 refused = client.get(url, headers=headers)
                 assert refused.status_code == 401 and "WWW-Authenticate" in refused.headers

@@ -31,7 +31,7 @@ from viewer.db import get_store
 from viewer.errors import with_security_headers
 from viewer.health import PUBLIC_ENDPOINTS
 from viewer.i18n import is_page, language
-from viewer.metrics import count_answer
+from viewer.metrics import counter_of
 from viewer.params import BadParameter, check_single
 
 # Endpoints whose answer includes what the streaming job writes.
@@ -150,24 +150,57 @@ class KeptApiAnswers:
     which cost a kept answer about twice what the answer itself does. The same checks as
     Flask's path (the route, a repeated parameter, basic auth, the run, the ETag,
     If-None-Match); the same headers and metrics. Anything else, and anything that goes wrong here, goes to
-    Flask, which answers (and reports) it; so this only ever serves what Flask would have."""
+    Flask, which answers (and reports) it; so this only ever serves what Flask would have.
+
+    A request it answered once, byte for byte the same in everything its answer depends on
+    (path, query, credentials, If-None-Match) under the same run (and for stream-fed answers
+    the same window), gets the same status, headers and body again without any parsing:
+    ``ReadyAnswers``."""
 
     def __init__(self, app: Flask):
         self.app = app
         self.flask_wsgi_app = app.wsgi_app
+        self.ready = ReadyAnswers()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") == "GET" and environ.get("PATH_INFO", "").startswith("/api/"):
+            started = time.perf_counter()
             try:
-                response = self._kept(environ)
+                answer = self._ready_or_kept(environ, started)
             except Exception:  # noqa: BLE001  Flask answers whatever this cannot (a 404, Cassandra down...)
-                response = None
-            if response is not None:
-                return response(environ, start_response)
+                answer = None
+            if answer is not None:
+                status, headers, body, counted = answer
+                start_response(status, list(headers))
+                counted(started)
+                return [body]
         return self.flask_wsgi_app(environ, start_response)
 
-    def _kept(self, environ: dict) -> Response | None:
-        started = time.perf_counter()
+    def _ready_or_kept(self, environ: dict, started: float) -> ReadyAnswer | None:
+        store = self.app.extensions[db.EXTENSION].get()
+        if not store.caching:
+            return None
+        generation = store.generation()
+        key = ReadyAnswers.key_of(environ)
+        answer = self.ready.get(key, generation, store.cache_seconds)
+        if answer is not None:
+            return answer
+        window = int(time.time() // store.cache_seconds)
+        kept = self._kept(environ, store, generation)
+        if kept is None:
+            return None
+        response, rule, stream_fed = kept
+        captured: list = []
+        body = b"".join(response(environ, lambda status, headers, exc_info=None: captured.extend((status, headers))))
+        status, headers = captured
+        answer = (status, tuple(headers), body, counter_of(rule, "GET", response.status_code))
+        if not stream_fed:
+            self.ready.put(key, generation, None, answer)
+        elif window == int(time.time() // store.cache_seconds):  # its ETag is of this window
+            self.ready.put(key, generation, window, answer)
+        return answer
+
+    def _kept(self, environ: dict, store: db.Store, generation: str) -> tuple[Response, str, bool] | None:
         request = Request(environ)
         rule, _ = self.app.url_map.bind_to_environ(environ).match(return_rule=True)
         endpoint = rule.endpoint
@@ -176,16 +209,50 @@ class KeptApiAnswers:
         viewer = self.app.config["SETTINGS"].viewer
         if viewer.user and not credentials_ok(request.authorization, viewer.user, viewer.password):
             return None
-        store = self.app.extensions[db.EXTENSION].get()
-        if not store.caching:
-            return None
-        etag = etag_for(store.generation(), endpoint, request.full_path, store.cache_seconds, None)
+        etag = etag_for(generation, endpoint, request.full_path, store.cache_seconds, None)
         response = _kept_answer(self.app.extensions[EXTENSION], etag, request.if_none_match)
         if response is None:
             return None
         with_security_headers(response, request.path)
-        count_answer(rule.rule, "GET", response.status_code, started)
-        return response
+        return response, rule.rule, endpoint in STREAM_FED
+
+
+# status line, WSGI headers, body, and what counts the answer in the metrics (given its start)
+ReadyAnswer = tuple[str, tuple[tuple[str, str], ...], bytes, Callable[[float], None]]
+
+
+class ReadyAnswers:
+    """The finished answers KeptApiAnswers gave, by the raw request fields they depend on,
+    valid for the run (and stream window) they were made under. Bounded like ResponseCache;
+    a new run empties it. Only requests that passed every check once are here, so a wrong
+    password, another query or another If-None-Match is never one of its keys."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES):
+        self.max_entries = max_entries
+        self._entries: dict[tuple, tuple[str, int | None, ReadyAnswer]] = {}
+        self._generation = ""
+
+    @staticmethod
+    def key_of(environ: dict) -> tuple:
+        # Everything of the request the answer depends on, as received (the method is GET).
+        return (environ.get("SCRIPT_NAME", ""), environ["PATH_INFO"], environ.get("QUERY_STRING", ""),
+                environ.get("HTTP_AUTHORIZATION"), environ.get("HTTP_IF_NONE_MATCH"))
+
+    def get(self, key: tuple, generation: str, cache_seconds: float) -> ReadyAnswer | None:
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        made_under, window, answer = found
+        if made_under != generation or (window is not None and window != int(time.time() // cache_seconds)):
+            return None
+        return answer
+
+    def put(self, key: tuple, generation: str, window: int | None, answer: ReadyAnswer) -> None:
+        """Keep answer, made under generation (and, when stream-fed, in that window of cache_seconds)."""
+        if generation != self._generation or len(self._entries) >= self.max_entries:
+            self._entries = {}  # a new run, or full: start again (a plain dict: no lock on the read path)
+            self._generation = generation
+        self._entries[key] = (generation, window, answer)
 
 
 def _keep(response: Response) -> Response:
