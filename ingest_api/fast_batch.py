@@ -40,7 +40,9 @@ from orderlog.menu import JAPANESE, WESTERN, canonical_menu_type
 
 # The ISO form nearly every client sends: 'T', at most microseconds, 'Z' or an offset. Other
 # forms (epoch numbers, ' ' or 't', finer fractions) take the careful path.
-TIMESTAMP_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})")
+TIMESTAMP_FORM = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
 # Bodies with more commas than this per accepted event cannot be all events (an event has at
 # most four fields): the careful path counts them, so a body of a million tiny elements is
 # never split into a million objects here.
@@ -55,7 +57,9 @@ class ClientEvent(msgspec.Struct, forbid_unknown_fields=True):
     user_id: Annotated[str, msgspec.Meta(max_length=USER_ID_MAX_LENGTH)]
     timestamp: str
     menu_type: str
-    order_id: Annotated[str, msgspec.Meta(max_length=ORDER_ID_MAX_LENGTH, pattern=rf"\A{ORDER_ID_CHARACTERS}+\Z")] | None = None
+    order_id: (
+        Annotated[str, msgspec.Meta(max_length=ORDER_ID_MAX_LENGTH, pattern=rf"\A{ORDER_ID_CHARACTERS}+\Z")] | None
+    ) = None
 
 
 _SPLIT_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
@@ -100,7 +104,7 @@ def _stamped(raw_events: list, now: datetime, received_at: datetime) -> tuple[li
     records: list[Record] = []
     order_ids: list[str] = []
     decode, bad_character, timestamp_form = _DECODE_EVENT.decode, USER_ID_BAD_CHARACTER.search, TIMESTAMP_FORM.fullmatch
-    for raw, new_id in zip(raw_events, new_order_ids(len(raw_events))):
+    for raw, new_id in zip(raw_events, new_order_ids(len(raw_events)), strict=True):
         if len(raw) > MAX_EVENT_BYTES:
             raise Defer
         try:

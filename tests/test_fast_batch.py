@@ -17,7 +17,14 @@ from hypothesis import strategies as st
 
 from ingest_api.batch import BatchRefused, json_array_items, ndjson_items, ndjson_lines
 from ingest_api.fast_batch import json_array_records, ndjson_records
-from orderlog.events import EARLIEST_TIMESTAMP, MAX_EVENT_BYTES, MAX_FUTURE_SKEW, InvalidEvent, OrderEvent, validate_event
+from orderlog.events import (
+    EARLIEST_TIMESTAMP,
+    MAX_EVENT_BYTES,
+    MAX_FUTURE_SKEW,
+    InvalidEvent,
+    OrderEvent,
+    validate_event,
+)
 from tests.hostile import json_values, near_valid_events, valid_events
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -113,7 +120,8 @@ def edge_events(draw: st.DrawFn) -> dict[str, object]:
     if field == "user_id":
         event["user_id"] = draw(st.sampled_from(
             ["", " ", "\u3000", "\x85", "\x1c", "a\x00", "a\x7f", "a\x9f", "a\xa0", "x" * 128, "x" * 129,
-             "é" * 129, "\U0001f600" * 128, "\U0001f600" * 129, "a\u2028", "\t a", "a\n", "\na"]) | st.text(max_size=130))
+             "é" * 129, "\U0001f600" * 128, "\U0001f600" * 129, "a\u2028", "\t a", "a\n", "\na"])
+            | st.text(max_size=130))
     elif field == "timestamp":
         moment = draw(st.sampled_from([EARLIEST_TIMESTAMP, NOW + MAX_FUTURE_SKEW]))
         moment += timedelta(microseconds=draw(st.integers(-2, 2)))
@@ -127,7 +135,8 @@ def edge_events(draw: st.DrawFn) -> dict[str, object]:
     elif field == "menu_type":
         event["menu_type"] = draw(st.sampled_from(MENUS) | st.text(max_size=10))
     else:
-        event["order_id"] = draw(st.sampled_from(["", "x" * 64, "x" * 65, "a b", "a/b", "é", "ok.id:1-2_3", "abc\n", "\nabc"])
+        event["order_id"] = draw(st.sampled_from(["", "x" * 64, "x" * 65, "a b", "a/b", "é", "ok.id:1-2_3", "abc\n",
+                                                  "\nabc"])
                                  | st.text(max_size=70))
     return event
 
@@ -176,7 +185,8 @@ def test_any_body_is_deferred_or_accepted_exactly_as_the_careful_path_does(body)
 
 
 @PROPERTY
-@given(body=bodies(usual_events()), at=st.integers(min_value=0), byte=st.sampled_from(list(b'0Z:+-. "\\{},\x00\x7f\xff')),
+@given(body=bodies(usual_events()), at=st.integers(min_value=0),
+       byte=st.sampled_from(list(b'0Z:+-. "\\{},\x00\x7f\xff')),
        change=st.sampled_from(["replace", "remove", "insert"]))
 def test_a_body_with_one_byte_changed_is_deferred_or_judged_alike(body, at, byte, change):
     data, ndjson = body
@@ -189,7 +199,8 @@ def test_a_body_with_one_byte_changed_is_deferred_or_judged_alike(body, at, byte
 
 
 def test_an_element_padded_past_an_events_limit_is_left_to_the_careful_path():
-    padded = '{"user_id": "u-1",' + " " * MAX_EVENT_BYTES + '"timestamp": "2025-05-31T12:00:00.000+09:00", "menu_type": "japanese"}'
+    padded = ('{"user_id": "u-1",' + " " * MAX_EVENT_BYTES
+              + '"timestamp": "2025-05-31T12:00:00.000+09:00", "menu_type": "japanese"}')
     body = f"[{padded}]".encode()
     assert fast(body, ndjson=False) is None and careful(body, ndjson=False) is None
     assert fast(padded.encode() + b"\n", ndjson=True) is None

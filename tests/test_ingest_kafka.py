@@ -109,7 +109,8 @@ def _sent_time(seconds: int, iso: bool) -> int | str:
 @pytest.mark.parametrize("as_ndjson", [False, True], ids=["json-array", "ndjson"])
 def test_a_batch_arrives_whole_with_ids_in_request_order(client, settings, kafka_topic, as_ndjson, iso):
     batch = [
-        {"user_id": f"u-{n % 37}", "timestamp": _sent_time(1748662496 + n, iso), "menu_type": ("japanese", "洋食")[n % 2]}
+        {"user_id": f"u-{n % 37}", "timestamp": _sent_time(1748662496 + n, iso),
+         "menu_type": ("japanese", "洋食")[n % 2]}
         for n in range(1000)
     ]
     if as_ndjson:
