@@ -288,11 +288,12 @@ def main() -> None:
     print(f"non-202 answers: {failed}")
     print(f"ProducerPerformance, last run: {rounds[-1]['perf']['summary']}")
 
-    def median_ratio(rounds_of: list[dict], api: str, api_rate: str, limit: str, limit_rate: str) -> float:
-        return statistics.median(r[api][api_rate] / r[limit][limit_rate] for r in rounds_of)
+    def ratios_of(rounds_of: list[dict], api: str, limit: str) -> list[float]:
+        """Each round's ratio of the API's rate (api: "batch" or "single") to its limit's."""
+        rate = "events_per_s" if api == "batch" else "requests_per_s"
+        return [r[api][rate] / r[limit][rate] for r in rounds_of]
 
-    batch_ratios = [r["batch"]["events_per_s"] / r["perf"]["events_per_s"] for r in confluent]
-    single_ratios = [r["single"]["requests_per_s"] / r["floor"]["requests_per_s"] for r in confluent]
+    batch_ratios, single_ratios = ratios_of(confluent, "batch", "perf"), ratios_of(confluent, "single", "floor")
     print("rounds' ratios (confluent-kafka): batch vs ProducerPerformance "
           + ", ".join(f"{x:.2f}" for x in batch_ratios) + "; single vs floor "
           + ", ".join(f"{x:.2f}" for x in single_ratios))
@@ -304,10 +305,8 @@ def main() -> None:
         "single_vs_framework_floor": statistics.median(single_ratios),
         "batch_vs_producer_perf_lowest_round": min(batch_ratios),
         "single_vs_framework_floor_lowest_round": min(single_ratios),
-        "batch_vs_producer_perf_kafka_python": median_ratio(kafka_python, "batch", "events_per_s", "perf",
-                                                            "events_per_s"),
-        "single_vs_framework_floor_kafka_python": median_ratio(kafka_python, "single", "requests_per_s", "floor",
-                                                               "requests_per_s"),
+        "batch_vs_producer_perf_kafka_python": statistics.median(ratios_of(kafka_python, "batch", "perf")),
+        "single_vs_framework_floor_kafka_python": statistics.median(ratios_of(kafka_python, "single", "floor")),
         "batch_vs_batch_clients_ceiling": batch["events_per_s"] / batch_clients_ceiling["events_per_s"],
     }
     figures = {

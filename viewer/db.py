@@ -134,6 +134,12 @@ LATEST_RUN_SCOPE = "aggregate"
 GENERATION_MEMO_S = 1.0
 
 
+def stream_window(cache_seconds: float) -> int:
+    """Which window of cache_seconds now falls in: what the streaming job writes is kept, in
+    every cache of the viewer, only within one such window."""
+    return int(time.time() // cache_seconds)
+
+
 class SchemaOutOfDate(Exception):
     """The keyspace lacks a table or column this viewer reads: it was made by an older
     version, and `make schema` brings it up to date."""
@@ -212,7 +218,7 @@ class Store:
         (the same windows as the response cache's stream-fed answers) and never past a run."""
         if not self.caching:
             return compute()
-        return self._remembered(key, f"{self.generation()}@{int(time.time() // self.cache_seconds)}", compute)
+        return self._remembered(key, f"{self.generation()}@{stream_window(self.cache_seconds)}", compute)
 
     def _remembered(self, key: str, tag: str, compute: Callable[[], Any]) -> Any:
         # One entry per key, replaced when its tag changes: the cache holds no more keys

@@ -88,19 +88,19 @@ def _answered(response: Response) -> Response:
 
 def count_answer(rule: str, method: str, status: int, started: float | None) -> None:
     """One answered request of a route (its rule), timed from started (perf_counter)."""
-    REQUESTS.labels(rule, method, str(status)).inc()
-    if started is not None:
-        LATENCY.labels(rule).observe(time.perf_counter() - started)
+    counter_of(rule, method, status)(started)
 
 
-def counter_of(rule: str, method: str, status: int) -> Callable[[float], None]:
-    """count_answer for answers of this route, method and status, with the labels looked up
-    once (for answers given again and again: viewer.response_cache.ReadyAnswers)."""
+def counter_of(rule: str, method: str, status: int) -> Callable[[float | None], None]:
+    """What counts an answer of this route, method and status, timed from its start (none:
+    counted, not timed), with the labels looked up once: viewer.response_cache.ReadyAnswers
+    keeps it with an answer it gives again and again."""
     requests, latency = REQUESTS.labels(rule, method, str(status)), LATENCY.labels(rule)
 
-    def count(started: float) -> None:
+    def count(started: float | None) -> None:
         requests.inc()
-        latency.observe(time.perf_counter() - started)
+        if started is not None:
+            latency.observe(time.perf_counter() - started)
     return count
 
 

@@ -27,7 +27,7 @@ from werkzeug.wrappers import Request
 
 from viewer import db
 from viewer.auth import credentials_ok
-from viewer.db import get_store
+from viewer.db import get_store, stream_window
 from viewer.errors import with_security_headers
 from viewer.health import PUBLIC_ENDPOINTS
 from viewer.i18n import is_page, language
@@ -91,7 +91,7 @@ def etag_for(generation: str, endpoint: str, full_path: str, cache_seconds: floa
     page's language, and for what the streaming job writes the cache_seconds window."""
     key = generation
     if endpoint in STREAM_FED:
-        key += f":{int(time.time() // cache_seconds)}"
+        key += f":{stream_window(cache_seconds)}"
     if page_language is not None:
         key += f":{page_language}"
     return hashlib.sha256(f"{key}\n{full_path}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
@@ -185,7 +185,7 @@ class KeptApiAnswers:
         answer = self.ready.get(key, generation, store.cache_seconds)
         if answer is not None:
             return answer
-        window = int(time.time() // store.cache_seconds)
+        window = stream_window(store.cache_seconds)
         kept = self._kept(environ, store, generation)
         if kept is None:
             return None
@@ -196,7 +196,7 @@ class KeptApiAnswers:
         answer = (status, tuple(headers), body, counter_of(rule, "GET", response.status_code))
         if not stream_fed:
             self.ready.put(key, generation, None, answer)
-        elif window == int(time.time() // store.cache_seconds):  # its ETag is of this window
+        elif window == stream_window(store.cache_seconds):  # its ETag is of this window
             self.ready.put(key, generation, window, answer)
         return answer
 
@@ -243,7 +243,7 @@ class ReadyAnswers:
         if found is None:
             return None
         made_under, window, answer = found
-        if made_under != generation or (window is not None and window != int(time.time() // cache_seconds)):
+        if made_under != generation or (window is not None and window != stream_window(cache_seconds)):
             return None
         return answer
 
