@@ -8,6 +8,7 @@ The dates are the very columns the batch writes (``order_date_col`` of to_raw_or
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
@@ -52,9 +53,13 @@ def with_count_day(parsed: DataFrame, tz: str) -> DataFrame:
     """Parsed records with the day each is counted under, as days since 1970 (an observed
     value reaches Python as a plain number), and whether it is an order: computed once per
     record, not once per aggregate of ``day_count_metrics``."""
-    return parsed.withColumn(COUNT_VALID, F.col("parsed.reason").isNull()).withColumn(
-        COUNT_DAY, F.datediff(counted_day_col(tz), F.lit(EPOCH))
-    )
+    return parsed.withColumns(_count_day_columns(tz))
+
+
+# Built once, not once per micro-batch (like the sink's other columns: jobs/stream_transforms.py).
+@functools.lru_cache(maxsize=8)
+def _count_day_columns(tz: str) -> dict[str, Column]:
+    return {COUNT_VALID: F.col("parsed.reason").isNull(), COUNT_DAY: F.datediff(counted_day_col(tz), F.lit(EPOCH))}
 
 
 def day_count_metrics(expected: Sequence[date] = ()) -> list[Column]:
@@ -64,6 +69,11 @@ def day_count_metrics(expected: Sequence[date] = ()) -> list[Column]:
     ``counts_of_metrics`` turns them into ``batch_day_counts``' rows when they account for
     every record: a kind of one date, or of expected dates only (the usual micro-batch:
     today's and yesterday's orders)."""
+    return list(_day_count_metrics(tuple(dict.fromkeys(expected))))
+
+
+@functools.lru_cache(maxsize=32)  # the expected dates change once a day, or when a stream catches up
+def _day_count_metrics(expected: tuple[date, ...]) -> list[Column]:
     day = F.col(COUNT_DAY)
     metrics = []
     for kind, of_kind in ((ORDERS, F.col(COUNT_VALID)), (REJECTED, ~F.col(COUNT_VALID))):
@@ -73,7 +83,7 @@ def day_count_metrics(expected: Sequence[date] = ()) -> list[Column]:
             F.min(F.when(of_kind, day)).alias(f"{kind}_first"),
             F.max(F.when(of_kind, day)).alias(f"{kind}_last"),
             *(F.count_if(of_kind & (day == F.lit((d - EPOCH).days))).alias(f"{kind}_on_{d.isoformat()}")
-              for d in dict.fromkeys(expected)),
+              for d in expected),
         ]
     return metrics
 
@@ -96,6 +106,16 @@ def counts_of_metrics(metrics: Mapping[str, Any], expected: Sequence[date] = ())
             return None
         counts += [(d, kind, n) for d, n in on_expected if n]
     return counts
+
+
+def summed_day_counts(*parts: DayCounts) -> DayCounts:
+    """The counts of a batch written in parts (its natively judged records, then its
+    deferred ones): one row per (day, kind), the records of every part added up."""
+    total: dict[tuple[date | None, str], int] = {}
+    for counts in parts:
+        for day, kind, records in counts:
+            total[(day, kind)] = total.get((day, kind), 0) + records
+    return [(day, kind, records) for (day, kind), records in total.items()]
 
 
 # Expected dates of a batch's counts at most (each adds two aggregates to the write).

@@ -17,6 +17,7 @@ Spark expressions around it are total.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -32,10 +33,11 @@ from orderlog.business_day import business_date_col
 from orderlog.events import (
     MAX_EVENT_BYTES,
     InvalidEvent,
+    canonical_event_columns,
     derived_order_id,
     parse_record,
     printable,
-    with_canonical_event,
+    with_columns_in_turn,
 )
 from orderlog.layout import RAW_ORDER_BUCKETS, bucket_col, rejected_bucket_col
 from orderlog.rejected import KEPT_PAYLOAD_BYTES, REPLAY_HEADER, REPLAY_HEADER_MAX_BYTES, parse_replay_header
@@ -180,6 +182,10 @@ parse_records_arrow = F.udf(_parse_deferred_record, PARSED_TYPE, useArrow=True)
 _INT_FIELDS = frozenset(f.name for f in PARSED_TYPE.fields if isinstance(f.dataType, (T.IntegerType, T.LongType)))
 
 
+# The column of with_native_verdict: the native verdict of a record, null when deferred.
+_NATIVE = "_native_event"
+
+
 def with_parsed(df: DataFrame, python_udf: Callable[..., Column] | None = None) -> DataFrame:
     """Adds ``parsed`` (PARSED_TYPE) to Kafka records (value, topic, partition, offset,
     timestamp, headers).
@@ -190,20 +196,61 @@ def with_parsed(df: DataFrame, python_udf: Callable[..., Column] | None = None) 
     through the pandas UDF. One projection, not a split: a filter and its negation would
     read the batch twice and judge every record natively twice (Spark copies the column into
     both branches). The UDF sees every row but gets a deferred record's inputs only.
-    ``python_udf`` is the deferred records' UDF (parse_records unless given)."""
+    ``python_udf`` is the deferred records' UDF (parse_records unless given).
+
+    The streaming sink judges in two steps instead (``with_native_verdict`` on the batch,
+    cached; then ``natively_parsed`` and, only when a record was deferred, ``parsed_by_python``):
+    a batch of canonical records then never starts a Python worker."""
+    return parsed_of_verdict(df.transform(with_native_verdict), python_udf)
+
+
+def with_native_verdict(df: DataFrame) -> DataFrame:
+    """Adds the native verdict (``with_canonical_event``'s struct, null for a record left to
+    ``parse_record``) under a column of its own; ``deferred_col`` tells the deferred ones."""
+    stages, helpers = _native_verdict_columns()
+    return with_columns_in_turn(df, stages, helpers)
+
+
+# The columns of the sink's steps are built once per process, not once per micro-batch: each
+# column is many calls into the JVM, and building a batch's plans took 0.3-0.6 s of it
+# (docs/benchmarks.md). A Column is an unresolved expression: any frame can use it.
+@functools.cache
+def _native_verdict_columns() -> tuple[list[dict[str, Column]], list[str]]:
     # A replay is keyed by its header's coordinates: the UDF's job (parse_kafka_record). Not
     # F.exists: a lambda takes the projection out of whole-stage code generation.
     has_replay_header = F.coalesce(F.array_contains(F.col("headers.key"), REPLAY_HEADER), F.lit(False))
     now = F.least(F.col("timestamp"), F.current_timestamp())
-    judged = with_canonical_event(df, _NATIVE, F.col("value"), now, eligible=~has_replay_header)
-    deferred = F.col(_NATIVE).isNull()
+    return canonical_event_columns(_NATIVE, F.col("value"), now, eligible=~has_replay_header)
+
+
+@functools.cache
+def deferred_col() -> Column:
+    """True for a record of ``with_native_verdict``'s output that only parse_record can judge."""
+    return F.col(_NATIVE).isNull()
+
+
+def parsed_of_verdict(judged: DataFrame, python_udf: Callable[..., Column] | None = None) -> DataFrame:
+    """``with_native_verdict``'s rows with ``parsed``: the native verdict, or parse_record's
+    through the UDF for a deferred record (every row passes through the UDF)."""
+    deferred = deferred_col()
     by_python = _parsed_by_python(deferred, python_udf or parse_records)
-    return judged.withColumn("parsed", F.when(deferred, by_python).otherwise(_parsed_of_native(F.col(_NATIVE)))).drop(
-        _NATIVE
-    )
+    return judged.withColumn("parsed", F.when(deferred, by_python).otherwise(_native_parsed_col())).drop(_NATIVE)
 
 
-_NATIVE = "_native_event"
+def natively_parsed(judged: DataFrame) -> DataFrame:
+    """The records of ``with_native_verdict``'s output that Spark judged (all accepted), with
+    ``parsed``: no Python UDF in the plan."""
+    return judged.where(~deferred_col()).withColumn("parsed", _native_parsed_col()).drop(_NATIVE)
+
+
+@functools.cache
+def _native_parsed_col() -> Column:
+    return _parsed_of_native(F.col(_NATIVE))
+
+
+def parsed_by_python(judged: DataFrame, python_udf: Callable[..., Column] | None = None) -> DataFrame:
+    """The deferred records of ``with_native_verdict``'s output, with parse_record's ``parsed``."""
+    return judged.where(deferred_col()).transform(parsed_of_verdict, python_udf)
 
 
 def _is_replay_header(header: Column) -> Column:
@@ -249,7 +296,12 @@ def _parsed_by_python(deferred: Column, python_udf: Callable[..., Column]) -> Co
 
 
 def filter_valid(df: DataFrame) -> DataFrame:
-    return df.where(F.col("parsed.reason").isNull())
+    return df.where(_valid_col())
+
+
+@functools.cache
+def _valid_col() -> Column:
+    return F.col("parsed.reason").isNull()
 
 
 def filter_rejected(df: DataFrame) -> DataFrame:
@@ -283,8 +335,19 @@ def reject_date_col(tz: str) -> Column:
 
 def to_raw_orders(df: DataFrame, tz: str, ingested_at: Column | None = None) -> DataFrame:
     """raw_orders rows of valid parsed records: keyed by (business date, bucket, order_id)."""
+    if ingested_at is None:
+        return df.select(*_raw_order_columns(tz))
+    return df.select(*_raw_order_columns_at(tz, ingested_at))
+
+
+@functools.lru_cache(maxsize=8)
+def _raw_order_columns(tz: str) -> list[Column]:
+    return _raw_order_columns_at(tz, F.current_timestamp())
+
+
+def _raw_order_columns_at(tz: str, ingested_at: Column) -> list[Column]:
     ordered_at = _micros_col("ordered_at_us")
-    return df.select(
+    return [
         order_date_col(tz).alias("order_date"),
         bucket_col(F.col("parsed.order_id"), RAW_ORDER_BUCKETS).alias("bucket"),
         F.col("parsed.order_id").alias("order_id"),
@@ -295,8 +358,8 @@ def to_raw_orders(df: DataFrame, tz: str, ingested_at: Column | None = None) -> 
         _micros_col("received_at_us").alias("received_at"),
         _origin_col("partition", "partition").cast("int").alias("kafka_partition"),
         _origin_col("offset", "offset").cast("long").alias("kafka_offset"),
-        (ingested_at if ingested_at is not None else F.current_timestamp()).alias("ingested_at"),
-    )
+        ingested_at.alias("ingested_at"),
+    ]
 
 
 def to_rejected_events(df: DataFrame, tz: str, rejected_at: Column | None = None) -> DataFrame:

@@ -383,7 +383,24 @@ def with_canonical_event(df: DataFrame, name: str, value: Column, now: Column, e
     timestamp_text, received_at) of the OrderEvent parse_record returns (timestamp_text: the
     timestamp as sent); any other record gives null, and is left to parse_record. It never
     rejects: a refusal's reason is parse_record's alone. tests/test_streaming_native.py
-    proves the two agree.
+    proves the two agree."""
+    stages, helpers = canonical_event_columns(name, value, now, eligible)
+    return with_columns_in_turn(df, stages, helpers)
+
+
+def with_columns_in_turn(df: DataFrame, stages: list[dict[str, Column]], dropped: list[str]) -> DataFrame:
+    """df with each stage's columns added (a projection per stage), then ``dropped`` dropped."""
+    for stage in stages:
+        df = df.withColumns(stage)
+    return df.drop(*dropped)
+
+
+def canonical_event_columns(
+    name: str, value: Column, now: Column, eligible: Column
+) -> tuple[list[dict[str, Column]], list[str]]:
+    """with_canonical_event's projections (the columns of each, in turn) and its helper
+    columns, dropped after them. Columns are plain expressions: a caller that applies them to
+    many frames (a stream's micro-batches) builds them once.
 
     Three projections, not one column: Spark does not share a subexpression between the
     branches of a CASE WHEN, so one column split the text and parsed each time once per
@@ -398,11 +415,10 @@ def with_canonical_event(df: DataFrame, name: str, value: Column, now: Column, e
     parts, timestamp, received_at = (f"_{name}_{part}" for part in ("parts", "timestamp", "received_at"))
     quoted = F.col(parts)
     order_id, user_id, menu_type, timestamp_text = quoted[3], quoted[7], quoted[11], quoted[15]
-    with_parts = df.withColumn(parts, F.when(canonical, F.split(text, '"')))
+    split = {parts: F.when(canonical, F.split(text, '"'))}
     # Spark's own ISO parser (no format: several times cheaper than a pattern's), null for a
     # date or time that does not exist (February 30th, 24:00, a 60th second).
-    with_times = with_parts.withColumn(timestamp, F.try_to_timestamp(timestamp_text)).withColumn(
-        received_at, F.try_to_timestamp(quoted[19]))
+    times = {timestamp: F.try_to_timestamp(timestamp_text), received_at: F.try_to_timestamp(quoted[19])}
     # A null (a time that does not exist) leaves the record to parse_record, like false.
     accepted = (
         quoted.isNotNull()
@@ -419,4 +435,4 @@ def with_canonical_event(df: DataFrame, name: str, value: Column, now: Column, e
         timestamp_text.alias("timestamp_text"),
         F.col(received_at).alias("received_at"),
     )
-    return with_times.withColumn(name, F.when(accepted, event)).drop(parts, timestamp, received_at)
+    return [split, times, {name: F.when(accepted, event)}], [parts, timestamp, received_at]

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from kafka import KafkaProducer
 
-from jobs.stream_sink import BatchWriter
-from jobs.stream_source import read_kafka
+from jobs.stream_sink import QUERY_ID_PROPERTY, BatchWriter
+from jobs.stream_source import KAFKA_SCHEMA, read_kafka
 from orderlog.business_day import business_date
-from orderlog.events import derived_order_id, parse_record
+from orderlog.events import OrderEvent, derived_order_id, parse_record
 from orderlog.layout import RAW_ORDER_BUCKETS, bucket_of
 
 pytestmark = pytest.mark.integration
@@ -281,3 +281,70 @@ def test_per_date_totals_are_written_and_a_replayed_batch_does_not_double_them(
     after = stream_day_counts(clean_cassandra)
     assert {k: n for k, (_, n, _, _) in after.items()} == table_dates(clean_cassandra)
     assert sum(n for _, n, _, _ in after.values()) == 65 + 6
+
+
+def api_events(n: int, run: str) -> list[bytes]:
+    """Events in the ingest API's canonical form (judged in Spark, no Python)."""
+    sent = datetime(2025, 5, 31, 12, 0, 0, 120000, tzinfo=timezone(timedelta(hours=9)))
+    return [
+        OrderEvent(f"{run}-api-{i}", f"user-{i % 7}", ["japanese", "western"][i % 2], sent + timedelta(minutes=i),
+                   sent + timedelta(minutes=i, seconds=1)).to_json_bytes()
+        for i in range(n)
+    ]
+
+
+def test_api_client_and_malformed_records_in_one_batch_all_land_once(
+    spark, settings, kafka_topic, clean_cassandra, tmp_path
+):
+    """The sink writes the natively judged records first, then the deferred ones: a batch
+    mixing both (and rejected records) lands whole, and its totals count each record once."""
+    run = uuid.uuid4().hex[:8]
+    records = [(None, v, None) for v in api_events(20, run)]
+    records += [(None, v, None) for v in good_events(8, run)] + [(None, v, r) for v, r in MALFORMED[:4]]
+    records = records[::3] + records[1::3] + records[2::3]  # interleaved
+    coords = produce(settings, kafka_topic, [(k, v) for k, v, _ in records])
+
+    run_available(spark, settings, kafka_topic, str(tmp_path / "checkpoint"))  # 32 records: one batch
+
+    tz = settings.business.tz
+    good = [(v, c) for (_, v, reason), c in zip(records, coords, strict=True) if reason is None]
+    assert raw_rows(clean_cassandra) == {expected_raw(kafka_topic, v, p, o, tz) for v, (p, o) in good}
+    assert {k: v[3] for k, v in rejected_rows(clean_cassandra).items()} == {
+        c: reason for (_, _, reason), c in zip(records, coords, strict=True) if reason is not None
+    }
+    counts = stream_day_counts(clean_cassandra)
+    assert {k: n for k, (_, n, _, _) in counts.items()} == table_dates(clean_cassandra)
+    assert sum(n for (_, kind), (_, n, _, _) in counts.items() if kind == "orders") == 28
+
+
+def test_a_batch_of_api_records_is_one_spark_job_and_deferred_records_add_theirs(spark, settings, clean_cassandra):
+    """A batch whose records are all in the canonical form skips the deferred records' step
+    (its Python UDF): fewer Spark jobs than a batch with a deferred record, which has fewer
+    than one with a rejected record (their own write)."""
+    run = uuid.uuid4().hex[:8]
+    context = spark.sparkContext
+    kafka_time = datetime(2025, 5, 31, 3, 0)  # UTC, as Spark's Kafka source gives it
+
+    def jobs_of_batch(batch_id: int, values: list[bytes]) -> int:
+        frame = spark.createDataFrame(
+            [(None, v, "orders", 0, batch_id * 1000 + i, kafka_time, None) for i, v in enumerate(values)], KAFKA_SCHEMA)
+        group = f"test-batch-{run}-{batch_id}"
+        context.setJobGroup(group, "one batch of the sink")
+        try:
+            writer(frame, batch_id)
+        finally:
+            context.setJobGroup("", "")
+        return len(context.statusTracker().getJobIdsForGroup(group))
+
+    writer = BatchWriter(settings)
+    context.setLocalProperty(QUERY_ID_PROPERTY, f"test-{run}")
+    try:
+        canonical = jobs_of_batch(0, api_events(10, f"{run}-0"))
+        deferred = jobs_of_batch(1, api_events(10, f"{run}-1") + good_events(3, f"{run}-1"))
+        rejected = jobs_of_batch(2, api_events(10, f"{run}-2") + [MALFORMED[0][0]])
+        assert canonical < deferred < rejected, (canonical, deferred, rejected)
+        assert jobs_of_batch(3, api_events(10, f"{run}-3")) == canonical
+    finally:
+        context.setLocalProperty(QUERY_ID_PROPERTY, None)
+    assert clean_cassandra.execute("SELECT count(*) FROM raw_orders").one()[0] == 10 + 13 + 10 + 10
+    assert clean_cassandra.execute("SELECT count(*) FROM rejected_events").one()[0] == 1

@@ -21,7 +21,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.stream_source import KAFKA_SCHEMA
-from jobs.stream_transforms import PARSED_FIELDS, parse_kafka_record, with_parsed
+from jobs.stream_transforms import (
+    PARSED_FIELDS,
+    natively_parsed,
+    parse_kafka_record,
+    parsed_by_python,
+    with_native_verdict,
+    with_parsed,
+)
 from orderlog.events import (
     EARLIEST_TIMESTAMP,
     MAX_FUTURE_SKEW,
@@ -149,16 +156,21 @@ def spark() -> SparkSession:
     return local_session(load_settings(), "orderlog-tests")
 
 
-def judge_in_spark(spark: SparkSession, records: list) -> list:
-    """(native verdict, with_parsed's parsed) of each record, in offset order."""
+def kafka_frame(spark: SparkSession, records: list):
+    """The records as Spark's Kafka source gives them, offsets 0, 1, ..."""
     rows = [
         (None, value, TOPIC, offset % 3, offset, None if ts is None else ts.astimezone(UTC).replace(tzinfo=None),
          headers)
         for offset, (value, ts, headers, _) in enumerate(records)
     ]
+    return spark.createDataFrame(rows, KAFKA_SCHEMA)
+
+
+def judge_in_spark(spark: SparkSession, records: list) -> list:
+    """(native verdict, with_parsed's parsed) of each record, in offset order."""
     now = F.least(F.col("timestamp"), F.current_timestamp())
     judged = (
-        spark.createDataFrame(rows, KAFKA_SCHEMA)
+        kafka_frame(spark, records)
         .transform(with_parsed)
         .transform(with_canonical_event, "native", F.col("value"), now, F.lit(True))
         # Instants as epoch microseconds: collected datetimes would be in this process's zone.
@@ -207,6 +219,36 @@ def test_the_native_path_defers_or_yields_exactly_what_parse_record_yields(spark
             # deeper than a Python worker's): a refusal either way, for one reason or another.
             expected["reason"] = got["reason"] = expected["reason"] and got["reason"] and NESTED_TOO_DEEPLY
         assert expected == got, value
+
+
+def physical_plan(df) -> str:
+    return df._jdf.queryExecution().executedPlan().toString()
+
+
+@BATCH
+@given(records=st.lists(kafka_records(), min_size=1, max_size=30))
+def test_the_sink_s_two_steps_judge_every_record_once_as_with_parsed_does(spark: SparkSession, records):
+    """The streaming sink writes natively_parsed's records, then parsed_by_python's: between
+    them every record once, with with_parsed's verdict; the native step accepts only."""
+    frame = kafka_frame(spark, records)
+    whole = {r.offset: r.parsed for r in frame.transform(with_parsed).select("offset", "parsed").collect()}
+    judged = frame.transform(with_native_verdict)
+    native = [(r.offset, r.parsed) for r in judged.transform(natively_parsed).select("offset", "parsed").collect()]
+    python = [(r.offset, r.parsed) for r in judged.transform(parsed_by_python).select("offset", "parsed").collect()]
+    assert sorted(offset for offset, _ in native + python) == sorted(whole)
+    assert all(parsed.reason is None for _, parsed in native)
+    for offset, parsed in native + python:
+        if NESTED_TOO_DEEPLY in (parsed.reason or "", whole[offset].reason or ""):
+            continue  # a refusal either way (see the test above)
+        assert parsed == whole[offset], records[offset][0]
+
+
+def test_the_native_step_runs_no_python_and_the_deferred_step_does(spark: SparkSession):
+    noon = datetime(2025, 4, 30, 12, tzinfo=UTC)
+    event = OrderEvent("o-1", "u-1", "japanese", noon, noon)
+    judged = kafka_frame(spark, [(event.to_json_bytes(), KAFKA_TS, None, True)]).transform(with_native_verdict)
+    assert "ArrowEvalPython" not in physical_plan(judged.transform(natively_parsed))
+    assert "ArrowEvalPython" in physical_plan(judged.transform(parsed_by_python))
 
 
 EDGES = [
