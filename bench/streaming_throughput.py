@@ -11,7 +11,8 @@
    stream_vs_raw_writer is the job's rate at the largest size over it. --plot FILE.png draws
    the cost per event against the size.
 3. End-to-end latency at a steady rate: `./spark-submit.sh streaming` runs as a subprocess;
-   events are produced at R/s, and a poller reads Cassandra until each row is readable.
+   events are produced at R/s, and a poller reads Cassandra until each row is readable
+   (raw_orders emptied first: the poller reads today's partitions).
 
     .venv/bin/python -m bench.streaming_throughput [--sizes 100000,1000000,5000000] [--rate 1000] [--seconds 30]
     .venv/bin/python -m bench.streaming_throughput --sizes 20000 --raw-events 20000 --skip latency  # quick
@@ -233,6 +234,9 @@ def latency(
     business dates); a poller asks Cassandra only for the order ids not seen yet, by their
     (date, bucket) partition, so its cost follows what is in flight, not what was written.
     The first `warmup` seconds (JIT, Python workers, connector sessions) are reported apart."""
+    # An empty raw_orders: the poller reads today's partitions, which a throughput run before
+    # (events stamped now) fills with millions of rows; their reads would load the node measured.
+    truncate(settings)
     topic = new_topic(settings, "bench-latency")
     log = Path(f"/tmp/{topic}.log")  # noqa: S108
     env = child_environment(settings)
